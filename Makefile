@@ -1,0 +1,34 @@
+# ioreactor: `make run` starts the main job, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-dev
+RUNSTAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench fuzz clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUNSTAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@ $(RUNSTAMP)
+
+run: $(RUNSTAMP)
+	$(VENV)/bin/ioreactor echo
+
+test: $(STAMP)
+	$(PY) -m ruff check src tests
+	$(PY) -m mypy
+	$(PY) -m pytest -q -n 2 --timeout=120
+
+bench: $(STAMP)
+	$(VENV)/bin/ioreactor bench echo
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from ioreactor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""`ioreactor bench ...`: one module per benchmark."""

@@ -1,0 +1,1 @@
+"""`ioreactor lab ...`: one module per experiment."""

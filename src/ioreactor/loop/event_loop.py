@@ -1,0 +1,420 @@
+"""The reactor: one thread, one poller, callbacks for ready fds, timers and queued work.
+
+One iteration of :meth:`EventLoop.run`::
+
+    poll(timeout until the next timer)   <- the only place the loop sleeps
+      -> channel callbacks for ready fds  (handle_read / handle_write / handle_close)
+      -> due timers
+      -> callbacks queued with call_soon / call_soon_threadsafe
+      -> flush: every connection that queued output this iteration sends it, once
+
+The last step is the write-coalescing rule of DESIGN.md: whatever a connection writes
+during one iteration leaves in one ``send``/``sendmsg``.
+
+Ownership (muduo's ``runInLoop`` rule): a loop's state -- its poller, its channels, its
+connections -- is touched only by the thread running it. Another thread hands work over
+with :meth:`call_soon_threadsafe` (or :meth:`run_in_loop`), which queues the callback and
+wakes the loop through an eventfd (a socketpair where the OS has no eventfd).
+
+No exception escapes the loop: a failing callback is logged and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from ioreactor.loop.poller import READ, Poller, create_poller
+from ioreactor.loop.timers import Handle, TimerHandle, TimerQueue
+
+log = logging.getLogger("ioreactor.loop")
+
+T = TypeVar("T")
+
+#: Size of the per-loop scratch buffer every socket read lands in first (uvloop uses 256 KiB).
+SCRATCH_SIZE = 256 * 1024
+#: Default threshold above which one loop iteration is reported as blocked.
+SLOW_ITERATION = 0.1
+#: How many recent iteration durations the lag statistics keep.
+LAG_WINDOW = 1024
+
+
+class Flushable(Protocol):
+    """Anything that queued output during this iteration (a connection)."""
+
+    def _flush(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LoopLag:
+    """How long the loop's iterations took: the time it could not react to new events."""
+
+    iterations: int
+    last: float
+    max: float
+    p99: float
+    slow_iterations: int
+
+
+class _Waker:
+    """The thread-safe wakeup: an eventfd, or a socketpair where there is none."""
+
+    def __init__(self) -> None:
+        self._pair: tuple[socket.socket, socket.socket] | None = None
+        if hasattr(os, "eventfd"):
+            self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self.kind = "eventfd"
+        else:  # pragma: no cover - non-Linux
+            self._pair = socket.socketpair()
+            for s in self._pair:
+                s.setblocking(False)
+            self.fd = self._pair[0].fileno()
+            self.kind = "socketpair"
+
+    def wake(self) -> None:
+        try:
+            if self._pair is None:
+                os.eventfd_write(self.fd, 1)
+            else:  # pragma: no cover - non-Linux
+                self._pair[1].send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already signalled (counter or pipe full), or closing
+
+    def drain(self) -> None:
+        try:
+            if self._pair is None:
+                os.eventfd_read(self.fd)
+            else:  # pragma: no cover - non-Linux
+                while self._pair[0].recv(4096):
+                    pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        if self._pair is None:
+            os.close(self.fd)
+        else:  # pragma: no cover - non-Linux
+            for s in self._pair:
+                s.close()
+
+
+class EventLoop:
+    """A single-threaded reactor.
+
+    ``poller`` is a backend name (``select``, ``poll``, ``epoll``, ``epoll-et``, ...), a
+    :class:`Poller` instance, or None for the best backend of this OS.
+    """
+
+    def __init__(
+        self,
+        poller: str | Poller | None = None,
+        *,
+        name: str = "loop",
+        slow_iteration: float = SLOW_ITERATION,
+    ) -> None:
+        self.poller: Poller = poller if isinstance(poller, Poller) else create_poller(poller)
+        self.name = name
+        self.slow_iteration = slow_iteration
+        #: Every socket read lands here first; only the bytes received are copied out.
+        self.scratch = bytearray(SCRATCH_SIZE)
+        self.scratch_view = memoryview(self.scratch)
+        #: Connections with output queued this iteration; flushed at its end.
+        self.pending_flush: list[Flushable] = []
+        self._handlers: dict[int, Callable[[int], None]] = {}
+        self._ready: collections.deque[Handle] = collections.deque()
+        self._timers = TimerQueue()
+        self._thread_id: int | None = threading.get_ident()
+        self._running = False
+        self._stopping = False
+        self._closed = False
+        self._waker = _Waker()
+        self._wake_pending = False
+        self.watch(self._waker.fd, READ, self._on_wakeup)
+        self._pools: dict[str, concurrent.futures.Executor] = {}
+        self._signals: dict[int, Any] = {}
+        self._lag_recent: collections.deque[float] = collections.deque(maxlen=LAG_WINDOW)
+        self._lag_max = 0.0
+        self._iterations = 0
+        self._slow_iterations = 0
+        self._last_slow_log = 0.0
+
+    def __repr__(self) -> str:
+        return f"<EventLoop {self.name} poller={self.poller.name} fds={len(self._handlers)}>"
+
+    # -- time and threads -------------------------------------------------------------
+
+    @staticmethod
+    def time() -> float:
+        """The loop's clock: monotonic seconds."""
+        return time.monotonic()
+
+    def is_in_loop_thread(self) -> bool:
+        return self._thread_id == threading.get_ident()
+
+    def assert_in_loop_thread(self) -> None:
+        if self._thread_id != threading.get_ident():
+            raise RuntimeError(
+                f"{self!r} is owned by thread {self._thread_id}; "
+                "use call_soon_threadsafe/run_in_loop from other threads"
+            )
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # -- fds --------------------------------------------------------------------------
+
+    def watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
+        """Call ``callback(events)`` whenever ``fd`` is ready for ``events``."""
+        if fd in self._handlers:
+            raise ValueError(f"fd {fd} is already watched by {self!r}")
+        self.poller.register(fd, events)
+        self._handlers[fd] = callback
+
+    def modify(self, fd: int, events: int) -> None:
+        """Change the interest set of a watched fd (do it on real transitions only)."""
+        self.poller.modify(fd, events)
+
+    def unwatch(self, fd: int) -> None:
+        if self._handlers.pop(fd, None) is not None:
+            try:
+                self.poller.unregister(fd)
+            except (OSError, KeyError, ValueError):
+                pass  # fd already closed by its owner: the kernel dropped it from epoll
+
+    def watched_fds(self) -> int:
+        return len(self._handlers)
+
+    # -- callbacks and timers -----------------------------------------------------------
+
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` in this loop's thread on the next iteration."""
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """Like :meth:`call_soon`, callable from any thread: queues and wakes the loop."""
+        handle = Handle(callback, args)
+        self._ready.append(handle)
+        self.wakeup()
+        return handle
+
+    def run_in_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run now if called from the loop's thread, else queue it there (muduo runInLoop)."""
+        if self._thread_id == threading.get_ident():
+            callback(*args)
+        else:
+            self.call_soon_threadsafe(callback, *args)
+
+    def wakeup(self) -> None:
+        """Interrupt a blocking poll from any thread."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._waker.wake()
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` at loop time ``when``; thread-safe."""
+        return self._add_timer(when, callback, args, None)
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
+        return self._add_timer(self.time() + delay, callback, args, None)
+
+    def call_every(
+        self, interval: float, callback: Callable[..., object], *args: Any
+    ) -> TimerHandle:
+        """Run ``callback(*args)`` every ``interval`` seconds until the handle is cancelled."""
+        if interval <= 0:
+            raise ValueError(f"call_every interval must be > 0, got {interval}")
+        return self._add_timer(self.time() + interval, callback, args, interval)
+
+    def _add_timer(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        interval: float | None,
+    ) -> TimerHandle:
+        handle = TimerHandle(when, callback, args, self._timers, interval)
+        if self._thread_id == threading.get_ident():
+            self._timers.add(handle)
+        else:
+            self.call_soon_threadsafe(self._timers.add, handle)
+        return handle
+
+    # -- worker pools -------------------------------------------------------------------
+
+    def run_in_pool(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        on_done: Callable[[concurrent.futures.Future[T]], object] | None = None,
+        kind: Literal["thread", "process"] = "thread",
+    ) -> concurrent.futures.Future[T]:
+        """Run ``fn(*args)`` in a worker pool; ``on_done(future)`` then runs on this loop.
+
+        The course's decode / compute / encode split: the loop decodes, the pool computes
+        (blocking or CPU-bound work that must not stall the loop), and the result comes
+        back to the connection's own loop thread for encoding and sending. ``kind="process"``
+        uses a process pool for CPU-bound work under the GIL (``fn`` must be picklable).
+        """
+        pool = self._pools.get(kind)
+        if pool is None:
+            if kind == "process":
+                pool = concurrent.futures.ProcessPoolExecutor()
+            else:
+                pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix=f"{self.name}-pool")
+            self._pools[kind] = pool
+        future = pool.submit(fn, *args)
+        if on_done is not None:
+            callback = on_done
+            future.add_done_callback(lambda f: self.call_soon_threadsafe(callback, f))
+        return future
+
+    # -- signals --------------------------------------------------------------------------
+
+    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on this loop when ``sig`` arrives (main thread only)."""
+
+        def _handler(signum: int, frame: object) -> None:
+            self.call_soon_threadsafe(callback, *args)
+
+        previous = signal.signal(sig, _handler)
+        self._signals.setdefault(sig, previous)
+
+    def remove_signal_handler(self, sig: int) -> None:
+        if sig in self._signals:
+            signal.signal(sig, self._signals.pop(sig))
+
+    # -- running --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until :meth:`stop`; the calling thread becomes the loop's owner."""
+        if self._running:
+            raise RuntimeError(f"{self!r} is already running")
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        self._thread_id = threading.get_ident()
+        self._running = True
+        self._stopping = False
+        try:
+            while not self._stopping:
+                self.run_once()
+        finally:
+            self._running = False
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the current iteration; thread-safe."""
+        self._stopping = True
+        self.wakeup()
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """One iteration: poll, dispatch, timers, queued callbacks, flush.
+
+        ``timeout`` caps the poll (None: until the next timer, or forever).
+        """
+        if self._ready:
+            wait: float | None = 0.0
+        else:
+            deadline = self._timers.next_deadline()
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if timeout is not None and (wait is None or wait > timeout):
+                wait = timeout
+        events = self.poller.poll(wait)
+        start = time.monotonic()
+        handlers = self._handlers
+        for fd, mask in events:
+            callback = handlers.get(fd)
+            if callback is not None:
+                try:
+                    callback(mask)
+                except Exception:
+                    log.exception("%r: unhandled error in the handler of fd %d", self, fd)
+        if self._timers._heap:
+            for timer in self._timers.pop_due(time.monotonic()):
+                if not timer.cancelled:
+                    self._run_handle(timer)
+        ready = self._ready
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle.cancelled:
+                self._run_handle(handle)
+        self.flush()
+        busy = time.monotonic() - start
+        self._iterations += 1
+        self._lag_recent.append(busy)
+        if busy > self._lag_max:
+            self._lag_max = busy
+        if busy > self.slow_iteration:
+            self._report_slow(busy)
+
+    def flush(self) -> None:
+        """Send what every connection queued this iteration (one send each)."""
+        pending = self.pending_flush
+        i = 0
+        while i < len(pending):  # a flush may queue more (on_write_complete sends)
+            try:
+                pending[i]._flush()
+            except Exception:
+                log.exception("%r: unhandled error while flushing %r", self, pending[i])
+            i += 1
+        pending.clear()
+
+    def _run_handle(self, handle: Handle) -> None:
+        try:
+            handle.run()
+        except Exception:
+            log.exception("%r: unhandled error in callback %r", self, handle)
+
+    def _on_wakeup(self, events: int) -> None:
+        self._wake_pending = False
+        self._waker.drain()
+
+    def _report_slow(self, busy: float) -> None:
+        self._slow_iterations += 1
+        now = time.monotonic()
+        if now - self._last_slow_log >= 1.0:
+            self._last_slow_log = now
+            log.warning(
+                "%r: event loop blocked for %.1f ms in one iteration (threshold %.1f ms); "
+                "a callback is doing blocking work: move it to run_in_pool()",
+                self,
+                busy * 1000,
+                self.slow_iteration * 1000,
+            )
+
+    def lag(self) -> LoopLag:
+        """Iteration-time statistics over the last ``LAG_WINDOW`` iterations."""
+        recent = sorted(self._lag_recent)
+        p99 = recent[min(len(recent) - 1, int(len(recent) * 0.99))] if recent else 0.0
+        return LoopLag(
+            iterations=self._iterations,
+            last=self._lag_recent[-1] if self._lag_recent else 0.0,
+            max=self._lag_max,
+            p99=p99,
+            slow_iterations=self._slow_iterations,
+        )
+
+    def close(self) -> None:
+        """Release the poller, the waker and the pools. The loop must not be running."""
+        if self._running:
+            raise RuntimeError("cannot close a running loop")
+        if self._closed:
+            return
+        self._closed = True
+        for sig in list(self._signals):
+            self.remove_signal_handler(sig)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        self.unwatch(self._waker.fd)
+        self._waker.close()
+        self.poller.close()

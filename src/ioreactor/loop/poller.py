@@ -1,0 +1,251 @@
+"""I/O multiplexing backends behind one small interface.
+
+A poller answers one question: which of the registered fds are ready, and for what.
+Events use the epoll bit values everywhere (``READ`` = EPOLLIN, ``WRITE`` = EPOLLOUT,
+``ERROR`` = EPOLLERR, ``HUP`` = EPOLLHUP); the ``select`` and ``poll`` backends translate,
+so the loop and every channel above it see one vocabulary.
+
+Backends, chosen at run time by name (:func:`create_poller`):
+
+==========  ===========================================================================
+select      portable; O(n) per call; refuses fds >= FD_SETSIZE (1024) -- the course's
+            point about select's limit, kept visible rather than hidden.
+poll        no fd limit; still O(n) per call (the whole array crosses into the kernel).
+epoll       O(ready) per call; level-triggered (the default).
+epoll-et    edge-triggered epoll: a channel must drain until EAGAIN on every event.
+kqueue      BSD/macOS equivalent of epoll (only where the OS has it).
+==========  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import select
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+READ = 0x001  # EPOLLIN / POLLIN
+WRITE = 0x004  # EPOLLOUT / POLLOUT
+ERROR = 0x008  # EPOLLERR / POLLERR
+HUP = 0x010  # EPOLLHUP / POLLHUP
+
+#: FD_SETSIZE of the C library (1024 on Linux and macOS): select() cannot watch fds above it.
+FD_SETSIZE = 1024
+#: Upper bound on events returned by one epoll_wait; more stay queued in the kernel.
+MAX_EVENTS = 4096
+
+
+class Poller(ABC):
+    """Readiness notification for a set of file descriptors."""
+
+    name: str = "abstract"
+    #: True when the backend reports a readiness change once (the channel must drain).
+    edge_triggered: bool = False
+
+    @abstractmethod
+    def register(self, fd: int, events: int) -> None: ...
+
+    @abstractmethod
+    def modify(self, fd: int, events: int) -> None: ...
+
+    @abstractmethod
+    def unregister(self, fd: int) -> None: ...
+
+    @abstractmethod
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        """Wait up to ``timeout`` seconds (None: forever) and return (fd, events) pairs."""
+
+    def close(self) -> None:
+        """Release the kernel object behind the poller, if any."""
+
+    def fileno(self) -> int:
+        return -1
+
+
+class SelectPoller(Poller):
+    """``select(2)``: three fd sets rebuilt from two Python sets on every call."""
+
+    name = "select"
+
+    def __init__(self) -> None:
+        self._readers: set[int] = set()
+        self._writers: set[int] = set()
+
+    def register(self, fd: int, events: int) -> None:
+        if fd >= FD_SETSIZE:
+            raise ValueError(
+                f"fd {fd} is >= FD_SETSIZE ({FD_SETSIZE}): select() cannot watch it; "
+                "use --poller poll or epoll"
+            )
+        self.modify(fd, events)
+
+    def modify(self, fd: int, events: int) -> None:
+        if events & READ:
+            self._readers.add(fd)
+        else:
+            self._readers.discard(fd)
+        if events & WRITE:
+            self._writers.add(fd)
+        else:
+            self._writers.discard(fd)
+
+    def unregister(self, fd: int) -> None:
+        self._readers.discard(fd)
+        self._writers.discard(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        if not self._readers and not self._writers:
+            # select() with three empty sets is only a sleep; keep the same contract.
+            select.select([], [], [], timeout)
+            return []
+        r, w, x = select.select(self._readers, self._writers, self._readers, timeout)
+        if not w and not x:
+            return [(fd, READ) for fd in r]
+        ready: dict[int, int] = {}
+        for fd in r:
+            ready[fd] = READ
+        for fd in w:
+            ready[fd] = ready.get(fd, 0) | WRITE
+        for fd in x:
+            ready[fd] = ready.get(fd, 0) | ERROR
+        return list(ready.items())
+
+
+class PollPoller(Poller):
+    """``poll(2)``: one pollfd array; POLLIN/POLLOUT share epoll's bit values on Linux."""
+
+    name = "poll"
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+
+    def register(self, fd: int, events: int) -> None:
+        self._poll.register(fd, events)
+
+    def modify(self, fd: int, events: int) -> None:
+        self._poll.modify(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        self._poll.unregister(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
+        return self._poll.poll(ms)
+
+
+class EpollPoller(Poller):
+    """``epoll(7)``, level-triggered unless ``edge_triggered`` is set."""
+
+    name = "epoll"
+
+    def __init__(self, edge_triggered: bool = False) -> None:
+        self._epoll = select.epoll()
+        self.edge_triggered = edge_triggered
+        self._flag = select.EPOLLET if edge_triggered else 0
+        if edge_triggered:
+            self.name = "epoll-et"
+
+    def register(self, fd: int, events: int) -> None:
+        self._epoll.register(fd, events | self._flag)
+
+    def modify(self, fd: int, events: int) -> None:
+        self._epoll.modify(fd, events | self._flag)
+
+    def unregister(self, fd: int) -> None:
+        self._epoll.unregister(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        return self._epoll.poll(-1 if timeout is None else timeout, MAX_EVENTS)
+
+    def close(self) -> None:
+        self._epoll.close()
+
+    def fileno(self) -> int:
+        return self._epoll.fileno()
+
+
+if sys.platform != "linux":  # pragma: no cover - exercised only on BSD/macOS
+
+    class KqueuePoller(Poller):
+        """``kqueue(2)``: one filter per direction, translated to epoll bits."""
+
+        name = "kqueue"
+
+        def __init__(self) -> None:
+            self._kq = select.kqueue()
+            self._events: dict[int, int] = {}
+
+        def _apply(self, fd: int, old: int, new: int) -> None:
+            changes = []
+            for bit, filt in ((READ, select.KQ_FILTER_READ), (WRITE, select.KQ_FILTER_WRITE)):
+                if new & bit and not old & bit:
+                    changes.append(select.kevent(fd, filt, select.KQ_EV_ADD))
+                elif old & bit and not new & bit:
+                    changes.append(select.kevent(fd, filt, select.KQ_EV_DELETE))
+            if changes:
+                self._kq.control(changes, 0, 0)
+
+        def register(self, fd: int, events: int) -> None:
+            self._apply(fd, 0, events)
+            self._events[fd] = events
+
+        def modify(self, fd: int, events: int) -> None:
+            self._apply(fd, self._events[fd], events)
+            self._events[fd] = events
+
+        def unregister(self, fd: int) -> None:
+            self._apply(fd, self._events.pop(fd), 0)
+
+        def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+            ready: dict[int, int] = {}
+            for kev in self._kq.control(None, MAX_EVENTS, timeout):
+                bit = READ if kev.filter == select.KQ_FILTER_READ else WRITE
+                if kev.flags & select.KQ_EV_EOF:
+                    bit |= HUP
+                if kev.flags & select.KQ_EV_ERROR:
+                    bit |= ERROR
+                ready[kev.ident] = ready.get(kev.ident, 0) | bit
+            return list(ready.items())
+
+        def close(self) -> None:
+            self._kq.close()
+
+        def fileno(self) -> int:
+            fd: int = self._kq.fileno()
+            return fd
+
+
+_FACTORIES: dict[str, Callable[[], Poller]] = {"select": SelectPoller, "poll": PollPoller}
+if hasattr(select, "epoll"):
+    _FACTORIES["epoll"] = EpollPoller
+    _FACTORIES["epoll-et"] = lambda: EpollPoller(edge_triggered=True)
+if sys.platform != "linux" and hasattr(select, "kqueue"):
+    _FACTORIES["kqueue"] = KqueuePoller
+
+
+def register_backend(name: str, factory: Callable[[], Poller]) -> None:
+    """Make an extra backend (e.g. io_uring) selectable by name."""
+    _FACTORIES[name] = factory
+
+
+def available_pollers() -> list[str]:
+    """Names accepted by :func:`create_poller` on this OS, best first."""
+    order = ["epoll", "kqueue", "poll", "select", "epoll-et"]
+    known = [n for n in order if n in _FACTORIES]
+    return known + sorted(set(_FACTORIES) - set(known))
+
+
+def best_poller_name() -> str:
+    return available_pollers()[0]
+
+
+def create_poller(name: str | None = None) -> Poller:
+    """Build the backend called ``name``, or the best one this OS has."""
+    chosen = name or best_poller_name()
+    try:
+        factory = _FACTORIES[chosen]
+    except KeyError:
+        raise ValueError(
+            f"unknown poller {chosen!r}; available here: {', '.join(available_pollers())}"
+        ) from None
+    return factory()

@@ -1,0 +1,143 @@
+"""The listening socket's channel: accepts in bounded batches and survives EMFILE.
+
+EMFILE (the process is out of fds) is the classic accept-loop trap: the pending
+connection stays in the backlog, the listening fd stays readable, and a level-triggered
+loop spins at 100% CPU without serving anyone. The fix (libev's and muduo's) is a spare
+fd held in reserve: on EMFILE, close the spare, accept the connection, close it at once
+(the peer sees a clean close instead of a hang), and take the spare back.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ioreactor.loop.poller import READ
+
+if TYPE_CHECKING:
+    from ioreactor.loop.event_loop import EventLoop
+
+log = logging.getLogger("ioreactor.acceptor")
+
+#: Connections accepted per readiness event before the loop serves other fds.
+ACCEPT_BATCH = 64
+#: Default listen() backlog (the kernel caps it at net.core.somaxconn).
+BACKLOG = 1024
+
+_FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: Errors for one pending connection only (it died in the backlog): skip it.
+_TRANSIENT = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
+
+
+def open_listener(
+    family: int,
+    sockaddr: Any,
+    *,
+    backlog: int = BACKLOG,
+    reuse_addr: bool = True,
+    reuse_port: bool = False,
+    v6only: bool | None = None,
+) -> socket.socket:
+    """A bound, listening, non-blocking stream socket."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if reuse_addr and family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if v6only is not None and family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Acceptor:
+    """Calls ``on_accept(sock, peer)`` for each new connection (sock is non-blocking)."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        listener: socket.socket,
+        on_accept: Callable[[socket.socket, Any], None],
+        *,
+        batch: int = ACCEPT_BATCH,
+    ) -> None:
+        self.loop = loop
+        self.listener = listener
+        self.on_accept = on_accept
+        self.batch = batch
+        self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._last_exhausted_log = 0.0
+        self.rejected_for_fds = 0
+        self._listening = False
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    def start(self) -> None:
+        self.loop.watch(self.listener.fileno(), READ, self.handle_read)
+        self._listening = True
+
+    def handle_read(self, events: int) -> None:
+        accept = self.listener.accept
+        for _ in range(self.batch):
+            try:
+                sock, peer = accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _FD_EXHAUSTED:
+                    self._shed_one(exc)
+                    return
+                if exc.errno in _TRANSIENT:
+                    continue
+                log.error("accept() on %s failed: %s", self.listener.getsockname(), exc)
+                return
+            sock.setblocking(False)
+            self.on_accept(sock, peer)
+
+    def _shed_one(self, exc: OSError) -> None:
+        """Out of fds: accept the oldest pending connection with the spare fd and close it."""
+        self.rejected_for_fds += 1
+        now = time.monotonic()
+        if now - self._last_exhausted_log >= 1.0:
+            self._last_exhausted_log = now
+            log.warning(
+                "accept: %s; closing new connections until fds are free (%d so far)",
+                exc.strerror,
+                self.rejected_for_fds,
+            )
+        if self._spare_fd < 0:
+            return
+        os.close(self._spare_fd)
+        self._spare_fd = -1
+        try:
+            sock, _ = self.listener.accept()
+            sock.close()
+        except OSError:
+            pass
+        try:
+            self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self._spare_fd = -1
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket."""
+        if self._listening:
+            self.loop.unwatch(self.listener.fileno())
+            self._listening = False
+        self.listener.close()
+        if self._spare_fd >= 0:
+            os.close(self._spare_fd)
+            self._spare_fd = -1

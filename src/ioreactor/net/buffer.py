@@ -1,0 +1,214 @@
+"""The byte buffer between a socket and a codec (muduo's ``Buffer``, Netty's ``ByteBuf``).
+
+::
+
+    +-------------------+------------------+------------------+
+    | prependable bytes |  readable bytes  |  writable bytes  |
+    |                   |     (CONTENT)    |                  |
+    +-------------------+------------------+------------------+
+    |                   |                  |                  |
+    0      <=      reader_index   <=   writer_index    <=    capacity
+
+Reading advances ``reader_index``; appending advances ``writer_index``. The prependable
+region lets a codec write a length header in front of a body it has already appended
+without moving the body (``prepend``). When the writable region is too small the
+readable bytes first slide back to the front (reusing the prependable space), and only
+then does the storage grow.
+
+Sockets are read through the loop's scratch buffer (:meth:`read_from`): ``recv_into`` a
+preallocated per-loop bytearray, then copy only the bytes received. A connection that
+has consumed everything calls :meth:`release` so an idle connection holds no storage.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+#: Bytes kept free in front of the content for cheap prepends (muduo's kCheapPrepend).
+CHEAP_PREPEND = 8
+#: Smallest storage allocated when a released buffer receives data again.
+INITIAL_SIZE = 1024
+
+_INT_FORMATS = {1: "!B", 2: "!H", 4: "!I", 8: "!Q"}
+_SIGNED_FORMATS = {1: "!b", 2: "!h", 4: "!i", 8: "!q"}
+
+
+def _int_struct(width: int, signed: bool) -> struct.Struct:
+    table = _SIGNED_FORMATS if signed else _INT_FORMATS
+    try:
+        return struct.Struct(table[width])
+    except KeyError:
+        raise ValueError(f"integer width must be 1, 2, 4 or 8 bytes, got {width}") from None
+
+
+class Buffer:
+    """A growable byte buffer with prependable, readable and writable regions."""
+
+    __slots__ = ("_data", "_r", "_w")
+
+    def __init__(self, initial: bytes | bytearray | memoryview = b"") -> None:
+        n = len(initial)
+        self._data = bytearray(CHEAP_PREPEND + max(n, 0))
+        self._r = CHEAP_PREPEND
+        self._w = CHEAP_PREPEND
+        if n:
+            self._data[CHEAP_PREPEND : CHEAP_PREPEND + n] = initial
+            self._w += n
+
+    # -- regions ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._w - self._r
+
+    @property
+    def readable_bytes(self) -> int:
+        return self._w - self._r
+
+    @property
+    def writable_bytes(self) -> int:
+        return len(self._data) - self._w
+
+    @property
+    def prependable_bytes(self) -> int:
+        return self._r
+
+    @property
+    def capacity(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Buffer prependable={self._r} readable={self._w - self._r} "
+            f"writable={len(self._data) - self._w}>"
+        )
+
+    # -- reading -----------------------------------------------------------------------
+
+    def peek(self, n: int | None = None) -> memoryview:
+        """A view of the first ``n`` readable bytes (all of them by default), not consumed.
+
+        The view is invalid after the buffer is modified; copy it (``bytes(...)``) to keep it.
+        """
+        end = self._w if n is None else min(self._w, self._r + n)
+        return memoryview(self._data)[self._r : end]
+
+    def retrieve(self, n: int) -> None:
+        """Consume ``n`` readable bytes."""
+        if n < 0:
+            raise ValueError(f"cannot retrieve {n} bytes")
+        if n < self._w - self._r:
+            self._r += n
+        else:
+            self._r = self._w = CHEAP_PREPEND
+
+    def retrieve_all(self) -> None:
+        self._r = self._w = CHEAP_PREPEND
+
+    def read(self, n: int) -> bytes:
+        """Consume and return ``n`` bytes; raises if fewer are readable."""
+        r = self._r
+        if n > self._w - r:
+            raise ValueError(f"need {n} bytes, only {self._w - r} readable")
+        data = bytes(self._data[r : r + n])
+        self.retrieve(n)
+        return data
+
+    def read_all(self) -> bytes:
+        data = bytes(self._data[self._r : self._w])
+        self._r = self._w = CHEAP_PREPEND
+        return data
+
+    def find(self, sub: bytes, start: int = 0) -> int:
+        """Offset (from the reader index) of ``sub`` in the readable bytes, or -1."""
+        pos = self._data.find(sub, self._r + start, self._w)
+        return -1 if pos < 0 else pos - self._r
+
+    def find_crlf(self, start: int = 0) -> int:
+        return self.find(b"\r\n", start)
+
+    def find_eol(self, start: int = 0) -> int:
+        return self.find(b"\n", start)
+
+    def peek_int(self, width: int, offset: int = 0, signed: bool = False) -> int:
+        """A network-order integer of ``width`` bytes at ``offset``, not consumed."""
+        codec = _int_struct(width, signed)
+        pos = self._r + offset
+        if pos + width > self._w:
+            raise ValueError(f"need {offset + width} bytes, only {self._w - self._r} readable")
+        value: int = codec.unpack_from(self._data, pos)[0]
+        return value
+
+    def read_int(self, width: int, signed: bool = False) -> int:
+        value = self.peek_int(width, 0, signed)
+        self.retrieve(width)
+        return value
+
+    # -- writing -----------------------------------------------------------------------
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        n = len(data)
+        w = self._w
+        if len(self._data) - w < n:
+            self._make_space(n)
+            w = self._w
+        self._data[w : w + n] = data
+        self._w = w + n
+
+    def append_int(self, value: int, width: int, signed: bool = False) -> None:
+        self.append(_int_struct(width, signed).pack(value))
+
+    def prepend(self, data: bytes | bytearray | memoryview) -> None:
+        """Put ``data`` in front of the readable bytes (e.g. a length header)."""
+        n = len(data)
+        if n > self._r:
+            raise ValueError(f"only {self._r} prependable bytes, cannot prepend {n}")
+        self._r -= n
+        self._data[self._r : self._r + n] = data
+
+    def prepend_int(self, value: int, width: int, signed: bool = False) -> None:
+        self.prepend(_int_struct(width, signed).pack(value))
+
+    def ensure_writable(self, n: int) -> None:
+        if len(self._data) - self._w < n:
+            self._make_space(n)
+
+    def _make_space(self, n: int) -> None:
+        readable = self._w - self._r
+        if len(self._data) - readable - CHEAP_PREPEND >= n:
+            # Enough room overall: slide the content back to the front.
+            data = self._data
+            data[CHEAP_PREPEND : CHEAP_PREPEND + readable] = data[self._r : self._w]
+            self._r = CHEAP_PREPEND
+            self._w = CHEAP_PREPEND + readable
+        else:
+            need = self._w + n
+            grown = max(need, 2 * len(self._data), INITIAL_SIZE)
+            self._data.extend(bytes(grown - len(self._data)))
+
+    def shrink(self, reserve: int = 0) -> None:
+        """Drop spare capacity, keeping the content and ``reserve`` writable bytes."""
+        content = self._data[self._r : self._w]
+        self._data = bytearray(CHEAP_PREPEND + len(content) + reserve)
+        self._data[CHEAP_PREPEND : CHEAP_PREPEND + len(content)] = content
+        self._r = CHEAP_PREPEND
+        self._w = CHEAP_PREPEND + len(content)
+
+    def release(self) -> None:
+        """If empty, give the storage back (an idle connection keeps no read buffer)."""
+        if self._w == self._r and len(self._data) > CHEAP_PREPEND:
+            del self._data[CHEAP_PREPEND:]
+            self._r = self._w = CHEAP_PREPEND
+
+    # -- sockets -----------------------------------------------------------------------
+
+    def read_from(self, sock: socket.socket, scratch: memoryview) -> int:
+        """One ``recv_into`` the loop's ``scratch``, then append the bytes received.
+
+        Returns the byte count (0 at end of stream). Raises ``BlockingIOError`` when
+        nothing is ready and ``OSError`` on a socket error, as ``recv_into`` does.
+        """
+        n = sock.recv_into(scratch)
+        if n:
+            self.append(scratch[:n])
+        return n

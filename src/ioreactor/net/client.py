@@ -1,0 +1,124 @@
+"""TcpClient: a Connector plus the connection it yields, optionally reconnecting."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ioreactor.net.address import Address, to_address
+from ioreactor.net.connection import HIGH_WATER_MARK, LOW_WATER_MARK, TcpConnection
+from ioreactor.net.connector import BACKOFF_INITIAL, BACKOFF_MAX, CONNECT_TIMEOUT, Connector
+from ioreactor.net.handler import Handler
+from ioreactor.net.sockopt import KeepAlive, is_tcp, set_keepalive
+
+if TYPE_CHECKING:
+    from ioreactor.loop.event_loop import EventLoop
+
+log = logging.getLogger("ioreactor.client")
+
+
+class TcpClient:
+    """Connects to ``address`` and drives the connection with ``handler``.
+
+    ``retry``: keep trying (with back-off) while the first connect fails.
+    ``reconnect``: after an established connection closes, connect again.
+    """
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        address: str | Address | tuple[str, int],
+        handler: Handler,
+        *,
+        retry: bool = True,
+        reconnect: bool = False,
+        max_attempts: int | None = None,
+        timeout: float = CONNECT_TIMEOUT,
+        backoff_initial: float = BACKOFF_INITIAL,
+        backoff_max: float = BACKOFF_MAX,
+        nodelay: bool = True,
+        keepalive: KeepAlive | None = None,
+        high_water_mark: int = HIGH_WATER_MARK,
+        low_water_mark: int = LOW_WATER_MARK,
+        on_connect_failed: Callable[[OSError], None] | None = None,
+    ) -> None:
+        self.loop = loop
+        self.address = to_address(address)
+        self.handler = handler
+        self.reconnect = reconnect
+        self.nodelay = nodelay
+        self.keepalive = keepalive
+        self.high_water_mark = high_water_mark
+        self.low_water_mark = low_water_mark
+        self.on_connect_failed = on_connect_failed
+        self.connection: TcpConnection | None = None
+        self.connections_made = 0
+        self.connector = Connector(
+            loop,
+            self.address,
+            self._on_connected,
+            self._on_failed,
+            timeout=timeout,
+            retry=retry,
+            max_attempts=max_attempts,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+        )
+        self._stopped = False
+
+    def connect(self) -> TcpClient:
+        """Start connecting (thread-safe)."""
+        self._stopped = False
+        self.loop.run_in_loop(self.connector.start)
+        return self
+
+    def _on_connected(self, sock: socket.socket, peer: Any) -> None:
+        if is_tcp(sock):
+            if self.nodelay:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.keepalive is not None:
+                set_keepalive(sock, self.keepalive)
+        conn = TcpConnection(
+            self.loop,
+            sock,
+            peer,
+            self.handler,
+            self,
+            high_water_mark=self.high_water_mark,
+            low_water_mark=self.low_water_mark,
+        )
+        self.connection = conn
+        self.connections_made += 1
+        conn.start()
+
+    def _on_failed(self, exc: OSError) -> None:
+        if self.on_connect_failed is not None:
+            self.on_connect_failed(exc)
+        else:
+            log.error("connect to %s failed: %s", self.address, exc)
+
+    def _connection_closed(self, conn: TcpConnection) -> None:
+        if self.connection is conn:
+            self.connection = None
+        if self.reconnect and not self._stopped:
+            delay = self.connector.next_delay()
+            log.info("connection to %s closed; reconnecting in %.2f s", self.address, delay)
+            self.loop.call_later(delay, self._reconnect)
+
+    def _reconnect(self) -> None:
+        if not self._stopped and self.connection is None:
+            self.connector.start()
+
+    def stop(self) -> None:
+        """Stop connecting and reconnecting; an established connection stays (thread-safe)."""
+        self._stopped = True
+        self.loop.run_in_loop(self.connector.stop)
+
+    def close(self) -> None:
+        """Stop reconnecting and close the connection gracefully (thread-safe)."""
+        self.stop()
+        conn = self.connection
+        if conn is not None:
+            conn.close()

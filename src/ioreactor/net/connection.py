@@ -1,0 +1,430 @@
+"""One established TCP (or Unix stream) connection, owned by one loop for its whole life.
+
+Data flow::
+
+    kernel -> recv_into(loop.scratch) -> input Buffer -> handler.on_message(conn, buffer)
+    conn.send(data) -> output chunks -> loop.flush() at the end of the iteration
+                    -> one send()/sendmsg() -> kernel
+
+Writes are coalesced: everything sent during one loop iteration leaves in one system
+call. If the kernel takes only part of it, the rest waits for EPOLLOUT; interest in
+EPOLLOUT is switched on and off only on those transitions, never per event.
+
+Back-pressure: when queued output reaches ``high_water_mark`` the connection stops
+reading (a peer that does not read its replies cannot make us buffer without bound) and
+``on_high_water_mark`` fires; reading resumes when output drains to ``low_water_mark``.
+
+Closing, three ways:
+
+``close()``       graceful: stop reading, send what is queued, then close.
+``shutdown()``    half-close: send what is queued, then ``shutdown(SHUT_WR)``; keep
+                  reading until the peer closes its side too.
+``force_close()`` now: queued output is discarded.
+
+Whatever way it ends -- including a reset by the peer or an exception in a callback --
+``on_close`` fires exactly once and the fd is closed exactly once. All three may be
+called from any thread (they are handed to the loop), as may :meth:`send`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
+from ioreactor.net.buffer import Buffer
+from ioreactor.net.handler import Handler, overrides
+
+if TYPE_CHECKING:
+    from ioreactor.loop.event_loop import EventLoop
+
+log = logging.getLogger("ioreactor.connection")
+
+#: Default output size that pauses reading (Netty's default high water mark is 64 KiB;
+#: we allow more in flight since one Python send per iteration favours larger batches).
+HIGH_WATER_MARK = 1024 * 1024
+#: Default output size at which reading resumes.
+LOW_WATER_MARK = 256 * 1024
+#: Chunks per sendmsg() call (IOV_MAX on Linux is 1024).
+IOV_MAX = 1024
+
+CONNECTED = 1
+DISCONNECTING = 2
+DISCONNECTED = 3
+
+_get_ident = threading.get_ident
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ENOTCONN})
+
+
+class ConnectionOwner(Protocol):
+    """The server or client that keeps the connection and wants to know when it ends."""
+
+    def _connection_closed(self, conn: TcpConnection) -> None: ...
+
+
+class TcpConnection:
+    """A connected stream socket driven by its loop; see the module docstring."""
+
+    __slots__ = (
+        "_above_high",
+        "_close_after_drain",
+        "_events",
+        "_flush_queued",
+        "_notify_drain",
+        "_out",
+        "_out_size",
+        "_owner",
+        "_peer_eof",
+        "_shut_wr",
+        "_shutdown_requested",
+        "_state",
+        "_writing",
+        "context",
+        "error",
+        "fd",
+        "handler",
+        "high_water_mark",
+        "input",
+        "loop",
+        "low_water_mark",
+        "peer",
+        "sock",
+    )
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        sock: socket.socket,
+        peer: Any,
+        handler: Handler,
+        owner: ConnectionOwner | None = None,
+        *,
+        high_water_mark: int = HIGH_WATER_MARK,
+        low_water_mark: int = LOW_WATER_MARK,
+    ) -> None:
+        if low_water_mark > high_water_mark:
+            raise ValueError("low_water_mark must not exceed high_water_mark")
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.handler = handler
+        self._owner = owner
+        #: Free for the handler: per-connection protocol state (muduo's context).
+        self.context: Any = None
+        #: Why the connection ended, when it ended with an error.
+        self.error: BaseException | None = None
+        self.input = Buffer()
+        self._out: list[bytes | memoryview] = []
+        self._out_size = 0
+        self._state = CONNECTED
+        self._events = 0
+        self._flush_queued = False
+        self._writing = False
+        self._above_high = False
+        self.high_water_mark = high_water_mark
+        self.low_water_mark = low_water_mark
+        self._close_after_drain = False
+        self._shutdown_requested = False
+        self._shut_wr = False
+        self._peer_eof = False
+        self._notify_drain = overrides(handler, "on_write_complete")
+
+    def __repr__(self) -> str:
+        state = {CONNECTED: "open", DISCONNECTING: "closing", DISCONNECTED: "closed"}
+        return f"<TcpConnection fd={self.fd} peer={self.peer} {state[self._state]}>"
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._state == CONNECTED
+
+    @property
+    def closed(self) -> bool:
+        return self._state == DISCONNECTED
+
+    @property
+    def reading(self) -> bool:
+        return bool(self._events & READ)
+
+    @property
+    def output_size(self) -> int:
+        """Bytes queued and not yet accepted by the kernel."""
+        return self._out_size
+
+    def local_address(self) -> Any:
+        return self.sock.getsockname() if self._state != DISCONNECTED else None
+
+    # -- lifecycle (loop thread) -------------------------------------------------------
+
+    def start(self) -> None:
+        """Register with the loop and announce the connection (loop thread only)."""
+        self._events = READ
+        self.loop.watch(self.fd, READ, self._handle_event)
+        try:
+            self.handler.on_connection(self)
+        except Exception as exc:
+            self._callback_failed("on_connection", exc)
+
+    def _set_events(self, events: int) -> None:
+        if events != self._events and self._state != DISCONNECTED:
+            self._events = events
+            self.loop.modify(self.fd, events)
+
+    def _handle_event(self, mask: int) -> None:
+        if mask & READ or (mask & (HUP | ERROR) and self._events & READ):
+            self._handle_read()
+        elif mask & (HUP | ERROR):
+            self._handle_hangup()
+        if mask & WRITE and self._state != DISCONNECTED:
+            self._handle_write()
+
+    def _handle_read(self) -> None:
+        loop = self.loop
+        scratch = loop.scratch_view
+        try:
+            n = self.sock.recv_into(scratch)
+            if n and loop.poller.edge_triggered:
+                # Edge-triggered: the kernel reports the fd again only when new data
+                # arrives, so everything available must be read now (until EAGAIN).
+                self.input.append(scratch[:n])
+                n = self._drain_edge_triggered(scratch)
+                if n == 0:
+                    self._deliver()
+                    if self._state != DISCONNECTED:
+                        self._handle_eof()
+                    return
+                n = -1  # data already appended
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._handle_error(exc)
+            return
+        if n == 0:
+            self._handle_eof()
+            return
+        if n > 0:
+            self.input.append(scratch[:n])
+        self._deliver()
+
+    def _drain_edge_triggered(self, scratch: memoryview) -> int:
+        """Read until EAGAIN; returns 0 if the peer closed, else -1."""
+        while True:
+            try:
+                n = self.sock.recv_into(scratch)
+            except (BlockingIOError, InterruptedError):
+                return -1
+            if n == 0:
+                return 0
+            self.input.append(scratch[:n])
+
+    def _deliver(self) -> None:
+        try:
+            self.handler.on_message(self, self.input)
+        except Exception as exc:
+            self._callback_failed("on_message", exc)
+            return
+        if not self.input._w - self.input._r:
+            self.input.release()
+
+    def _handle_eof(self) -> None:
+        """The peer sent FIN: no more input. Surface it, then close unless kept half-open."""
+        self._peer_eof = True
+        self._set_events(self._events & ~READ)
+        if self._shut_wr or self._state == DISCONNECTING:
+            self._close_when_drained()
+            return
+        try:
+            keep_open = self.handler.on_eof(self)
+        except Exception as exc:
+            self._callback_failed("on_eof", exc)
+            return
+        if not keep_open and self._state == CONNECTED:
+            self.close()
+
+    def _handle_hangup(self) -> None:
+        """HUP or ERR while not reading (reading paused): find the error and close."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._handle_error(OSError(err, f"{errno.errorcode.get(err, err)}"))
+        else:
+            self._peer_eof = True
+            self._close_now()
+
+    def _handle_error(self, exc: OSError) -> None:
+        if exc.errno in _RESET_ERRNOS:
+            log.debug("%r: %s", self, exc)
+        else:
+            log.warning("%r: socket error: %s", self, exc)
+        self.error = exc
+        self._close_now()
+
+    def _callback_failed(self, name: str, exc: Exception) -> None:
+        log.exception("handler %s failed for peer %s; closing this connection", name, self.peer)
+        self.error = exc
+        self._close_now()
+
+    # -- output --------------------------------------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data``; it leaves at the end of this loop iteration. Any thread."""
+        if self.loop._thread_id != _get_ident():
+            self.loop.call_soon_threadsafe(self._send_in_loop, bytes(data))
+            return
+        self._send_in_loop(data)
+
+    def _send_in_loop(self, data: bytes | bytearray | memoryview) -> None:
+        if self._state != CONNECTED or self._shutdown_requested:
+            if self._state != DISCONNECTED or data:
+                log.debug("%r: dropping %d bytes sent after close/shutdown", self, len(data))
+            return
+        n = len(data)
+        if not n:
+            return
+        if type(data) is not bytes:
+            data = bytes(data)  # the caller may reuse its bytearray/view after send()
+        self._out.append(data)
+        size = self._out_size + n
+        self._out_size = size
+        if not self._flush_queued and not self._writing:
+            self._flush_queued = True
+            self.loop.pending_flush.append(self)
+        if size >= self.high_water_mark and not self._above_high:
+            self._above_high = True
+            self._set_events(self._events & ~READ)
+            try:
+                self.handler.on_high_water_mark(self, size)
+            except Exception as exc:
+                self._callback_failed("on_high_water_mark", exc)
+
+    def _flush(self) -> None:
+        """End of iteration: hand all queued output to the kernel in one call."""
+        self._flush_queued = False
+        if self._state == DISCONNECTED or self._writing:
+            return
+        if self._out:
+            self._write_out()
+            if self._state == DISCONNECTED:
+                return
+            if self._out:
+                self._writing = True
+                self._set_events(self._events | WRITE)
+                return
+        self._drained()
+
+    def _handle_write(self) -> None:
+        if self._out:
+            self._write_out()
+            if self._state == DISCONNECTED or self._out:
+                return
+        self._writing = False
+        self._set_events(self._events & ~WRITE)
+        self._drained()
+
+    def _write_out(self) -> None:
+        out = self._out
+        try:
+            if len(out) == 1:
+                sent = self.sock.send(out[0])
+            else:
+                sent = self.sock.sendmsg(out[:IOV_MAX])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._handle_error(exc)
+            return
+        if sent == self._out_size:
+            out.clear()
+            self._out_size = 0
+        else:
+            self._out_size -= sent
+            i = 0
+            while sent >= len(out[i]):
+                sent -= len(out[i])
+                i += 1
+            del out[:i]
+            if sent:
+                out[0] = memoryview(out[0])[sent:]
+        if self._above_high and self._out_size <= self.low_water_mark:
+            self._above_high = False
+            if not self._peer_eof and self._state == CONNECTED:
+                self._set_events(self._events | READ)
+
+    def _drained(self) -> None:
+        """Output is empty: notify, then finish a pending shutdown or close."""
+        if self._notify_drain and self._state == CONNECTED:
+            try:
+                self.handler.on_write_complete(self)
+            except Exception as exc:
+                self._callback_failed("on_write_complete", exc)
+                return
+            if self._out or self._flush_queued:
+                return  # the callback sent more
+        if self._shutdown_requested and not self._shut_wr:
+            self._shutdown_write()
+        if self._close_after_drain or (self._shut_wr and self._peer_eof):
+            self._close_now()
+
+    # -- closing -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Half-close: once queued output has drained, send FIN (SHUT_WR). Any thread."""
+        self.loop.run_in_loop(self._shutdown_in_loop)
+
+    def _shutdown_in_loop(self) -> None:
+        if self._state != CONNECTED or self._shutdown_requested:
+            return
+        self._shutdown_requested = True
+        if not self._out and not self._flush_queued:
+            self._shutdown_write()
+            if self._peer_eof:
+                self._close_now()
+
+    def _shutdown_write(self) -> None:
+        self._shut_wr = True
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._handle_error(exc)
+
+    def close(self) -> None:
+        """Graceful close: stop reading, drain queued output, then close. Any thread."""
+        self.loop.run_in_loop(self._close_in_loop)
+
+    def _close_in_loop(self) -> None:
+        if self._state != CONNECTED:
+            return
+        self._state = DISCONNECTING
+        self._set_events(self._events & ~READ)
+        self._close_when_drained()
+
+    def _close_when_drained(self) -> None:
+        if self._out or self._flush_queued:
+            self._close_after_drain = True
+        else:
+            self._close_now()
+
+    def force_close(self) -> None:
+        """Close now, discarding queued output. Any thread."""
+        self.loop.run_in_loop(self._close_now)
+
+    def _close_now(self) -> None:
+        if self._state == DISCONNECTED:
+            return
+        self._state = DISCONNECTED
+        self.loop.unwatch(self.fd)
+        self.sock.close()
+        self._out.clear()
+        self._out_size = 0
+        self.input.retrieve_all()
+        self.input.release()
+        try:
+            self.handler.on_close(self)
+        except Exception:
+            log.exception("handler on_close failed for peer %s", self.peer)
+        if self._owner is not None:
+            self._owner._connection_closed(self)
