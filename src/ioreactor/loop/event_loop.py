@@ -129,6 +129,9 @@ class EventLoop:
         self.scratch_view = memoryview(self.scratch)
         #: Connections with output queued this iteration; flushed at its end.
         self.pending_flush: list[Flushable] = []
+        #: Loop time when the current iteration's poll returned: a cheap clock for
+        #: per-event bookkeeping such as a connection's last activity (no syscall).
+        self.now = time.monotonic()
         self._handlers: dict[int, Callable[[int], None]] = {}
         self._ready: collections.deque[Handle] = collections.deque()
         self._timers = TimerQueue()
@@ -330,7 +333,7 @@ class EventLoop:
             if timeout is not None and (wait is None or wait > timeout):
                 wait = timeout
         events = self.poller.poll(wait)
-        start = time.monotonic()
+        self.now = start = time.monotonic()
         handlers = self._handlers
         for fd, mask in events:
             callback = handlers.get(fd)

@@ -88,6 +88,8 @@ class TcpConnection:
         "handler",
         "high_water_mark",
         "input",
+        "last_read",
+        "last_write",
         "loop",
         "low_water_mark",
         "peer",
@@ -132,6 +134,9 @@ class TcpConnection:
         self._shut_wr = False
         self._peer_eof = False
         self._notify_drain = overrides(handler, "on_write_complete")
+        #: Loop time (``loop.now``) of the last bytes received / handed to the kernel:
+        #: what idle detection reads; recording it costs one attribute store.
+        self.last_read = self.last_write = loop.now
 
     def __repr__(self) -> str:
         state = {CONNECTED: "open", DISCONNECTING: "closing", DISCONNECTED: "closed"}
@@ -223,6 +228,7 @@ class TcpConnection:
             self.input.append(scratch[:n])
 
     def _deliver(self) -> None:
+        self.last_read = self.loop.now
         try:
             self.handler.on_message(self, self.input)
         except Exception as exc:
@@ -337,6 +343,7 @@ class TcpConnection:
         except OSError as exc:
             self._handle_error(exc)
             return
+        self.last_write = self.loop.now
         if sent == self._out_size:
             out.clear()
             self._out_size = 0
