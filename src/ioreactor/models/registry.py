@@ -1,0 +1,48 @@
+"""Models by name: ``ioreactor model NAME`` and the C10K lab look them up here.
+
+A factory takes the shared :class:`ModelOptions`; the reactor models (``reactor-select``,
+``reactor-poll``, ``reactor-epoll``, ``main-sub``) join this table when they are built
+on the framework's event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ioreactor.models.base import ModelOptions, ServerModel
+from ioreactor.models.process_per_connection import ProcessPerConnection
+from ioreactor.models.thread_per_connection import ThreadPerConnection
+from ioreactor.models.thread_pool import ThreadPool
+
+ModelFactory = Callable[[ModelOptions], ServerModel]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A registered model: how to build it, and the course's name for it."""
+
+    factory: ModelFactory
+    summary: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "process-per-connection": ModelSpec(
+        ProcessPerConnection, "blocking I/O, fork a process per connection (阻塞 IO + 进程)"
+    ),
+    "thread-per-connection": ModelSpec(
+        ThreadPerConnection, "blocking I/O, a thread per connection (阻塞 IO + 线程)"
+    ),
+    "thread-pool": ModelSpec(
+        ThreadPool, "blocking I/O, fixed thread pool fed by a blocking queue (线程池)"
+    ),
+}
+
+
+def create_model(name: str, options: ModelOptions) -> ServerModel:
+    """Build the model registered as ``name``."""
+    try:
+        spec = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
+    return spec.factory(options)
