@@ -174,8 +174,7 @@ def fork_server() -> Iterator[Callable[[str], tuple[subprocess.Popen[str], tuple
 
     def start(protocol: str) -> tuple[subprocess.Popen[str], tuple[str, int]]:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from ioreactor.cli import main; sys.exit(main())",
-             "model", "process-per-connection",
+            [sys.executable, "-m", "ioreactor", "model", "process-per-connection",
              "--listen", "127.0.0.1:0", "--protocol", protocol],
             stdout=subprocess.PIPE, text=True,
         )

@@ -10,8 +10,8 @@ from types import FrameType
 
 from ioreactor.models.base import ModelOptions
 from ioreactor.models.handlers import PROTOCOLS
-from ioreactor.models.limits import raise_nofile_limit
 from ioreactor.models.registry import MODELS, create_model
+from ioreactor.net.sockopt import raise_nofile_limit
 
 
 def parse_listen(text: str) -> tuple[str, int]:
