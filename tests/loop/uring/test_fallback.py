@@ -1,0 +1,169 @@
+"""io_uring missing or forbidden: a clear UringUnavailable, never a crash or a hang."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ioreactor.loop.uring import ring as ring_mod
+from ioreactor.loop.uring.ring import Ring, UringUnavailable
+
+RealSyscall = Callable[..., int]
+
+
+def _failing_setup(err: int, calls: list[int]) -> Callable[..., int]:
+    """A syscall entry whose io_uring_setup fails with ``err`` (errno set like libc does)."""
+    real: RealSyscall = ring_mod._syscall
+
+    def fake(nr: int, *args: int) -> int:
+        if nr == ring_mod.NR_IO_URING_SETUP:
+            calls.append(nr)
+            ctypes.set_errno(err)
+            return -1
+        return real(nr, *args)
+
+    return fake
+
+
+@pytest.fixture
+def sysctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """Point the io_uring_disabled / io_uring_group sysctls at files the test writes."""
+
+    def set_value(disabled: int) -> None:
+        (tmp_path / "disabled").write_text(f"{disabled}\n")
+        (tmp_path / "group").write_text("4242\n")
+        monkeypatch.setattr(ring_mod, "IO_URING_DISABLED_SYSCTL", str(tmp_path / "disabled"))
+        monkeypatch.setattr(ring_mod, "IO_URING_GROUP_SYSCTL", str(tmp_path / "group"))
+
+    return set_value
+
+
+def test_enosys_means_no_io_uring_in_this_kernel(
+    monkeypatch: pytest.MonkeyPatch, sysctl: Callable[[int], None]
+) -> None:
+    sysctl(0)
+    calls: list[int] = []
+    monkeypatch.setattr(ring_mod, "_syscall", _failing_setup(errno.ENOSYS, calls))
+    with pytest.raises(UringUnavailable) as exc:
+        Ring()
+    assert exc.value.errno == errno.ENOSYS
+    assert "no io_uring" in str(exc.value) and "seccomp" in str(exc.value)
+    assert calls == [ring_mod.NR_IO_URING_SETUP]
+
+
+def test_eperm_under_io_uring_disabled_1_names_the_group(
+    monkeypatch: pytest.MonkeyPatch, sysctl: Callable[[int], None]
+) -> None:
+    sysctl(1)
+    monkeypatch.setattr(ring_mod, "_syscall", _failing_setup(errno.EPERM, []))
+    with pytest.raises(UringUnavailable, match=r"io_uring_disabled=1.*gid 4242") as exc:
+        Ring()
+    assert exc.value.errno == errno.EPERM
+
+
+def test_eperm_without_the_sysctl_blames_seccomp_or_lsm(
+    monkeypatch: pytest.MonkeyPatch, sysctl: Callable[[int], None]
+) -> None:
+    sysctl(0)
+    monkeypatch.setattr(ring_mod, "_syscall", _failing_setup(errno.EPERM, []))
+    with pytest.raises(UringUnavailable, match="seccomp filter or an LSM"):
+        Ring()
+
+
+def test_io_uring_disabled_2_refuses_without_calling_the_kernel(
+    monkeypatch: pytest.MonkeyPatch, sysctl: Callable[[int], None]
+) -> None:
+    sysctl(2)
+    calls: list[int] = []
+    monkeypatch.setattr(ring_mod, "_syscall", _failing_setup(errno.EPERM, calls))
+    with pytest.raises(UringUnavailable, match="io_uring_disabled=2"):
+        Ring()
+    assert calls == []
+
+
+def test_einval_falls_back_to_an_older_flag_tier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that rejects SINGLE_ISSUER (pre-6.0) still gets a working ring."""
+    real: RealSyscall = ring_mod._syscall
+    tried: list[int] = []
+
+    def fake(nr: int, *args: int) -> int:
+        if nr == ring_mod.NR_IO_URING_SETUP:
+            flags = ring_mod._Params.from_address(args[1]).flags
+            tried.append(flags)
+            if flags & (ring_mod.SETUP_SINGLE_ISSUER | ring_mod.SETUP_DEFER_TASKRUN):
+                ctypes.set_errno(errno.EINVAL)
+                return -1
+        return real(nr, *args)
+
+    monkeypatch.setattr(ring_mod, "_syscall", fake)
+    try:
+        r = Ring(8)
+    except UringUnavailable as exc:
+        pytest.skip(f"io_uring unavailable here: {exc.strerror}")
+    with r:
+        assert len(tried) == 3
+        assert r.setup_flags & ring_mod.SETUP_COOP_TASKRUN
+        assert not r.setup_flags & ring_mod.SETUP_SINGLE_ISSUER
+        r.prep_nop(1)
+        r.submit_and_wait(1.0)
+        out: list[tuple[int, int, int]] = []
+        r.reap(out)
+        assert out == [(1, 0, 0)]
+
+
+_SECCOMP_CHILD = textwrap.dedent(
+    """
+    import ctypes, struct, sys
+    libc = ctypes.CDLL(None, use_errno=True)
+    err = int(sys.argv[1])
+    # BPF: load seccomp_data.nr; io_uring_setup -> ERRNO(err); everything else -> ALLOW
+    prog = [
+        (0x20, 0, 0, 0),
+        (0x15, 0, 1, 425),
+        (0x06, 0, 0, 0x00050000 | err),
+        (0x06, 0, 0, 0x7FFF0000),
+    ]
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+    filt = ctypes.create_string_buffer(raw, len(raw))
+    fprog = struct.pack("HxxxxxxQ", len(prog), ctypes.addressof(filt))
+    fbuf = ctypes.create_string_buffer(fprog, len(fprog))
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    assert libc.prctl(38, 1, 0, 0, 0) == 0, ctypes.get_errno()  # PR_SET_NO_NEW_PRIVS
+    assert libc.prctl(22, 2, ctypes.addressof(fbuf), 0, 0) == 0, ctypes.get_errno()  # FILTER
+    from ioreactor.loop.uring.ring import Ring, UringUnavailable
+    try:
+        Ring()
+    except UringUnavailable as exc:
+        print(exc.errno, exc.strerror)
+    else:
+        print("ring created despite seccomp")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("err", "words"),
+    [(errno.ENOSYS, "seccomp filter hides"), (errno.EPERM, "seccomp filter or an LSM")],
+)
+def test_real_seccomp_filter_in_a_child_process(err: int, words: str) -> None:
+    disabled = ring_mod._read_sysctl(ring_mod.IO_URING_DISABLED_SYSCTL)
+    if disabled not in (None, 0):
+        pytest.skip("io_uring_disabled is set here; the EPERM wording would differ")
+    proc = subprocess.run(
+        [sys.executable, "-c", _SECCOMP_CHILD, str(err)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    code, _, reason = proc.stdout.strip().partition(" ")
+    assert int(code) == err
+    assert words in reason
