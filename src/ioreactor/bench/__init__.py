@@ -1,0 +1,17 @@
+"""Benchmark infrastructure shared by every ``ioreactor bench`` command.
+
+One concept a module, so a new benchmark (HTTP, UDP, heartbeat, multi-core) reuses the
+parts and adds only its own load generator and peers:
+
+``procstat``   CPU time, RSS and open fds of a process *tree*, read from ``/proc``
+``pinning``    core plan, ``taskset`` pinning, :class:`ServerProcess` (start, wait for the
+               port, sample, SIGTERM then SIGKILL)
+``peers``      minimal reference servers (asyncio / uvloop echo) run as subprocesses
+``latency``    :class:`LatencyHistogram`, an HDR-like log-bucket histogram (mergeable)
+``report``     :class:`BenchResult`, the ratio table (rich) and the JSON next to it
+``chart``      a PNG bar chart of one metric (matplotlib, optional)
+``echo_load``  the echo load generator (``ioreactor echo-client``) as a function
+``echo_bench`` ``ioreactor bench echo`` / ``bench idle`` as functions
+
+See ``docs/benchmarks.md`` for the method.
+"""

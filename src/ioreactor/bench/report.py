@@ -1,0 +1,182 @@
+"""Benchmark results: one record per (server, load) run, a ratio table and JSON.
+
+Every bench command produces :class:`BenchResult` records, prints them with
+:func:`render_table` (a ratio column per named baseline: the server's CPU µs per
+operation divided by the baseline's, at the same connection count, so 0.80 means 20 %
+less CPU than the baseline) and saves them with :func:`write_json` so README tables can be
+regenerated from the file (:func:`read_json`, :func:`markdown_table`).
+
+``unit`` names one operation ("msg" for echo, "req" for HTTP), so the same table serves
+every benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: Where bench commands write JSON and charts (gitignored).
+RESULTS_DIR = Path("bench-results")
+
+
+@dataclass
+class BenchResult:
+    """One measured run: a server under a fixed load for a fixed time."""
+
+    name: str
+    conns: int
+    ops: int
+    duration: float
+    server_cpu_seconds: float
+    p50_us: float
+    p99_us: float
+    p999_us: float
+    rss_bytes: int
+    errors: dict[str, int] = field(default_factory=dict)
+    unit: str = "msg"
+    #: Anything else worth keeping (payload size, poller, pipeline depth, fds, ...).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.ops / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def cpu_us_per_op(self) -> float:
+        """Server CPU microseconds per operation (lower is better); NaN without ops."""
+        return self.server_cpu_seconds * 1e6 / self.ops if self.ops else float("nan")
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ops_per_s"] = self.ops_per_s
+        data["cpu_us_per_op"] = self.cpu_us_per_op
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def ratio(result: BenchResult, results: Sequence[BenchResult], baseline: str) -> float | None:
+    """``result``'s CPU per op over ``baseline``'s at the same conns (None if absent)."""
+    for other in results:
+        if other.name == baseline and other.conns == result.conns and other.ops:
+            base = other.cpu_us_per_op
+            return result.cpu_us_per_op / base if base > 0 else None
+    return None
+
+
+def _errors_text(result: BenchResult) -> str:
+    if not result.errors:
+        return "0"
+    return ", ".join(f"{kind} {n}" for kind, n in sorted(result.errors.items()))
+
+
+def render_table(
+    results: Sequence[BenchResult], baselines: Sequence[str], *, title: str = ""
+) -> Table:
+    """A rich table of ``results`` with a ratio column per name in ``baselines``."""
+    unit = results[0].unit if results else "op"
+    table = Table(title=title or None)
+    table.add_column("server")
+    table.add_column("conns", justify="right")
+    table.add_column(f"CPU µs/{unit}", justify="right")
+    table.add_column(f"{unit}/s", justify="right")
+    table.add_column("p50 µs", justify="right")
+    table.add_column("p99 µs", justify="right")
+    table.add_column("p99.9 µs", justify="right")
+    table.add_column("RSS MiB", justify="right")
+    for name in baselines:
+        table.add_column(f"x {name}", justify="right")
+    table.add_column("errors", justify="right")
+    for r in results:
+        ratios = []
+        for name in baselines:
+            value = ratio(r, results, name)
+            ratios.append("—" if value is None else f"{value:.2f}")
+        table.add_row(
+            r.name,
+            f"{r.conns:,}",
+            f"{r.cpu_us_per_op:.2f}",
+            f"{r.ops_per_s:,.0f}",
+            f"{r.p50_us:,.0f}",
+            f"{r.p99_us:,.0f}",
+            f"{r.p999_us:,.0f}",
+            f"{r.rss_bytes / 2**20:.1f}",
+            *ratios,
+            _errors_text(r),
+        )
+    return table
+
+
+def markdown_table(results: Sequence[BenchResult], baselines: Sequence[str]) -> str:
+    """The same table as GitHub markdown, for the README."""
+    unit = results[0].unit if results else "op"
+    head = ["server", "conns", f"CPU µs/{unit}", f"{unit}/s", "p50 µs", "p99 µs", "RSS MiB"]
+    head += [f"x {name}" for name in baselines]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        row = [
+            r.name,
+            f"{r.conns:,}",
+            f"{r.cpu_us_per_op:.2f}",
+            f"{r.ops_per_s:,.0f}",
+            f"{r.p50_us:,.0f}",
+            f"{r.p99_us:,.0f}",
+            f"{r.rss_bytes / 2**20:.1f}",
+        ]
+        for name in baselines:
+            value = ratio(r, results, name)
+            row.append("—" if value is None else f"{value:.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def print_table(
+    results: Sequence[BenchResult],
+    baselines: Sequence[str],
+    *,
+    title: str = "",
+    console: Console | None = None,
+) -> None:
+    (console or Console()).print(render_table(results, baselines, title=title))
+
+
+def write_json(
+    path: Path, results: Sequence[BenchResult], *, command: str, meta: dict[str, Any] | None = None
+) -> Path:
+    """Save ``results`` with the command that made them and the machine they ran on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "command": command,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "meta": meta or {},
+        "results": [r.to_dict() for r in results],
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def read_json(path: Path) -> tuple[dict[str, Any], list[BenchResult]]:
+    """The document written by :func:`write_json` and its results."""
+    doc = json.loads(path.read_text())
+    return doc, [BenchResult.from_dict(r) for r in doc["results"]]
+
+
+def timestamped(prefix: str, suffix: str, directory: Path = RESULTS_DIR) -> Path:
+    """``bench-results/PREFIX-YYYYmmdd-HHMMSS.SUFFIX``."""
+    return directory / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.{suffix}"
