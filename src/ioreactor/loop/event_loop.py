@@ -122,6 +122,8 @@ class EventLoop:
         slow_iteration: float = SLOW_ITERATION,
     ) -> None:
         self.poller: Poller = poller if isinstance(poller, Poller) else create_poller(poller)
+        #: Channels on an edge-triggered poller must read until EAGAIN on every event.
+        self.edge_triggered = self.poller.edge_triggered
         self.name = name
         self.slow_iteration = slow_iteration
         #: Every socket read lands here first; only the bytes received are copied out.

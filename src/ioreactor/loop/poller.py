@@ -32,7 +32,7 @@ HUP = 0x010  # EPOLLHUP / POLLHUP
 #: FD_SETSIZE of the C library (1024 on Linux and macOS): select() cannot watch fds above it.
 FD_SETSIZE = 1024
 #: Upper bound on events returned by one epoll_wait; more stay queued in the kernel.
-MAX_EVENTS = 4096
+MAX_EVENTS = 1024
 
 
 class Poller(ABC):

@@ -11,9 +11,9 @@
 
 Reading advances ``reader_index``; appending advances ``writer_index``. The prependable
 region lets a codec write a length header in front of a body it has already appended
-without moving the body (``prepend``). When the writable region is too small the
-readable bytes first slide back to the front (reusing the prependable space), and only
-then does the storage grow.
+without moving the body (``prepend``). Appending past the end grows the storage (the
+writable region is then bytearray's own over-allocation); once much consumed space has
+piled up in front, the readable bytes first slide back to the front.
 
 Sockets are read through the loop's scratch buffer (:meth:`read_from`): ``recv_into`` a
 preallocated per-loop bytearray, then copy only the bytes received. A connection that
@@ -27,8 +27,8 @@ import struct
 
 #: Bytes kept free in front of the content for cheap prepends (muduo's kCheapPrepend).
 CHEAP_PREPEND = 8
-#: Smallest storage allocated when a released buffer receives data again.
-INITIAL_SIZE = 1024
+#: Consumed bytes in front of the content above which an append first compacts.
+COMPACT_THRESHOLD = 64 * 1024
 
 _INT_FORMATS = {1: "!B", 2: "!H", 4: "!I", 8: "!Q"}
 _SIGNED_FORMATS = {1: "!b", 2: "!h", 4: "!i", 8: "!q"}
@@ -88,7 +88,8 @@ class Buffer:
     def peek(self, n: int | None = None) -> memoryview:
         """A view of the first ``n`` readable bytes (all of them by default), not consumed.
 
-        The view is invalid after the buffer is modified; copy it (``bytes(...)``) to keep it.
+        Let the view go before the buffer changes: a live view pins the storage (the next
+        resize raises BufferError). Copy it (``bytes(...)``) to keep the bytes.
         """
         end = self._w if n is None else min(self._w, self._r + n)
         return memoryview(self._data)[self._r : end]
@@ -147,11 +148,13 @@ class Buffer:
     # -- writing -----------------------------------------------------------------------
 
     def append(self, data: bytes | bytearray | memoryview) -> None:
-        n = len(data)
         w = self._w
-        if len(self._data) - w < n:
-            self._make_space(n)
+        if w == len(self._data) and self._r > COMPACT_THRESHOLD:
+            self._compact()
             w = self._w
+        n = len(data)
+        # A slice assignment past the end grows the bytearray in place (CPython
+        # over-allocates), so appending never needs a temporary zero-filled block.
         self._data[w : w + n] = data
         self._w = w + n
 
@@ -170,21 +173,21 @@ class Buffer:
         self.prepend(_int_struct(width, signed).pack(value))
 
     def ensure_writable(self, n: int) -> None:
+        """Make room for ``n`` more bytes without growing past what is needed."""
         if len(self._data) - self._w < n:
-            self._make_space(n)
+            if self._r - CHEAP_PREPEND + len(self._data) - self._w >= n:
+                self._compact()
+            else:
+                self._data.extend(bytes(self._w + n - len(self._data)))
 
-    def _make_space(self, n: int) -> None:
+    def _compact(self) -> None:
+        """Slide the readable bytes back to the front, reusing the consumed space."""
         readable = self._w - self._r
-        if len(self._data) - readable - CHEAP_PREPEND >= n:
-            # Enough room overall: slide the content back to the front.
-            data = self._data
-            data[CHEAP_PREPEND : CHEAP_PREPEND + readable] = data[self._r : self._w]
-            self._r = CHEAP_PREPEND
-            self._w = CHEAP_PREPEND + readable
-        else:
-            need = self._w + n
-            grown = max(need, 2 * len(self._data), INITIAL_SIZE)
-            self._data.extend(bytes(grown - len(self._data)))
+        data = self._data
+        data[CHEAP_PREPEND : CHEAP_PREPEND + readable] = data[self._r : self._w]
+        del data[CHEAP_PREPEND + readable :]
+        self._r = CHEAP_PREPEND
+        self._w = CHEAP_PREPEND + readable
 
     def shrink(self, reserve: int = 0) -> None:
         """Drop spare capacity, keeping the content and ``reserve`` writable bytes."""

@@ -35,7 +35,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
-from ioreactor.net.buffer import Buffer
+from ioreactor.net.buffer import CHEAP_PREPEND, Buffer
 from ioreactor.net.handler import Handler, overrides
 
 if TYPE_CHECKING:
@@ -193,49 +193,64 @@ class TcpConnection:
         scratch = loop.scratch_view
         try:
             n = self.sock.recv_into(scratch)
-            if n and loop.poller.edge_triggered:
-                # Edge-triggered: the kernel reports the fd again only when new data
-                # arrives, so everything available must be read now (until EAGAIN).
-                self.input.append(scratch[:n])
-                n = self._drain_edge_triggered(scratch)
-                if n == 0:
-                    self._deliver()
-                    if self._state != DISCONNECTED:
-                        self._handle_eof()
-                    return
-                n = -1  # data already appended
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self._handle_error(exc)
             return
-        if n == 0:
+        if not n:
             self._handle_eof()
             return
-        if n > 0:
-            self.input.append(scratch[:n])
-        self._deliver()
+        buffer = self.input
+        if buffer._r == buffer._w:
+            # Empty buffer (the common case): Buffer.append() inlined.
+            buffer._data[CHEAP_PREPEND:] = scratch[:n]
+            buffer._r = CHEAP_PREPEND
+            buffer._w = CHEAP_PREPEND + n
+        else:
+            buffer.append(scratch[:n])
+        if loop.edge_triggered and not self._drain_edge_triggered(scratch):
+            self._deliver()
+            if self._state != DISCONNECTED:
+                self._handle_eof()
+            return
+        # _deliver(), inlined: this is the per-message path.
+        self.last_read = loop.now
+        try:
+            self.handler.on_message(self, buffer)
+        except Exception as exc:
+            self._callback_failed("on_message", exc)
+            return
+        if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
+            del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
 
-    def _drain_edge_triggered(self, scratch: memoryview) -> int:
-        """Read until EAGAIN; returns 0 if the peer closed, else -1."""
+    def _drain_edge_triggered(self, scratch: memoryview) -> bool:
+        """Edge-triggered: the kernel reports the fd again only when new data arrives,
+        so read everything available now (until EAGAIN). False if the peer closed."""
         while True:
             try:
                 n = self.sock.recv_into(scratch)
             except (BlockingIOError, InterruptedError):
-                return -1
-            if n == 0:
-                return 0
+                return True
+            except OSError as exc:
+                self._handle_error(exc)
+                return True
+            if not n:
+                return False
             self.input.append(scratch[:n])
 
     def _deliver(self) -> None:
+        if self._state == DISCONNECTED:
+            return
+        buffer = self.input
         self.last_read = self.loop.now
         try:
-            self.handler.on_message(self, self.input)
+            self.handler.on_message(self, buffer)
         except Exception as exc:
             self._callback_failed("on_message", exc)
             return
-        if not self.input._w - self.input._r:
-            self.input.release()
+        if buffer._r == buffer._w:
+            buffer.release()
 
     def _handle_eof(self) -> None:
         """The peer sent FIN: no more input. Surface it, then close unless kept half-open."""
@@ -278,14 +293,31 @@ class TcpConnection:
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data``; it leaves at the end of this loop iteration. Any thread."""
-        if self.loop._thread_id != _get_ident():
-            self.loop.call_soon_threadsafe(self._send_in_loop, bytes(data))
-            return
-        self._send_in_loop(data)
+        loop = self.loop
+        if loop._thread_id != _get_ident():
+            loop.call_soon_threadsafe(self._send_in_loop, bytes(data))
+        elif (
+            self._state == CONNECTED
+            and not self._out
+            and not self._writing
+            and type(data) is bytes
+            and data
+            and not self._shutdown_requested
+        ):
+            # Fast path, the common case: first output of this iteration.
+            self._out.append(data)
+            self._out_size = len(data)
+            if not self._flush_queued:
+                self._flush_queued = True
+                loop.pending_flush.append(self)
+            if self._out_size >= self.high_water_mark and not self._above_high:
+                self._crossed_high_water()
+        else:
+            self._send_in_loop(data)
 
     def _send_in_loop(self, data: bytes | bytearray | memoryview) -> None:
         if self._state != CONNECTED or self._shutdown_requested:
-            if self._state != DISCONNECTED or data:
+            if data:
                 log.debug("%r: dropping %d bytes sent after close/shutdown", self, len(data))
             return
         n = len(data)
@@ -300,27 +332,49 @@ class TcpConnection:
             self._flush_queued = True
             self.loop.pending_flush.append(self)
         if size >= self.high_water_mark and not self._above_high:
-            self._above_high = True
-            self._set_events(self._events & ~READ)
-            try:
-                self.handler.on_high_water_mark(self, size)
-            except Exception as exc:
-                self._callback_failed("on_high_water_mark", exc)
+            self._crossed_high_water()
+
+    def _crossed_high_water(self) -> None:
+        """Too much output queued: stop reading until it drains to the low water mark."""
+        self._above_high = True
+        self._set_events(self._events & ~READ)
+        try:
+            self.handler.on_high_water_mark(self, self._out_size)
+        except Exception as exc:
+            self._callback_failed("on_high_water_mark", exc)
 
     def _flush(self) -> None:
         """End of iteration: hand all queued output to the kernel in one call."""
         self._flush_queued = False
         if self._state == DISCONNECTED or self._writing:
             return
-        if self._out:
+        out = self._out
+        if len(out) == 1 and not self._above_high:
+            # One chunk (the common case): _write_out() inlined.
+            try:
+                sent = self.sock.send(out[0])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._handle_error(exc)
+                return
+            self.last_write = self.loop.now
+            if sent == self._out_size:
+                out.clear()
+                self._out_size = 0
+            else:
+                out[0] = memoryview(out[0])[sent:]
+                self._out_size -= sent
+        elif out:
             self._write_out()
             if self._state == DISCONNECTED:
                 return
-            if self._out:
-                self._writing = True
-                self._set_events(self._events | WRITE)
-                return
-        self._drained()
+        if out:
+            self._writing = True
+            self._set_events(self._events | WRITE)
+            return
+        if self._notify_drain or self._shutdown_requested or self._close_after_drain:
+            self._drained()
 
     def _handle_write(self) -> None:
         if self._out:
