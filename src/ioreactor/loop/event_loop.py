@@ -310,15 +310,20 @@ class EventLoop:
             raise RuntimeError(f"{self!r} is closed")
         self._thread_id = threading.get_ident()
         self._running = True
-        self._stopping = False
         try:
             while not self._stopping:
                 self.run_once()
         finally:
+            # Reset on the way out, not on the way in: a stop() issued before run()
+            # began (from a thread that started the loop a moment ago) still counts.
+            self._stopping = False
             self._running = False
 
     def stop(self) -> None:
-        """Make :meth:`run` return after the current iteration; thread-safe."""
+        """Make :meth:`run` return after the current iteration; thread-safe.
+
+        A stop() before :meth:`run` starts makes that run return at once.
+        """
         self._stopping = True
         self.wakeup()
 
@@ -381,8 +386,12 @@ class EventLoop:
             log.exception("%r: unhandled error in callback %r", self, handle)
 
     def _on_wakeup(self, events: int) -> None:
-        self._wake_pending = False
+        # Drain first, then re-arm: a wakeup that lands in between finds the flag still
+        # set and skips its write, but its callback is already queued and runs in this
+        # iteration. Re-arming first would let the drain swallow that write and leave
+        # the flag set with nothing to wake the loop ever again.
         self._waker.drain()
+        self._wake_pending = False
 
     def _report_slow(self, busy: float) -> None:
         self._slow_iterations += 1

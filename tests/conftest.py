@@ -1,0 +1,42 @@
+"""Fixtures shared by the whole suite: one event loop per poller backend.
+
+Any test that asks for ``poller_name``, ``loop`` or ``loop_thread`` runs once per
+backend this OS offers (select, poll, epoll, epoll-et on Linux), as the project requires:
+
+``loop``         an :class:`EventLoop` driven by the test itself (``loop.run_once()``).
+``loop_thread``  an :class:`ioreactor.testing.LoopThread`: the loop runs in a background
+                 thread while the test drives blocking sockets; touch loop-owned objects
+                 through ``loop_thread.call(fn, ...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ioreactor.loop.event_loop import EventLoop
+from ioreactor.loop.poller import available_pollers
+from ioreactor.testing import LoopThread
+
+
+@pytest.fixture(params=available_pollers())
+def poller_name(request: pytest.FixtureRequest) -> str:
+    """Each poller backend available here, one test run per backend."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def loop(poller_name: str) -> Iterator[EventLoop]:
+    """An event loop on ``poller_name``, driven from the test thread."""
+    ev = EventLoop(poller_name, name=f"test-{poller_name}")
+    yield ev
+    ev.close()
+
+
+@pytest.fixture
+def loop_thread(poller_name: str) -> Iterator[LoopThread]:
+    """An event loop on ``poller_name`` running in a background thread."""
+    with LoopThread(poller_name, name=f"test-{poller_name}") as lt:
+        yield lt
