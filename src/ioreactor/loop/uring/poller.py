@@ -65,7 +65,7 @@ class UringPoller(Poller):
             self.name = "uring-et"
         self._events: dict[int, int] = {}  # fd -> interest the loop asked for
         self._armed: dict[int, int] = {}  # fd -> user_data of the poll the kernel holds
-        self._armed_events: dict[int, int] = {}  # fd -> interest of that poll
+        self._armed_events: dict[int, int] = {}  # fd -> interest of its latest poll
         self._dirty: set[int] = set()  # fds whose kernel poll must change before waiting
         self._serial = 0
         self._cqes: list[tuple[int, int, int]] = []
@@ -88,18 +88,19 @@ class UringPoller(Poller):
         if self._events.pop(fd, None) is None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), fd)
         self._dirty.discard(fd)
+        self._armed_events.pop(fd, None)
         armed = self._armed.pop(fd, None)
         if armed is not None:
             # Always remove, even if the fd is registered again before the next poll():
             # the number may by then name another file, and the armed poll holds the old.
-            del self._armed_events[fd]
             self._ring.prep_poll_remove(armed, _REMOVE_USER_DATA)
 
     def _sync(self) -> None:
         """Turn the pending interest changes into SQEs (submitted by the coming enter)."""
         ring = self._ring
         events, armed, armed_events = self._events, self._armed, self._armed_events
-        multishot = self.edge_triggered
+        arms: list[tuple[int, int, int]] = []
+        serial = self._serial
         for fd in self._dirty:
             want = events[fd]
             current = armed.get(fd)
@@ -107,11 +108,13 @@ class UringPoller(Poller):
                 if want == armed_events[fd]:
                     continue  # the poll in the kernel already asks for this
                 ring.prep_poll_remove(current, _REMOVE_USER_DATA)
-            self._serial += 1
-            user_data = self._serial << 32 | fd
-            ring.prep_poll_add(fd, want, user_data, multishot)
+            serial += 1
+            user_data = serial << 32 | fd
+            arms.append((fd, want, user_data))
             armed[fd] = user_data
             armed_events[fd] = want
+        self._serial = serial
+        ring.prep_poll_adds(arms, self.edge_triggered)
         self._dirty.clear()
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
@@ -122,26 +125,44 @@ class UringPoller(Poller):
         cqes = self._cqes
         if not ring.reap(cqes):
             return []
-        armed, armed_events, dirty = self._armed, self._armed_events, self._dirty
+        ready = self._collect_edge(cqes) if self.edge_triggered else self._collect_level(cqes)
+        cqes.clear()
+        return ready
+
+    def _collect_level(self, cqes: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+        """One-shot polls: at most one current completion per fd, each re-armed next time."""
+        armed, dirty = self._armed, self._dirty
+        ready: list[tuple[int, int]] = []
+        for user_data, res, _ in cqes:
+            fd = user_data & _FD_MASK
+            if armed.get(fd) != user_data:
+                continue  # stale: removed, replaced, or a POLL_REMOVE's own completion
+            del armed[fd]
+            if res >= 0:
+                dirty.add(fd)  # re-armed inside the next poll()'s enter
+                ready.append((fd, res))
+            else:
+                # Unpollable (e.g. closed before unregister: -EBADF): report ERROR once
+                # and leave it unarmed rather than fail again every iteration.
+                ready.append((fd, ERROR))
+        return ready
+
+    def _collect_edge(self, cqes: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+        """Multishot polls: several completions per fd may arrive in one batch; merge."""
+        armed, dirty = self._armed, self._dirty
         ready: dict[int, int] = {}
         for user_data, res, flags in cqes:
             fd = user_data & _FD_MASK
             if armed.get(fd) != user_data:
-                continue  # stale: removed, replaced, or a POLL_REMOVE's own completion
-            if not flags & CQE_F_MORE:
-                # The kernel let go of this poll: re-arm with the next enter (level), or
-                # after the multishot ended (edge).
-                del armed[fd], armed_events[fd]
-                if res >= 0:
-                    dirty.add(fd)
+                continue
             if res < 0:
-                # The fd cannot be polled (e.g. closed before unregister: -EBADF). Report
-                # it once and leave it unarmed -- re-arming would fail the same way every
-                # iteration; a modify() re-arms it.
-                ready[fd] = ready.get(fd, 0) | ERROR
-            else:
-                ready[fd] = ready.get(fd, 0) | res
-        cqes.clear()
+                del armed[fd]
+                ready[fd] = ready.get(fd, 0) | ERROR  # unpollable: as in _collect_level
+                continue
+            if not flags & CQE_F_MORE:
+                del armed[fd]  # the kernel ended the multishot (e.g. CQ overflow): re-arm
+                dirty.add(fd)
+            ready[fd] = ready.get(fd, 0) | res
         return list(ready.items())
 
     def close(self) -> None:

@@ -344,6 +344,8 @@ class Ring:
         #: Operations the kernel owns: submitted, final completion not yet reaped.
         self.in_flight = 0
         self._pinned: dict[int, object] = {}
+        #: Set once a multishot op is prepared: from then on completions may be non-final.
+        self._multishot = False
         self._buffer_rings: list[BufferRing] = []
         self._ts = _Timespec()
         self._arg = _GeteventsArg(ts=0)
@@ -367,6 +369,7 @@ class Ring:
         # u32 views: aligned 4-byte loads and stores, released explicitly before unmapping.
         self._sq32 = memoryview(self._sq_mm).cast("I")
         self._cq32 = self._sq32 if single else memoryview(self._cq_mm).cast("I")
+        self._cq_bytes = memoryview(self._cq_mm)
         self._sq_head_i = sq.head // 4
         self._sq_tail_i = sq.tail // 4
         self._sq_mask = self._sq32[sq.ring_mask // 4]
@@ -413,6 +416,7 @@ class Ring:
         self._buffer_rings.clear()
         self._pinned.clear()
         self._sq32.release()
+        self._cq_bytes.release()
         if self._cq32 is not self._sq32:
             self._cq32.release()
             self._cq_mm.close()
@@ -457,15 +461,9 @@ class Ring:
         ioprio: int = 0,
         buf_group: int = 0,
     ) -> None:
-        if self._closed:
-            raise ValueError("io_uring ring is closed")
-        if self.sq_pending >= self.sq_entries:
-            # More operations in one iteration than SQ slots: hand these over now (the
-            # only case with a second enter per iteration; size the ring to avoid it).
-            self._enter(0, ENTER_EXT_ARG)
-            if self.sq_pending >= self.sq_entries:
-                raise OSError(errno.EBUSY, "io_uring submission queue full")
         tail = self._sq_tail
+        if self._closed or (tail - self._sq_head) & _U32 >= self.sq_entries:
+            self._make_room()
         _SQE.pack_into(
             self._sqes,
             (tail & self._sq_mask) * 64,
@@ -486,6 +484,20 @@ class Ring:
         )
         self._sq_tail = (tail + 1) & _U32
 
+    def _make_room(self) -> int:
+        """Free SQ slots, submitting what is prepared if the SQ is full; return the count.
+
+        A full SQ means more operations in one iteration than slots: they are handed over
+        now, the only case with a second enter per iteration (size the ring to avoid it).
+        """
+        if self._closed:
+            raise ValueError("io_uring ring is closed")
+        if self.sq_pending >= self.sq_entries:
+            self._enter(0, ENTER_EXT_ARG)
+            if self.sq_pending >= self.sq_entries:
+                raise OSError(errno.EBUSY, "io_uring submission queue full")
+        return self.sq_entries - self.sq_pending
+
     def _pin(self, user_data: int, keep: object) -> None:
         if user_data in self._pinned:
             raise ValueError(f"user_data {user_data:#x} already has memory pinned in flight")
@@ -501,7 +513,44 @@ class Ring:
         completion with ``CQE_F_MORE`` each time the file's wait queue is woken -- new
         data, not data still unread (edge-like; see ``UringPoller``).
         """
-        self._prep(OP_POLL_ADD, fd, 0, POLL_ADD_MULTI if multishot else 0, 0, events, user_data)
+        if multishot:
+            self._multishot = True
+        self._prep(OP_POLL_ADD, fd, 0, POLL_ADD_MULTI * multishot, 0, events, user_data)
+
+    def prep_poll_adds(
+        self, polls: Sequence[tuple[int, int, int]], multishot: bool = False
+    ) -> None:
+        """Many (fd, events, user_data) POLL_ADDs in one tight loop: a poller's re-arms."""
+        if multishot:
+            self._multishot = True
+        length = POLL_ADD_MULTI * multishot
+        pack, sqes, mask = _SQE.pack_into, self._sqes, self._sq_mask
+        done = 0
+        while done < len(polls):
+            room = self._make_room()
+            tail = self._sq_tail
+            for fd, events, user_data in polls[done : done + room]:
+                pack(
+                    sqes,
+                    (tail & mask) * 64,
+                    OP_POLL_ADD,
+                    0,
+                    0,
+                    fd,
+                    0,
+                    0,
+                    length,
+                    events,
+                    user_data,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                )
+                tail += 1
+            done += room
+            self._sq_tail = tail & _U32
 
     def prep_poll_remove(self, target_user_data: int, user_data: int) -> None:
         """Remove the poll submitted as ``target_user_data``: it completes with ECANCELED."""
@@ -519,6 +568,8 @@ class Ring:
         No sockaddr is requested: multishot accept cannot fill one shared buffer, and a
         caller that wants the peer asks ``getpeername`` only when it needs it.
         """
+        if multishot:
+            self._multishot = True
         self._prep(OP_ACCEPT, fd, 0, 0, 0, flags, user_data, ioprio=ACCEPT_MULTISHOT * multishot)
 
     def prep_recv(self, fd: int, buffers: BufferRing, user_data: int, flags: int = 0) -> None:
@@ -654,17 +705,28 @@ class Ring:
         n = (tail - head) & _U32
         if not n:
             return 0
-        mm, base, mask, unpack = self._cq_mm, self._cqes_off, self._cq_mask, _CQE.unpack_from
+        first = len(out)
+        # Copy the CQEs out with C-speed iter_unpack: one slice, or two if they wrap.
+        cqes, base = self._cq_bytes, self._cqes_off
+        start = head & self._cq_mask
+        stop = start + n
+        if stop <= self.cq_entries:
+            out.extend(_CQE.iter_unpack(cqes[base + start * 16 : base + stop * 16]))
+        else:
+            out.extend(_CQE.iter_unpack(cqes[base + start * 16 : base + self.cq_entries * 16]))
+            out.extend(_CQE.iter_unpack(cqes[base : base + (stop - self.cq_entries) * 16]))
+        cq32[self._cq_head_i] = tail  # hand the slots back only after copying them out
+        if not (self._pinned or self._multishot):
+            self.in_flight -= n  # every completion is final
+            return n
         pinned = self._pinned
         finished = 0
-        for i in range(n):
-            cqe = unpack(mm, base + ((head + i) & mask) * 16)
-            out.append(cqe)
-            if not cqe[2] & CQE_F_MORE:
+        for i in range(first, first + n):
+            user_data, _, flags = out[i]
+            if not flags & CQE_F_MORE:
                 finished += 1
                 if pinned:
-                    pinned.pop(cqe[0], None)
-        cq32[self._cq_head_i] = tail  # hand the slots back only after copying them out
+                    pinned.pop(user_data, None)
         self.in_flight -= finished
         return n
 
