@@ -38,7 +38,7 @@ def bar_chart(
     servers = list(dict.fromkeys(r.name for r in results))
     conns = sorted({r.conns for r in results})
     width = 0.8 / len(servers)
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(conns) * len(servers) / 2), 4))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.2 * len(conns) * len(servers)), 4.5))
     for i, server in enumerate(servers):
         xs, ys = [], []
         for j, c in enumerate(conns):
@@ -51,7 +51,7 @@ def bar_chart(
     ax.set_xticks(range(len(conns)), [f"{c:,} conns" for c in conns])
     ax.set_ylabel(METRICS.get(metric, metric).format(unit=results[0].unit))
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,171 @@
+"""``ioreactor bench echo``: the echo server against the asyncio and uvloop peers.
+
+For each connection count, each server in turn runs pinned to the server core while the
+echo load (:mod:`ioreactor.bench.echo_load`) runs on the load core; the server's process
+tree CPU time is read from ``/proc`` right before and right after the measured window
+(after a warm-up on the same connections), so ``CPU µs/msg`` is server CPU over exactly
+the messages counted. All servers run in one invocation, so their ratios compare like
+with like on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from ioreactor.bench.echo_load import EchoLoadConfig, run_echo_load
+from ioreactor.bench.peers import echo_peer_command, uvloop_available
+from ioreactor.bench.pinning import (
+    CorePlan,
+    ServerProcess,
+    core_plan,
+    free_port,
+    pin_current_process,
+)
+from ioreactor.bench.procstat import TreeSample
+from ioreactor.bench.report import BenchResult, ratio
+from ioreactor.net.sockopt import raise_nofile_limit
+
+#: Seconds of unmeasured traffic on the same connections before each window.
+WARMUP = 1.0
+#: fds a load process keeps for itself besides its connections.
+FD_RESERVE = 100
+#: The issue's targets: ioreactor's CPU per message over each peer's, at most.
+TARGETS = {"asyncio": 0.9, "uvloop": 1.0}
+
+
+def ioreactor_echo_command(port: int, poller: str | None = None) -> list[str]:
+    command = [sys.executable, "-m", "ioreactor", "echo", "--listen", f"127.0.0.1:{port}"]
+    return [*command, "--poller", poller] if poller else command
+
+
+#: Server name -> command for (port, poller); peers ignore the poller.
+ECHO_SERVERS: dict[str, Callable[[int, str | None], list[str]]] = {
+    "ioreactor": ioreactor_echo_command,
+    "asyncio": lambda port, poller: echo_peer_command("asyncio-echo", port),
+    "uvloop": lambda port, poller: echo_peer_command("uvloop-echo", port),
+}
+
+
+@dataclass(frozen=True)
+class EchoBenchConfig:
+    conns: tuple[int, ...] = (100, 1000)
+    size: int = 1024
+    duration: float = 10.0
+    warmup: float = WARMUP
+    pipeline: int = 1
+    poller: str | None = None
+    servers: tuple[str, ...] = tuple(ECHO_SERVERS)
+
+
+def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
+    """Servers that cannot run here, with the reason."""
+    skipped = {}
+    if "uvloop" in servers and (reason := uvloop_available()) is not None:
+        skipped["uvloop"] = reason
+    return skipped
+
+
+def load_processes(conns: int) -> int:
+    """Processes the load needs so that none exceeds its fd limit."""
+    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
+    return max(1, math.ceil(conns / per_process))
+
+
+def measure_echo_server(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    conns: int,
+    config: EchoBenchConfig,
+    plan: CorePlan,
+    *,
+    progress: bool = False,
+) -> BenchResult:
+    """Start ``command`` pinned, drive the echo load, and charge its CPU per message."""
+    samples: dict[str, TreeSample] = {}
+    with ServerProcess(command, port=port, core=plan.server) as server:
+        load = run_echo_load(
+            EchoLoadConfig(
+                host="127.0.0.1",
+                port=port,
+                conns=conns,
+                size=config.size,
+                duration=config.duration,
+                pipeline=config.pipeline,
+                procs=load_processes(conns),
+                warmup=config.warmup,
+                poller=config.poller,
+            ),
+            on_start=lambda: samples.__setitem__("before", server.sample(count_fds=False)),
+            on_end=lambda: samples.__setitem__("after", server.sample()),
+            progress=progress,
+        )
+    before, after = samples["before"], samples["after"]
+    return BenchResult(
+        name=name,
+        conns=conns,
+        ops=load.messages,
+        duration=load.duration,
+        server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
+        p50_us=load.latency_us(0.5),
+        p99_us=load.latency_us(0.99),
+        p999_us=load.latency_us(0.999),
+        rss_bytes=after.rss_bytes,
+        errors=load.errors,
+        unit="msg",
+        extra={
+            "size": config.size,
+            "pipeline": config.pipeline,
+            "connected": load.connected,
+            "server_fds": after.fds,
+            "server_processes": len(after.pids),
+            "load_processes": load.procs,
+            "command": " ".join(command),
+        },
+    )
+
+
+def run_echo_bench(
+    config: EchoBenchConfig, *, console: Console | None = None, progress: bool = False
+) -> list[BenchResult]:
+    """Every server at every connection count, in one run; the load pins this process."""
+    plan = core_plan()
+    console = console or Console()
+    pin_current_process(plan.load)
+    skipped = skipped_servers(config.servers)
+    for name, reason in skipped.items():
+        console.print(f"[yellow]skipping {name}: {reason}[/]")
+    results = []
+    for conns in config.conns:
+        for name in config.servers:
+            if name in skipped:
+                continue
+            port = free_port()
+            command = ECHO_SERVERS[name](port, config.poller)
+            console.print(f"[dim]{name}: {conns:,} conns, {config.duration:g} s ...[/]")
+            results.append(
+                measure_echo_server(name, command, port, conns, config, plan, progress=progress)
+            )
+    return results
+
+
+def target_lines(results: Sequence[BenchResult]) -> list[str]:
+    """One line per connection count: ioreactor's ratio to each peer against its target."""
+    lines = []
+    for r in results:
+        if r.name != "ioreactor":
+            continue
+        for peer, target in TARGETS.items():
+            value = ratio(r, results, peer)
+            if value is not None:
+                verdict = "meets" if value <= target else "MISSES"
+                lines.append(
+                    f"{r.conns:,} conns: ioreactor / {peer} = {value:.2f} "
+                    f"({verdict} the target <= {target:.2f})"
+                )
+    return lines

@@ -1,0 +1,130 @@
+"""`ioreactor bench echo`: echo server CPU per message against the asyncio/uvloop peers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from rich.console import Console
+
+from ioreactor.bench.chart import bar_chart
+from ioreactor.bench.echo_bench import (
+    ECHO_SERVERS,
+    WARMUP,
+    EchoBenchConfig,
+    run_echo_bench,
+    target_lines,
+)
+from ioreactor.bench.pinning import core_plan
+from ioreactor.bench.report import RESULTS_DIR, print_table, timestamped, write_json
+from ioreactor.loop.poller import available_pollers
+
+#: Console width when the output is not a terminal (rich would otherwise use 80).
+TABLE_WIDTH = 160
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part.replace("_", "")) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"connection counts must be >= 1, got {text!r}")
+    return values
+
+
+def _server_list(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in ECHO_SERVERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown server(s) {unknown}; known: {list(ECHO_SERVERS)}"
+        )
+    return names
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "echo",
+        help="TCP echo: ioreactor vs asyncio vs uvloop, server CPU µs per message",
+        description="Runs each echo server pinned to one core with the load on another, "
+        "reads the server's CPU time from /proc around a fixed window, and prints CPU µs "
+        "per message, messages/s, latency and RSS with the ratio to each peer.",
+    )
+    p.add_argument("--conns", type=_int_list, default=(100, 1000), help="e.g. 100,1000")
+    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
+    p.add_argument("--pipeline", type=int, default=1, help="messages in flight per connection")
+    p.add_argument(
+        "--poller", choices=available_pollers(), default=None, help="ioreactor's backend"
+    )
+    p.add_argument(
+        "--servers", type=_server_list, default=tuple(ECHO_SERVERS), help="comma-separated"
+    )
+    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for JSON and PNG")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def reproduce_command(config: EchoBenchConfig) -> str:
+    """The command line that reruns this benchmark."""
+    parts = [
+        "ioreactor bench echo",
+        f"--conns {','.join(map(str, config.conns))}",
+        f"--size {config.size}",
+        f"--duration {config.duration:g}",
+        f"--warmup {config.warmup:g}",
+    ]
+    if config.pipeline != 1:
+        parts.append(f"--pipeline {config.pipeline}")
+    if config.poller:
+        parts.append(f"--poller {config.poller}")
+    if config.servers != tuple(ECHO_SERVERS):
+        parts.append(f"--servers {','.join(config.servers)}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    if not console.is_terminal:  # a log file or a pipe: keep every column readable
+        console = Console(width=TABLE_WIDTH)
+    config = EchoBenchConfig(
+        conns=args.conns,
+        size=args.size,
+        duration=args.duration,
+        warmup=args.warmup,
+        pipeline=args.pipeline,
+        poller=args.poller,
+        servers=args.servers,
+    )
+    plan = core_plan()
+    if not plan.pinned:
+        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    results = run_echo_bench(
+        config, console=console, progress=not args.no_progress and console.is_terminal
+    )
+    baselines = [name for name in ("asyncio", "uvloop") if any(r.name == name for r in results)]
+    title = (
+        f"TCP echo, {args.size} B ping-pong, {args.duration:g} s per server "
+        f"(server on core {plan.server}, load on core {plan.load})"
+    )
+    print_table(results, baselines, title=title, console=console)
+    for line in target_lines(results):
+        console.print(line)
+    command = reproduce_command(config)
+    console.print(f"command: {command}")
+    json_path = write_json(
+        timestamped("echo", "json", Path(args.out)),
+        results,
+        command=command,
+        meta={"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+    )
+    console.print(f"results: {json_path}")
+    chart = bar_chart(results, json_path.with_suffix(".png"), title=title)
+    if chart is not None:
+        console.print(f"chart:   {chart}")
+    return 1 if any(r.error_count for r in results) else 0
