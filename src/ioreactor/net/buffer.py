@@ -175,10 +175,11 @@ class Buffer:
     def ensure_writable(self, n: int) -> None:
         """Make room for ``n`` more bytes without growing past what is needed."""
         if len(self._data) - self._w < n:
-            if self._r - CHEAP_PREPEND + len(self._data) - self._w >= n:
-                self._compact()
-            else:
-                self._data.extend(bytes(self._w + n - len(self._data)))
+            if self._r > CHEAP_PREPEND:
+                self._compact()  # reuse the consumed front (this trims the storage)
+            short = self._w + n - len(self._data)
+            if short > 0:
+                self._data.extend(bytes(short))
 
     def _compact(self) -> None:
         """Slide the readable bytes back to the front, reusing the consumed space."""
