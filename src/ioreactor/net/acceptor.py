@@ -14,10 +14,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import READ
+from ioreactor.net.sockopt import SockOpt, apply_sockopts
+from ioreactor.net.unix import UnixSocket, bind_unix
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
@@ -42,9 +44,16 @@ def open_listener(
     reuse_addr: bool = True,
     reuse_port: bool = False,
     v6only: bool | None = None,
+    sockopts: Iterable[SockOpt] = (),
 ) -> socket.socket:
-    """A bound, listening, non-blocking stream socket."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    """A bound, listening, non-blocking stream socket.
+
+    ``sockopts`` are set before bind (Linux copies them to every accepted socket).
+    AF_UNIX: ``sockaddr`` is a path (``"\\0name"`` abstract); the socket removes its file
+    when closed, and a stale file from a crashed run is replaced but a live server's is
+    not (see :mod:`ioreactor.net.unix`).
+    """
+    sock = UnixSocket() if family == socket.AF_UNIX else socket.socket(family, socket.SOCK_STREAM)
     try:
         if reuse_addr and family != socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -52,13 +61,23 @@ def open_listener(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if v6only is not None and family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
-        sock.bind(sockaddr)
+        apply_sockopts(sock, sockopts)
+        if family == socket.AF_UNIX:
+            bind_unix(sock, _unix_path(sockaddr))
+        else:
+            sock.bind(sockaddr)
         sock.listen(backlog)
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _unix_path(sockaddr: str | bytes) -> str:
+    """A sockaddr (``"\\0name"`` for abstract names) in the ``@name`` form addresses use."""
+    name = os.fsdecode(sockaddr)
+    return "@" + name[1:] if name.startswith("\0") else name
 
 
 class Acceptor:
