@@ -1,0 +1,211 @@
+"""`ioreactor heartbeat serve|connect`: the heartbeat demo, every ping, pong and verdict logged.
+
+Try it: start ``serve`` and ``connect`` in two terminals, then ``kill -STOP`` one of
+them -- the other declares it dead after ``misses`` unanswered pings -- and ``kill
+-CONT`` it, or stop and restart the server: the client reconnects with back-off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+from ioreactor.heartbeat import INTERVAL, MISSES, HeartbeatHandler
+from ioreactor.loop.event_loop import EventLoop
+from ioreactor.loop.poller import available_pollers
+from ioreactor.net.client import TcpClient
+from ioreactor.net.connection import TcpConnection
+from ioreactor.net.server import TcpServer
+from ioreactor.net.sockopt import KeepAlive, raise_nofile_limit
+
+log = logging.getLogger("ioreactor.heartbeat")
+
+#: Longest pause between reconnect attempts in the demo client.
+BACKOFF_MAX = 5.0
+
+
+class DemoServer(HeartbeatHandler):
+    """Answers pings, echoes DATA frames, and says when peers come and go."""
+
+    def on_connection(self, conn: TcpConnection) -> None:
+        super().on_connection(conn)
+        log.info("connection from %s", conn.peer)
+
+    def on_close(self, conn: TcpConnection) -> None:
+        super().on_close(conn)
+        log.info("connection from %s closed%s", conn.peer, _reason(conn))
+
+    def on_data(self, conn: TcpConnection, payload: bytes) -> None:
+        log.info("data from %s: %r (echoed)", conn.peer, payload)
+        self.send_data(conn, payload)
+
+
+class DemoClient(HeartbeatHandler):
+    """Pings when the server is quiet; optionally sends DATA on a timer."""
+
+    def __init__(self, interval: float, misses: int) -> None:
+        super().__init__(interval, misses, active=True, log_traffic=True)
+        self.connection: TcpConnection | None = None
+        self.sent = 0
+
+    def on_connection(self, conn: TcpConnection) -> None:
+        super().on_connection(conn)
+        self.connection = conn
+        log.info("connected to %s", conn.peer)
+
+    def on_close(self, conn: TcpConnection) -> None:
+        super().on_close(conn)
+        if self.connection is conn:
+            self.connection = None
+        log.info("connection to %s closed%s", conn.peer, _reason(conn))
+
+    def on_data(self, conn: TcpConnection, payload: bytes) -> None:
+        log.info("data echoed by %s: %r", conn.peer, payload)
+
+    def send_tick(self) -> None:
+        conn = self.connection
+        if conn is not None and conn.connected:
+            self.sent += 1
+            self.send_data(conn, b"data %d" % self.sent)
+
+
+def _reason(conn: TcpConnection) -> str:
+    return f": {conn.error}" if conn.error is not None else ""
+
+
+def _keepalive(text: str) -> KeepAlive:
+    try:
+        idle, interval, count = (int(part) for part in text.split(":"))
+        return KeepAlive(idle, interval, count)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected IDLE:INTERVAL:COUNT in whole seconds/probes, e.g. 60:10:3 ({exc})"
+        ) from None
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--interval",
+        type=_positive,
+        default=INTERVAL,
+        help="seconds of silence before a PING (default %(default)s)",
+    )
+    p.add_argument(
+        "--misses",
+        type=_at_least_one,
+        default=MISSES,
+        help="unanswered PINGs before the peer is declared dead (default %(default)s)",
+    )
+    p.add_argument(
+        "--keepalive",
+        type=_keepalive,
+        default=None,
+        metavar="IDLE:INTERVAL:COUNT",
+        help="also enable kernel TCP keepalive with these timers (e.g. 60:10:3)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive,
+        default=None,
+        help="exit after this many seconds (default: run until SIGINT/SIGTERM)",
+    )
+    p.add_argument("--poller", choices=available_pollers(), default=None)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "heartbeat", help="application-level heartbeat demo (PING/PONG, dead-peer verdict)"
+    )
+    sub = p.add_subparsers(dest="heartbeat_command", metavar="ROLE", required=True)
+    serve = sub.add_parser("serve", help="heartbeat server: answers pings, detects dead clients")
+    serve.add_argument("--listen", default="127.0.0.1:7100", help="HOST:PORT (%(default)s)")
+    _common(serve)
+    serve.set_defaults(func=run_serve)
+    connect = sub.add_parser("connect", help="heartbeat client: pings, reconnects with back-off")
+    connect.add_argument("--connect", default="127.0.0.1:7100", help="HOST:PORT (%(default)s)")
+    connect.add_argument(
+        "--data-every",
+        type=_positive,
+        default=None,
+        metavar="S",
+        help="send a DATA frame every S seconds (data counts as liveness: fewer pings)",
+    )
+    _common(connect)
+    connect.set_defaults(func=run_connect)
+
+
+def _run(loop: EventLoop, duration: float | None) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, loop.stop)
+    if duration is not None:
+        loop.call_later(duration, loop.stop)
+    loop.run()
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    raise_nofile_limit()
+    loop = EventLoop(args.poller, name="heartbeat-server")
+    handler = DemoServer(args.interval, args.misses, active=False, log_traffic=True)
+    server = TcpServer(loop, args.listen, handler, keepalive=args.keepalive).start()
+    host, port = server.sockname[:2]
+    log.info(
+        "heartbeat server on %s:%d (interval %g s, misses %d, dead after %g-%g s of silence%s)",
+        host,
+        port,
+        args.interval,
+        args.misses,
+        args.interval * args.misses,
+        args.interval * (args.misses + 1),
+        f", TCP keepalive {args.keepalive}" if args.keepalive else "",
+    )
+    try:
+        _run(loop, args.duration)
+    finally:
+        server.close()
+        loop.close()
+    return 0
+
+
+def run_connect(args: argparse.Namespace) -> int:
+    loop = EventLoop(args.poller, name="heartbeat-client")
+    handler = DemoClient(args.interval, args.misses)
+    client = TcpClient(
+        loop,
+        args.connect,
+        handler,
+        retry=True,
+        reconnect=True,
+        backoff_max=BACKOFF_MAX,
+        keepalive=args.keepalive,
+    ).connect()
+    if args.data_every is not None:
+        loop.call_every(args.data_every, handler.send_tick)
+    log.info(
+        "heartbeat client to %s (interval %g s, misses %d)",
+        args.connect,
+        args.interval,
+        args.misses,
+    )
+    try:
+        _run(loop, args.duration)
+    finally:
+        client.stop()
+        if handler.connection is not None:
+            handler.connection.force_close()
+        loop.close()
+    return 0
