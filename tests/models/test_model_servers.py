@@ -176,12 +176,14 @@ def fork_server() -> Iterator[Callable[[str], tuple[subprocess.Popen[str], tuple
         proc = subprocess.Popen(
             [sys.executable, "-m", "ioreactor", "model", "process-per-connection",
              "--listen", "127.0.0.1:0", "--protocol", protocol],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         procs.append(proc)
         assert proc.stdout is not None
         match = re.search(r"on (\S+):(\d+)$", proc.stdout.readline().strip())
-        assert match, "the server must announce its address"
+        if not match:
+            proc.kill()
+            pytest.fail(f"the server did not announce its address: {proc.communicate()[1]}")
         return proc, (match.group(1), int(match.group(2)))
 
     yield start
