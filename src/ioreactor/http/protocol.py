@@ -1,0 +1,752 @@
+"""HTTP/1.1 on one connection: the httptools parser glue, requests in, responses out in order.
+
+One :class:`HttpProtocol` per connection (in ``conn.context``) owns one
+``httptools.HttpRequestParser``. Every read is fed to it straight from the connection's
+input buffer (``peek`` then ``retrieve``); requests may be split at any byte or arrive
+many per read, and the parser's callbacks assemble each into a :class:`Request`.
+
+Responses leave in request order. A handler that answers on the loop while nothing is
+waiting ahead of it sends at once -- ``conn.send`` queues it, and everything queued
+during one loop iteration leaves in one system call, so 16 pipelined requests cost one
+``send``. Otherwise the response waits in ``pending`` behind the ones before it: a
+handler still running in the worker pool, a streamed body, a file being sent.
+
+The connection's life, as ``phase``::
+
+    IDLE -> HEADERS -> BODY -> IDLE ...    one request at a time
+    any  -> DONE      no more input is parsed: the last response is queued
+         -> LINGER    FIN once output drains; read and discard until the peer closes
+
+Every protocol error or broken limit answers with its status and ``Connection: close``,
+then the connection lingers and closes; the rest of its input is never parsed (no
+request smuggling). Timeouts are not timers: one sweep per loop calls
+:meth:`HttpProtocol.check_timeouts` every ``Limits.sweep_interval``.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from ioreactor.http.errors import HttpError
+from ioreactor.http.request import BodyConsumer, Request
+from ioreactor.http.response import (
+    CHUNKED_FIELD,
+    CLOSE_FIELD,
+    CONTINUE,
+    KEEP_ALIVE_FIELD,
+    OCTET_FIELD,
+    TEXT_FIELD,
+    FileResponse,
+    Response,
+    StreamingResponse,
+    encode_head,
+    encode_simple,
+)
+from ioreactor.http.sendfile import FileSender
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from ioreactor.http.handler import HttpHandler
+    from ioreactor.http.router import Route
+    from ioreactor.net.buffer import Buffer
+    from ioreactor.net.connection import TcpConnection
+
+log = logging.getLogger("ioreactor.http")
+access_log = logging.getLogger("ioreactor.http.access")
+
+IDLE = 0
+HEADERS = 1
+BODY = 2
+DONE = 3
+LINGER = 4
+
+#: Input fed to the parser per call when much is buffered, so that a burst of pipelined
+#: requests can be paused between slices once too many responses are pending.
+FEED_SLICE = 16 * 1024
+
+_METHODS = {
+    m.encode(): m
+    for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT")
+}
+
+
+class _CloseMarker:
+    """In the pending queue: close the connection here; later entries are dropped."""
+
+
+_CLOSE = _CloseMarker()
+#: ``body`` of a request whose body is kept, before its first chunk (no list per GET).
+_COLLECT: list[bytes] = []
+#: Lengths of the field names the protocol itself must look at: Expect, Upgrade,
+#: Connection, Content-Length, Transfer-Encoding (a length check is cheaper than lower()).
+_SPECIAL_LENGTHS = frozenset({6, 7, 10, 14, 17})
+
+
+class _StopParsing(Exception):
+    """Raised from a parser callback: the connection is closing, ignore the rest."""
+
+
+class _Slot:
+    """A response position in the pending queue: not computed yet, or not sent yet."""
+
+    __slots__ = ("request", "result")
+
+    def __init__(self, request: Request, result: object = None) -> None:
+        self.request = request
+        #: None until ready; then the response bytes, a StreamingResponse or FileResponse.
+        self.result = result
+
+
+def error_response(err: HttpError) -> Response:
+    return Response(
+        f"{err.status} {err.detail}".rstrip() + "\n",
+        err.status,
+        headers=err.headers,
+    )
+
+
+def _parser_error(exc: httptools.HttpParserError) -> HttpError:
+    message = str(exc)
+    if "HTTP version" in message:
+        return HttpError(505, message, close=True)
+    return HttpError(400, message or "Bad Request", close=True)
+
+
+class HttpProtocol:
+    """The HTTP state of one connection; see the module docstring."""
+
+    __slots__ = (
+        "active",
+        "advancing",
+        "batch",
+        "began",
+        "body",
+        "body_size",
+        "conn",
+        "consumer",
+        "failure",
+        "head_fed",
+        "header_bytes",
+        "http",
+        "limits",
+        "loop",
+        "parser",
+        "paused",
+        "pending",
+        "phase",
+        "raw",
+        "request",
+        "requests_left",
+        "route",
+        "sender",
+        "server",
+        "since",
+        "stall_mark",
+        "stall_since",
+        "url",
+    )
+
+    def __init__(self, conn: TcpConnection, http: HttpHandler) -> None:
+        self.conn = conn
+        self.loop = conn.loop
+        self.http = http
+        self.limits = http.limits
+        self.server = http.server_line
+        self.parser = httptools.HttpRequestParser(self)
+        self.phase = IDLE
+        self.since = conn.loop.now
+        self.url = b""
+        self.raw: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.head_fed = 0
+        self.began = False
+        self.request: Request | None = None
+        self.route: Route | None = None
+        self.failure: HttpError | None = None
+        self.consumer: BodyConsumer | None = None
+        self.body: list[bytes] | None = None
+        self.body_size = 0
+        self.pending: collections.deque[bytes | _Slot | _CloseMarker] = collections.deque()
+        self.active: _Slot | None = None
+        self.sender: FileSender | None = None
+        self.advancing = False
+        self.paused = False
+        self.requests_left = self.limits.max_requests_per_connection
+        self.batch: list[bytes] | None = None
+        self.stall_mark = -1.0
+        self.stall_since = 0.0
+
+    def __repr__(self) -> str:
+        return f"<HttpProtocol {self.conn.peer} phase={self.phase} pending={len(self.pending)}>"
+
+    # -- input -----------------------------------------------------------------------------
+
+    def feed(self, buffer: Buffer) -> None:
+        """Parse what arrived; the responses it produces leave in one ``conn.send``."""
+        if self.phase >= DONE:
+            buffer.retrieve_all()
+            return
+        if self.paused:
+            if len(buffer) > self.limits.max_buffered_input:
+                log.debug("%r: input keeps growing while paused; dropping", self)
+                self.conn.force_close()
+            return
+        batch: list[bytes] = []
+        self.batch = batch
+        n = len(buffer)
+        with buffer.peek() as data:
+            if n <= FEED_SLICE:
+                self._parse(data)
+                consumed = n
+            else:
+                consumed = self._parse_slices(data)
+        if consumed >= n or self.phase >= DONE:
+            buffer.retrieve_all()
+        else:
+            buffer.retrieve(consumed)
+        self.batch = None
+        if batch:
+            self.conn.send(batch[0] if len(batch) == 1 else b"".join(batch))
+        if self.pending and len(self.pending) >= self.limits.max_pending_responses:
+            self.paused = True
+
+    def _parse_slices(self, data: memoryview) -> int:
+        """Much input at once: parse it in slices, stopping when responses pile up."""
+        consumed = 0
+        n = len(data)
+        limit = self.limits.max_pending_responses
+        while consumed < n and self.phase < DONE:
+            with data[consumed : consumed + FEED_SLICE] as piece:
+                self._parse(piece)
+            consumed += FEED_SLICE
+            if len(self.pending) >= limit:
+                break
+        return min(consumed, n)
+
+    def _parse(self, data: memoryview) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._parser_failed(exc)
+        except httptools.HttpParserUpgrade:
+            pass  # the upgrade request was answered with Connection: close
+        if self.phase == HEADERS:
+            if self.began:
+                self.began = False  # the head started in this read; the read bounds it
+            else:
+                # httptools joins a field split across reads before calling on_header:
+                # bound the bytes it holds, not only the fields we have seen.
+                self.head_fed += len(data)
+                limits = self.limits
+                if self.head_fed > limits.max_request_line + limits.max_header_bytes:
+                    self._fail(HttpError(431, "Request Header Fields Too Large", close=True))
+
+    def _parser_failed(self, exc: httptools.HttpParserError) -> None:
+        if isinstance(exc, httptools.HttpParserCallbackError):
+            cause = exc.__context__
+            if isinstance(cause, HttpError):
+                self._fail(cause)
+            elif not isinstance(cause, _StopParsing):
+                log.error("%r: error in a parser callback", self, exc_info=cause)
+                self._fail(HttpError(500, "Internal Server Error", close=True))
+        else:
+            self._fail(_parser_error(exc))
+
+    def _resume(self) -> None:
+        if self.paused and not self.conn.closed:
+            self.paused = False
+            if len(self.conn.input):
+                self.feed(self.conn.input)
+
+    def _send(self, data: bytes) -> None:
+        """Send now: into this read's batch while parsing, else straight to the connection."""
+        batch = self.batch
+        if batch is not None:
+            batch.append(data)
+        else:
+            self.conn.send(data)
+
+    def _flush_batch(self) -> None:
+        batch = self.batch
+        if batch:
+            self.conn.send(b"".join(batch))
+            batch.clear()
+
+    # -- httptools callbacks -------------------------------------------------------------
+    # No on_message_begin: a request begins with its first on_url (one call fewer per
+    # request), which is also when the header timeout starts.
+
+    def on_url(self, url: bytes) -> None:
+        if self.phase == IDLE:
+            self.phase = HEADERS
+            self.since = self.loop.now
+            self.began = True
+            self.head_fed = 0
+        elif self.url:
+            url = self.url + url
+        if len(url) > self.limits.max_request_line:
+            raise HttpError(414, "URI Too Long", close=True)
+        self.url = url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        raw = self.raw
+        raw.append((name, value))
+        self.header_bytes += len(name) + len(value) + 4
+        limits = self.limits
+        if self.header_bytes > limits.max_header_bytes or len(raw) > limits.max_headers:
+            raise HttpError(431, "Request Header Fields Too Large", close=True)
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.phase = BODY
+        raw = self.raw
+        url = self.url
+        self.raw = []
+        self.url = b""
+        self.header_bytes = 0
+        method_raw = parser.get_method()
+        method = _METHODS.get(method_raw) or method_raw.decode("ascii")
+        keep_alive = parser.should_keep_alive()
+        length = 0
+        chunked = False
+        expect = None
+        framing = False
+        for name, value in raw:
+            if len(name) in _SPECIAL_LENGTHS:
+                lower = name.lower()
+                if lower == b"content-length":
+                    length = int(value)  # llhttp has checked it: digits, one value, no TE
+                elif lower == b"transfer-encoding":
+                    if value.strip().lower() != b"chunked":
+                        raise HttpError(501, "unsupported transfer coding", close=True)
+                    chunked = True
+                elif lower == b"expect":
+                    expect = value
+                elif lower == b"connection" or lower == b"upgrade":
+                    framing = True
+        if keep_alive and not framing and method != "CONNECT":
+            # llhttp keeps an HTTP/1.0 connection alive only when asked to with a
+            # Connection field, so this is 1.1 (and asking llhttp to format it is slow).
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
+            if version != "1.1" and version != "1.0":
+                raise HttpError(505, f"HTTP/{version} is not supported", close=True)
+            if keep_alive and parser.should_upgrade():
+                keep_alive = False  # we do not switch protocols; the rest is not ours
+            if chunked and version == "1.0":
+                raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request", close=True)
+        if length > self.limits.max_body:
+            raise HttpError(413, "Content Too Large", close=True)
+        request = Request(method, url.decode("latin-1"), version, raw, b"", self.conn.peer)
+        request.keep_alive = keep_alive
+        if expect is not None:
+            if expect.strip().lower() != b"100-continue":
+                raise HttpError(417, "Expectation Failed", close=True)
+            if version == "1.1" and (length or chunked):
+                self._emit(CONTINUE)
+        self.request = request
+        self.body_size = 0
+        try:
+            route, request.params = self.http.router.resolve(method, request.path)
+        except HttpError as exc:
+            self.failure = exc.with_traceback(None)
+            self.route = None
+            self.body = None
+            return
+        self.route = route
+        if route.stream_body:
+            self.body = None
+            request.body = None
+            try:
+                self.consumer = cast(BodyConsumer, route.handler(request))
+            except HttpError as exc:
+                self.failure = exc.with_traceback(None)
+            except Exception:
+                log.exception("%r: handler for %s failed", self, route.pattern)
+                self.failure = HttpError(500, "Internal Server Error")
+        else:
+            self.body = _COLLECT
+
+    def on_body(self, chunk: bytes) -> None:
+        size = self.body_size + len(chunk)
+        if size > self.limits.max_body:
+            raise HttpError(413, "Content Too Large", close=True)
+        self.body_size = size
+        body = self.body
+        if body is _COLLECT:
+            self.body = [chunk]
+        elif body is not None:
+            body.append(chunk)
+        elif self.consumer is not None:
+            try:
+                self.consumer.on_data(chunk)
+            except HttpError as exc:
+                self.failure = exc.with_traceback(None)
+                self.consumer = None
+            except Exception:
+                log.exception("%r: body consumer failed", self)
+                self.failure = HttpError(500, "Internal Server Error")
+                self.consumer = None
+
+    def on_message_complete(self) -> None:
+        request = self.request
+        if request is None:  # pragma: no cover - llhttp always completes a begun head
+            return
+        self.request = None
+        self.phase = IDLE
+        self.requests_left -= 1
+        body = self.body
+        if body is not _COLLECT and body:
+            request.body = body[0] if len(body) == 1 else b"".join(body)
+        if self.requests_left <= 0:
+            request.keep_alive = False
+        route = self.route
+        if self.failure is not None or route is None or route.blocking or self.consumer:
+            result = self._dispatch_special(request)
+            if result is None:
+                return
+        else:
+            try:
+                result = route.handler(request)
+            except HttpError as exc:
+                result = error_response(exc)
+            except Exception:
+                log.exception("%r: handler for %s failed", self, route.pattern)
+                result = error_response(HttpError(500, "Internal Server Error"))
+        http = self.http
+        if (
+            type(result) is str
+            and not self.pending
+            and not http.access_log
+            and request.method != "HEAD"
+        ):
+            # The common case, inlined: text answered on the loop, nothing queued ahead.
+            if request.keep_alive:
+                connection = b"" if request.version == "1.1" else KEEP_ALIVE_FIELD
+            else:
+                connection = CLOSE_FIELD
+            data = result.encode()
+            self.batch.append(  # type: ignore[union-attr]  # always a list while parsing
+                b"%s%d\r\n%s\r\n%s" % (http.text_prefix, len(data), connection, data)
+            )
+        else:
+            out = self._render(request, result)
+            if type(out) is bytes and not self.pending:
+                self._send(out)
+            else:
+                self.pending.append(out if type(out) is bytes else _Slot(request, out))
+                self._advance()
+        if not request.keep_alive:
+            self._finish_connection()
+            raise _StopParsing
+
+    def _dispatch_special(self, request: Request) -> object:
+        """A failed route, a body consumer, or a blocking handler (None: queued in the pool)."""
+        failure = self.failure
+        consumer = self.consumer
+        route = self.route
+        self.failure = None
+        self.consumer = None
+        if failure is not None or route is None:
+            return error_response(failure or HttpError(404, "Not Found"))
+        if consumer is not None:
+            try:
+                return consumer.on_end()
+            except HttpError as exc:
+                return error_response(exc)
+            except Exception:
+                log.exception("%r: body consumer for %s failed", self, route.pattern)
+                return error_response(HttpError(500, "Internal Server Error"))
+        slot = _Slot(request)
+        self.pending.append(slot)
+        self.loop.run_in_pool(
+            route.handler, request, on_done=functools.partial(self._pool_done, slot)
+        )
+        if not request.keep_alive:
+            self.phase = DONE
+            raise _StopParsing
+        return None
+
+    # -- responses -----------------------------------------------------------------------
+
+    def _render(self, request: Request, result: object) -> object:
+        """Turn a handler's result into bytes, or a stream/file that starts in its turn."""
+        kind = type(result)
+        head = request.method == "HEAD"
+        if kind is str or kind is bytes:
+            field = TEXT_FIELD if kind is str else OCTET_FIELD
+            body: bytes = result.encode("utf-8") if kind is str else result  # type: ignore[attr-defined,assignment]
+            if self.http.access_log:
+                self._log(request, 200, len(body))
+            return encode_simple(field, body, self._connection_field(request), self.server, head)
+        if kind is Response:
+            response: Response = result  # type: ignore[assignment]
+            if response.close:
+                request.keep_alive = False
+            if self.http.access_log:
+                self._log(request, response.status, len(response.body))
+            return response.encode(self._connection_field(request), self.server, head)
+        if isinstance(result, StreamingResponse | FileResponse):
+            if result.close:
+                request.keep_alive = False
+            if self.http.access_log:
+                self._log(request, result.status, getattr(result, "length", -1))
+            return result
+        log.error("%r: handler returned %r, not a response", self, kind)
+        return self._render(request, error_response(HttpError(500, "Internal Server Error")))
+
+    def _connection_field(self, request: Request) -> bytes:
+        if request.keep_alive:
+            return b"" if request.version == "1.1" else KEEP_ALIVE_FIELD
+        return CLOSE_FIELD
+
+    def _log(self, request: Request, status: int, size: int) -> None:
+        access_log.info(
+            '%s "%s %s HTTP/%s" %d %s',
+            request.peer,
+            request.method,
+            request.target,
+            request.version,
+            status,
+            size if size >= 0 else "-",
+        )
+
+    def _emit(self, data: bytes) -> None:
+        """Send ``data`` after every response queued before it."""
+        if self.pending:
+            self.pending.append(data)
+        else:
+            self._send(data)
+
+    def _pool_done(self, slot: _Slot, future: Future[object]) -> None:
+        """A blocking handler finished (loop thread): fill its slot and send what is due."""
+        request = slot.request
+        try:
+            result = future.result()
+        except HttpError as exc:
+            result = error_response(exc)
+        except Exception as exc:
+            log.error("%r: blocking handler failed", self, exc_info=exc)
+            result = error_response(HttpError(500, "Internal Server Error"))
+        if self.conn.closed:
+            if isinstance(result, FileResponse):
+                result.release()
+            elif isinstance(result, StreamingResponse):
+                result.cancel()
+            return
+        slot.result = self._render(request, result)
+        if not request.keep_alive:
+            self._close_after(slot)
+        self._advance()
+
+    def _close_after(self, slot: _Slot) -> None:
+        """Close the connection once ``slot``'s response is out; later ones are dropped."""
+        pending = self.pending
+        pending.insert(pending.index(slot) + 1, _CLOSE)
+        if self.phase < DONE:
+            self.phase = DONE
+
+    def _advance(self) -> None:
+        """Send every response that is due, in order, until one is not ready yet."""
+        if self.advancing:
+            return  # called back from a response that finished while being started
+        self.advancing = True
+        try:
+            pending = self.pending
+            send = self._send
+            while pending:
+                head = pending[0]
+                if type(head) is bytes:
+                    pending.popleft()
+                    send(head)
+                    continue
+                if head is _CLOSE:
+                    self._drop_pending()
+                    self._linger()
+                    return
+                assert isinstance(head, _Slot)
+                result = head.result
+                if result is None or head is self.active:
+                    break  # still computing, or still streaming
+                if type(result) is bytes:
+                    pending.popleft()
+                    send(result)
+                    continue
+                self.active = head
+                self._start(head)
+                if self.active is head:
+                    break
+        finally:
+            self.advancing = False
+        if self.paused and len(self.pending) < self.limits.max_pending_responses:
+            self.loop.call_soon(self._resume)
+
+    def _start(self, slot: _Slot) -> None:
+        """Begin a streamed or file response that has reached the front of the queue."""
+        request = slot.request
+        result = slot.result
+        head = request.method == "HEAD"
+        done = functools.partial(self._active_done, slot)
+        if isinstance(result, FileResponse):
+            self._send(result.encode_head(self._connection_field(request), self.server))
+            if head or result.length == 0:
+                result.release()
+                done()
+                return
+            self.sender = FileSender(
+                self.conn,
+                result.fd,
+                result.offset,
+                result.length,
+                functools.partial(self._file_done, slot, result),
+            )
+            self.sender.start()
+            return
+        assert isinstance(result, StreamingResponse)
+        chunked = request.version == "1.1"
+        if not chunked and request.keep_alive:
+            # HTTP/1.0 has no chunked coding: the end of the body is the end of the connection.
+            request.keep_alive = False
+            self._close_after(slot)
+        self._send(
+            encode_head(
+                result.status,
+                result.fields,
+                CHUNKED_FIELD if chunked else b"",
+                self._connection_field(request),
+                self.server,
+            )
+        )
+        result.bind(self.loop, self._send, done, chunked=chunked, head_only=head)
+
+    def _file_done(self, slot: _Slot, response: FileResponse, ok: bool) -> None:
+        response.release()
+        self.sender = None
+        if ok:
+            self._active_done(slot)
+        else:
+            self.conn.force_close()  # the promised Content-Length cannot be met
+
+    def _active_done(self, slot: _Slot) -> None:
+        if self.active is slot:
+            self.active = None
+            if self.pending and self.pending[0] is slot:
+                self.pending.popleft()
+            self._advance()
+
+    def _drop_pending(self) -> None:
+        for item in self.pending:
+            if isinstance(item, _Slot):
+                if isinstance(item.result, FileResponse):
+                    item.result.release()
+                elif isinstance(item.result, StreamingResponse):
+                    item.result.cancel()
+        self.pending.clear()
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _fail(self, err: HttpError) -> None:
+        """A protocol error: answer it after the earlier responses, then close."""
+        if self.phase >= DONE:
+            return
+        self.phase = DONE
+        self.request = None
+        self.consumer = None
+        self.body = None
+        if self.http.access_log:
+            access_log.info("%s error %d %s", self.conn.peer, err.status, err.detail)
+        self._emit(error_response(err).encode(CLOSE_FIELD, self.server))
+        self._finish_connection()
+
+    def _finish_connection(self) -> None:
+        """No more requests: close once the queued responses are out."""
+        if self.phase < DONE:
+            self.phase = DONE
+        if self.pending:
+            if _CLOSE not in self.pending:
+                self.pending.append(_CLOSE)
+        else:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Send FIN after the output drains; discard input until the peer closes."""
+        self.phase = LINGER
+        self.since = self.loop.now
+        self._flush_batch()
+        self.conn.shutdown()
+
+    def on_eof(self) -> bool:
+        """The peer half-closed. Keep writing if responses are still on their way."""
+        if self.phase == LINGER:
+            return False
+        if self.pending:
+            self._finish_connection()
+            return True
+        return False
+
+    def shutdown(self) -> None:
+        """Graceful server shutdown: finish the request in flight, then close."""
+        self.requests_left = 0  # the request in flight is answered with Connection: close
+        if self.phase == IDLE:
+            if self.pending:
+                self._finish_connection()
+            else:
+                self.phase = DONE
+                self.conn.close()
+
+    def on_close(self) -> None:
+        """The connection is gone: stop streams and files, release what is held."""
+        self.phase = LINGER
+        if self.sender is not None:
+            self.sender.cancel()
+            self.sender = None
+        active = self.active
+        if active is not None and isinstance(active.result, FileResponse):
+            active.result.release()
+        self.active = None
+        self._drop_pending()
+        if active is not None and isinstance(active.result, StreamingResponse):
+            active.result.cancel()
+
+    # -- timeouts (called by the loop's sweep) -------------------------------------------
+
+    def check_timeouts(self, now: float) -> None:
+        """Apply the header, body, idle, linger and write deadlines at time ``now``."""
+        limits = self.limits
+        conn = self.conn
+        phase = self.phase
+        if phase == IDLE:
+            if not self.pending and self.active is None:
+                served = self.requests_left < limits.max_requests_per_connection
+                timeout = limits.keepalive_timeout if served else limits.header_timeout
+                if now - max(conn.last_read, conn.last_write) > timeout:
+                    self.phase = DONE
+                    conn.close()
+                    return
+        elif phase == HEADERS:
+            if now - self.since > limits.header_timeout:
+                self._fail(HttpError(408, "Request Timeout", close=True))
+        elif phase == BODY:
+            if now - max(self.since, conn.last_read) > limits.body_timeout:
+                self._fail(HttpError(408, "Request Timeout", close=True))
+        elif phase == LINGER and now - self.since > limits.linger_timeout:
+            conn.force_close()
+            return
+        if conn.output_size or self.sender is not None:
+            if self.stall_mark != conn.last_write:
+                self.stall_mark = conn.last_write
+                self.stall_since = now
+            elif now - self.stall_since > limits.write_timeout:
+                log.debug(
+                    "%r: peer took no output for %.1f s; dropping", self, now - self.stall_since
+                )
+                conn.force_close()
+        else:
+            self.stall_mark = -1.0

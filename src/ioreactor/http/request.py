@@ -1,0 +1,105 @@
+"""One parsed HTTP request, as a handler sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote
+
+from ioreactor.http.headers import Headers
+
+
+class Request:
+    """Method, target, version, headers and body of one request.
+
+    ``path`` is the percent-decoded path of the target (absolute-form targets are reduced
+    to their path); ``query`` is the raw query string. ``params`` holds the router's path
+    parameters. ``body`` is the whole body, or ``None`` on a route that streams the body
+    to a :class:`BodyConsumer` instead. ``headers`` is built on first use.
+    """
+
+    __slots__ = (
+        "_headers",
+        "body",
+        "keep_alive",
+        "method",
+        "params",
+        "path",
+        "peer",
+        "query",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str = "1.1",
+        headers: Headers | list[tuple[bytes, bytes]] | None = None,
+        body: bytes | None = b"",
+        peer: Any = None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        #: Raw ``(name, value)`` pairs until ``headers`` is first read, then a Headers.
+        self._headers: Headers | list[tuple[bytes, bytes]] = headers if headers is not None else []
+        self.body = body
+        self.peer = peer
+        self.params: Mapping[str, str] = NO_PARAMS
+        #: Whether the connection stays open after this request's response.
+        self.keep_alive = version == "1.1"
+        if "?" in target or "%" in target or target[:1] != "/":
+            self.path, self.query = split_target(target)
+        else:
+            self.path = target
+            self.query = ""
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target} HTTP/{self.version}>"
+
+    @property
+    def headers(self) -> Headers:
+        headers = self._headers
+        if type(headers) is list:
+            headers = self._headers = Headers(headers)
+        return headers  # type: ignore[return-value]
+
+    def query_params(self) -> dict[str, str]:
+        """The query string decoded into a dict (the last of repeated names wins)."""
+        return dict(parse_qsl(self.query, keep_blank_values=True))
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+
+#: The ``params`` of a request whose route has no parameters (shared, read-only).
+NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``(decoded path, raw query)`` of a request target in origin, absolute or * form."""
+    path, _, query = target.partition("?")
+    if not path.startswith("/") and path != "*":
+        # absolute-form (proxy style): scheme://authority/path
+        _scheme, sep, rest = path.partition("://")
+        slash = rest.find("/") if sep else -1
+        path = rest[slash:] if slash >= 0 else "/"
+    if "%" in path:
+        path = unquote(path, errors="surrogateescape")
+    return path, query
+
+
+class BodyConsumer(Protocol):
+    """What a ``stream_body`` route's handler returns: it receives the body piece by piece.
+
+    ``on_data`` runs for every chunk as it arrives (chunked encoding already removed);
+    ``on_end`` runs once the body is complete and returns the response.
+    """
+
+    def on_data(self, chunk: bytes) -> None: ...
+
+    def on_end(self) -> object: ...

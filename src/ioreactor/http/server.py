@@ -1,0 +1,101 @@
+"""HttpServer: a TcpServer whose handler speaks HTTP/1.1, with graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ioreactor.http.app import App
+from ioreactor.http.handler import HttpHandler
+from ioreactor.http.limits import Limits
+from ioreactor.net.acceptor import BACKLOG
+from ioreactor.net.address import Address
+from ioreactor.net.server import TcpServer
+
+if TYPE_CHECKING:
+    from ioreactor.loop.event_loop import EventLoop
+
+log = logging.getLogger("ioreactor.http")
+
+#: Seconds a graceful shutdown waits for in-flight requests before closing the rest.
+SHUTDOWN_GRACE = 10.0
+#: Seconds between checks for the last connection during a graceful shutdown.
+SHUTDOWN_POLL = 0.05
+
+
+class HttpServer:
+    """Serves ``app`` on ``address`` from ``loop``."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        address: str | Address | tuple[str, int],
+        app: App,
+        *,
+        limits: Limits | None = None,
+        access_log: bool = False,
+        backlog: int = BACKLOG,
+        reuse_port: bool = False,
+        listener: socket.socket | None = None,
+    ) -> None:
+        self.loop = loop
+        self.app = app
+        self.handler = HttpHandler(app, limits, access_log=access_log)
+        self.tcp = TcpServer(
+            loop, address, self.handler, backlog=backlog, reuse_port=reuse_port, listener=listener
+        )
+
+    def __repr__(self) -> str:
+        return f"<HttpServer {self.tcp.address} conns={len(self.tcp.connections)}>"
+
+    def start(self) -> HttpServer:
+        self.tcp.start()
+        return self
+
+    @property
+    def sockname(self) -> Any:
+        return self.tcp.sockname
+
+    @property
+    def port(self) -> int:
+        return self.tcp.port
+
+    @property
+    def limits(self) -> Limits:
+        return self.handler.limits
+
+    def shutdown(
+        self, grace: float = SHUTDOWN_GRACE, on_done: Callable[[], object] | None = None
+    ) -> None:
+        """Stop accepting, let in-flight requests finish, close idle keep-alive connections.
+
+        Whatever is still open after ``grace`` seconds is closed; then ``on_done()`` runs.
+        Call on the loop's thread.
+        """
+        self.tcp.stop_accepting()
+        for conn in list(self.tcp.connections):
+            conn.loop.run_in_loop(self.handler.on_shutdown, conn)
+        deadline = self.loop.time() + grace
+
+        def check() -> None:
+            if self.tcp.connections and self.loop.time() < deadline:
+                return
+            timer.cancel()
+            if self.tcp.connections:
+                log.warning(
+                    "%d connections still open after %.1f s; closing them",
+                    len(self.tcp.connections),
+                    grace,
+                )
+            self.close()
+            if on_done is not None:
+                on_done()
+
+        timer = self.loop.call_every(SHUTDOWN_POLL, check)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection now (loop thread)."""
+        self.tcp.close()
+        self.handler.close()
