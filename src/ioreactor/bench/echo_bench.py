@@ -10,6 +10,8 @@ with like on a shared, noisy machine.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -38,8 +40,23 @@ FD_RESERVE = 100
 TARGETS = {"asyncio": 0.9, "uvloop": 1.0}
 
 
+def _echo_forks_by_default() -> bool:
+    """Whether ``ioreactor echo`` has ``--workers`` (worker processes by default)."""
+    from ioreactor.cli import build_parser
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            build_parser().parse_args(["echo", "--workers", "0"])
+        except SystemExit:
+            return False
+    return True
+
+
 def ioreactor_echo_command(port: int, poller: str | None = None) -> list[str]:
+    """One process, one loop (``--workers 0``): like for like with the one-loop peers."""
     command = [sys.executable, "-m", "ioreactor", "echo", "--listen", f"127.0.0.1:{port}"]
+    if _echo_forks_by_default():
+        command += ["--workers", "0"]
     return [*command, "--poller", poller] if poller else command
 
 
@@ -119,6 +136,8 @@ def measure_echo_server(
         errors=load.errors,
         unit="msg",
         extra={
+            "server_user_seconds": after.user_seconds - before.user_seconds,
+            "server_system_seconds": after.system_seconds - before.system_seconds,
             "size": config.size,
             "pipeline": config.pipeline,
             "connected": load.connected,

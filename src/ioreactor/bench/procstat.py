@@ -31,9 +31,15 @@ class TreeSample:
     """One reading of a process tree."""
 
     pids: tuple[int, ...]
-    cpu_seconds: float
+    #: User-mode CPU (the Python code) and kernel-mode CPU (syscalls, the TCP stack).
+    user_seconds: float
+    system_seconds: float
     rss_bytes: int
     fds: int
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.user_seconds + self.system_seconds
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -73,14 +79,20 @@ def tree_pids(root: int) -> list[int]:
     return found
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """CPU of ``pid`` (all threads) plus that of its reaped children; 0.0 if it is gone."""
+def process_cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of ``pid`` (all threads) plus its reaped children."""
     fields = _stat_fields(pid)
     if fields is None:
-        return 0.0
+        return 0.0, 0.0
     # After the name: state ppid ... utime(11) stime(12) cutime(13) cstime(14), 0-based.
-    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    return ticks / CLOCK_TICKS
+    user = int(fields[11]) + int(fields[13])
+    system = int(fields[12]) + int(fields[14])
+    return user / CLOCK_TICKS, system / CLOCK_TICKS
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` (all threads) plus that of its reaped children; 0.0 if it is gone."""
+    return sum(process_cpu_times(pid))
 
 
 def process_rss_bytes(pid: int) -> int:
@@ -101,9 +113,11 @@ def process_fds(pid: int) -> int:
 def sample_tree(root: int, *, count_fds: bool = True) -> TreeSample:
     """Read CPU, RSS and (optionally: listing 20,000 fds costs) open fds of the tree."""
     pids = tree_pids(root)
+    times = [process_cpu_times(p) for p in pids]
     return TreeSample(
         pids=tuple(pids),
-        cpu_seconds=sum(process_cpu_seconds(p) for p in pids),
+        user_seconds=sum(user for user, _ in times),
+        system_seconds=sum(system for _, system in times),
         rss_bytes=sum(process_rss_bytes(p) for p in pids),
         fds=sum(process_fds(p) for p in pids) if count_fds else 0,
     )
