@@ -52,12 +52,19 @@ def _echo_forks_by_default() -> bool:
     return True
 
 
-def ioreactor_echo_command(port: int, poller: str | None = None) -> list[str]:
-    """One process, one loop (``--workers 0``): like for like with the one-loop peers."""
-    command = [sys.executable, "-m", "ioreactor", "echo", "--listen", f"127.0.0.1:{port}"]
+def echo_server_args(port: int, poller: str | None = None) -> list[str]:
+    """``ioreactor`` arguments for the echo server as one process with one loop.
+
+    ``--workers 0`` where the CLI forks workers by default: like for like with the peers.
+    """
+    args = ["echo", "--listen", f"127.0.0.1:{port}"]
     if _echo_forks_by_default():
-        command += ["--workers", "0"]
-    return [*command, "--poller", poller] if poller else command
+        args += ["--workers", "0"]
+    return [*args, "--poller", poller] if poller else args
+
+
+def ioreactor_echo_command(port: int, poller: str | None = None) -> list[str]:
+    return [sys.executable, "-m", "ioreactor", *echo_server_args(port, poller)]
 
 
 #: Server name -> command for (port, poller); peers ignore the poller.

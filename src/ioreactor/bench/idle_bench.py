@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ioreactor.bench.echo_bench import echo_server_args
 from ioreactor.bench.pinning import ServerProcess, core_plan, free_port
 from ioreactor.bench.procstat import process_fds, sample_tree
 from ioreactor.net.sockopt import raise_nofile_limit
@@ -77,8 +78,7 @@ def _read_heap(pid: int, report: Path) -> int:
 def _open_idle(echo: list[str], conns: int, poller: str | None, report: Path | None) -> IdleReading:
     """Start an echo server, open ``conns`` idle connections; RSS, or heap with ``report``."""
     port = free_port()
-    args = ["echo", "--listen", f"127.0.0.1:{port}"] + (["--poller", poller] if poller else [])
-    command = [*echo, *args]
+    command = [*echo, *echo_server_args(port, poller)]
     plan = core_plan()
     socks: list[socket.socket] = []
     try:
