@@ -16,8 +16,9 @@ def test_listener_appears_with_its_inode() -> None:
         listener.listen(1)
         port = listener.getsockname()[1]
         inode = os.fstat(listener.fileno()).st_ino
-        assert any(e.local_port == port and e.state == "LISTEN" and e.inode == inode
-                   for e in tcp_entries())
+        assert any(
+            e.local_port == port and e.state == "LISTEN" and e.inode == inode for e in tcp_entries()
+        )
 
 
 def test_ipv6_sockets_are_listed_too() -> None:

@@ -1,6 +1,6 @@
 """Every model serves both protocols to 20 concurrent clients, then stops cleanly.
 
-The threaded models run in this process; the fork model runs as ``ioreactor model`` in
+The threaded and reactor models run in this process; the fork model runs as ``ioreactor model`` in
 a child process (it needs the main thread for its SIGCHLD handler), which also lets the
 test inspect its children and descriptors through /proc.
 """
@@ -74,8 +74,18 @@ def serve_in_process() -> Iterator[Callable[[str, ModelOptions], InProcess]]:
 
 
 @pytest.mark.parametrize("protocol", ["echo", "http"])
-@pytest.mark.parametrize("name", ["thread-per-connection", "thread-pool"])
-def test_threaded_model_serves_and_stops(
+@pytest.mark.parametrize(
+    "name",
+    [
+        "thread-per-connection",
+        "thread-pool",
+        "reactor-select",
+        "reactor-poll",
+        "reactor-epoll",
+        "main-sub",
+    ],
+)
+def test_in_process_model_serves_and_stops(
     serve_in_process: Callable[[str, ModelOptions], InProcess], name: str, protocol: str
 ) -> None:
     threads_before = threading.active_count()
@@ -113,7 +123,15 @@ def test_thread_pool_size_is_its_concurrency(
 
 
 def test_registry_knows_every_blocking_model() -> None:
-    assert {"process-per-connection", "thread-per-connection", "thread-pool"} <= set(MODELS)
+    assert set(MODELS) == {
+        "process-per-connection",
+        "thread-per-connection",
+        "thread-pool",
+        "reactor-select",
+        "reactor-poll",
+        "reactor-epoll",
+        "main-sub",
+    }
     with pytest.raises(ValueError, match="unknown model"):
         create_model("no-such-model", ModelOptions())
 
@@ -174,9 +192,20 @@ def fork_server() -> Iterator[Callable[[str], tuple[subprocess.Popen[str], tuple
 
     def start(protocol: str) -> tuple[subprocess.Popen[str], tuple[str, int]]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ioreactor", "model", "process-per-connection",
-             "--listen", "127.0.0.1:0", "--protocol", protocol],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "ioreactor",
+                "model",
+                "process-per-connection",
+                "--listen",
+                "127.0.0.1:0",
+                "--protocol",
+                protocol,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         procs.append(proc)
         assert proc.stdout is not None
@@ -228,3 +257,18 @@ def test_fork_model_closes_the_right_descriptors_and_stops_children(
         assert sock.recv(1) == b"", "children are terminated when the server stops"
         sock.close()
     assert not any(os.path.exists(f"/proc/{child}") for child in children)
+
+
+@pytest.mark.parametrize("name", ["thread-per-connection", "reactor-epoll", "main-sub"])
+def test_http_10_request_is_answered_then_closed(
+    serve_in_process: Callable[[str, ModelOptions], InProcess], name: str
+) -> None:
+    server = serve_in_process(name, ModelOptions(protocol="http", workers=2))
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(b"Hello, World!")
+    assert b"Connection: close\r\n" in reply
+    server.stop()

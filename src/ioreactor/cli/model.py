@@ -40,7 +40,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="echo",
         help="echo: bytes back; http: GET / answers Hello, World!",
     )
-    p.add_argument("--workers", type=int, default=8, help="thread-pool size")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        help="thread-pool size; sub-reactor threads of main-sub (default 8)",
+    )
     p.add_argument("--backlog", type=int, default=4096, help="listen() backlog")
     p.set_defaults(func=run)
 

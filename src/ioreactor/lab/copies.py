@@ -159,8 +159,9 @@ def run(total_mib: int = 256, file_mib: int = 16, directory: str | None = None) 
             os.sched_setaffinity(0, saved)
             received = {id(d): d.close() - size for d in downloads}
             os.close(fd)
-    return [Transfer(d.transport, d.method, tuple(measured[id(d)]), received[id(d)])
-            for d in downloads]
+    return [
+        Transfer(d.transport, d.method, tuple(measured[id(d)]), received[id(d)]) for d in downloads
+    ]
 
 
 def _ratio(transfers: list[Transfer], transport: str) -> tuple[Transfer, Transfer, float]:
@@ -171,38 +172,55 @@ def _ratio(transfers: list[Transfer], transport: str) -> tuple[Transfer, Transfe
 
 def report(transfers: list[Transfer]) -> LabReport:
     rep = LabReport("how many copies: read + send vs sendfile", "基础篇 八: 数据包会经过几次拷贝")
-    rep.findings.append(Finding(
-        "every byte arrived",
-        "; ".join(f"{t.transport}, {t.method}: {t.received:,} of {t.total:,}"
-                  for t in transfers),
-        "the stream arrives intact either way",
-        all(t.received == t.total for t in transfers),
-    ))
+    rep.findings.append(
+        Finding(
+            "every byte arrived",
+            "; ".join(
+                f"{t.transport}, {t.method}: {t.received:,} of {t.total:,}" for t in transfers
+            ),
+            "the stream arrives intact either way",
+            all(t.received == t.total for t in transfers),
+        )
+    )
     rs, sf, ratio = _ratio(transfers, "unix stream")
-    rep.findings.append(Finding(
-        "sender CPU per MiB, Unix stream socket",
-        f"read + send {rs.cpu_us_per_mib:.0f} µs; sendfile {sf.cpu_us_per_mib:.0f} µs: "
-        f"read + send costs {ratio:.2f}x",
-        "read+send copies page cache -> user -> socket (2 CPU copies); sendfile skips user "
-        "space (零拷贝) and costs less CPU",
-        ratio > 1.0,
-    ))
+    rep.findings.append(
+        Finding(
+            "sender CPU per MiB, Unix stream socket",
+            f"read + send {rs.cpu_us_per_mib:.0f} µs; sendfile {sf.cpu_us_per_mib:.0f} µs: "
+            f"read + send costs {ratio:.2f}x",
+            "read+send copies page cache -> user -> socket (2 CPU copies); sendfile skips user "
+            "space (零拷贝) and costs less CPU",
+            ratio > 1.0,
+        )
+    )
     rs, sf, ratio = _ratio(transfers, "tcp loopback")
-    rep.findings.append(Finding(
-        "sender CPU per MiB, TCP on loopback",
-        f"read + send {rs.cpu_us_per_mib:.0f} µs; sendfile {sf.cpu_us_per_mib:.0f} µs: "
-        f"read + send costs {ratio:.2f}x",
-        "on a real NIC the saving grows (DMA from the page cache); on loopback both TCP "
-        "ends run here, and their per-byte work can hide it",
-        None,
-    ))
-    rep.tables.append(Table(
-        "sending thread, same bytes each way",
-        ("transport", "method", "rounds", "MiB", "MiB/s", "CPU µs/MiB (median round)"),
-        tuple((t.transport, t.method, str(len(t.rounds)), str(t.total // MIB),
-               f"{t.total / MIB / t.wall_s:,.0f}", f"{t.cpu_us_per_mib:.0f}")
-              for t in transfers),
-    ))
+    rep.findings.append(
+        Finding(
+            "sender CPU per MiB, TCP on loopback",
+            f"read + send {rs.cpu_us_per_mib:.0f} µs; sendfile {sf.cpu_us_per_mib:.0f} µs: "
+            f"read + send costs {ratio:.2f}x",
+            "on a real NIC the saving grows (DMA from the page cache); on loopback both TCP "
+            "ends run here, and their per-byte work can hide it",
+            None,
+        )
+    )
+    rep.tables.append(
+        Table(
+            "sending thread, same bytes each way",
+            ("transport", "method", "rounds", "MiB", "MiB/s", "CPU µs/MiB (median round)"),
+            tuple(
+                (
+                    t.transport,
+                    t.method,
+                    str(len(t.rounds)),
+                    str(t.total // MIB),
+                    f"{t.total / MIB / t.wall_s:,.0f}",
+                    f"{t.cpu_us_per_mib:.0f}",
+                )
+                for t in transfers
+            ),
+        )
+    )
     rep.notes.append(
         "The TCP row is not judged: loopback has no NIC, and the receiver's protocol work "
         "runs in the sender's system call, so the ratio there moves from run to run."

@@ -69,8 +69,14 @@ def half_close(answer_bytes: int) -> ShutdownResult:
         sender.start()
         received = _read_to_eof(client)
         sender.join()
-    return ShutdownResult(got, client_state, server_state, write_error,
-                          answer_bytes // len(CHUNK) * len(CHUNK), received)
+    return ShutdownResult(
+        got,
+        client_state,
+        server_state,
+        write_error,
+        answer_bytes // len(CHUNK) * len(CHUNK),
+        received,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,50 +146,65 @@ def run(answer_bytes: int = 4 << 20) -> HalfCloseResult:
 def report(result: HalfCloseResult) -> LabReport:
     s, c, r = result.shutdown, result.close, result.refcount
     rep = LabReport("half-close: shutdown(SHUT_WR) vs close()", "提高篇_上 优雅关闭")
-    rep.findings.append(Finding(
-        "client: send request, shutdown(SHUT_WR)",
-        f"server read {s.server_saw_eof_after} bytes then EOF; states: client "
-        f"{s.client_state}, server {s.server_state}",
-        "SHUT_WR sends FIN after the queued data; the connection is half-closed (半关闭)",
-        s.server_saw_eof_after == len(REQUEST) and s.client_state == "FIN_WAIT2"
-        and s.server_state == "CLOSE_WAIT",
-    ))
-    rep.findings.append(Finding(
-        "server answers the half-closed client",
-        f"client received {s.answer_received:,} of {s.answer_sent:,} bytes after its "
-        "shutdown, then EOF",
-        "the other direction keeps flowing until the peer closes it too",
-        s.answer_received == s.answer_sent,
-    ))
-    rep.findings.append(Finding(
-        "client writes after SHUT_WR",
-        s.client_write_error or "accepted",
-        "later writes on the shut-down direction fail (EPIPE)",
-        s.client_write_error == "EPIPE",
-    ))
-    rep.findings.append(Finding(
-        "client: send request, close()",
-        f"server read {c.server_saw_eof_after} bytes then EOF, same as after SHUT_WR",
-        "the peer sees only a FIN: it cannot tell close from shutdown by reading",
-        c.server_saw_eof_after == len(REQUEST),
-    ))
-    rep.findings.append(Finding(
-        "server answers the closed client",
-        f"{c.writes_accepted} write(s) accepted, then {c.write_error or 'no error'}",
-        "the first write reaches a closed socket, which answers RST; the next write "
-        "fails (EPIPE, SIGPIPE kills a C program that ignores it)",
-        c.writes_accepted >= 1 and c.write_error in ("EPIPE", "ECONNRESET"),
-    ))
-    rep.findings.append(Finding(
-        "close() one of two descriptors of a socket",
-        "peer saw EOF" if r.eof_after_close_of_one_copy else "peer saw nothing (no FIN)",
-        "close only drops a reference (引用计数); the FIN waits for the last one",
-        not r.eof_after_close_of_one_copy,
-    ))
-    rep.findings.append(Finding(
-        "shutdown(SHUT_WR) on the remaining descriptor",
-        "peer saw EOF" if r.eof_after_shutdown else "peer saw nothing",
-        "shutdown acts on the connection whatever the reference count",
-        r.eof_after_shutdown,
-    ))
+    rep.findings.append(
+        Finding(
+            "client: send request, shutdown(SHUT_WR)",
+            f"server read {s.server_saw_eof_after} bytes then EOF; states: client "
+            f"{s.client_state}, server {s.server_state}",
+            "SHUT_WR sends FIN after the queued data; the connection is half-closed (半关闭)",
+            s.server_saw_eof_after == len(REQUEST)
+            and s.client_state == "FIN_WAIT2"
+            and s.server_state == "CLOSE_WAIT",
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "server answers the half-closed client",
+            f"client received {s.answer_received:,} of {s.answer_sent:,} bytes after its "
+            "shutdown, then EOF",
+            "the other direction keeps flowing until the peer closes it too",
+            s.answer_received == s.answer_sent,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "client writes after SHUT_WR",
+            s.client_write_error or "accepted",
+            "later writes on the shut-down direction fail (EPIPE)",
+            s.client_write_error == "EPIPE",
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "client: send request, close()",
+            f"server read {c.server_saw_eof_after} bytes then EOF, same as after SHUT_WR",
+            "the peer sees only a FIN: it cannot tell close from shutdown by reading",
+            c.server_saw_eof_after == len(REQUEST),
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "server answers the closed client",
+            f"{c.writes_accepted} write(s) accepted, then {c.write_error or 'no error'}",
+            "the first write reaches a closed socket, which answers RST; the next write "
+            "fails (EPIPE, SIGPIPE kills a C program that ignores it)",
+            c.writes_accepted >= 1 and c.write_error in ("EPIPE", "ECONNRESET"),
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "close() one of two descriptors of a socket",
+            "peer saw EOF" if r.eof_after_close_of_one_copy else "peer saw nothing (no FIN)",
+            "close only drops a reference (引用计数); the FIN waits for the last one",
+            not r.eof_after_close_of_one_copy,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "shutdown(SHUT_WR) on the remaining descriptor",
+            "peer saw EOF" if r.eof_after_shutdown else "peer saw nothing",
+            "shutdown acts on the connection whatever the reference count",
+            r.eof_after_shutdown,
+        )
+    )
     return rep

@@ -80,8 +80,11 @@ def idle_window(ka: KeepAlive, idle_s: float) -> IdleResult:
         try:
             accepted = []
             for _ in range(2):  # one at a time, so each socket's process is known
-                peers.append(subprocess.Popen(
-                    [sys.executable, "-c", _PEER, LOOPBACK, str(listener.getsockname()[1])]))
+                peers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", _PEER, LOOPBACK, str(listener.getsockname()[1])]
+                    )
+                )
                 accepted.append(listener.accept()[0])
             running, stopped = accepted
             plain, plain_peer = tcp_pair()
@@ -140,8 +143,9 @@ def silent_peer(ka: KeepAlive) -> SilentPeerResult:
                     peer.close()
     except NamespaceUnavailable as exc:
         return SilentPeerResult(str(exc), None, None, 0, "")
-    return SilentPeerResult(None, elapsed, errno.errorcode.get(code) if code else None,
-                            probes, plain_state)
+    return SilentPeerResult(
+        None, elapsed, errno.errorcode.get(code) if code else None, probes, plain_state
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,63 +174,79 @@ def _default_timers() -> str:
 def report(result: KeepAliveResult) -> LabReport:
     ka, i, s = result.timers, result.idle, result.silent
     timers = f"KEEPIDLE={ka.idle}s KEEPINTVL={ka.interval}s KEEPCNT={ka.count}"
-    rep = LabReport(f"TCP keepalive ({timers}) vs application heartbeat",
-                    "提高篇_上 检测连接状态")
-    rep.findings.append(Finding(
-        f"idle {i.idle_s:.1f} s with keepalive, peer alive",
-        f"{i.with_keepalive.state}; last ACK received {i.with_keepalive.last_ack_recv_ms} ms "
-        "ago",
-        "probes are sent after KEEPIDLE and answered; the peer is known alive (正常响应)",
-        i.with_keepalive.state == "ESTABLISHED"
-        and i.with_keepalive.last_ack_recv_ms < (ka.interval + 0.5) * 1000,
-    ))
-    rep.findings.append(Finding(
-        f"idle {i.idle_s:.1f} s without keepalive",
-        f"{i.without_keepalive.state}; last ACK received "
-        f"{i.without_keepalive.last_ack_recv_ms} ms ago",
-        "an idle connection exchanges nothing: nobody checks the peer",
-        i.without_keepalive.last_ack_recv_ms >= (i.idle_s - 0.1) * 1000,
-    ))
+    rep = LabReport(f"TCP keepalive ({timers}) vs application heartbeat", "提高篇_上 检测连接状态")
+    rep.findings.append(
+        Finding(
+            f"idle {i.idle_s:.1f} s with keepalive, peer alive",
+            f"{i.with_keepalive.state}; last ACK received {i.with_keepalive.last_ack_recv_ms} ms "
+            "ago",
+            "probes are sent after KEEPIDLE and answered; the peer is known alive (正常响应)",
+            i.with_keepalive.state == "ESTABLISHED"
+            and i.with_keepalive.last_ack_recv_ms < (ka.interval + 0.5) * 1000,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            f"idle {i.idle_s:.1f} s without keepalive",
+            f"{i.without_keepalive.state}; last ACK received "
+            f"{i.without_keepalive.last_ack_recv_ms} ms ago",
+            "an idle connection exchanges nothing: nobody checks the peer",
+            i.without_keepalive.last_ack_recv_ms >= (i.idle_s - 0.1) * 1000,
+        )
+    )
     if s.unavailable is not None:
-        rep.findings.append(Finding(
-            "peer silenced (link down, no FIN/RST)", f"not observed: {s.unavailable}",
-            "after KEEPCNT unanswered probes the kernel declares the connection dead", None,
-        ))
+        rep.findings.append(
+            Finding(
+                "peer silenced (link down, no FIN/RST)",
+                f"not observed: {s.unavailable}",
+                "after KEEPCNT unanswered probes the kernel declares the connection dead",
+                None,
+            )
+        )
         rep.notes.append(
             "The silent-peer case needs two network namespaces and a veth pair (root or "
             "CAP_NET_ADMIN + CAP_SYS_ADMIN); without them it could not be staged."
         )
     else:
         detected = f"after {s.detected_after_s:.1f} s" if s.detected_after_s else "never"
-        rep.findings.append(Finding(
-            "peer silenced: its veth end taken down (no FIN, no RST)",
-            f"declared dead {detected} with {s.error}; {s.probes_sent} probes unanswered",
-            f"after idle + interval x count = {detection_time(ka)} s of silence the kernel "
-            "reports the connection dead (连接死亡)",
-            s.error == "ETIMEDOUT" and s.detected_after_s is not None
-            and abs(s.detected_after_s - detection_time(ka)) < 1.5,
-        ))
-        rep.findings.append(Finding(
-            "same silent link, no keepalive",
-            f"still {s.without_keepalive}",
-            "without keepalive a silent peer is never noticed on an idle connection",
-            s.without_keepalive == "ESTABLISHED",
-        ))
-    rep.findings.append(Finding(
-        f"peer process SIGSTOPped, keepalive on, idle {i.idle_s:.1f} s",
-        f"{i.stopped_peer.state}; last ACK received {i.stopped_peer.last_ack_recv_ms} ms ago",
-        "keepalive probes are answered by the peer's kernel, not the application",
-        i.stopped_peer.state == "ESTABLISHED"
-        and i.stopped_peer.last_ack_recv_ms < (ka.interval + 0.5) * 1000,
-    ))
-    rep.findings.append(Finding(
-        f"application heartbeat, PING -> PONG within {HEARTBEAT_TIMEOUT_S} s",
-        f"running peer: {_pong(i.running_pong_ms)}; stopped peer: "
-        f"{_pong(i.stopped_pong_ms)}; after SIGCONT: "
-        f"{'PONG' if i.pong_after_resume else 'nothing'}",
-        "an application-level heartbeat (应用层探活) sees the hung peer TCP calls alive",
-        i.running_pong_ms is not None and i.stopped_pong_ms is None and i.pong_after_resume,
-    ))
+        rep.findings.append(
+            Finding(
+                "peer silenced: its veth end taken down (no FIN, no RST)",
+                f"declared dead {detected} with {s.error}; {s.probes_sent} probes unanswered",
+                f"after idle + interval x count = {detection_time(ka)} s of silence the kernel "
+                "reports the connection dead (连接死亡)",
+                s.error == "ETIMEDOUT"
+                and s.detected_after_s is not None
+                and abs(s.detected_after_s - detection_time(ka)) < 1.5,
+            )
+        )
+        rep.findings.append(
+            Finding(
+                "same silent link, no keepalive",
+                f"still {s.without_keepalive}",
+                "without keepalive a silent peer is never noticed on an idle connection",
+                s.without_keepalive == "ESTABLISHED",
+            )
+        )
+    rep.findings.append(
+        Finding(
+            f"peer process SIGSTOPped, keepalive on, idle {i.idle_s:.1f} s",
+            f"{i.stopped_peer.state}; last ACK received {i.stopped_peer.last_ack_recv_ms} ms ago",
+            "keepalive probes are answered by the peer's kernel, not the application",
+            i.stopped_peer.state == "ESTABLISHED"
+            and i.stopped_peer.last_ack_recv_ms < (ka.interval + 0.5) * 1000,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            f"application heartbeat, PING -> PONG within {HEARTBEAT_TIMEOUT_S} s",
+            f"running peer: {_pong(i.running_pong_ms)}; stopped peer: "
+            f"{_pong(i.stopped_pong_ms)}; after SIGCONT: "
+            f"{'PONG' if i.pong_after_resume else 'nothing'}",
+            "an application-level heartbeat (应用层探活) sees the hung peer TCP calls alive",
+            i.running_pong_ms is not None and i.stopped_pong_ms is None and i.pong_after_resume,
+        )
+    )
     rep.notes.append(
         f"This kernel's defaults (time/intvl/probes): {_default_timers()} s; with them a "
         "dead peer takes over two hours to notice, hence the short timers here."

@@ -78,8 +78,9 @@ def run(rounds: int = 20) -> list[Latency]:
     results = []
     for name, (nodelay, gather) in PATTERNS.items():
         times = sorted(measure(nodelay, gather, rounds))
-        results.append(Latency(name, statistics.median(times),
-                               times[int(0.9 * (len(times) - 1))], times[-1]))
+        results.append(
+            Latency(name, statistics.median(times), times[int(0.9 * (len(times) - 1))], times[-1])
+        )
     return results
 
 
@@ -89,31 +90,42 @@ def report(results: list[Latency]) -> LabReport:
     nodelay = by_name["write-write-read, TCP_NODELAY"]
     gathered = by_name["one sendmsg (writev), Nagle on"]
     rep = LabReport("Nagle, delayed ACK, TCP_NODELAY, writev", "提高篇_下 小数据包")
-    rep.findings.append(Finding(
-        "write header, write body, read response (Nagle on)",
-        f"median {nagle.median_ms:.2f} ms per request",
-        f"Nagle waits for the ACK of the header, the peer delays it (~{DELAYED_ACK_MS} ms)",
-        nagle.median_ms >= DELAYED_ACK_MS / 2,
-    ))
-    rep.findings.append(Finding(
-        "same with TCP_NODELAY",
-        f"median {nodelay.median_ms:.3f} ms ({nagle.median_ms / nodelay.median_ms:,.0f}x "
-        "faster)",
-        "TCP_NODELAY turns Nagle off: the body leaves at once",
-        nodelay.median_ms * 10 < nagle.median_ms,
-    ))
-    rep.findings.append(Finding(
-        "header and body in one sendmsg (writev), Nagle on",
-        f"median {gathered.median_ms:.3f} ms ({nagle.median_ms / gathered.median_ms:,.0f}x "
-        "faster)",
-        "合并写操作: one write of both parts avoids the stall without touching Nagle",
-        gathered.median_ms * 10 < nagle.median_ms,
-    ))
-    rep.tables.append(Table(
-        "request round trip (ms)", ("pattern", "median", "p90", "max"),
-        tuple((r.pattern, f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.max_ms:.3f}")
-              for r in results),
-    ))
+    rep.findings.append(
+        Finding(
+            "write header, write body, read response (Nagle on)",
+            f"median {nagle.median_ms:.2f} ms per request",
+            f"Nagle waits for the ACK of the header, the peer delays it (~{DELAYED_ACK_MS} ms)",
+            nagle.median_ms >= DELAYED_ACK_MS / 2,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "same with TCP_NODELAY",
+            f"median {nodelay.median_ms:.3f} ms ({nagle.median_ms / nodelay.median_ms:,.0f}x "
+            "faster)",
+            "TCP_NODELAY turns Nagle off: the body leaves at once",
+            nodelay.median_ms * 10 < nagle.median_ms,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "header and body in one sendmsg (writev), Nagle on",
+            f"median {gathered.median_ms:.3f} ms ({nagle.median_ms / gathered.median_ms:,.0f}x "
+            "faster)",
+            "合并写操作: one write of both parts avoids the stall without touching Nagle",
+            gathered.median_ms * 10 < nagle.median_ms,
+        )
+    )
+    rep.tables.append(
+        Table(
+            "request round trip (ms)",
+            ("pattern", "median", "p90", "max"),
+            tuple(
+                (r.pattern, f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.max_ms:.3f}")
+                for r in results
+            ),
+        )
+    )
     rep.notes.append(
         "The first request or two are fast even with Nagle on: Linux acknowledges at once "
         "(quick-ACK mode) until the connection looks interactive."

@@ -56,8 +56,20 @@ class VethPair:
         try:
             for ns in self.names:
                 _ip("netns", "add", ns)
-            _ip("link", "add", self.links[0], "netns", self.names[0], "type", "veth",
-                "peer", "name", self.links[1], "netns", self.names[1])
+            _ip(
+                "link",
+                "add",
+                self.links[0],
+                "netns",
+                self.names[0],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.links[1],
+                "netns",
+                self.names[1],
+            )
             for ns, link, address in zip(self.names, self.links, ADDRESSES, strict=True):
                 _ip("-n", ns, "addr", "add", f"{address}/30", "dev", link)
                 _ip("-n", ns, "link", "set", link, "up")

@@ -77,7 +77,9 @@ def sigpipe_kills_c_like_process() -> int:
         client.close()
         child = subprocess.run(
             [sys.executable, "-c", _SIGPIPE_CHILD, str(server.fileno())],
-            pass_fds=[server.fileno()], timeout=30, check=False,
+            pass_fds=[server.fileno()],
+            timeout=30,
+            check=False,
         )
     return child.returncode
 
@@ -150,52 +152,67 @@ def run() -> ResetResult:
 
 
 def report(r: ResetResult) -> LabReport:
-    rep = LabReport("TCP is not always reliable: RST, EPIPE, SIGPIPE, SO_LINGER 0",
-                    "提高篇_下 TCP 并非总是可靠; 提高篇_上 SO_LINGER")
+    rep = LabReport(
+        "TCP is not always reliable: RST, EPIPE, SIGPIPE, SO_LINGER 0",
+        "提高篇_下 TCP 并非总是可靠; 提高篇_上 SO_LINGER",
+    )
     w = r.writes_after_close
-    rep.findings.append(Finding(
-        "peer closed; we write three times",
-        ", then ".join(w),
-        "the first write succeeds (the bytes only reach our kernel) and draws an RST; "
-        "the next ones fail (EPIPE)",
-        w[0].endswith("bytes") and all(x == "EPIPE" for x in w[1:]),
-    ))
+    rep.findings.append(
+        Finding(
+            "peer closed; we write three times",
+            ", then ".join(w),
+            "the first write succeeds (the bytes only reach our kernel) and draws an RST; "
+            "the next ones fail (EPIPE)",
+            w[0].endswith("bytes") and all(x == "EPIPE" for x in w[1:]),
+        )
+    )
     killed_by = -r.sigpipe_status
-    rep.findings.append(Finding(
-        "same, in a process with SIGPIPE's default action (like C)",
-        f"killed by {signal.Signals(killed_by).name}" if killed_by > 0
-        else f"exited with status {r.sigpipe_status}",
-        "a write after the RST raises SIGPIPE, which by default ends the process",
-        killed_by == signal.SIGPIPE,
-    ))
+    rep.findings.append(
+        Finding(
+            "same, in a process with SIGPIPE's default action (like C)",
+            f"killed by {signal.Signals(killed_by).name}"
+            if killed_by > 0
+            else f"exited with status {r.sigpipe_status}",
+            "a write after the RST raises SIGPIPE, which by default ends the process",
+            killed_by == signal.SIGPIPE,
+        )
+    )
     written, read = r.write_then_read
-    rep.findings.append(Finding(
-        "peer closed; we write once, then read",
-        f"write: {written}; read: {read}",
-        "Linux returns the EOF (0) to the read; macOS returns the RST error",
-        read == "EOF (0)",
-    ))
+    rep.findings.append(
+        Finding(
+            "peer closed; we write once, then read",
+            f"write: {written}; read: {read}",
+            "Linux returns the EOF (0) to the read; macOS returns the RST error",
+            read == "EOF (0)",
+        )
+    )
     first, second, write = r.after_reset
-    rep.findings.append(Finding(
-        "peer aborted with SO_LINGER {1, 0}; we read, read, write",
-        f"{first}, then {second}; write: {write}",
-        "the RST surfaces once as ECONNRESET (connection reset by peer); the socket is dead",
-        first == "ECONNRESET",
-    ))
+    rep.findings.append(
+        Finding(
+            "peer aborted with SO_LINGER {1, 0}; we read, read, write",
+            f"{first}, then {second}; write: {write}",
+            "the RST surfaces once as ECONNRESET (connection reset by peer); the socket is dead",
+            first == "ECONNRESET",
+        )
+    )
     ok_sent, ok_got, ok_end = r.graceful
     ab_sent, ab_got, ab_end = r.abortive
-    rep.findings.append(Finding(
-        "sender queues data, then close()",
-        f"send accepted {ok_sent:,} bytes; receiver got {ok_got:,}, then {ok_end}",
-        "close sends what is queued, then FIN: nothing is lost",
-        ok_got == ok_sent and ok_end == "EOF",
-    ))
-    rep.findings.append(Finding(
-        "sender queues data, then close() with SO_LINGER {1, 0}",
-        f"send accepted {ab_sent:,} bytes; receiver got {ab_got:,}, then {ab_end}",
-        "an abortive close discards the send queue (排队的待发送数据将被清空) and resets",
-        ab_got < ab_sent and ab_end == "ECONNRESET",
-    ))
+    rep.findings.append(
+        Finding(
+            "sender queues data, then close()",
+            f"send accepted {ok_sent:,} bytes; receiver got {ok_got:,}, then {ok_end}",
+            "close sends what is queued, then FIN: nothing is lost",
+            ok_got == ok_sent and ok_end == "EOF",
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "sender queues data, then close() with SO_LINGER {1, 0}",
+            f"send accepted {ab_sent:,} bytes; receiver got {ab_got:,}, then {ab_end}",
+            "an abortive close discards the send queue (排队的待发送数据将被清空) and resets",
+            ab_got < ab_sent and ab_end == "ECONNRESET",
+        )
+    )
     rep.notes.append(
         "A peer that vanishes without FIN or RST (crash, cable pulled) is a different case: "
         "see `ioreactor lab keepalive`."

@@ -70,7 +70,9 @@ def high_fd() -> HighFdResult:
         high = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD, FD_SETSIZE)  # lowest free fd >= 1024
         try:
             return HighFdResult(
-                soft, high, low,
+                soft,
+                high,
+                low,
                 select_high_fd=_ready(lambda: select.select([high], [], [], 0)[0]),
                 poll_high_fd=_ready(lambda: _poll_once(high)),
                 epoll_high_fd=_ready(lambda: _epoll_once(high)),
@@ -119,17 +121,19 @@ def wait_cost(watched: int, calls: int) -> WaitCost:
         writer.send(b"x")
         fds = [*idle, ready.fileno()]
         fits = max(fds) < FD_SETSIZE
-        select_us = (
-            _per_call_us(lambda: select.select(fds, [], [], 0), calls) if fits else None
-        )
+        select_us = _per_call_us(lambda: select.select(fds, [], [], 0), calls) if fits else None
         poller = select.poll()
         for fd in fds:
             poller.register(fd, select.POLLIN)
         with select.epoll() as ep:
             for fd in fds:
                 ep.register(fd, select.EPOLLIN)
-            return WaitCost(watched, select_us, _per_call_us(lambda: poller.poll(0), calls),
-                            _per_call_us(lambda: ep.poll(0), calls))
+            return WaitCost(
+                watched,
+                select_us,
+                _per_call_us(lambda: poller.poll(0), calls),
+                _per_call_us(lambda: ep.poll(0), calls),
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,51 +153,70 @@ def run(sizes: tuple[int, ...] = (100, 1000, 10000), calls: int = 200) -> Select
 def report(result: SelectLimitResult) -> LabReport:
     h = result.high
     rep = LabReport("select's FD_SETSIZE vs poll and epoll", "性能篇_上 select/poll/epoll")
-    rep.findings.append(Finding(
-        "select on a readable socket with a low descriptor",
-        h.select_low_fd,
-        "select works for descriptors below FD_SETSIZE (1024)",
-        h.select_low_fd == "ready",
-    ))
+    rep.findings.append(
+        Finding(
+            "select on a readable socket with a low descriptor",
+            h.select_low_fd,
+            "select works for descriptors below FD_SETSIZE (1024)",
+            h.select_low_fd == "ready",
+        )
+    )
     if h.fd is None:
-        rep.findings.append(Finding(
-            "select on a descriptor >= FD_SETSIZE",
-            f"not observed: the open-file limit is {h.soft_limit}",
-            "select cannot watch descriptors >= 1024", None,
-        ))
+        rep.findings.append(
+            Finding(
+                "select on a descriptor >= FD_SETSIZE",
+                f"not observed: the open-file limit is {h.soft_limit}",
+                "select cannot watch descriptors >= 1024",
+                None,
+            )
+        )
         rep.notes.append(
             f"RLIMIT_NOFILE's hard limit ({h.soft_limit}) does not reach past FD_SETSIZE, and "
             "only a privileged process may raise it: the high-descriptor case was skipped."
         )
     else:
-        rep.findings.append(Finding(
-            f"select on the same socket as descriptor {h.fd}",
-            h.select_high_fd,
-            "select cannot watch descriptors >= FD_SETSIZE (in C: memory corruption)",
-            h.select_high_fd.startswith("ValueError"),
-        ))
-        rep.findings.append(Finding(
-            f"poll and epoll on descriptor {h.fd}",
-            f"poll: {h.poll_high_fd}; epoll: {h.epoll_high_fd}",
-            "poll (an array) and epoll (a kernel set) have no such limit",
-            h.poll_high_fd == "ready" and h.epoll_high_fd == "ready",
-        ))
+        rep.findings.append(
+            Finding(
+                f"select on the same socket as descriptor {h.fd}",
+                h.select_high_fd,
+                "select cannot watch descriptors >= FD_SETSIZE (in C: memory corruption)",
+                h.select_high_fd.startswith("ValueError"),
+            )
+        )
+        rep.findings.append(
+            Finding(
+                f"poll and epoll on descriptor {h.fd}",
+                f"poll: {h.poll_high_fd}; epoll: {h.epoll_high_fd}",
+                "poll (an array) and epoll (a kernel set) have no such limit",
+                h.poll_high_fd == "ready" and h.epoll_high_fd == "ready",
+            )
+        )
     if result.costs:
         small, large = result.costs[0], result.costs[-1]
-        rep.findings.append(Finding(
-            f"cost per call, {small.watched} -> {large.watched} watched, one ready",
-            f"poll {small.poll_us:.1f} -> {large.poll_us:.1f} µs; "
-            f"epoll {small.epoll_us:.1f} -> {large.epoll_us:.1f} µs",
-            "select/poll scan every descriptor each call; epoll returns only ready ones",
-            large.poll_us > 5 * small.poll_us and large.epoll_us < 3 * small.epoll_us,
-        ))
-        rep.tables.append(Table(
-            "µs per zero-timeout wait, median (one descriptor ready)",
-            ("watched", "select", "poll", "epoll"),
-            tuple((str(c.watched),
-                   f"{c.select_us:.1f}" if c.select_us is not None else "impossible (>= 1024)",
-                   f"{c.poll_us:.1f}", f"{c.epoll_us:.1f}") for c in result.costs),
-        ))
+        rep.findings.append(
+            Finding(
+                f"cost per call, {small.watched} -> {large.watched} watched, one ready",
+                f"poll {small.poll_us:.1f} -> {large.poll_us:.1f} µs; "
+                f"epoll {small.epoll_us:.1f} -> {large.epoll_us:.1f} µs",
+                "select/poll scan every descriptor each call; epoll returns only ready ones",
+                large.poll_us > 5 * small.poll_us and large.epoll_us < 3 * small.epoll_us,
+            )
+        )
+        rep.tables.append(
+            Table(
+                "µs per zero-timeout wait, median (one descriptor ready)",
+                ("watched", "select", "poll", "epoll"),
+                tuple(
+                    (
+                        str(c.watched),
+                        f"{c.select_us:.1f}" if c.select_us is not None else "impossible (>= 1024)",
+                        f"{c.poll_us:.1f}",
+                        f"{c.epoll_us:.1f}",
+                    )
+                    for c in result.costs
+                ),
+            )
+        )
     if result.skipped_sizes:
         rep.notes.append(
             f"Sizes {result.skipped_sizes} exceed the open-file limit and were not measured."

@@ -29,5 +29,6 @@ class TcpInfo:
 def tcp_info(sock: socket.socket) -> TcpInfo:
     raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _SIZE)
     (last_ack_recv,) = struct.unpack_from("I", raw, _LAST_ACK_RECV_OFFSET)
-    return TcpInfo(state=STATES.get(raw[0], str(raw[0])), probes=raw[3],
-                   last_ack_recv_ms=last_ack_recv)
+    return TcpInfo(
+        state=STATES.get(raw[0], str(raw[0])), probes=raw[3], last_ack_recv_ms=last_ack_recv
+    )

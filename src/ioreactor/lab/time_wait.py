@@ -170,49 +170,62 @@ def run(connections: int = 20, lifetime: bool = False) -> TimeWaitResult:
 def report(result: TimeWaitResult) -> LabReport:
     c = result.closers
     rep = LabReport("TIME_WAIT and SO_REUSEADDR", "提高篇_上 TIME_WAIT; 提高篇_下 地址已经被使用")
-    rep.findings.append(Finding(
-        "client closes first",
-        f"TIME_WAIT: client side {c.client_closes_client_tw}, server side "
-        f"{c.client_closes_server_tw}",
-        "only the active closer (主动关闭方) enters TIME_WAIT",
-        c.client_closes_client_tw == 1 and c.client_closes_server_tw == 0,
-    ))
-    rep.findings.append(Finding(
-        "server closes first",
-        f"TIME_WAIT: client side {c.server_closes_client_tw}, server side "
-        f"{c.server_closes_server_tw} (on the server's listening port)",
-        "a server that closes first holds TIME_WAIT on its well-known port",
-        c.server_closes_server_tw == 1 and c.server_closes_client_tw == 0,
-    ))
-    rep.findings.append(Finding(
-        "client closes with SO_LINGER {1, 0}",
-        f"TIME_WAIT on the closer: {c.linger_zero_closer_tw} (an RST was sent instead)",
-        "l_onoff=1, l_linger=0 skips TIME_WAIT and resets the connection (not recommended)",
-        c.linger_zero_closer_tw == 0,
-    ))
-    rep.findings.append(Finding(
-        f"{result.many_connections} short connections closed by the client",
-        f"{result.many_client_tw} TIME_WAIT sockets, one per ephemeral port",
-        "too many TIME_WAIT on a busy client can exhaust local ports (tcp_tw_reuse helps)",
-        result.many_client_tw == result.many_connections,
-    ))
+    rep.findings.append(
+        Finding(
+            "client closes first",
+            f"TIME_WAIT: client side {c.client_closes_client_tw}, server side "
+            f"{c.client_closes_server_tw}",
+            "only the active closer (主动关闭方) enters TIME_WAIT",
+            c.client_closes_client_tw == 1 and c.client_closes_server_tw == 0,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "server closes first",
+            f"TIME_WAIT: client side {c.server_closes_client_tw}, server side "
+            f"{c.server_closes_server_tw} (on the server's listening port)",
+            "a server that closes first holds TIME_WAIT on its well-known port",
+            c.server_closes_server_tw == 1 and c.server_closes_client_tw == 0,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "client closes with SO_LINGER {1, 0}",
+            f"TIME_WAIT on the closer: {c.linger_zero_closer_tw} (an RST was sent instead)",
+            "l_onoff=1, l_linger=0 skips TIME_WAIT and resets the connection (not recommended)",
+            c.linger_zero_closer_tw == 0,
+        )
+    )
+    rep.findings.append(
+        Finding(
+            f"{result.many_connections} short connections closed by the client",
+            f"{result.many_client_tw} TIME_WAIT sockets, one per ephemeral port",
+            "too many TIME_WAIT on a busy client can exhaust local ports (tcp_tw_reuse helps)",
+            result.many_client_tw == result.many_connections,
+        )
+    )
     for r in result.rebinds:
         both = r.old_reuseaddr and r.new_reuseaddr
-        rep.findings.append(Finding(
-            f"restart a listener: SO_REUSEADDR old={_on(r.old_reuseaddr)}, "
-            f"new={_on(r.new_reuseaddr)}",
-            f"{r.time_wait_on_port} TIME_WAIT on the port; bind: {r.error or 'OK'}",
-            "Address already in use without SO_REUSEADDR; set it before bind to reuse the port"
-            if not both else "with SO_REUSEADDR the server restarts at once",
-            r.time_wait_on_port > 0 and (r.error is None) == both,
-        ))
+        rep.findings.append(
+            Finding(
+                f"restart a listener: SO_REUSEADDR old={_on(r.old_reuseaddr)}, "
+                f"new={_on(r.new_reuseaddr)}",
+                f"{r.time_wait_on_port} TIME_WAIT on the port; bind: {r.error or 'OK'}",
+                "Address already in use without SO_REUSEADDR; set it before bind to reuse the port"
+                if not both
+                else "with SO_REUSEADDR the server restarts at once",
+                r.time_wait_on_port > 0 and (r.error is None) == both,
+            )
+        )
     if result.lifetime_s is not None:
-        rep.findings.append(Finding(
-            "how long TIME_WAIT lasts",
-            f"{result.lifetime_s:.1f} s",
-            "2MSL; Linux fixes MSL at 30 s, so 60 s",
-            abs(result.lifetime_s - TIME_WAIT_LINUX_S) < 5,
-        ))
+        rep.findings.append(
+            Finding(
+                "how long TIME_WAIT lasts",
+                f"{result.lifetime_s:.1f} s",
+                "2MSL; Linux fixes MSL at 30 s, so 60 s",
+                abs(result.lifetime_s - TIME_WAIT_LINUX_S) < 5,
+            )
+        )
     else:
         rep.notes.append("TIME_WAIT's 60 s lifetime was not measured; run with --lifetime.")
     rep.notes.append(

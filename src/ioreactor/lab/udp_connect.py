@@ -83,35 +83,43 @@ def run() -> UdpConnectResult:
         foreign = _outcome(client)
         peer.sendto(b"hello", client.getsockname())
         from_peer = _outcome(client)
-    return UdpConnectResult(unconnected_send, unconnected_read, connected_read,
-                            connected_send_after, foreign, from_peer)
+    return UdpConnectResult(
+        unconnected_send, unconnected_read, connected_read, connected_send_after, foreign, from_peer
+    )
 
 
 def report(r: UdpConnectResult) -> LabReport:
     rep = LabReport("connected vs unconnected UDP", "提高篇_下 UDP 已连接")
-    rep.findings.append(Finding(
-        "unconnected: sendto a closed port twice, then recvfrom",
-        f"sendto: {r.unconnected_send}; recvfrom: {r.unconnected_read} after {WAIT_S} s",
-        "no error ever reaches an unconnected socket: it blocks until a timeout",
-        r.unconnected_send == "ok" and r.unconnected_read == "timeout",
-    ))
-    rep.findings.append(Finding(
-        "connected: send to the closed port, then recv",
-        f"recv: {r.connected_read}",
-        "connect lets the kernel deliver the ICMP port-unreachable as ECONNREFUSED "
-        "(异步错误)",
-        r.connected_read == "ECONNREFUSED",
-    ))
-    rep.findings.append(Finding(
-        "connected: send, send again",
-        f"second send: {r.connected_send_after}",
-        "the pending error is reported on the next call, which may be a send",
-        r.connected_send_after == "ECONNREFUSED",
-    ))
-    rep.findings.append(Finding(
-        "connected socket: a datagram from another address, then one from the peer",
-        f"from a stranger: {r.foreign_to_connected}; from the peer: {r.peer_to_connected}",
-        "a connected UDP socket only receives from the address it connected to",
-        r.foreign_to_connected == "timeout" and r.peer_to_connected == "data",
-    ))
+    rep.findings.append(
+        Finding(
+            "unconnected: sendto a closed port twice, then recvfrom",
+            f"sendto: {r.unconnected_send}; recvfrom: {r.unconnected_read} after {WAIT_S} s",
+            "no error ever reaches an unconnected socket: it blocks until a timeout",
+            r.unconnected_send == "ok" and r.unconnected_read == "timeout",
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "connected: send to the closed port, then recv",
+            f"recv: {r.connected_read}",
+            "connect lets the kernel deliver the ICMP port-unreachable as ECONNREFUSED (异步错误)",
+            r.connected_read == "ECONNREFUSED",
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "connected: send, send again",
+            f"second send: {r.connected_send_after}",
+            "the pending error is reported on the next call, which may be a send",
+            r.connected_send_after == "ECONNREFUSED",
+        )
+    )
+    rep.findings.append(
+        Finding(
+            "connected socket: a datagram from another address, then one from the peer",
+            f"from a stranger: {r.foreign_to_connected}; from the peer: {r.peer_to_connected}",
+            "a connected UDP socket only receives from the address it connected to",
+            r.foreign_to_connected == "timeout" and r.peer_to_connected == "data",
+        )
+    )
     return rep

@@ -46,17 +46,35 @@ def http_response(status: int, body: bytes, keep_alive: bool) -> bytes:
     return head + b"Connection: " + connection + b"\r\n\r\n" + body
 
 
-class _HttpExchange:
-    """httptools callbacks for one connection: queue a response per complete request."""
+class HttpExchange:
+    """One connection's HTTP state: feed bytes in, take the encoded responses out.
 
-    __slots__ = ("closing", "method", "out", "parser", "url")
+    Transport-free, so the blocking handler below and the reactor models share it.
+    """
+
+    __slots__ = ("closing", "out", "parser", "url")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpRequestParser(self)
         self.url = b""
-        self.method = b""
         self.out: list[bytes] = []
         self.closing = False
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; complete requests append responses to ``out``."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.closing = True  # this server speaks no other protocol: answer and close
+        except httptools.HttpParserError:
+            self.out.append(http_response(400, b"", keep_alive=False))
+            self.closing = True
+
+    def take(self) -> bytes:
+        """Every response produced so far, as one buffer (one send for a pipeline)."""
+        data = b"".join(self.out)
+        self.out.clear()
+        return data
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -79,21 +97,14 @@ def serve_http(conn: socket.socket) -> None:
     All responses produced by one read go out in one ``sendall``: pipelined requests cost
     one system call, not one each.
     """
-    exchange = _HttpExchange()
+    exchange = HttpExchange()
     while not exchange.closing:
         data = conn.recv(RECV_SIZE)
         if not data:
             return
-        try:
-            exchange.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            exchange.closing = True  # this server speaks no other protocol: answer and close
-        except httptools.HttpParserError:
-            exchange.out.append(http_response(400, b"", keep_alive=False))
-            exchange.closing = True
+        exchange.feed(data)
         if exchange.out:
-            conn.sendall(b"".join(exchange.out))
-            exchange.out.clear()
+            conn.sendall(exchange.take())
 
 
 HANDLERS: dict[ProtocolName, ConnectionHandler] = {"echo": serve_echo, "http": serve_http}

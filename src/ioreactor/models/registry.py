@@ -1,8 +1,7 @@
 """Models by name: ``ioreactor model NAME`` and the C10K lab look them up here.
 
-A factory takes the shared :class:`ModelOptions`; the reactor models (``reactor-select``,
-``reactor-poll``, ``reactor-epoll``, ``main-sub``) join this table when they are built
-on the framework's event loop.
+A factory takes the shared :class:`ModelOptions`. The names follow the course's five
+models; the fifth (asynchronous I/O) joins when the io_uring backend serves sockets.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 
 from ioreactor.models.base import ModelOptions, ServerModel
 from ioreactor.models.process_per_connection import ProcessPerConnection
+from ioreactor.models.reactor import Reactor
 from ioreactor.models.thread_per_connection import ThreadPerConnection
 from ioreactor.models.thread_pool import ThreadPool
 
@@ -35,6 +35,19 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "thread-pool": ModelSpec(
         ThreadPool, "blocking I/O, fixed thread pool fed by a blocking queue (线程池)"
+    ),
+    "reactor-select": ModelSpec(
+        lambda o: Reactor(o, "select", 0), "non-blocking I/O, one reactor thread on select"
+    ),
+    "reactor-poll": ModelSpec(
+        lambda o: Reactor(o, "poll", 0), "non-blocking I/O, one reactor thread on poll"
+    ),
+    "reactor-epoll": ModelSpec(
+        lambda o: Reactor(o, "epoll", 0), "non-blocking I/O, one reactor thread on epoll"
+    ),
+    "main-sub": ModelSpec(
+        lambda o: Reactor(o, "epoll", o.workers),
+        "main reactor accepts, WORKERS sub-reactor threads serve (主-从 reactor)",
     ),
 }
 

@@ -10,8 +10,12 @@ from ioreactor.lab import half_close
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("half-close", help="shutdown(SHUT_WR) vs close() (优雅关闭)")
-    p.add_argument("--answer-mib", type=int, default=4,
-                   help="MiB the server sends back to the half-closed client (default 4)")
+    p.add_argument(
+        "--answer-mib",
+        type=int,
+        default=4,
+        help="MiB the server sends back to the half-closed client (default 4)",
+    )
     p.set_defaults(func=run)
 
 

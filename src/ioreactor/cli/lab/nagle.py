@@ -10,8 +10,12 @@ from ioreactor.lab import nagle
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("nagle", help="small writes: Nagle vs TCP_NODELAY vs writev")
-    p.add_argument("--rounds", type=int, default=20,
-                   help="requests per pattern (default 20; about 45 ms each with Nagle)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=20,
+        help="requests per pattern (default 20; about 45 ms each with Nagle)",
+    )
     p.set_defaults(func=run)
 
 

@@ -10,8 +10,13 @@ from ioreactor.lab import select_limit
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("select-limit", help="select vs poll vs epoll: limit and cost")
-    p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000],
-                   help="watched-descriptor counts for the cost table")
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[100, 1000, 10000],
+        help="watched-descriptor counts for the cost table",
+    )
     p.add_argument("--calls", type=int, default=200, help="waits timed per size")
     p.set_defaults(func=run)
 

@@ -10,10 +10,15 @@ from ioreactor.lab import time_wait
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("time-wait", help="who holds TIME_WAIT; EADDRINUSE vs SO_REUSEADDR")
-    p.add_argument("--connections", type=int, default=20,
-                   help="short client-closed connections to pile up TIME_WAIT (default 20)")
-    p.add_argument("--lifetime", action="store_true",
-                   help="also wait (about 60 s) for one TIME_WAIT to expire")
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=20,
+        help="short client-closed connections to pile up TIME_WAIT (default 20)",
+    )
+    p.add_argument(
+        "--lifetime", action="store_true", help="also wait (about 60 s) for one TIME_WAIT to expire"
+    )
     p.set_defaults(func=run)
 
 
