@@ -96,3 +96,24 @@ def test_pool_round_robin_hash_and_stop() -> None:
         base.close()
     assert not any(t.thread.is_alive() for t in threads)
     assert pool.loops == [base]
+
+
+def test_loop_factory_builds_the_loop_in_its_thread() -> None:
+    class CustomLoop(EventLoop):
+        pass
+
+    built_on: list[int] = []
+
+    def factory(*, name: str) -> EventLoop:
+        built_on.append(threading.get_ident())
+        return CustomLoop(name=name)
+
+    base = EventLoop(name="base")
+    pool = EventLoopThreadPool(base, 2, name="custom", loop_factory=factory).start()
+    try:
+        assert all(type(loop) is CustomLoop for loop in pool.loops)
+        assert [loop.name for loop in pool.loops] == ["custom-0", "custom-1"]
+        assert built_on == [t.thread.ident for t in pool.threads]
+    finally:
+        pool.stop()
+        base.close()

@@ -21,10 +21,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from ioreactor.loop.event_loop import EventLoop
 
 log = logging.getLogger("ioreactor.loop_thread")
+
+
+class LoopFactory(Protocol):
+    """Builds a loop in the calling thread: ``factory(name="io-0")``."""
+
+    def __call__(self, *, name: str) -> EventLoop: ...
+
 
 #: How long :meth:`EventLoopThread.stop` waits for the thread to finish.
 STOP_TIMEOUT = 10.0
@@ -37,6 +45,8 @@ class EventLoopThread:
 
     ``on_start(loop)`` runs in the new thread before the loop starts (muduo's
     ThreadInitCallback): the place for per-loop state such as caches or timers.
+    ``loop_factory(name=...)`` builds the loop (default: ``EventLoop(poller)``), for loop
+    classes with their own constructor such as a completion-mode loop.
     """
 
     def __init__(
@@ -45,10 +55,12 @@ class EventLoopThread:
         *,
         poller: str | None = None,
         on_start: Callable[[EventLoop], object] | None = None,
+        loop_factory: LoopFactory | None = None,
     ) -> None:
         self.name = name
         self.poller = poller
         self.on_start = on_start
+        self.loop_factory = loop_factory
         self.thread = threading.Thread(target=self._thread_main, name=name, daemon=True)
         self._loop: EventLoop | None = None
         self._ready = threading.Event()
@@ -74,7 +86,10 @@ class EventLoopThread:
 
     def _thread_main(self) -> None:
         try:
-            loop = EventLoop(self.poller, name=self.name)
+            if self.loop_factory is not None:
+                loop = self.loop_factory(name=self.name)
+            else:
+                loop = EventLoop(self.poller, name=self.name)
             if self.on_start is not None:
                 self.on_start(loop)
         except BaseException as exc:
@@ -120,6 +135,7 @@ class EventLoopThreadPool:
         name: str = "io",
         poller: str | None = None,
         on_start: Callable[[EventLoop], object] | None = None,
+        loop_factory: LoopFactory | None = None,
     ) -> None:
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0, got {num_threads}")
@@ -128,6 +144,7 @@ class EventLoopThreadPool:
         self.name = name
         self.poller = poller if poller is not None else base_loop.poller.name
         self.on_start = on_start
+        self.loop_factory = loop_factory
         self.threads: list[EventLoopThread] = []
         self._loops: list[EventLoop] = []
         self._next = 0
@@ -142,7 +159,10 @@ class EventLoopThreadPool:
         try:
             for i in range(self.num_threads):
                 thread = EventLoopThread(
-                    f"{self.name}-{i}", poller=self.poller, on_start=self.on_start
+                    f"{self.name}-{i}",
+                    poller=self.poller,
+                    on_start=self.on_start,
+                    loop_factory=self.loop_factory,
                 )
                 self.threads.append(thread)
                 self._loops.append(thread.start())

@@ -34,7 +34,7 @@ from ioreactor.net.acceptor import ACCEPT_BATCH, BACKLOG, Acceptor, open_listene
 from ioreactor.net.address import Address, to_address
 from ioreactor.net.connection import HIGH_WATER_MARK, LOW_WATER_MARK, TcpConnection
 from ioreactor.net.handler import Handler
-from ioreactor.net.loop_thread import EventLoopThreadPool
+from ioreactor.net.loop_thread import EventLoopThreadPool, LoopFactory
 from ioreactor.net.sockopt import KeepAlive, is_tcp, set_keepalive
 
 if TYPE_CHECKING:
@@ -113,7 +113,8 @@ class TcpServer:
 
     ``loops``: number of sub-reactor threads (0: this loop does everything).
     ``balance``: how a connection picks its sub-loop (see :data:`BALANCES`).
-    ``poller``: backend of the sub-loops (default: the same as ``loop``'s).
+    ``poller``: backend of the sub-loops (default: the same as ``loop``'s);
+    ``loop_factory(name=...)`` builds them instead when the loop class needs it.
     """
 
     def __init__(
@@ -133,6 +134,7 @@ class TcpServer:
         loops: int = 0,
         balance: Balance = "round-robin",
         poller: str | None = None,
+        loop_factory: LoopFactory | None = None,
         name: str = "server",
     ) -> None:
         if loops < 0:
@@ -152,7 +154,9 @@ class TcpServer:
         self.num_loops = loops
         self.balance = balance
         self.name = name
-        self._pool = EventLoopThreadPool(loop, loops, name=f"{name}-io", poller=poller)
+        self._pool = EventLoopThreadPool(
+            loop, loops, name=f"{name}-io", poller=poller, loop_factory=loop_factory
+        )
         self._owners: list[LoopConnections] = [LoopConnections(self, loop)]
         self._next_owner = 0
         self._listener = listener

@@ -1,0 +1,66 @@
+"""``run_server``: one entry point for every way of serving on one or many cores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ioreactor.multicore.config import (
+    Dispatch,
+    ServeConfig,
+    WorkerContext,
+    default_dispatch,
+    default_workers,
+)
+from ioreactor.multicore.supervisor import Supervisor
+from ioreactor.multicore.worker import ServerProcess
+from ioreactor.net.acceptor import BACKLOG
+from ioreactor.net.address import Address, to_address
+from ioreactor.net.handler import Handler
+from ioreactor.net.server import SHUTDOWN_TIMEOUT, Balance
+
+
+def run_server(
+    make_handler: Callable[[], Handler],
+    address: str | Address | tuple[str, int],
+    *,
+    workers: int | None = None,
+    loops: int = 0,
+    dispatch: Dispatch | None = None,
+    balance: Balance = "round-robin",
+    poller: str | None = None,
+    backlog: int = BACKLOG,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    on_worker_start: Callable[[WorkerContext], object] | None = None,
+    **server_options: Any,
+) -> int:
+    """Serve ``make_handler()`` on ``address`` until a stop signal; returns the exit status.
+
+    ``workers``: processes to fork (None: one per core; 0: serve in this process, no
+    supervisor). ``loops``: sub-reactor threads per serving process (0: one loop does it
+    all). ``dispatch``: ``"reuseport"`` (each worker listens; the default for TCP on
+    Linux) or ``"fdpass"`` (this process accepts and passes fds; any stream address,
+    Unix sockets included). ``balance``: how a connection
+    picks a worker (fdpass) and a sub-loop: ``round-robin``, ``least-connections`` or
+    ``hash`` (by peer host). ``make_handler`` and ``on_worker_start(ctx)`` run in each
+    serving process, after the fork. ``server_options`` go to ``TcpServer`` (nodelay,
+    keepalive, high_water_mark, low_water_mark, accept_batch).
+
+    Stops on SIGTERM/SIGINT gracefully (exit 0), or at once on a second SIGINT
+    (exit 130). Call it from the main thread: it installs signal handlers.
+    """
+    where = to_address(address)
+    config = ServeConfig(
+        address=where,
+        workers=default_workers() if workers is None else workers,
+        loops=loops,
+        dispatch=dispatch or default_dispatch(where),
+        balance=balance,
+        poller=poller,
+        backlog=backlog,
+        shutdown_timeout=shutdown_timeout,
+        server_options=server_options,
+    )
+    if config.workers == 0:
+        return ServerProcess(config, make_handler, on_worker_start=on_worker_start).run()
+    return Supervisor(config, make_handler, on_worker_start=on_worker_start).run()
