@@ -16,11 +16,9 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from ioreactor.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor.bench.peers import echo_peer_command, uvloop_available
 from ioreactor.bench.pinning import (
     CorePlan,
     ServerProcess,
@@ -31,6 +29,9 @@ from ioreactor.bench.pinning import (
 from ioreactor.bench.procstat import TreeSample
 from ioreactor.bench.report import BenchResult, ratio
 from ioreactor.net.sockopt import raise_nofile_limit
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 #: Seconds of unmeasured traffic on the same connections before each window.
 WARMUP = 1.0
@@ -67,11 +68,20 @@ def ioreactor_echo_command(port: int, poller: str | None = None) -> list[str]:
     return [sys.executable, "-m", "ioreactor", *echo_server_args(port, poller)]
 
 
-#: Server name -> command for (port, poller); peers ignore the poller.
+def _peer(name: str) -> Callable[[int, str | None], list[str]]:
+    def command(port: int, poller: str | None) -> list[str]:  # peers have one loop kind
+        from ioreactor.bench.peers import echo_peer_command  # asyncio: load only here
+
+        return echo_peer_command(name, port)
+
+    return command
+
+
+#: Server name -> command for (port, poller).
 ECHO_SERVERS: dict[str, Callable[[int, str | None], list[str]]] = {
     "ioreactor": ioreactor_echo_command,
-    "asyncio": lambda port, poller: echo_peer_command("asyncio-echo", port),
-    "uvloop": lambda port, poller: echo_peer_command("uvloop-echo", port),
+    "asyncio": _peer("asyncio-echo"),
+    "uvloop": _peer("uvloop-echo"),
 }
 
 
@@ -88,6 +98,8 @@ class EchoBenchConfig:
 
 def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
     """Servers that cannot run here, with the reason."""
+    from ioreactor.bench.peers import uvloop_available
+
     skipped = {}
     if "uvloop" in servers and (reason := uvloop_available()) is not None:
         skipped["uvloop"] = reason
@@ -160,6 +172,8 @@ def run_echo_bench(
     config: EchoBenchConfig, *, console: Console | None = None, progress: bool = False
 ) -> list[BenchResult]:
     """Every server at every connection count, in one run; the load pins this process."""
+    from rich.console import Console
+
     plan = core_plan()
     console = console or Console()
     pin_current_process(plan.load)

@@ -26,15 +26,11 @@ from __future__ import annotations
 
 import collections
 import errno
-import multiprocessing
-import multiprocessing.connection
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
-
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ioreactor.bench.latency import LatencyHistogram
 from ioreactor.loop.event_loop import EventLoop
@@ -43,6 +39,11 @@ from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handler import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
+
+if TYPE_CHECKING:  # imported where used: `ioreactor echo` loads every CLI module
+    import multiprocessing.connection
+
+    from rich.progress import Progress
 
 #: Connections started at once during ramp-up (each batch must settle before the next).
 RAMP_BATCH = 256
@@ -381,6 +382,8 @@ class _ProgressView:
         self.duration = duration
         self.bar: Progress | None = None
         if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
             self.bar = Progress(
                 TextColumn("[bold]echo load"),
                 BarColumn(),
@@ -473,6 +476,9 @@ def _run_processes(
     on_end: Callable[[], object] | None,
     view: _ProgressView,
 ) -> EchoLoadResult:
+    import multiprocessing
+    import multiprocessing.connection
+
     ctx = multiprocessing.get_context("spawn")
     children = []
     for i, share in enumerate(split_conns(config.conns, config.procs)):
@@ -537,6 +543,8 @@ def _receive(pipe: multiprocessing.connection.Connection) -> tuple[str, Any]:
 def _wait_all(
     pipes: list[multiprocessing.connection.Connection], want: str, deadline: float
 ) -> None:
+    import multiprocessing.connection
+
     pending = set(range(len(pipes)))
     while pending:
         timeout = deadline - time.monotonic()

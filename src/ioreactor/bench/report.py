@@ -18,10 +18,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # rich is imported where a table is drawn
+    from rich.console import Console
+    from rich.table import Table
 
 #: Where bench commands write JSON and charts (gitignored).
 RESULTS_DIR = Path("bench-results")
@@ -89,6 +90,8 @@ def render_table(
     results: Sequence[BenchResult], baselines: Sequence[str], *, title: str = ""
 ) -> Table:
     """A rich table of ``results`` with a ratio column per name in ``baselines``."""
+    from rich.table import Table
+
     unit = results[0].unit if results else "op"
     table = Table(title=title or None)
     table.add_column("server")
@@ -152,7 +155,11 @@ def print_table(
     title: str = "",
     console: Console | None = None,
 ) -> None:
-    (console or Console()).print(render_table(results, baselines, title=title))
+    if console is None:
+        from rich.console import Console
+
+        console = Console()
+    console.print(render_table(results, baselines, title=title))
 
 
 def write_json(

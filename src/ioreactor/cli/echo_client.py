@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from ioreactor.bench.echo_load import (
     CONNECT_TIMEOUT,
@@ -15,6 +14,9 @@ from ioreactor.bench.echo_load import (
 )
 from ioreactor.loop.poller import available_pollers
 from ioreactor.net.address import parse_address
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise SystemExit(f"ioreactor echo-client: {exc}") from None
+    from rich.console import Console
+
     console = Console()
     result = run_echo_load(config, progress=not args.no_progress and console.is_terminal)
     print_result(result, console)

@@ -6,8 +6,6 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from rich.console import Console
-
 from ioreactor.bench.chart import bar_chart
 from ioreactor.bench.echo_bench import (
     ECHO_SERVERS,
@@ -89,6 +87,8 @@ def reproduce_command(config: EchoBenchConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal:  # a log file or a pipe: keep every column readable
         console = Console(width=TABLE_WIDTH)

@@ -8,9 +8,6 @@ import json
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from ioreactor.bench.idle_bench import HEAP_TARGET, run_idle_bench
 from ioreactor.bench.report import RESULTS_DIR, timestamped
 from ioreactor.loop.poller import available_pollers
@@ -31,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     if args.conns < 1:
         raise SystemExit("ioreactor bench idle: --conns must be at least 1")
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     result = run_idle_bench(args.conns, poller=args.poller, heap=not args.no_tracemalloc)
     table = Table(title=f"ioreactor echo server, {args.conns:,} idle connections")
