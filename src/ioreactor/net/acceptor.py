@@ -109,6 +109,8 @@ class Acceptor:
         self._listening = True
 
     def handle_read(self, events: int) -> None:
+        if not self._listening:
+            return  # a continuation queued before close()
         accept = self.listener.accept
         for _ in range(self.batch):
             try:
@@ -118,13 +120,18 @@ class Acceptor:
             except OSError as exc:
                 if exc.errno in _FD_EXHAUSTED:
                     self._shed_one(exc)
-                    return
+                    break
                 if exc.errno in _TRANSIENT:
                     continue
                 log.error("accept() on %s failed: %s", self.listener.getsockname(), exc)
                 return
             sock.setblocking(False)
             self.on_accept(sock, peer)
+        if self.loop.edge_triggered:
+            # The batch ended before EAGAIN. A level-triggered poller reports the queued
+            # connections again; an edge-triggered one never would, so come back after
+            # the other ready fds have had their turn.
+            self.loop.call_soon(self.handle_read, events)
 
     def _shed_one(self, exc: OSError) -> None:
         """Out of fds: accept the oldest pending connection with the spare fd and close it."""

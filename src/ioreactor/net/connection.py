@@ -50,6 +50,9 @@ HIGH_WATER_MARK = 1024 * 1024
 LOW_WATER_MARK = 256 * 1024
 #: Chunks per sendmsg() call (IOV_MAX on Linux is 1024).
 IOV_MAX = 1024
+#: Edge-triggered pollers: reads (of up to the loop's scratch size) per readiness event
+#: before the rest of the drain yields to the loop's other fds.
+EDGE_READS_PER_EVENT = 16
 
 CONNECTED = 1
 DISCONNECTING = 2
@@ -209,11 +212,6 @@ class TcpConnection:
             buffer._w = CHEAP_PREPEND + n
         else:
             buffer.append(scratch[:n])
-        if loop.edge_triggered and not self._drain_edge_triggered(scratch):
-            self._deliver()
-            if self._state != DISCONNECTED:
-                self._handle_eof()
-            return
         # _deliver(), inlined: this is the per-message path.
         self.last_read = loop.now
         try:
@@ -223,21 +221,40 @@ class TcpConnection:
             return
         if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
             del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
+        if loop.edge_triggered:
+            self._drain_edge_triggered(scratch)
 
-    def _drain_edge_triggered(self, scratch: memoryview) -> bool:
+    def _drain_edge_triggered(self, scratch: memoryview) -> None:
         """Edge-triggered: the kernel reports the fd again only when new data arrives,
-        so read everything available now (until EAGAIN). False if the peer closed."""
-        while True:
+        so read on until EAGAIN.
+
+        Each chunk is delivered as on a level-triggered poller, so back-pressure and
+        closing still apply: the drain stops once reading is paused (the high water
+        mark) or the connection closed -- nothing runs after on_close, and resuming
+        re-arms the fd with epoll_ctl, which reports the data still queued. After
+        ``EDGE_READS_PER_EVENT`` chunks the rest waits for the next iteration, so a
+        peer that never stops sending cannot keep the loop from its other fds.
+        """
+        for _ in range(EDGE_READS_PER_EVENT):
+            if self._state != CONNECTED or not self._events & READ:
+                return
             try:
                 n = self.sock.recv_into(scratch)
             except (BlockingIOError, InterruptedError):
-                return True
+                return
             except OSError as exc:
                 self._handle_error(exc)
-                return True
+                return
             if not n:
-                return False
+                self._handle_eof()
+                return
             self.input.append(scratch[:n])
+            self._deliver()
+        self.loop.call_soon(self._resume_edge_read)
+
+    def _resume_edge_read(self) -> None:
+        if self._state == CONNECTED and self._events & READ:
+            self._handle_read()
 
     def _deliver(self) -> None:
         if self._state == DISCONNECTED:
@@ -387,21 +404,22 @@ class TcpConnection:
 
     def _write_out(self) -> None:
         out = self._out
-        try:
-            if len(out) == 1:
-                sent = self.sock.send(out[0])
-            else:
-                sent = self.sock.sendmsg(out[:IOV_MAX])
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._handle_error(exc)
-            return
-        self.last_write = self.loop.now
-        if sent == self._out_size:
-            out.clear()
-            self._out_size = 0
-        else:
+        while True:
+            try:
+                if len(out) == 1:
+                    sent = self.sock.send(out[0])
+                else:
+                    sent = self.sock.sendmsg(out[:IOV_MAX])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self._handle_error(exc)
+                return
+            self.last_write = self.loop.now
+            if sent == self._out_size:
+                out.clear()
+                self._out_size = 0
+                break
             self._out_size -= sent
             i = 0
             while sent >= len(out[i]):
@@ -410,6 +428,12 @@ class TcpConnection:
             del out[:i]
             if sent:
                 out[0] = memoryview(out[0])[sent:]
+                break  # the kernel took part of a chunk: its buffer is full
+            if i < IOV_MAX:
+                break  # the kernel took fewer chunks than offered: full
+            # A whole IOV_MAX batch left and more is queued. Send on now: the socket
+            # never filled, so an edge-triggered poller would not report it writable
+            # again and the rest would stall.
         if self._above_high and self._out_size <= self.low_water_mark:
             self._above_high = False
             if not self._peer_eof and self._state == CONNECTED:

@@ -1,0 +1,705 @@
+"""TcpConnection over every poller backend, on real loopback sockets.
+
+The server side runs on a ``LoopThread`` (the ``loop_thread`` fixture, one run per
+poller); the test thread plays the peer with plain sockets, so what the peer sees is
+what the kernel delivered. Loop-owned objects are only touched through
+``loop_thread.call``. Deadlines are for liveness only and deliberately generous.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import random
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ioreactor.echo import EchoHandler
+from ioreactor.loop.event_loop import SCRATCH_SIZE, EventLoop
+from ioreactor.net.buffer import CHEAP_PREPEND, Buffer
+from ioreactor.net.connection import IOV_MAX, TcpConnection
+from ioreactor.net.handler import Handler
+from ioreactor.net.server import TcpServer
+from ioreactor.testing import LoopThread, open_fds
+
+pytestmark = pytest.mark.timeout(60)
+
+LIVENESS = 20.0  # seconds
+MiB = 1024 * 1024
+LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+SMALL_BUF = 32 * 1024
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+class Recorder(Handler):
+    """Records every callback (on the loop thread); subclasses add behaviour."""
+
+    def __init__(self) -> None:
+        self.conns: list[TcpConnection] = []
+        self.received: Counter[TcpConnection] = Counter()
+        self.data: dict[TcpConnection, bytearray] = {}
+        self.closes: Counter[TcpConnection] = Counter()
+        self.eofs: Counter[TcpConnection] = Counter()
+        self.high_water: list[tuple[int, bool]] = []
+        self.write_completes = 0
+        self.after_close: list[str] = []
+        self.threads: set[int] = set()
+
+    def _note(self, conn: TcpConnection, name: str) -> None:
+        self.threads.add(threading.get_ident())
+        if self.closes[conn]:
+            self.after_close.append(name)
+
+    def on_connection(self, conn: TcpConnection) -> None:
+        self._note(conn, "on_connection")
+        self.conns.append(conn)
+        self.data[conn] = bytearray()
+
+    def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
+        self._note(conn, "on_message")
+        chunk = buffer.read_all()
+        self.received[conn] += len(chunk)
+        self.data[conn] += chunk
+        self.reply(conn, chunk)
+
+    def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+        """Override to answer; the default only records."""
+
+    def on_write_complete(self, conn: TcpConnection) -> None:
+        self._note(conn, "on_write_complete")
+        self.write_completes += 1
+
+    def on_high_water_mark(self, conn: TcpConnection, size: int) -> None:
+        self._note(conn, "on_high_water_mark")
+        self.high_water.append((size, conn.reading))
+
+    def on_eof(self, conn: TcpConnection) -> bool:
+        self._note(conn, "on_eof")
+        self.eofs[conn] += 1
+        return False
+
+    def on_close(self, conn: TcpConnection) -> None:
+        self._note(conn, "on_close")
+        self.closes[conn] += 1
+
+
+class Echo(Recorder):
+    def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+        conn.send(chunk)
+
+
+def serve(lt: LoopThread, handler: Handler, **options: Any) -> TcpServer:
+    """A TcpServer on 127.0.0.1, port 0, started on the loop thread."""
+    return lt.call(lambda: TcpServer(lt.loop, ("127.0.0.1", 0), handler, **options).start())
+
+
+def address(lt: LoopThread, server: TcpServer) -> tuple[str, int]:
+    port: int = lt.call(lambda: server.port)
+    return ("127.0.0.1", port)
+
+
+def connect(addr: tuple[str, int], *, small_buffers: bool = False) -> socket.socket:
+    """A blocking client; ``small_buffers`` keeps the kernel from absorbing a flood."""
+    sock = socket.socket()
+    if small_buffers:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+    sock.settimeout(LIVENESS)
+    sock.connect(addr)
+    return sock
+
+
+def wait(lt: LoopThread, predicate: Callable[[], bool], what: str) -> None:
+    assert lt.wait_until(predicate, LIVENESS), f"timed out waiting for {what}"
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        chunk = sock.recv(min(n - len(chunks), MiB))
+        assert chunk, f"EOF after {len(chunks)} of {n} bytes"
+        chunks += chunk
+    return bytes(chunks)
+
+
+def recv_until_eof(sock: socket.socket) -> bytes:
+    chunks = bytearray()
+    while chunk := sock.recv(MiB):
+        chunks += chunk
+    return bytes(chunks)
+
+
+def payload(n: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def no_unhandled_errors(caplog: pytest.LogCaptureFixture) -> None:
+    bad = [r for r in caplog.records if r.name == "ioreactor.loop" and r.levelno >= logging.ERROR]
+    assert not bad, f"an exception escaped to the loop: {bad[0].getMessage()}"
+
+
+# -- echo integrity -------------------------------------------------------------------------
+
+
+def echo_many(addr: tuple[str, int], payloads: list[bytes], timeout: float) -> list[bytes]:
+    """Push every payload through its own connection at once; return what came back."""
+    sel = selectors.DefaultSelector()
+    received: list[bytearray] = [bytearray() for _ in payloads]
+    sent = [0] * len(payloads)
+    socks = []
+    for i in range(len(payloads)):
+        sock = socket.create_connection(addr, timeout=LIVENESS)
+        sock.setblocking(False)
+        socks.append(sock)
+        sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
+    pending = len(payloads)
+    deadline = time.monotonic() + timeout
+    try:
+        while pending:
+            assert time.monotonic() < deadline, f"{pending} echo connections unfinished"
+            for key, mask in sel.select(1.0):
+                i = key.data
+                sock = socks[i]
+                data = payloads[i]
+                if mask & selectors.EVENT_WRITE:
+                    try:
+                        sent[i] += sock.send(memoryview(data)[sent[i] : sent[i] + SCRATCH_SIZE])
+                    except BlockingIOError:
+                        pass
+                    if sent[i] == len(data):
+                        sel.modify(sock, selectors.EVENT_READ, i)
+                if mask & selectors.EVENT_READ:
+                    try:
+                        chunk = sock.recv(SCRATCH_SIZE)
+                    except BlockingIOError:
+                        continue
+                    assert chunk, f"connection {i} closed after {len(received[i])} bytes"
+                    received[i] += chunk
+                    if len(received[i]) == len(data):
+                        sel.unregister(sock)
+                        pending -= 1
+    finally:
+        sel.close()
+        for sock in socks:
+            sock.close()
+    return [bytes(r) for r in received]
+
+
+def test_echo_integrity_random_payloads_200_connections(loop_thread: LoopThread) -> None:
+    """1 B to 4 MiB (log-uniform) through 200 concurrent connections, every byte compared."""
+    rng = random.Random(20240602)
+    blob = rng.randbytes(8 * MiB)
+    sizes = [int(math.exp(rng.uniform(0, math.log(4 * MiB)))) for _ in range(200)]
+    sizes[0], sizes[1] = 1, 4 * MiB
+    payloads = []
+    for size in sizes:
+        start = rng.randrange(0, len(blob) - size)  # a distinct slice per connection
+        payloads.append(blob[start : start + size])
+    handler = Echo()
+    server = serve(loop_thread, handler)
+    echoed = echo_many(address(loop_thread, server), payloads, timeout=45)
+    for i, (want, got) in enumerate(zip(payloads, echoed, strict=True)):
+        assert got == want, f"connection {i}: {len(want)} bytes sent, reply differs"
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 200, "200 closes")
+    assert set(handler.closes.values()) == {1}
+    assert handler.after_close == []
+    assert handler.threads == {loop_thread._thread.ident}
+
+
+def test_echo_handler_of_the_package(loop_thread: LoopThread) -> None:
+    server = serve(loop_thread, EchoHandler())
+    with connect(address(loop_thread, server)) as sock:
+        for size in (1, 1000, 300_000):
+            data = payload(size, size)
+            sock.sendall(data)
+            assert recv_exactly(sock, size) == data
+
+
+def test_edge_triggered_reads_everything_available(loop_thread: LoopThread) -> None:
+    """A 3 MiB blast followed by silence: every byte must be read (drain until EAGAIN)."""
+    handler = Recorder()
+    server = serve(loop_thread, handler)
+    data = payload(3 * MiB, 7)
+    with connect(address(loop_thread, server)) as sock:
+        sock.sendall(data)
+        wait(loop_thread, lambda: sum(handler.received.values()) == len(data), "all bytes")
+        assert bytes(handler.data[handler.conns[0]]) == data
+
+
+# -- write coalescing -----------------------------------------------------------------------
+
+
+class CountingSocket(socket.socket):
+    """A real socket that counts the calls that hand bytes to the kernel."""
+
+    calls = 0
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self.calls += 1
+        return super().send(data, flags)
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        self.calls += 1
+        return super().sendmsg(buffers, *args)
+
+
+def counting_pair() -> tuple[CountingSocket, socket.socket]:
+    a, b = socket.socketpair()
+    counted = CountingSocket(a.family, a.type, a.proto, fileno=a.detach())
+    counted.setblocking(False)
+    b.settimeout(LIVENESS)
+    return counted, b
+
+
+def run_until(loop: EventLoop, predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + LIVENESS
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        loop.run_once(0.05)
+
+
+class ThreeReplies(Recorder):
+    def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+        conn.send(b"one,")
+        conn.send(bytearray(b"two,"))
+        conn.send(memoryview(b"three"))
+
+
+def test_sends_in_one_on_message_leave_in_one_syscall(loop: EventLoop) -> None:
+    sock, peer = counting_pair()
+    handler = ThreeReplies()
+    conn = TcpConnection(loop, sock, "pair", handler)
+    conn.start()
+    try:
+        peer.send(b"go")
+        run_until(loop, lambda: sock.calls > 0)
+        assert sock.calls == 1
+        assert recv_exactly(peer, 13) == b"one,two,three"
+        assert handler.write_completes == 1
+    finally:
+        conn.force_close()
+        peer.close()
+
+
+def test_sends_from_several_callbacks_of_one_iteration_are_coalesced(loop: EventLoop) -> None:
+    sock, peer = counting_pair()
+    conn = TcpConnection(loop, sock, "pair", Handler())
+    conn.start()
+    try:
+        for i in range(50):
+            loop.call_soon(conn.send, b"%d;" % i)
+        loop.call_later(0, conn.send, b"timer;")
+        time.sleep(0.001)
+        loop.run_once(0)
+        assert sock.calls == 1
+        expected = b"".join(b"%d;" % i for i in range(50))
+        got = recv_exactly(peer, len(expected) + 6)
+        assert sorted(got.split(b";")) == sorted((expected + b"timer;").split(b";"))
+    finally:
+        conn.force_close()
+        peer.close()
+
+
+def test_more_chunks_than_iov_max_all_arrive(loop_thread: LoopThread) -> None:
+    """One iteration queues 3 x IOV_MAX chunks: every one must leave, on every poller."""
+    count = 3 * IOV_MAX + 17
+
+    class Burst(Recorder):
+        def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+            for i in range(count):
+                conn.send(b"%08d" % i)
+
+    server = serve(loop_thread, Burst())
+    with connect(address(loop_thread, server)) as sock:
+        sock.sendall(b"go")
+        got = recv_exactly(sock, 8 * count)
+    assert got == b"".join(b"%08d" % i for i in range(count))
+
+
+# -- back-pressure --------------------------------------------------------------------------
+
+
+class SmallSendBuffer(Echo):
+    """Echo with small kernel buffers, so the connection's own output buffer fills."""
+
+    def on_connection(self, conn: TcpConnection) -> None:
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUF)
+        super().on_connection(conn)
+
+
+def test_slow_reader_stops_output_at_high_water_mark_and_resumes(loop_thread: LoopThread) -> None:
+    high, low = 256 * 1024, 64 * 1024
+    handler = SmallSendBuffer()
+    server = serve(loop_thread, handler, high_water_mark=high, low_water_mark=low)
+    data = payload(4 * MiB, 11)
+    sock = connect(address(loop_thread, server), small_buffers=True)
+    sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
+    sender.start()
+    try:
+        wait(loop_thread, lambda: bool(handler.high_water), "on_high_water_mark")
+        conn = handler.conns[0]
+        size, was_reading = handler.high_water[0]
+        assert size >= high and not was_reading, "reading pauses before the callback"
+        assert not loop_thread.call(lambda: conn.reading)
+        first = loop_thread.call(lambda: conn.output_size)
+        time.sleep(0.3)  # the peer reads nothing meanwhile
+        second = loop_thread.call(lambda: conn.output_size)
+        # The kernel may still take a little (TCP window updates); nothing is added.
+        assert second <= first <= size, "output kept growing while the peer did not read"
+        assert size <= high + SCRATCH_SIZE, "at most one read's worth past the mark"
+        assert not loop_thread.call(lambda: conn.reading)
+        assert sender.is_alive(), "the sender must be blocked by the paused reader"
+        echoed = recv_exactly(sock, len(data))  # the peer reads: reading resumes
+        assert echoed == data
+        sender.join(LIVENESS)
+        wait(loop_thread, lambda: conn.reading and conn.output_size == 0, "resumed reading")
+        assert len(handler.high_water) >= 1
+    finally:
+        sock.close()
+        sender.join(LIVENESS)
+
+
+# -- half-close and closing -----------------------------------------------------------------
+
+
+class ReplyThenShutdown(Recorder):
+    def __init__(self, response: bytes) -> None:
+        super().__init__()
+        self.response = response
+
+    def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+        if self.received[conn] == len(chunk):  # the first message
+            conn.send(self.response)
+            conn.shutdown()
+            conn.send(b"dropped: sent after shutdown")
+
+
+def test_shutdown_half_closes_after_draining_and_keeps_reading(loop_thread: LoopThread) -> None:
+    response = payload(2 * MiB, 3)
+    handler = ReplyThenShutdown(response)
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server)) as sock:
+        sock.sendall(b"request")
+        assert recv_until_eof(sock) == response, "everything queued, then EOF"
+        conn = handler.conns[0]
+        assert not loop_thread.call(lambda: conn.closed)
+        sock.sendall(b"after our EOF")  # the server still reads its half-open side
+        wait(loop_thread, lambda: handler.received[conn] == 7 + 13, "data after shutdown")
+        assert bytes(handler.data[conn]) == b"requestafter our EOF"
+    wait(loop_thread, lambda: handler.closes[conn] == 1, "close after peer EOF")
+    assert handler.after_close == []
+
+
+def test_peer_half_close_surfaces_on_eof_and_default_closes_after_draining(
+    loop_thread: LoopThread,
+) -> None:
+    response = payload(3 * MiB, 5)
+
+    class BigReply(Recorder):
+        def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+            if self.received[conn] == len(chunk):
+                conn.send(response)
+
+    handler = BigReply()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server), small_buffers=True) as sock:
+        sock.sendall(b"q")
+        wait(loop_thread, lambda: bool(handler.received), "request")
+        sock.shutdown(socket.SHUT_WR)
+        wait(loop_thread, lambda: bool(handler.eofs), "on_eof")
+        assert recv_until_eof(sock) == response, "queued output drains before the close"
+    conn = handler.conns[0]
+    wait(loop_thread, lambda: handler.closes[conn] == 1, "on_close")
+    assert handler.eofs[conn] == 1
+
+
+def test_on_eof_returning_true_keeps_the_connection_writable(loop_thread: LoopThread) -> None:
+    class HalfOpen(Recorder):
+        def on_eof(self, conn: TcpConnection) -> bool:
+            super().on_eof(conn)
+            conn.loop.call_later(0.05, self.answer_late, conn)
+            return True
+
+        def answer_late(self, conn: TcpConnection) -> None:
+            conn.send(b"late answer")
+            conn.close()
+
+    handler = HalfOpen()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server)) as sock:
+        sock.sendall(b"question")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_until_eof(sock) == b"late answer"
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "on_close")
+
+
+def test_force_close_discards_queued_output(loop_thread: LoopThread) -> None:
+    class Flood(SmallSendBuffer):
+        def on_connection(self, conn: TcpConnection) -> None:
+            super().on_connection(conn)
+            conn.send(payload(8 * MiB, 1))
+
+    handler = Flood()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server), small_buffers=True) as sock:
+        wait(loop_thread, lambda: bool(handler.conns), "connection")
+        conn = handler.conns[0]
+        wait(loop_thread, lambda: conn.output_size > 0, "queued output")
+        conn.force_close()  # from this (non-loop) thread
+        wait(loop_thread, lambda: conn.closed, "closed")
+        assert loop_thread.call(lambda: conn.output_size) == 0
+        got = 0
+        try:
+            while chunk := sock.recv(MiB):
+                got += len(chunk)
+        except ConnectionResetError:
+            pass
+        assert got < 8 * MiB
+    assert handler.closes[conn] == 1
+
+
+def test_close_from_another_thread_drains_first(loop_thread: LoopThread) -> None:
+    response = payload(2 * MiB, 9)
+
+    class Greeter(SmallSendBuffer):
+        def on_connection(self, conn: TcpConnection) -> None:
+            super().on_connection(conn)
+            conn.send(response)
+
+    handler = Greeter()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server), small_buffers=True) as sock:
+        wait(loop_thread, lambda: bool(handler.conns), "connection")
+        conn = handler.conns[0]
+        conn.close()
+        conn.close()  # twice: harmless
+        assert recv_until_eof(sock) == response
+    wait(loop_thread, lambda: handler.closes[conn] == 1, "on_close")
+
+
+def test_send_from_another_thread(loop_thread: LoopThread) -> None:
+    handler = Recorder()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server)) as sock:
+        wait(loop_thread, lambda: bool(handler.conns), "connection")
+        conn = handler.conns[0]
+        data = bytearray(b"from a thread")
+        conn.send(data)
+        data[:] = b"XXXXXXXXXXXXX"  # send() copied it
+        senders = [threading.Thread(target=conn.send, args=(b"%02d" % i,)) for i in range(20)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        got = recv_exactly(sock, 13 + 40)
+        assert got[:13] == b"from a thread"
+        assert sorted(got[13 + 2 * i : 15 + 2 * i] for i in range(20)) == [
+            b"%02d" % i for i in range(20)
+        ]
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+def test_peer_reset_during_a_large_write(
+    loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Flood(SmallSendBuffer):
+        def on_connection(self, conn: TcpConnection) -> None:
+            super().on_connection(conn)
+            conn.send(payload(16 * MiB, 2))
+
+    handler = Flood()
+    server = serve(loop_thread, handler)
+    sock = connect(address(loop_thread, server), small_buffers=True)
+    recv_exactly(sock, 64 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+    sock.close()
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "on_close")
+    conn = handler.conns[0]
+    time.sleep(0.05)
+    assert handler.closes[conn] == 1
+    assert isinstance(conn.error, OSError)
+    assert handler.after_close == []
+    no_unhandled_errors(caplog)
+
+
+def test_peer_closing_with_unread_data(
+    loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = Echo()
+    server = serve(loop_thread, handler)
+    addr = address(loop_thread, server)
+    for _ in range(5):
+        sock = connect(addr)
+        sock.sendall(payload(100_000))
+        wait(loop_thread, lambda: handler.write_completes > 0 or bool(handler.closes), "echo")
+        sock.close()  # the echo sits unread in our receive queue: the kernel sends RST
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 5, "5 closes")
+    assert set(handler.closes.values()) == {1}
+    assert handler.after_close == []
+    no_unhandled_errors(caplog)
+
+
+def test_data_then_reset_while_the_loop_is_busy(
+    loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes and an RST both waiting when the loop looks: no callback after on_close."""
+    handler = Recorder()
+    server = serve(loop_thread, handler)
+    sock = connect(address(loop_thread, server))
+    wait(loop_thread, lambda: bool(handler.conns), "connection")
+    gate = threading.Event()
+    loop_thread.loop.call_soon_threadsafe(gate.wait, LIVENESS)  # the loop is busy
+    sock.sendall(payload(100_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+    sock.close()
+    time.sleep(0.05)
+    gate.set()
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "on_close")
+    time.sleep(0.05)
+    assert handler.after_close == [], "a callback ran after on_close"
+    assert handler.closes[handler.conns[0]] == 1
+    no_unhandled_errors(caplog)
+
+
+def test_write_to_a_closed_peer(loop_thread: LoopThread, caplog: pytest.LogCaptureFixture) -> None:
+    """The peer is gone; the server keeps writing: EPIPE/ECONNRESET closes it cleanly."""
+
+    class KeepsTalking(Recorder):
+        def on_eof(self, conn: TcpConnection) -> bool:
+            super().on_eof(conn)
+            conn.loop.call_every(0.01, self.talk, conn)
+            return True
+
+        def talk(self, conn: TcpConnection) -> None:
+            conn.send(b"anyone there?")
+
+    handler = KeepsTalking()
+    server = serve(loop_thread, handler)
+    sock = connect(address(loop_thread, server))
+    wait(loop_thread, lambda: bool(handler.conns), "connection")
+    sock.close()
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "on_close")
+    conn = handler.conns[0]
+    assert isinstance(conn.error, OSError)
+    time.sleep(0.05)  # the timer still fires: sends on a closed connection are dropped
+    assert handler.closes[conn] == 1
+    no_unhandled_errors(caplog)
+
+
+class Faulty(Echo):
+    """Raises from on_message on b"boom", and from on_connection while ``fail_connect``."""
+
+    fail_connect = False
+
+    def on_connection(self, conn: TcpConnection) -> None:
+        super().on_connection(conn)
+        if self.fail_connect:
+            raise RuntimeError("on_connection failed")
+
+    def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+        if chunk == b"boom":
+            raise RuntimeError("on_message failed")
+        conn.send(chunk)
+
+
+def test_handler_exception_closes_only_that_connection(
+    loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = Faulty()
+    server = serve(loop_thread, handler)
+    addr = address(loop_thread, server)
+    with connect(addr) as good, connect(addr) as bad:
+        bad_name = bad.getsockname()
+        wait(loop_thread, lambda: len(handler.conns) == 2, "two connections")
+        with caplog.at_level(logging.ERROR, logger="ioreactor.connection"):
+            bad.sendall(b"boom")
+            assert recv_until_eof(bad) == b""
+            good.sendall(b"still fine")
+            assert recv_exactly(good, 10) == b"still fine"
+            handler.fail_connect = True
+            with connect(addr) as refused:
+                assert recv_until_eof(refused) == b""
+                name = refused.getsockname()
+            handler.fail_connect = False
+            good.sendall(b"and again")
+            assert recv_exactly(good, 9) == b"and again"
+    messages = [r.getMessage() for r in caplog.records if r.name == "ioreactor.connection"]
+    assert any("on_message" in m and str(bad_name) in m for m in messages)
+    assert any("on_connection" in m and str(name) in m for m in messages)
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 3, "3 closes")
+    assert set(handler.closes.values()) == {1}
+    assert handler.after_close == []
+    assert all(isinstance(c.error, RuntimeError) for c in handler.conns[1:])
+
+
+def test_no_fd_leak_over_1000_connections(loop_thread: LoopThread) -> None:
+    handler = Echo()
+    server = serve(loop_thread, handler)
+    addr = address(loop_thread, server)
+    gc.collect()  # sockets left unreferenced by earlier tests close now, not mid-count
+    before = open_fds()
+    for batch in range(1, 11):
+        socks = [connect(addr) for _ in range(100)]
+        for i, sock in enumerate(socks):
+            if i % 3 == 0:
+                sock.sendall(b"ping")
+                assert recv_exactly(sock, 4) == b"ping"
+            if i % 5 == 0:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+            sock.close()
+        closed_all = lambda n=100 * batch: sum(handler.closes.values()) == n  # noqa: E731
+        wait(loop_thread, closed_all, "closes")
+    assert len(handler.conns) == 1000
+    assert set(handler.closes.values()) == {1}, "on_close exactly once per connection"
+    wait(loop_thread, lambda: not server.connections, "server forgets its connections")
+    assert open_fds() == before
+    assert handler.after_close == []
+
+
+# -- bookkeeping ----------------------------------------------------------------------------
+
+
+def test_activity_times_and_idle_buffer(loop_thread: LoopThread) -> None:
+    handler = Echo()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server)) as sock:
+        wait(loop_thread, lambda: bool(handler.conns), "connection")
+        conn = handler.conns[0]
+        start = loop_thread.call(lambda: (conn.last_read, conn.last_write))
+        time.sleep(0.02)
+        sock.sendall(b"x" * 5000)
+        assert recv_exactly(sock, 5000) == b"x" * 5000
+        read_at, write_at = loop_thread.call(lambda: (conn.last_read, conn.last_write))
+        assert read_at > start[0] and write_at > start[1]
+        assert loop_thread.call(lambda: conn.input.capacity) == CHEAP_PREPEND, (
+            "an idle connection holds no read buffer"
+        )
+        assert conn.connected and conn.reading and conn.peer == sock.getsockname()
+        assert loop_thread.call(conn.local_address) == sock.getpeername()
+        assert "open" in repr(conn)
+    wait(loop_thread, lambda: conn.closed, "closed")
+    assert conn.local_address() is None and "closed" in repr(conn)
+
+
+def test_water_marks_are_validated(loop: EventLoop) -> None:
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(ValueError, match="low_water_mark"):
+            TcpConnection(loop, a, None, Handler(), high_water_mark=10, low_water_mark=20)
+    finally:
+        a.close()
+        b.close()
