@@ -66,9 +66,14 @@ BODY = 2
 DONE = 3
 LINGER = 4
 
-#: Input fed to the parser per call when much is buffered, so that a burst of pipelined
-#: requests can be paused between slices once too many responses are pending.
-FEED_SLICE = 16 * 1024
+#: Input fed to the parser per call when much arrives at once. httptools cannot pause in
+#: the middle of a feed, so a burst of pipelined requests is parsed a slice at a time and
+#: stops between slices once too many responses wait or too much output is queued: a
+#: client that pipelines small requests for large responses and never reads them gets
+#: at most one slice's worth of responses past the connection's high water mark.
+FEED_SLICE = 4 * 1024
+#: Seconds between checks for drained output while parsing is paused on it.
+RESUME_POLL = 0.01
 
 _METHODS = {
     m.encode(): m
@@ -221,11 +226,18 @@ class HttpProtocol:
         consumed = 0
         n = len(data)
         limit = self.limits.max_pending_responses
+        conn = self.conn
+        batch = self.batch
+        assert batch is not None  # set by feed()
         while consumed < n and self.phase < DONE:
             with data[consumed : consumed + FEED_SLICE] as piece:
                 self._parse(piece)
             consumed += FEED_SLICE
             if len(self.pending) >= limit:
+                break  # _advance() resumes once responses went out
+            if conn.output_size + sum(map(len, batch)) >= conn.high_water_mark:
+                self.paused = True
+                self.loop.call_later(RESUME_POLL, self._resume)
                 break
         return min(consumed, n)
 
@@ -259,10 +271,18 @@ class HttpProtocol:
             self._fail(_parser_error(exc))
 
     def _resume(self) -> None:
-        if self.paused and not self.conn.closed:
-            self.paused = False
-            if len(self.conn.input):
-                self.feed(self.conn.input)
+        """Parse the input kept while paused, once responses and output have drained."""
+        conn = self.conn
+        if not self.paused or conn.closed or self.phase >= DONE:
+            return
+        if conn.output_size > conn.low_water_mark:
+            self.loop.call_later(RESUME_POLL, self._resume)
+            return
+        if len(self.pending) >= self.limits.max_pending_responses:
+            return  # _advance() calls again when one goes out
+        self.paused = False
+        if len(conn.input):
+            self.feed(conn.input)
 
     def _send(self, data: bytes) -> None:
         """Send now: into this read's batch while parsing, else straight to the connection."""
@@ -696,6 +716,9 @@ class HttpProtocol:
         self.requests_left = 0  # the request in flight is answered with Connection: close
         if self.phase == IDLE:
             if self.pending:
+                last = self.pending[-1]
+                if isinstance(last, _Slot) and last.result is None:
+                    last.request.keep_alive = False  # still computing: it can say so
                 self._finish_connection()
             else:
                 self.phase = DONE

@@ -1,0 +1,257 @@
+"""Test helpers for the HTTP server: an in-thread harness, a live server, response parsing.
+
+:class:`Harness` drives one server connection over a socketpair from the test's own
+thread (``loop.run_once`` until nothing moves): deterministic, fast enough for Hypothesis,
+and able to count the send system calls the connection makes. :func:`live_server` runs an
+:class:`HttpServer` on a :class:`LoopThread` for real clients (http.client, curl).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httptools
+
+from ioreactor.http.app import App
+from ioreactor.http.echo_app import build_echo_app
+from ioreactor.http.handler import HttpHandler
+from ioreactor.http.limits import Limits
+from ioreactor.http.protocol import HttpProtocol
+from ioreactor.http.server import HttpServer
+from ioreactor.loop.event_loop import EventLoop
+from ioreactor.net.connection import TcpConnection
+from ioreactor.testing import LoopThread
+
+
+class CountingSocket:
+    """A socket whose send/sendmsg calls are counted (every other call is passed on)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.sends = 0
+        self.sent: list[int] = []
+
+    def send(self, data: Any, *args: Any) -> int:
+        self.sends += 1
+        n = self._sock.send(data, *args)
+        self.sent.append(n)
+        return n
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        self.sends += 1
+        n = self._sock.sendmsg(buffers, *args)
+        self.sent.append(n)
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class Harness:
+    """One HTTP connection on a loop the test spins itself; the client end is a socket."""
+
+    def __init__(
+        self,
+        app: App | None = None,
+        limits: Limits | None = None,
+        *,
+        poller: str | None = None,
+        high_water_mark: int | None = None,
+    ) -> None:
+        self.loop = EventLoop(poller, name="http-harness")
+        self.handler = HttpHandler(app or build_echo_app(), limits)
+        server_end, self.client = socket.socketpair()
+        server_end.setblocking(False)
+        self.client.setblocking(False)
+        self.sock = CountingSocket(server_end)
+        kwargs: dict[str, int] = {}
+        if high_water_mark is not None:
+            kwargs = {"high_water_mark": high_water_mark, "low_water_mark": high_water_mark // 2}
+        self.conn = TcpConnection(
+            self.loop,
+            self.sock,  # type: ignore[arg-type]
+            ("harness", 0),
+            self.handler,
+            **kwargs,
+        )
+        self.conn.start()
+        self.received = bytearray()
+        self.eof = False
+
+    @property
+    def protocol(self) -> HttpProtocol:
+        protocol: HttpProtocol = self.conn.context
+        return protocol
+
+    def spin(self, rounds: int = 50, *, read: bool = True) -> None:
+        """Run loop iterations (and read what the server wrote) until nothing moves."""
+        idle = 0
+        for _ in range(rounds):
+            before = len(self.received)
+            self.loop.run_once(0)
+            if read:
+                self._drain()
+            if len(self.received) == before and not self.loop._ready:
+                idle += 1
+                if idle >= 3:
+                    return
+            else:
+                idle = 0
+
+    def _drain(self) -> None:
+        while not self.eof:
+            try:
+                data = self.client.recv(1 << 20)
+            except BlockingIOError:
+                return
+            except ConnectionResetError:
+                self.eof = True
+                return
+            if not data:
+                self.eof = True
+                return
+            self.received += data
+
+    def send(self, data: bytes, *, spin: bool = True, read: bool = True) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = self.client.send(view)
+            except BlockingIOError:
+                if not read and not self.conn.reading:
+                    raise  # the server stopped reading and the client will not read
+                self.spin(5, read=read)
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            view = view[n:]
+        if spin:
+            self.spin(read=read)
+
+    def send_split(self, data: bytes, size: int = 1) -> None:
+        for i in range(0, len(data), size):
+            self.send(data[i : i + size])
+
+    def half_close(self) -> None:
+        self.client.shutdown(socket.SHUT_WR)
+        self.spin()
+
+    def responses(self) -> list[Response]:
+        return parse_responses(bytes(self.received))
+
+    def take(self) -> bytes:
+        data = bytes(self.received)
+        self.received.clear()
+        return data
+
+    def close(self) -> None:
+        self.conn.force_close()
+        self.loop.run_once(0)
+        self.client.close()
+        self.handler.close()
+        self.loop.close()
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.done: list[Response] = []
+        self.current: Response | None = None
+
+    def on_message_begin(self) -> None:
+        self.current = Response(0)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.current is not None
+        self.current.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        assert self.current is not None
+        self.current.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        assert self.current is not None
+        self.current.body += body
+
+    def on_message_complete(self) -> None:
+        assert self.current is not None
+        self.done.append(self.current)
+        self.current = None
+
+
+def parse_responses(data: bytes) -> list[Response]:
+    """Every complete response in ``data`` (a HEAD response's body must be empty)."""
+    collector = _Collector()
+    collector.parser.feed_data(data)
+    return collector.done
+
+
+def status_of(data: bytes) -> int:
+    """The status code of the first response in ``data``."""
+    return int(data.split(b" ", 2)[1])
+
+
+@contextlib.contextmanager
+def live_server(
+    app: App | None = None,
+    limits: Limits | None = None,
+    *,
+    poller: str | None = None,
+    access_log: bool = False,
+) -> Iterator[tuple[LoopThread, HttpServer]]:
+    """An HttpServer on 127.0.0.1 (port 0) in a loop thread."""
+    with LoopThread(poller, name="http-test") as lt:
+        server = HttpServer(
+            lt.loop, ("127.0.0.1", 0), app or build_echo_app(), limits=limits, access_log=access_log
+        )
+        lt.call(server.start)
+        try:
+            yield lt, server
+        finally:
+            lt.call(server.close)
+
+
+def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0) -> tuple[bytes, bool]:
+    """Send ``data`` on a new connection; read until the server closes or ``timeout``.
+
+    Returns what was read and whether the server closed the connection.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = bytearray()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return bytes(received), False
+            except ConnectionResetError:
+                return bytes(received), True
+            if not chunk:
+                return bytes(received), True
+            received += chunk
+        return bytes(received), False
