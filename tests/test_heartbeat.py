@@ -138,6 +138,24 @@ def test_any_traffic_restarts_the_count() -> None:
     assert conn.closed_at == 6.0
 
 
+def test_a_stall_of_our_own_does_not_condemn_the_peer_on_stale_silence() -> None:
+    _, conn, clock, wheel = rig(active=True)
+    run_to(clock, wheel, 0.5)
+    clock.now = 10.0  # this process was stopped for 9.5 s: its timer never ran
+    wheel.advance(10.0)
+    assert conn.closed_at is None
+    assert conn.kinds(MessageType.PING) == [10.0]  # the PINGs start from now
+    run_to(clock, wheel, 20.0)
+    assert conn.kinds(MessageType.PING) == [10.0, 11.0, 12.0]
+    assert conn.closed_at == 12.25  # the last PING had a quarter interval
+    _, conn, clock, wheel = rig(active=True)
+    clock.now = 10.0
+    wheel.advance(10.0)
+    conn.last_read = 10.0  # the answer was already waiting in the socket
+    run_to(clock, wheel, 12.0)
+    assert conn.closed_at is None and conn.kinds(MessageType.PING) == [10.0, 11.0, 12.0]
+
+
 def test_a_peer_that_keeps_talking_is_never_pinged() -> None:
     _, conn, clock, wheel = rig(active=True)
     run_to(clock, wheel, 20.0, conn, reads_until=20.0)

@@ -62,6 +62,8 @@ PASSIVE_DELAY = 0.25
 #: The last PING gets this fraction of an interval to be answered before the verdict
 #: (more than PASSIVE_DELAY, so the passive end's last PING gets some time too).
 VERDICT_GRACE = 0.5
+#: The last PING gets at least this fraction of an interval, even after a stall of our own.
+LAST_PING_GRACE = VERDICT_GRACE - PASSIVE_DELAY
 #: Timing-wheel ticks per interval (events are at most interval/16 late).
 TICKS_PER_INTERVAL = 16
 
@@ -82,7 +84,7 @@ class PeerSilentError(TimeoutError):
 class _Peer:
     """Heartbeat state of one connection."""
 
-    __slots__ = ("conn", "entry", "pings", "read_mark", "rtt", "seq", "wheel")
+    __slots__ = ("conn", "entry", "last_ping", "pings", "read_mark", "rtt", "seq", "wheel")
 
     def __init__(self, conn: TcpConnection, wheel: TimingWheel) -> None:
         self.conn = conn
@@ -90,6 +92,7 @@ class _Peer:
         self.entry: WheelEntry[_Peer] | None = None
         #: PINGs sent since the peer was last heard from (at ``read_mark``).
         self.pings = 0
+        self.last_ping = 0.0
         self.read_mark = conn.last_read
         self.seq = 0
         self.rtt = math.nan
@@ -128,6 +131,7 @@ class HeartbeatHandler(FrameHandler):
         self.log_traffic = log_traffic
         self._first_ping = interval if active else interval * (1 + PASSIVE_DELAY)
         self._verdict_after = interval * (misses + VERDICT_GRACE)
+        self._last_ping_grace = interval * LAST_PING_GRACE
         self._wheel = wheel
         self._wheels = PerLoopWheels(tick=interval / TICKS_PER_INTERVAL)
         self._peers: dict[TcpConnection, _Peer] = {}
@@ -135,6 +139,7 @@ class HeartbeatHandler(FrameHandler):
         self._info = log.info if log_traffic else log.debug
         #: Counters over all connections (for reports and tests).
         self.pings_sent = 0
+        self.pings_answered = 0
         self.pongs_received = 0
         self.peers_declared_dead = 0
 
@@ -165,6 +170,7 @@ class HeartbeatHandler(FrameHandler):
                 self.on_data(conn, frame[1:])
             elif kind == MessageType.PING:
                 conn.send(_HEADER.pack(len(frame), MessageType.PONG) + frame[1:])
+                self.pings_answered += 1
                 if self.log_traffic:
                     self._log_ping_answered(conn, frame)
             elif kind == MessageType.PONG:
@@ -188,7 +194,11 @@ class HeartbeatHandler(FrameHandler):
             return
         seq, sent_at = _PROBE.unpack_from(frame, 1)
         peer.rtt = conn.loop.time() - sent_at
-        self._info("pong seq=%d from %s rtt=%.3f ms", seq, conn.peer, peer.rtt * 1000)
+        self.on_pong(conn, seq, peer.rtt)
+
+    def on_pong(self, conn: TcpConnection, seq: int, rtt: float) -> None:
+        """The answer to our PING ``seq`` arrived after ``rtt`` seconds. The default logs it."""
+        self._info("pong seq=%d from %s rtt=%.3f ms", seq, conn.peer, rtt * 1000)
 
     # -- frames out ----------------------------------------------------------------------
 
@@ -213,32 +223,46 @@ class HeartbeatHandler(FrameHandler):
     # -- the timer -------------------------------------------------------------------------
 
     def _check(self, peer: _Peer, now: float) -> None:
-        """The connection's wheel entry came up: ping, give the verdict, or re-slot."""
+        """The connection's wheel entry came up: ping, give the verdict, or re-slot.
+
+        The verdict needs ``misses`` PINGs actually sent, one interval apart, the last
+        one at least ``LAST_PING_GRACE`` intervals ago. Normally they went out on
+        schedule and this changes nothing; but if this process itself was stopped (a
+        long GC pause, SIGSTOP, a suspended VM), the peer's answers may be sitting
+        unread in our socket, and stale silence alone must not condemn it: the PINGs
+        start again from now instead.
+        """
         conn = peer.conn
         last = conn.last_read
         if last != peer.read_mark:  # heard from the peer since the last check
             peer.read_mark = last
             peer.pings = 0
-        silent = now - last
-        if last + self._verdict_after <= now:
-            self._declare_dead(peer, silent)
-            return
         interval = self.interval
-        next_ping = last + self._first_ping + peer.pings * interval
-        if next_ping <= now:
-            if peer.pings:
-                self._missed(peer, silent)
-            self._ping(peer, now)
-            next_ping += interval
-        due = last + self._verdict_after
-        if peer.pings < self.misses and next_ping < due:
-            due = next_ping
+        pings = peer.pings
+        if pings >= self.misses:
+            due = max(last + self._verdict_after, peer.last_ping + self._last_ping_grace)
+            if due <= now:
+                self._declare_dead(peer, now - last)
+                return
+        else:
+            due = last + self._first_ping + pings * interval
+            if pings:
+                due = max(due, peer.last_ping + interval)
+            if due <= now:
+                if pings:
+                    self._missed(peer, now - last)
+                self._ping(peer, now)
+                if peer.pings < self.misses:
+                    due = max(last + self._first_ping + peer.pings * interval, now + interval)
+                else:
+                    due = max(last + self._verdict_after, now + self._last_ping_grace)
         entry = peer.entry
         if entry is not None:
             peer.wheel.reschedule(entry, due)
 
     def _ping(self, peer: _Peer, now: float) -> None:
         peer.pings += 1
+        peer.last_ping = now
         peer.seq += 1
         self.pings_sent += 1
         conn = peer.conn
