@@ -32,6 +32,8 @@ log = logging.getLogger("ioreactor.connector")
 CONNECT_TIMEOUT = 10.0
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 30.0
+#: Doublings of ``backoff_initial`` considered; beyond them ``backoff_max`` applies anyway.
+MAX_DOUBLINGS = 64
 
 #: Errors after which trying again later may succeed.
 _RETRYABLE = frozenset(
@@ -80,7 +82,12 @@ class Connector:
         self._stopped = True
 
     def start(self) -> None:
-        """Begin (or restart) connecting, with the back-off reset (loop thread)."""
+        """Begin (or restart) connecting, with the back-off reset (loop thread).
+
+        A restart abandons the attempt in progress and any scheduled retry first.
+        """
+        self._cancel_timer()
+        self._drop_socket()
         self._stopped = False
         self.attempts = 0
         self._connect()
@@ -93,7 +100,10 @@ class Connector:
 
     def next_delay(self) -> float:
         """Back-off before the next attempt: exponential, capped, jittered."""
-        base = min(self.backoff_max, self.backoff_initial * 2.0 ** max(0, self.attempts - 1))
+        # The exponent is capped too: 2.0 ** 1024 overflows, which a client retrying
+        # every 30 s reaches after about eight hours.
+        doublings = min(max(0, self.attempts - 1), MAX_DOUBLINGS)
+        base = min(self.backoff_max, self.backoff_initial * 2.0**doublings)
         return base * random.uniform(0.5, 1.0)
 
     def _connect(self) -> None:
