@@ -11,7 +11,9 @@ parts and adds only its own load generator and peers:
 ``report``     :class:`BenchResult`, the ratio table (rich) and the JSON next to it
 ``chart``      a PNG bar chart of one metric (matplotlib, optional)
 ``echo_load``  the echo load generator (``ioreactor echo-client``) as a function
-``echo_bench`` ``ioreactor bench echo`` / ``bench idle`` as functions
+``echo_bench`` ``ioreactor bench echo`` as a function (one server after another)
+``idle_bench`` ``ioreactor bench idle``: RSS and Python heap per idle connection
+``heap_probe`` runs an ``ioreactor`` command under tracemalloc, reports it on SIGUSR1
 
 See ``docs/benchmarks.md`` for the method.
 """
