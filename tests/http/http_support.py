@@ -62,8 +62,10 @@ class Harness:
         *,
         poller: str | None = None,
         high_water_mark: int | None = None,
+        loop: EventLoop | None = None,
     ) -> None:
-        self.loop = EventLoop(poller, name="http-harness")
+        self._own_loop = loop is None
+        self.loop = loop if loop is not None else EventLoop(poller, name="http-harness")
         self.handler = HttpHandler(app or build_echo_app(), limits)
         server_end, self.client = socket.socketpair()
         server_end.setblocking(False)
@@ -138,7 +140,8 @@ class Harness:
             self.send(data[i : i + size])
 
     def half_close(self) -> None:
-        self.client.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):  # the server may have closed already
+            self.client.shutdown(socket.SHUT_WR)
         self.spin()
 
     def responses(self) -> list[Response]:
@@ -154,7 +157,8 @@ class Harness:
         self.loop.run_once(0)
         self.client.close()
         self.handler.close()
-        self.loop.close()
+        if self._own_loop:
+            self.loop.close()
 
     def __enter__(self) -> Harness:
         return self
