@@ -141,9 +141,9 @@ def test_graceful_shutdown_in_process() -> None:
             data += chunk
         assert status_of(data) == 200 and data.endswith(b"finished")
         assert b"Connection: close" in data
+        busy.close()  # else the server lingers (up to linger_timeout) for our FIN
         assert done.wait(10)
         idle.close()
-        busy.close()
 
 
 def test_access_log(caplog: pytest.LogCaptureFixture) -> None:
