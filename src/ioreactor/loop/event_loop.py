@@ -114,6 +114,12 @@ class EventLoop:
     :class:`Poller` instance, or None for the best backend of this OS.
     """
 
+    #: Channel classes TcpServer/TcpClient build for this loop's sockets; None means the
+    #: readiness ones (TcpConnection, Acceptor). A completion-mode loop subclass
+    #: (ioreactor.loop.uring.UringEventLoop) names its own.
+    connection_class: type[Any] | None = None
+    acceptor_class: type[Any] | None = None
+
     def __init__(
         self,
         poller: str | Poller | None = None,

@@ -80,7 +80,7 @@ class TcpClient:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.keepalive is not None:
                 set_keepalive(sock, self.keepalive)
-        conn = TcpConnection(
+        conn: TcpConnection = (self.loop.connection_class or TcpConnection)(
             self.loop,
             sock,
             peer,

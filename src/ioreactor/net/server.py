@@ -228,7 +228,8 @@ class TcpServer:
                 backlog=self.backlog,
                 reuse_port=self.reuse_port,
             )
-            self._acceptor = Acceptor(self.loop, listener, self._on_accept, batch=self.accept_batch)
+            make = self.loop.acceptor_class or Acceptor
+            self._acceptor = make(self.loop, listener, self._on_accept, batch=self.accept_batch)
             self._acceptor.start()
             log.debug("%r listening on %s", self, listener.getsockname())
         return self
@@ -277,7 +278,7 @@ class TcpServer:
             sock.close()
             owner.closed += 1
             return
-        conn = TcpConnection(
+        conn: TcpConnection = (owner.loop.connection_class or TcpConnection)(
             owner.loop,
             sock,
             peer,

@@ -1,11 +1,19 @@
-"""Helpers shared by the io_uring tests: TCP loopback pairs and a bounded wait."""
+"""Helpers shared by the io_uring tests: TCP loopback pairs, a bounded wait, a
+completion-mode loop in a thread, and a non-blocking echo checker."""
 
 from __future__ import annotations
 
+import selectors
 import socket
+import threading
 import time
+from collections.abc import Sequence
 
-from ioreactor.loop.uring.ring import Ring
+import pytest
+
+from ioreactor.loop.uring.loop import UringEventLoop, create_loop
+from ioreactor.loop.uring.ring import Ring, UringUnavailable
+from ioreactor.testing import LoopThread
 
 Cqe = tuple[int, int, int]
 
@@ -29,3 +37,94 @@ def wait_for(ring: Ring, count: int, timeout: float = 2.0) -> list[Cqe]:
         ring.submit_and_wait(min(left, 0.2))
         ring.reap(out)
     return out
+
+
+def make_loop(**options: int) -> UringEventLoop:
+    """A completion-mode loop, or skip the test where io_uring is unavailable."""
+    try:
+        return create_loop(name="test-uring", **options)
+    except UringUnavailable as exc:
+        pytest.skip(f"io_uring unavailable here: {exc.strerror}")
+
+
+class UringLoopThread(LoopThread):
+    """:class:`LoopThread` over a completion-mode loop, closed by its own thread.
+
+    The ring binds to the thread that runs it; only that thread can cancel the in-flight
+    receives before their buffers are unmapped, so the loop is closed there (as
+    ``EventLoopThread`` does), after ``run()`` returns.
+    """
+
+    def __init__(self, **options: int) -> None:
+        self.loop = make_loop(**options)
+        self._thread = threading.Thread(target=self._run, name="test-uring", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.loop.run()
+            self.loop.close()
+        except BaseException as exc:  # surfaced by stop()
+            self._error = exc
+
+    @property
+    def uring_loop(self) -> UringEventLoop:
+        assert isinstance(self.loop, UringEventLoop)
+        return self.loop
+
+
+def echo_check(
+    address: tuple[str, int], payloads: Sequence[Sequence[bytes]], timeout: float = 30.0
+) -> list[bytes]:
+    """Open one connection per entry of ``payloads``, send its messages back to back while
+    reading, and return what each connection got back once it has as many bytes as it
+    sent (the caller compares). One thread, non-blocking sockets: never deadlocks on a
+    server that pauses reading."""
+    sel = selectors.DefaultSelector()
+    want: list[int] = []
+    got: list[bytearray] = []
+    pending: list[memoryview] = []
+    socks: list[socket.socket] = []
+    for i, messages in enumerate(payloads):
+        sock = socket.create_connection(address, timeout=timeout)
+        sock.setblocking(False)
+        socks.append(sock)
+        data = b"".join(messages)
+        want.append(len(data))
+        got.append(bytearray())
+        pending.append(memoryview(data))
+        sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
+    deadline = time.monotonic() + timeout
+    try:
+        remaining = sum(1 for n in want if n)
+        while remaining:
+            if time.monotonic() > deadline:
+                short = {i: (len(got[i]), w) for i, w in enumerate(want) if len(got[i]) < w}
+                raise AssertionError(f"echo incomplete (got, want) per connection: {short}")
+            for key, events in sel.select(0.5):
+                i = key.data
+                sock = socks[i]
+                if events & selectors.EVENT_WRITE and pending[i]:
+                    try:
+                        n = sock.send(pending[i][: 256 * 1024])
+                    except BlockingIOError:
+                        n = 0
+                    pending[i] = pending[i][n:]
+                    if not pending[i]:
+                        sel.modify(sock, selectors.EVENT_READ, i)
+                if events & selectors.EVENT_READ:
+                    try:
+                        chunk = sock.recv(1 << 20)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        raise AssertionError(f"connection {i} closed by the server early")
+                    got[i] += chunk
+                    if len(got[i]) >= want[i]:
+                        sel.unregister(sock)
+                        remaining -= 1
+    finally:
+        sel.close()
+        for sock in socks:
+            sock.close()
+    return [bytes(g) for g in got]

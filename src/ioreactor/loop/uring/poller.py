@@ -49,6 +49,9 @@ _FD_MASK = 0xFFFFFFFF
 _REMOVE_USER_DATA = 0
 #: SQ slots; more interest changes than this in one iteration cost one extra enter.
 DEFAULT_ENTRIES = 4096
+#: Arm serials wrap below this, so a poll's user_data stays under 2**62: the completion
+#: backend tags its operations with bit 63 and both share one ring.
+SERIAL_WRAP = 1 << 30
 
 
 class UringPoller(Poller):
@@ -109,6 +112,8 @@ class UringPoller(Poller):
                     continue  # the poll in the kernel already asks for this
                 ring.prep_poll_remove(current, _REMOVE_USER_DATA)
             serial += 1
+            if serial == SERIAL_WRAP:
+                serial = 1
             user_data = serial << 32 | fd
             arms.append((fd, want, user_data))
             armed[fd] = user_data

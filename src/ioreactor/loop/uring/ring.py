@@ -110,6 +110,8 @@ OP_SHUTDOWN: Final = 34
 
 IOSQE_BUFFER_SELECT: Final = 1 << 5
 POLL_ADD_MULTI: Final = 1 << 0
+#: ``sqe->ioprio`` of a RECV: keep receiving, one completion per buffer (Linux 6.0+).
+RECV_MULTISHOT: Final = 1 << 1
 ACCEPT_MULTISHOT: Final = 1 << 0
 ASYNC_CANCEL_ALL: Final = 1 << 0
 ASYNC_CANCEL_FD: Final = 1 << 1
@@ -124,6 +126,13 @@ _SQE: Final = struct.Struct("<BBHiQQIIQHHiQQ")  # struct io_uring_sqe, 64 bytes
 _CQE: Final = struct.Struct("<QiI")  # struct io_uring_cqe: user_data, res, flags
 _BUF: Final = struct.Struct("<QIH")  # io_uring_buf without resv (entry 0's resv is the tail)
 assert _SQE.size == 64 and _CQE.size == 16
+
+#: Where a ``bytes`` object's payload starts, relative to ``id()`` (CPython: the header,
+#: ``bytes.__basicsize__`` less the trailing NUL). Checked once against ctypes below.
+BYTES_DATA_OFFSET: Final = bytes.__basicsize__ - 1
+_probe = b"ioreactor"
+assert ctypes.cast(ctypes.c_char_p(_probe), ctypes.c_void_p).value == id(_probe) + BYTES_DATA_OFFSET
+del _probe
 
 #: user_data of the cancel-everything request :meth:`Ring.close` submits.
 _CLOSE_CANCEL_USER_DATA: Final = (1 << 64) - 1
@@ -403,7 +412,8 @@ class Ring:
         """
         if self._closed:
             return
-        self._sq_tail = self._sq_head  # never-submitted SQEs are simply dropped
+        self._close_unsubmitted_fds()
+        self._sq_tail = self._sq_head  # never-submitted SQEs are otherwise dropped
         drained = self.in_flight == 0
         if not drained:
             try:
@@ -423,6 +433,19 @@ class Ring:
         self._sq_mm.close()
         self._sqes.close()
         os.close(self.fd)
+
+    def _close_unsubmitted_fds(self) -> None:
+        """Close directly the fds of CLOSE requests prepared but never submitted: an fd
+        handed to the ring for closing must not leak because the ring went first."""
+        head, tail = self._sq_head, self._sq_tail
+        while head != tail:
+            opcode, _, _, fd = _SQE.unpack_from(self._sqes, (head & self._sq_mask) * 64)[:4]
+            if opcode == OP_CLOSE and fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            head = (head + 1) & _U32
 
     def _cancel_everything(self) -> bool:
         self._prep(OP_ASYNC_CANCEL, -1, 0, 0, 0, ASYNC_CANCEL_ANY, _CLOSE_CANCEL_USER_DATA)
@@ -572,13 +595,24 @@ class Ring:
             self._multishot = True
         self._prep(OP_ACCEPT, fd, 0, 0, 0, flags, user_data, ioprio=ACCEPT_MULTISHOT * multishot)
 
-    def prep_recv(self, fd: int, buffers: BufferRing, user_data: int, flags: int = 0) -> None:
+    def prep_recv(
+        self,
+        fd: int,
+        buffers: BufferRing,
+        user_data: int,
+        flags: int = 0,
+        multishot: bool = False,
+    ) -> None:
         """Receive into a buffer the kernel picks from ``buffers`` when data arrives.
 
         No memory is committed while the socket is idle; the completion carries
         ``CQE_F_BUFFER`` and the buffer id (claim it with :meth:`BufferRing.claim`), or
-        ``-ENOBUFS`` when the ring was empty.
+        ``-ENOBUFS`` when the ring was empty. ``multishot`` keeps the receive armed: one
+        completion per buffer filled, with ``CQE_F_MORE`` while it stays armed; it ends
+        (no ``CQE_F_MORE``) at EOF, on an error, on ``-ENOBUFS`` or when cancelled.
         """
+        if multishot:
+            self._multishot = True
         self._prep(
             OP_RECV,
             fd,
@@ -588,6 +622,7 @@ class Ring:
             flags,
             user_data,
             sqe_flags=IOSQE_BUFFER_SELECT,
+            ioprio=RECV_MULTISHOT * multishot,
             buf_group=buffers.bgid,
         )
 
@@ -602,6 +637,17 @@ class Ring:
         addr, length, keep = _pin_buffer(data)
         self._pin(user_data, keep)
         self._prep(OP_SEND, fd, addr, length, 0, flags, user_data)
+
+    def prep_send_at(self, fd: int, addr: int, length: int, user_data: int, flags: int) -> None:
+        """Send ``length`` bytes at ``addr``: the caller keeps that memory alive and
+        unchanged until this operation's completion (the completion backend's hot path,
+        which pins its ``bytes`` chunks itself instead of paying :func:`_pin_buffer`)."""
+        self._prep(OP_SEND, fd, addr, length, 0, flags, user_data)
+
+    def prep_sendmsg_at(self, fd: int, msghdr_addr: int, user_data: int, flags: int) -> None:
+        """``sendmsg`` of a ``struct msghdr`` at ``msghdr_addr``; the caller pins it, its
+        ``iovec`` array and every buffer until completion (as :meth:`prep_send_at`)."""
+        self._prep(OP_SENDMSG, fd, msghdr_addr, 1, 0, flags, user_data)
 
     def prep_sendmsg(
         self,

@@ -1,0 +1,141 @@
+"""``CompletionPoller``: the one ring of a completion-mode loop, readiness and completions.
+
+A completion-mode loop (:class:`~ioreactor.loop.uring.loop.UringEventLoop`) still has a
+few fds that only need readiness -- its eventfd waker, a socket while it connects, a
+duplicate fd a ``sendfile`` waits on -- and many sockets whose I/O the kernel performs
+(multishot accept, multishot recv into provided buffers, send, shutdown, close). Both
+kinds share one ring, so one ``io_uring_enter`` per loop iteration submits every prepared
+operation and poll re-arm, waits, and returns every completion.
+
+The loop stays the base :class:`~ioreactor.loop.event_loop.EventLoop`, unchanged: this
+poller reports readiness completions as ``(fd, events)`` like any poller, and reports the
+batch of operation completions as one event of its *own* fd, which the loop watches with
+:meth:`dispatch` as the callback. So completions are handled where ready fds are
+(``loop.now`` fresh, counted as busy time, errors logged per callback), then timers, the
+ready queue and the end-of-iteration flush run exactly as on epoll.
+
+``user_data`` of an operation is ``OP_TAG | key << KIND_BITS | kind``: bit 63 tells it from
+a poll arm (whose user_data stays below ``2**62``), ``key`` names the channel (a
+connection or an acceptor, from :meth:`new_key`) and ``kind`` the operation. A channel
+registers ``ops[user_data] = callback(res, flags)`` when it submits and removes it on the
+operation's final completion (the one without ``CQE_F_MORE``): the table is what keeps a
+closed connection -- and the memory its in-flight send reads -- alive until the kernel is
+done with it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+
+from ioreactor.loop.poller import READ
+from ioreactor.loop.uring.poller import DEFAULT_ENTRIES, UringPoller
+from ioreactor.loop.uring.ring import BufferRing
+
+log = logging.getLogger("ioreactor.uring")
+
+#: Bit 63 of an operation's user_data (poll arms stay below 2**62).
+OP_TAG = 1 << 63
+#: Low bits of an operation's user_data that name its kind.
+KIND_BITS = 3
+RECV = 0
+SEND = 1
+SHUTDOWN = 2
+ACCEPT = 3
+#: user_data of requests whose own completion nobody waits for (cancels, closes).
+UNWATCHED = OP_TAG
+
+#: Provided receive buffers per loop (a power of two): how many receives can complete in
+#: one iteration before the ring runs dry (a dry ring costs a re-arm, never data).
+DEFAULT_BUFFERS = 1024
+#: Bytes per provided buffer: the most one receive completion delivers.
+DEFAULT_BUFFER_SIZE = 16 * 1024
+#: The buffer group id of the loop's receive buffers.
+BUFFER_GROUP = 0
+
+#: A completion handler: ``callback(res, flags)``; ``res`` < 0 is ``-errno``.
+Completion = Callable[[int, int], None]
+Cqe = tuple[int, int, int]
+
+
+class CompletionPoller(UringPoller):
+    """A level-triggered :class:`UringPoller` plus the operation table and buffer ring of
+    a completion-mode loop. Raises ``UringUnavailable`` where io_uring is missing."""
+
+    name = "uring-completion"
+
+    def __init__(
+        self,
+        entries: int = DEFAULT_ENTRIES,
+        buffers: int = DEFAULT_BUFFERS,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+    ) -> None:
+        super().__init__(entries=entries)
+        try:
+            self.buffers: BufferRing = self._ring.register_buffer_ring(
+                BUFFER_GROUP, buffers, buffer_size
+            )
+        except BaseException:
+            self._ring.close()
+            raise
+        self.ring = self._ring
+        #: user_data -> handler of every operation the kernel still owns.
+        self.ops: dict[int, Completion] = {}
+        #: Operation completions of the current iteration, handed to :meth:`dispatch`.
+        self.completions: list[Cqe] = []
+        #: Receives that found the buffer ring empty (each re-armed; no data is lost).
+        self.enobufs = 0
+        self._keys = itertools.count(1)
+
+    def new_key(self) -> int:
+        """The user_data base of a new channel: ``OP_TAG | key << KIND_BITS``."""
+        return OP_TAG | next(self._keys) << KIND_BITS
+
+    def register(self, fd: int, events: int) -> None:
+        if fd != self._ring.fd:  # the loop watching our own fd: the dispatch channel
+            super().register(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        if fd != self._ring.fd:
+            super().unregister(fd)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        """The iteration's one ``io_uring_enter``: submit, wait, reap.
+
+        Poll completions become ``(fd, events)``; if any operation completed, the list
+        starts with ``(ring fd, READ)`` so the loop calls :meth:`dispatch` first.
+        """
+        if self._dirty:
+            self._sync()
+        ring = self._ring
+        ring.submit_and_wait(timeout)
+        done = self.completions
+        if not ring.reap(done):
+            return []
+        polls = [cqe for cqe in done if cqe[0] < OP_TAG]
+        if not polls:
+            return [(ring.fd, READ)]
+        ready = self._collect_level(polls)
+        if len(polls) == len(done):
+            done.clear()
+        else:
+            ready.insert(0, (ring.fd, READ))
+        return ready
+
+    def dispatch(self, events: int) -> None:
+        """Run the handler of every operation completion reaped by this iteration's poll.
+
+        A failing handler is logged and the batch goes on: one bad channel never stops
+        the others (or the loop).
+        """
+        done = self.completions
+        get = self.ops.get
+        for user_data, res, flags in done:
+            callback = get(user_data)
+            if callback is not None:
+                try:
+                    callback(res, flags)
+                except Exception:
+                    log.exception("completion handler %r failed (res %d)", callback, res)
+        done.clear()
