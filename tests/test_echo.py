@@ -1,0 +1,155 @@
+"""`ioreactor echo` as a real process: it answers a socket client on every poller, the
+backend asked for is the one in use (read from /proc), and SIGINT/SIGTERM stop it with
+exit status 0 -- closing the connections it still has."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from ioreactor.loop.poller import available_pollers
+
+pytestmark = pytest.mark.timeout(60)
+
+LIVENESS = 20.0
+EPOLLET = 0x80000000
+LISTENING = re.compile(r"listening on tcp://127\.0\.0\.1:(\d+)")
+
+
+class EchoProcess:
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ioreactor", "echo", "--listen", "127.0.0.1:0", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._port = threading.Event()
+        self.port = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if not self.port and (m := LISTENING.search(line)):
+                self.port = int(m.group(1))
+                self._port.set()
+        self._port.set()
+
+    def wait_listening(self) -> tuple[str, int]:
+        assert self._port.wait(LIVENESS) and self.port, "".join(self.lines)
+        return ("127.0.0.1", self.port)
+
+    def stop(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(LIVENESS)
+        finally:
+            self._reader.join(LIVENESS)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+
+@contextmanager
+def echo_process(*args: str) -> Iterator[EchoProcess]:
+    server = EchoProcess(*args)
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def echo_round_trips(addr: tuple[str, int]) -> None:
+    with socket.create_connection(addr, timeout=LIVENESS) as sock:
+        for size in (1, 4096, 1024 * 1024):
+            data = os.urandom(size)
+            sock.sendall(data)
+            got = bytearray()
+            while len(got) < size:
+                chunk = sock.recv(size - len(got))
+                assert chunk, "server closed mid-echo"
+                got += chunk
+            assert got == data
+
+
+def epoll_interest(pid: int) -> list[int]:
+    """The event masks of every fd watched by the process's epoll instances."""
+    masks = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if "eventpoll" not in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = f.read()
+        except OSError:
+            continue
+        masks += [int(m, 16) for m in re.findall(r"^tfd:\s+\d+ events:\s+([0-9a-f]+)", info, re.M)]
+    return masks
+
+
+@pytest.mark.parametrize("poller", available_pollers())
+def test_echo_cli_serves_on_each_poller_and_stops_on_sigterm(poller: str) -> None:
+    with echo_process("--workers", "0", "--poller", poller) as server:
+        addr = server.wait_listening()
+        echo_round_trips(addr)
+        masks = epoll_interest(server.proc.pid)
+        if poller == "epoll":
+            assert masks and not any(m & EPOLLET for m in masks)
+        elif poller == "epoll-et":
+            assert masks and all(m & EPOLLET for m in masks)
+        else:
+            assert masks == [], f"{poller} must not use epoll"
+        assert server.stop(signal.SIGTERM) == 0, server.log
+
+
+def test_sigint_stops_it_gracefully_closing_open_connections() -> None:
+    with echo_process("--workers", "0") as server:
+        addr = server.wait_listening()
+        with socket.create_connection(addr, timeout=LIVENESS) as idle:
+            idle.sendall(b"ping")
+            assert idle.recv(4) == b"ping"
+            server.proc.send_signal(signal.SIGINT)
+            assert idle.recv(10) == b"", "the server says goodbye by closing"
+        assert server.proc.wait(LIVENESS) == 0, server.log
+
+
+def test_supervised_workers_stop_on_sigint() -> None:
+    with echo_process("--workers", "2") as server:
+        addr = server.wait_listening()
+        for _ in range(4):
+            echo_round_trips(addr)
+        assert server.stop(signal.SIGINT) == 0, server.log
+    assert server.log.count("exited with code 0") == 2, server.log
+
+
+def test_unknown_poller_is_refused_with_the_choices() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ioreactor", "echo", "--poller", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=LIVENESS,
+    )
+    assert done.returncode == 2
+    assert "invalid choice: 'nope'" in done.stderr
+    for name in available_pollers():
+        assert name in done.stderr
