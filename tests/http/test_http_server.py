@@ -159,7 +159,7 @@ def test_access_log(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.fixture
 def serve_process() -> Iterator[tuple[subprocess.Popen[str], int]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ioreactor", "serve", "--workers", "1", "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "ioreactor", "serve", "--workers", "0", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -198,7 +198,7 @@ def test_serve_answers_and_stops_gracefully_on_sigterm(
     keepalive.close()
 
 
-def test_serve_refuses_what_it_cannot_do_yet() -> None:
+def test_serve_refuses_a_missing_static_directory() -> None:
     out = subprocess.run(
         [
             sys.executable,
@@ -208,7 +208,7 @@ def test_serve_refuses_what_it_cannot_do_yet() -> None:
             "--static",
             "/nonexistent/dir",
             "--workers",
-            "1",
+            "0",
             "--listen",
             "127.0.0.1:0",
         ],
@@ -228,3 +228,41 @@ def test_server_port_zero_and_close() -> None:
         lt.call(server.close)
         assert sock.recv(10) == b""
         sock.close()
+
+
+@pytest.mark.parametrize("mode", [["--workers", "2"], ["--workers", "0", "--loops", "2"]])
+def test_serve_on_several_cores(mode: list[str]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ioreactor", "serve", "--listen", f"127.0.0.1:{port}", *mode],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server never listened"
+                time.sleep(0.05)
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
+        for sock in conns:
+            sock.sendall(b"GET / HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+        for sock in conns:
+            data = b""
+            while data.count(b"HTTP/1.1 200") < 2:
+                data += sock.recv(4096)
+            assert data.count(b"HTTP/1.1 200 OK") == 2
+        proc.send_signal(signal.SIGTERM)
+        for sock in conns:
+            assert sock.recv(100) == b""  # idle keep-alive connections are closed
+            sock.close()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

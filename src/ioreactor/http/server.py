@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -12,21 +11,17 @@ from ioreactor.http.handler import HttpHandler
 from ioreactor.http.limits import Limits
 from ioreactor.net.acceptor import BACKLOG
 from ioreactor.net.address import Address
-from ioreactor.net.server import TcpServer
+from ioreactor.net.server import Balance, TcpServer
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
 
-log = logging.getLogger("ioreactor.http")
-
 #: Seconds a graceful shutdown waits for in-flight requests before closing the rest.
 SHUTDOWN_GRACE = 10.0
-#: Seconds between checks for the last connection during a graceful shutdown.
-SHUTDOWN_POLL = 0.05
 
 
 class HttpServer:
-    """Serves ``app`` on ``address`` from ``loop``."""
+    """Serves ``app`` on ``address`` from ``loop`` (and ``loops`` sub-reactor threads)."""
 
     def __init__(
         self,
@@ -39,16 +34,25 @@ class HttpServer:
         backlog: int = BACKLOG,
         reuse_port: bool = False,
         listener: socket.socket | None = None,
+        loops: int = 0,
+        balance: Balance = "round-robin",
     ) -> None:
         self.loop = loop
         self.app = app
         self.handler = HttpHandler(app, limits, access_log=access_log)
         self.tcp = TcpServer(
-            loop, address, self.handler, backlog=backlog, reuse_port=reuse_port, listener=listener
+            loop,
+            address,
+            self.handler,
+            backlog=backlog,
+            reuse_port=reuse_port,
+            listener=listener,
+            loops=loops,
+            balance=balance,
         )
 
     def __repr__(self) -> str:
-        return f"<HttpServer {self.tcp.address} conns={len(self.tcp.connections)}>"
+        return f"<HttpServer {self.tcp.address} conns={self.tcp.connection_count}>"
 
     def start(self) -> HttpServer:
         self.tcp.start()
@@ -71,31 +75,12 @@ class HttpServer:
     ) -> None:
         """Stop accepting, let in-flight requests finish, close idle keep-alive connections.
 
-        Whatever is still open after ``grace`` seconds is closed; then ``on_done()`` runs.
-        Call on the loop's thread.
+        Whatever is still open after ``grace`` seconds is closed; then ``on_done()`` runs
+        on the accepting loop. Any thread.
         """
-        self.tcp.stop_accepting()
-        for conn in list(self.tcp.connections):
-            conn.loop.run_in_loop(self.handler.on_shutdown, conn)
-        deadline = self.loop.time() + grace
-
-        def check() -> None:
-            if self.tcp.connections and self.loop.time() < deadline:
-                return
-            timer.cancel()
-            if self.tcp.connections:
-                log.warning(
-                    "%d connections still open after %.1f s; closing them",
-                    len(self.tcp.connections),
-                    grace,
-                )
-            self.close()
-            if on_done is not None:
-                on_done()
-
-        timer = self.loop.call_every(SHUTDOWN_POLL, check)
+        self.tcp.shutdown(grace, on_done)
 
     def close(self) -> None:
-        """Stop accepting and close every connection now (loop thread)."""
+        """Stop accepting and close every connection now (accepting loop's thread)."""
         self.tcp.close()
         self.handler.close()
