@@ -12,6 +12,8 @@ bracketed by ``on_start``/``on_end`` (where the benchmark reads the server's CPU
 a drain of the requests in flight. Requests *sent* in the window and answered are
 counted. ``procs > 1`` splits the connections over that many processes (each has its
 own fd limit: 20,000 connections need two) and merges their results.
+
+:func:`run_wrk` drives the same workload with wrk instead, when it is installed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ import collections
 import errno
 import multiprocessing
 import multiprocessing.connection
+import os
+import re
+import shutil
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -508,3 +515,109 @@ def run_http_load(
     finally:
         if view is not None:
             view.end()
+
+
+# -- wrk, when it is installed ---------------------------------------------------------------
+
+#: wrk script that writes ``depth`` requests per write (wrk counts each response).
+WRK_PIPELINE_SCRIPT = """
+init = function(args)
+  local depth = tonumber(args[1]) or 1
+  local r = {}
+  for i = 1, depth do r[i] = wrk.format(nil, "%s") end
+  req = table.concat(r)
+end
+request = function() return req end
+"""
+
+_WRK_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6}
+
+
+@dataclass
+class WrkResult:
+    """What wrk reported for one run."""
+
+    requests: int
+    duration: float
+    p50_us: float
+    p99_us: float
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def wrk_path() -> str | None:
+    """The wrk executable, or None when it is not installed."""
+    return shutil.which("wrk")
+
+
+def _wrk_latency_us(text: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"unrecognised wrk latency {text!r}")
+    return float(match.group(1)) * _WRK_UNITS[match.group(2)]
+
+
+def parse_wrk_output(output: str) -> WrkResult:
+    """Requests, duration, p50/p99 and errors from ``wrk --latency`` output."""
+    total = re.search(r"(\d+) requests in ([0-9.]+)(us|ms|s|m)", output)
+    if total is None:
+        raise ValueError(f"no request count in wrk output:\n{output}")
+    requests = int(total.group(1))
+    duration = _wrk_latency_us(total.group(2) + total.group(3)) / 1e6
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+([0-9.]+(?:us|ms|s|m))\s*$", output, re.M))
+    errors: dict[str, int] = {}
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    if socket_errors is not None:
+        for kind, count in zip(
+            ("connect", "read", "write", "timeout"), socket_errors.groups(), strict=True
+        ):
+            if int(count):
+                errors[f"wrk:{kind}"] = int(count)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx is not None:
+        errors["status:non-2xx"] = int(non_2xx.group(1))
+    return WrkResult(
+        requests=requests,
+        duration=duration,
+        p50_us=_wrk_latency_us(percentiles["50"]) if "50" in percentiles else float("nan"),
+        p99_us=_wrk_latency_us(percentiles["99"]) if "99" in percentiles else float("nan"),
+        errors=errors,
+    )
+
+
+def run_wrk(
+    config: HttpLoadConfig,
+    *,
+    core: int | None = None,
+    on_start: Callable[[], object] | None = None,
+    on_end: Callable[[], object] | None = None,
+) -> WrkResult:
+    """Drive the server with wrk (one thread, pinned to ``core``): a warm-up run, then the
+    measured run bracketed by ``on_start``/``on_end``."""
+    wrk = wrk_path()
+    if wrk is None:
+        raise RuntimeError("wrk is not installed")
+    url = f"http://{config.host}:{config.port}{config.path}"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_PIPELINE_SCRIPT % config.path)
+    try:
+
+        def command(seconds: float) -> list[str]:
+            argv = [wrk, "-t1", f"-c{config.conns}", f"-d{max(1, round(seconds))}s", "--latency"]
+            argv += ["--timeout", "10s", "-s", script.name, url, "--", str(config.pipeline)]
+            return ["taskset", "-c", str(core), *argv] if core is not None else argv
+
+        limit = PROCESS_SLACK + config.warmup + config.duration
+        if config.warmup > 0:
+            subprocess.run(command(config.warmup), capture_output=True, timeout=limit, check=True)
+        if on_start is not None:
+            on_start()
+        done = subprocess.run(
+            command(config.duration), capture_output=True, text=True, timeout=limit, check=True
+        )
+        if on_end is not None:
+            on_end()
+    finally:
+        os.unlink(script.name)
+    return parse_wrk_output(done.stdout)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
-from ioreactor.http.echo_app import build_echo_app
-from ioreactor.http.handler import HttpHandler
 from ioreactor.http.limits import Limits
-from ioreactor.multicore import WorkerContext, run_server
 from ioreactor.multicore.arguments import add_serving_arguments, serving_options
+
+if TYPE_CHECKING:
+    from ioreactor.multicore import WorkerContext
 
 log = logging.getLogger("ioreactor.serve")
 
@@ -89,6 +90,11 @@ def limits_from(args: argparse.Namespace) -> Limits:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: every ioreactor command imports this module to build the parser
+    from ioreactor.http.echo_app import build_echo_app
+    from ioreactor.http.handler import HttpHandler
+    from ioreactor.multicore import run_server
+
     app = build_echo_app(args.static)  # checks --static before any worker starts
     limits = limits_from(args)
     access_log = args.access_log

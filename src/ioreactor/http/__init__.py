@@ -10,16 +10,40 @@
         return "Hello, World!"
 
     HttpServer(loop, "127.0.0.1:8080", app).start()
+
+The names below are imported on first use, so importing a submodule (``limits`` for the
+CLI's defaults, say) does not load httptools and the rest.
 """
 
-from ioreactor.http.app import App
-from ioreactor.http.errors import HttpError
-from ioreactor.http.handler import HttpHandler
-from ioreactor.http.headers import HeaderError, Headers
-from ioreactor.http.limits import Limits
-from ioreactor.http.request import BodyConsumer, Request
-from ioreactor.http.response import FileResponse, Response, StreamingResponse
-from ioreactor.http.server import HttpServer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ioreactor.http.app import App
+    from ioreactor.http.errors import HttpError
+    from ioreactor.http.handler import HttpHandler
+    from ioreactor.http.headers import HeaderError, Headers
+    from ioreactor.http.limits import Limits
+    from ioreactor.http.request import BodyConsumer, Request
+    from ioreactor.http.response import FileResponse, Response, StreamingResponse
+    from ioreactor.http.server import HttpServer
+
+_EXPORTS = {
+    "App": "app",
+    "BodyConsumer": "request",
+    "FileResponse": "response",
+    "HeaderError": "headers",
+    "Headers": "headers",
+    "HttpError": "errors",
+    "HttpHandler": "handler",
+    "HttpServer": "server",
+    "Limits": "limits",
+    "Request": "request",
+    "Response": "response",
+    "StreamingResponse": "response",
+}
 
 __all__ = [
     "App",
@@ -35,3 +59,10 @@ __all__ = [
     "Response",
     "StreamingResponse",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ioreactor.http' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ioreactor.http.{module}"), name)
