@@ -1,0 +1,113 @@
+"""`ioreactor bench unix`: Unix stream echo vs TCP loopback echo, server CPU per message.
+
+The same echo server (``start_echo``, what ``ioreactor echo`` runs) and the same client
+drive both transports in one run; only the socket family differs. A Unix stream skips
+the TCP/IP stack (no segments, checksums, ACKs or loopback device), so the kernel part of
+the server's CPU should shrink: the table splits user and system time to show where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from ioreactor.bench.pinning import core_plan, pin_current_process
+from ioreactor.bench.report import (
+    RESULTS_DIR,
+    BenchResult,
+    print_table,
+    ratio,
+    timestamped,
+    write_json,
+)
+from ioreactor.bench.udp_load import LoadConfig, free_address, measure_server, server_command
+from ioreactor.loop.poller import available_pollers
+
+#: Console width when the output is not a terminal (rich would otherwise use 80).
+TABLE_WIDTH = 160
+#: Transports compared, the baseline first.
+KINDS = ("tcp", "unix")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "unix",
+        help="Unix stream echo vs TCP loopback echo: server CPU µs per message",
+        description="Runs ioreactor's echo server on TCP loopback, then on a Unix socket, "
+        "pinned to one core with the same ping-pong load on another, and prints server "
+        "CPU µs per message for each and the Unix/TCP ratio.",
+    )
+    p.add_argument("--conns", type=int, default=100, help="connections (default %(default)s)")
+    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
+    p.add_argument("--duration", type=float, default=5.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    p.add_argument("--poller", choices=available_pollers(), default=None, help="load's backend")
+    p.add_argument("--peers", action="store_true", help="also measure asyncio on both transports")
+    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=TABLE_WIDTH)
+    plan = core_plan()
+    if not plan.pinned:
+        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    pin_current_process(plan.load)
+    servers = ("ioreactor", "asyncio") if args.peers else ("ioreactor",)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ioreactor-bench-") as directory:
+        for server in servers:
+            for kind in KINDS:
+                config = LoadConfig(
+                    address=free_address(kind, directory),
+                    conns=args.conns,
+                    size=args.size,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    poller=args.poller,
+                )
+                name = f"{server} {kind}"
+                console.print(f"[dim]{name}: {config.address}, {args.duration:g} s ...[/]")
+                argv = server_command(server, [config.address])
+                results.append(measure_server(name, argv, config, plan.server))
+    title = (
+        f"stream echo, {args.size} B ping-pong, {args.conns} conns, {args.duration:g} s per "
+        f"server (server on core {plan.server}, load on core {plan.load})"
+    )
+    print_table(results, [f"{servers[0]} tcp"], title=title, console=console)
+    for server in servers:
+        by_kind = {r.name.split()[1]: r for r in results if r.name.startswith(server + " ")}
+        unix, tcp = by_kind["unix"], by_kind["tcp"]
+        value = ratio(unix, results, tcp.name)
+        if value is None:
+            continue
+        user = _split(unix, "server_user_seconds") / _split(tcp, "server_user_seconds")
+        system = _split(unix, "server_system_seconds") / _split(tcp, "server_system_seconds")
+        console.print(
+            f"{server}: unix / tcp CPU per message = {value:.2f} (Unix is "
+            f"{(1 - value) * 100:.0f}% cheaper; user {user:.2f}x, kernel {system:.2f}x)"
+        )
+    command = (
+        f"ioreactor bench unix --conns {args.conns} --size {args.size} --duration "
+        f"{args.duration:g} --warmup {args.warmup:g}" + (" --peers" if args.peers else "")
+    )
+    console.print(f"command: {command}")
+    path = write_json(
+        timestamped("unix-echo", "json", Path(args.out)),
+        results,
+        command=command,
+        meta={"cores": dataclasses.asdict(plan)},
+    )
+    console.print(f"results: {path}")
+    return 0
+
+
+def _split(result: BenchResult, key: str) -> float:
+    """Per-message seconds of one CPU part (user or system) of a result."""
+    return float(result.extra[key]) / max(1, result.ops) or float("nan")
