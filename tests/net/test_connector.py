@@ -4,6 +4,7 @@ self-connect detection. All on loopback (or a private network namespace)."""
 from __future__ import annotations
 
 import errno
+import gc
 import logging
 import re
 import shutil
@@ -26,6 +27,12 @@ from ioreactor.testing import open_fds
 pytestmark = pytest.mark.timeout(60)
 
 LIVENESS = 20.0
+
+
+def fd_count() -> int:
+    """Open fds, once sockets dropped by earlier tests have been collected."""
+    gc.collect()
+    return open_fds()
 
 
 def run_until(loop: EventLoop, predicate: Callable[[], bool], timeout: float = LIVENESS) -> None:
@@ -96,11 +103,11 @@ def test_connect_success(loop: EventLoop, outcome: Outcome) -> None:
 
 
 def test_refused_without_retry_fails_once(loop: EventLoop, outcome: Outcome) -> None:
-    before = open_fds()
+    before = fd_count()
     make(loop, free_port(), outcome, retry=False).start()
     run_until(loop, outcome.done)
     assert [e.errno for e in outcome.failed] == [errno.ECONNREFUSED]
-    assert open_fds() == before
+    assert fd_count() == before
 
 
 def test_refused_retries_with_capped_backoff(
@@ -149,7 +156,7 @@ def test_timeout_when_the_server_never_answers(loop: EventLoop, outcome: Outcome
         f.setblocking(False)
         f.connect_ex(("127.0.0.1", port))
         fillers.append(f)
-    before = open_fds()
+    before = fd_count()
     base = loop.watched_fds()
     try:
         connector = make(loop, port, outcome, timeout=0.2, retry=False)
@@ -158,7 +165,7 @@ def test_timeout_when_the_server_never_answers(loop: EventLoop, outcome: Outcome
         run_until(loop, outcome.done)
         assert [e.errno for e in outcome.failed] == [errno.ETIMEDOUT]
         assert time.monotonic() - start >= 0.2
-        assert loop.watched_fds() == base and open_fds() == before
+        assert loop.watched_fds() == base and fd_count() == before
     finally:
         for f in fillers:
             f.close()
@@ -187,7 +194,7 @@ def test_timeouts_are_retried(loop: EventLoop, outcome: Outcome) -> None:
 
 
 def test_stop_abandons_the_attempt_and_the_retry(loop: EventLoop, outcome: Outcome) -> None:
-    before = open_fds()
+    before = fd_count()
     connector = make(loop, free_port(), outcome, backoff_initial=0.05)
     connector.start()
     loop.run_once(0.01)  # refused: a retry is scheduled
@@ -195,7 +202,7 @@ def test_stop_abandons_the_attempt_and_the_retry(loop: EventLoop, outcome: Outco
     for _ in range(10):
         loop.run_once(0.02)
     assert not outcome.done()
-    assert open_fds() == before
+    assert fd_count() == before
     assert loop._timers.next_deadline() is None
 
 
@@ -211,15 +218,15 @@ def test_start_while_connecting_does_not_leak_the_first_socket(
         f.setblocking(False)
         f.connect_ex(("127.0.0.1", port))
     try:
-        before = open_fds()
+        before = fd_count()
         base = loop.watched_fds()
         connector = make(loop, port, outcome, timeout=LIVENESS)
         connector.start()
         connector.start()  # restart while the first attempt hangs
         assert loop.watched_fds() == base + 1
-        assert open_fds() == before + 1
+        assert fd_count() == before + 1
         connector.stop()
-        assert open_fds() == before and loop.watched_fds() == base
+        assert fd_count() == before and loop.watched_fds() == base
     finally:
         for f in fillers:
             f.close()
@@ -250,7 +257,7 @@ def test_self_connect_is_detected(
     fake = types.SimpleNamespace(**vars(socket))
     fake.socket = self_bound
     monkeypatch.setattr(connector_mod, "socket", fake)
-    before = open_fds()
+    before = fd_count()
     connector = make(loop, port, outcome, max_attempts=3, backoff_initial=0.01)
     connector.start()
     run_until(loop, outcome.done)
@@ -258,7 +265,7 @@ def test_self_connect_is_detected(
     assert outcome.connected == []
     assert outcome.failed[0].errno == errno.ECONNREFUSED
     assert outcome.failed[0].strerror == "self-connect"
-    assert open_fds() == before
+    assert fd_count() == before
 
 
 NETNS_SELF_CONNECT = r"""
