@@ -30,7 +30,9 @@ from the peer (``conn.last_read``: any traffic counts, data included):
 
 So a peer that goes silent without a FIN is declared dead between ``m*i`` and
 ``(m+1)*i`` after its last traffic, on both ends, with half an interval of margin for
-the wheel's tick (``i/16``) and scheduling delays on either side.
+the wheel's tick (``i/16``) and scheduling delays on either side. The verdict also needs
+the ``m`` PINGs to have really gone out: after a stall of this process itself the PINGs
+start again instead of condemning the peer on stale silence (see ``_check``).
 
 Each connection costs one timing-wheel entry, visited about once per interval; reads and
 writes cost nothing beyond the timestamp the connection records anyway.

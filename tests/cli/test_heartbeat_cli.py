@@ -97,3 +97,19 @@ def test_bad_arguments_are_usage_errors(
         main(["heartbeat", *args])
     assert info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_bench_heartbeat_runs_both_parts_against_a_peer(tmp_path: Path) -> None:
+    """A tiny run: the command, its servers and peers and its load work together."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ioreactor", "bench", "heartbeat", "--conns", "20",
+         "--interval", "0.2", "--duration", "0.5", "--warmup", "0.3", "--frame-conns", "4",
+         "--servers", "ioreactor,asyncio", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "idle heartbeating connections" in result.stdout
+    assert "decoded and echoed" in result.stdout
+    assert len(list(tmp_path.glob("heartbeat-idle-*.json"))) == 1
+    assert len(list(tmp_path.glob("heartbeat-frames-*.json"))) == 1
