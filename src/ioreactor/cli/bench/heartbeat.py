@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import logging
 import random
 import resource
@@ -65,6 +66,7 @@ from ioreactor.heartbeat import PASSIVE_DELAY, VERDICT_GRACE, HeartbeatHandler, 
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import available_pollers
 from ioreactor.net.connection import TcpConnection
+from ioreactor.net.server import TcpServer
 from ioreactor.net.sockopt import raise_nofile_limit
 
 MODULE = "ioreactor.cli.bench.heartbeat"
@@ -205,8 +207,6 @@ async def _serve_asyncio(factory: Callable[[], asyncio.Protocol], host: str, por
 
 
 def _serve_ioreactor_frames(host: str, port: int, poller: str | None) -> None:
-    from ioreactor.net.server import TcpServer
-
     loop = EventLoop(poller, name="frame-echo")
     server = TcpServer(loop, (host, port), FrameEcho()).start()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -239,12 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.peer == "ioreactor-frames":
         _serve_ioreactor_frames(args.host, args.port, args.poller)
         return 0
+    factory: Callable[[], asyncio.Protocol] = FrameEchoPeer
     if args.peer.endswith("heartbeat"):
-        factory: Callable[[], asyncio.Protocol] = lambda: HeartbeatPeer(  # noqa: E731
-            args.interval, args.misses
-        )
-    else:
-        factory = FrameEchoPeer
+        factory = functools.partial(HeartbeatPeer, args.interval, args.misses)
     coro = _serve_asyncio(factory, args.host, args.port)
     if args.peer.startswith("uvloop"):
         if (reason := uvloop_available()) is not None:
@@ -557,7 +554,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "heartbeat",
         help="server CPU of N idle heartbeating connections, and per length-prefixed frame",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--only", choices=("idle", "frames"), default=None, help="one part only")
