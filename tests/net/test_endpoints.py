@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -267,3 +272,44 @@ def test_both_wildcards_on_one_port_make_the_v6_socket_v6_only() -> None:
             lt.call(endpoints.close)
             return
     pytest.fail("no port was free for both families in 5 tries")
+
+
+def test_serve_echo_runs_until_sigterm_and_cleans_up(tmp_path: Path) -> None:
+    path = f"{tmp_path}/served.sock"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ioreactor.bench.udp_load",
+            "ioreactor",
+            "--listen",
+            f"unix://{path}",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path):
+            assert proc.poll() is None and time.monotonic() < deadline, "server never listened"
+            time.sleep(0.02)
+        assert _echo(f"unix://{path}", b"served") == b"served"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not os.path.exists(path)
+
+
+def test_docs_examples_run() -> None:
+    """Every python block of docs/sockets.md runs as written (they are the docs' promise)."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "sockets.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert len(blocks) >= 8
+    runner = "import sys\nfor code in sys.argv[1:]:\n    exec(compile(code, 'doc', 'exec'), {})\n"
+    result = subprocess.run(
+        [sys.executable, "-c", runner, *blocks], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "port 70000 is out of range" in out and "[Errno 111] Connection refused" in out
+    assert "rejected: 1" in out and "socket file left behind: False" in out

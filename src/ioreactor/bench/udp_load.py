@@ -501,18 +501,6 @@ def free_address(kind: str, directory: str) -> str:
     return f"{kind}://127.0.0.1:{port}"
 
 
-def _serve_ioreactor(addresses: Sequence[str]) -> None:
-    from ioreactor.net.endpoints import start_echo
-
-    loop = EventLoop(name="echo")
-    endpoints = start_echo(loop, addresses)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, loop.stop)
-    loop.run()
-    endpoints.close()
-    loop.close()
-
-
 class _DatagramEcho(asyncio.DatagramProtocol):
     """The minimal asyncio UDP echo: the peer ``ioreactor bench udp`` measures against."""
 
@@ -573,7 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--listen", action="append", required=True, help="address (repeat)")
     args = parser.parse_args(argv)
     if args.server == "ioreactor":
-        _serve_ioreactor(args.listen)
+        from ioreactor.net.endpoints import serve_echo
+
+        return serve_echo(args.listen)
     elif args.server == "uvloop":
         import uvloop
 

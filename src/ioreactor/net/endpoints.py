@@ -19,11 +19,13 @@ socket IPv6-only automatically (else the two would collide on the IPv4 side), un
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 from collections.abc import Collection, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ioreactor.echo import EchoHandler
+from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.acceptor import BACKLOG, open_listener
 from ioreactor.net.address import (
     KINDS,
@@ -39,9 +41,6 @@ from ioreactor.net.server import TcpServer
 from ioreactor.net.sockopt import SockOpt, SockOptError, parse_sockopts
 from ioreactor.net.udp import DatagramHandler, UdpEndpoint
 from ioreactor.net.unix import check_peer
-
-if TYPE_CHECKING:
-    from ioreactor.loop.event_loop import EventLoop
 
 log = logging.getLogger("ioreactor.endpoints")
 
@@ -270,3 +269,36 @@ def start_echo(
         allowed_uids=allowed_uids,
         backlog=backlog,
     ).start()
+
+
+def serve_echo(
+    addresses: Sequence[str | Address],
+    *,
+    sockopts: Iterable[str | SockOpt] = (),
+    allowed_uids: Collection[int] | None = None,
+    poller: str | None = None,
+    backlog: int = BACKLOG,
+) -> int:
+    """Echo on ``addresses`` in this process until SIGINT/SIGTERM; the exit status.
+
+    Bad addresses or options raise before anything binds (:class:`AddressError`,
+    :class:`SockOptError`, ``ValueError``); a bind failure raises ``OSError`` naming the
+    address, with nothing left open.
+    """
+    loop = EventLoop(poller, name="echo")
+    try:
+        endpoints = start_echo(
+            loop, addresses, sockopts=sockopts, allowed_uids=allowed_uids, backlog=backlog
+        )
+    except BaseException:
+        loop.close()
+        raise
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, loop.stop)
+    log.info("echo on %s (poller %s)", ", ".join(endpoints.bound()), loop.poller.name)
+    try:
+        loop.run()
+    finally:
+        endpoints.close()
+        loop.close()
+    return 0
