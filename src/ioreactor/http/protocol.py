@@ -130,7 +130,6 @@ class HttpProtocol:
         "active",
         "advancing",
         "batch",
-        "began",
         "body",
         "body_size",
         "conn",
@@ -139,6 +138,7 @@ class HttpProtocol:
         "head_fed",
         "header_bytes",
         "http",
+        "inspect",
         "limits",
         "loop",
         "parser",
@@ -152,6 +152,7 @@ class HttpProtocol:
         "sender",
         "server",
         "since",
+        "special",
         "stall_mark",
         "stall_since",
         "url",
@@ -170,7 +171,8 @@ class HttpProtocol:
         self.raw: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
         self.head_fed = 0
-        self.began = False
+        self.inspect = False
+        self.special = False
         self.request: Request | None = None
         self.route: Route | None = None
         self.failure: HttpError | None = None
@@ -205,16 +207,24 @@ class HttpProtocol:
         batch: list[bytes] = []
         self.batch = batch
         n = len(buffer)
-        with buffer.peek() as data:
-            if n <= FEED_SLICE:
-                self._parse(data)
-                consumed = n
-            else:
-                consumed = self._parse_slices(data)
-        if consumed >= n or self.phase >= DONE:
+        if n <= FEED_SLICE:
+            with buffer.peek() as data:
+                try:
+                    self.parser.feed_data(data)
+                except httptools.HttpParserError as exc:
+                    self._parser_failed(exc)
+                except httptools.HttpParserUpgrade:
+                    pass  # the upgrade request was answered with Connection: close
+                if self.phase == HEADERS:
+                    self._bound_head(n)
             buffer.retrieve_all()
         else:
-            buffer.retrieve(consumed)
+            with buffer.peek() as data:
+                consumed = self._parse_slices(data)
+            if consumed >= n or self.phase >= DONE:
+                buffer.retrieve_all()
+            else:
+                buffer.retrieve(consumed)
         self.batch = None
         if batch:
             self.conn.send(batch[0] if len(batch) == 1 else b"".join(batch))
@@ -249,15 +259,18 @@ class HttpProtocol:
         except httptools.HttpParserUpgrade:
             pass  # the upgrade request was answered with Connection: close
         if self.phase == HEADERS:
-            if self.began:
-                self.began = False  # the head started in this read; the read bounds it
-            else:
-                # httptools joins a field split across reads before calling on_header:
-                # bound the bytes it holds, not only the fields we have seen.
-                self.head_fed += len(data)
-                limits = self.limits
-                if self.head_fed > limits.max_request_line + limits.max_header_bytes:
-                    self._fail(HttpError(431, "Request Header Fields Too Large", close=True))
+            self._bound_head(len(data))
+
+    def _bound_head(self, fed: int) -> None:
+        """A read ended inside a request head. httptools joins a field split across reads
+        before it calls on_header: bound the bytes it holds, not only the fields seen."""
+        if self.head_fed < 0:
+            self.head_fed = 0  # the head began in this read; the read's size bounds it
+            return
+        self.head_fed += fed
+        limits = self.limits
+        if self.head_fed > limits.max_request_line + limits.max_header_bytes:
+            self._fail(HttpError(431, "Request Header Fields Too Large", close=True))
 
     def _parser_failed(self, exc: httptools.HttpParserError) -> None:
         if isinstance(exc, httptools.HttpParserCallbackError):
@@ -306,8 +319,7 @@ class HttpProtocol:
         if self.phase == IDLE:
             self.phase = HEADERS
             self.since = self.loop.now
-            self.began = True
-            self.head_fed = 0
+            self.head_fed = -1  # began in this read
         elif self.url:
             url = self.url + url
         if len(url) > self.limits.max_request_line:
@@ -317,6 +329,8 @@ class HttpProtocol:
     def on_header(self, name: bytes, value: bytes) -> None:
         raw = self.raw
         raw.append((name, value))
+        if len(name) in _SPECIAL_LENGTHS:
+            self.inspect = True
         self.header_bytes += len(name) + len(value) + 4
         limits = self.limits
         if self.header_bytes > limits.max_header_bytes or len(raw) > limits.max_headers:
@@ -333,55 +347,33 @@ class HttpProtocol:
         method_raw = parser.get_method()
         method = _METHODS.get(method_raw) or method_raw.decode("ascii")
         keep_alive = parser.should_keep_alive()
-        length = 0
-        chunked = False
-        expect = None
-        framing = False
-        for name, value in raw:
-            if len(name) in _SPECIAL_LENGTHS:
-                lower = name.lower()
-                if lower == b"content-length":
-                    length = int(value)  # llhttp has checked it: digits, one value, no TE
-                elif lower == b"transfer-encoding":
-                    if value.strip().lower() != b"chunked":
-                        raise HttpError(501, "unsupported transfer coding", close=True)
-                    chunked = True
-                elif lower == b"expect":
-                    expect = value
-                elif lower == b"connection" or lower == b"upgrade":
-                    framing = True
-        if keep_alive and not framing and method != "CONNECT":
+        if self.inspect or not keep_alive or method == "CONNECT":
+            version, keep_alive, send_continue = self._inspect(raw, method, keep_alive)
+        else:
             # llhttp keeps an HTTP/1.0 connection alive only when asked to with a
             # Connection field, so this is 1.1 (and asking llhttp to format it is slow).
             version = "1.1"
-        else:
-            version = parser.get_http_version()
-            if version != "1.1" and version != "1.0":
-                raise HttpError(505, f"HTTP/{version} is not supported", close=True)
-            if keep_alive and parser.should_upgrade():
-                keep_alive = False  # we do not switch protocols; the rest is not ours
-            if chunked and version == "1.0":
-                raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request", close=True)
-        if length > self.limits.max_body:
-            raise HttpError(413, "Content Too Large", close=True)
+            send_continue = False
         request = Request(method, url.decode("latin-1"), version, raw, b"", self.conn.peer)
         request.keep_alive = keep_alive
-        if expect is not None:
-            if expect.strip().lower() != b"100-continue":
-                raise HttpError(417, "Expectation Failed", close=True)
-            if version == "1.1" and (length or chunked):
-                self._emit(CONTINUE)
+        if send_continue:
+            self._emit(CONTINUE)
         self.request = request
         self.body_size = 0
         try:
             route, request.params = self.http.router.resolve(method, request.path)
         except HttpError as exc:
             self.failure = exc.with_traceback(None)
+            self.special = True
             self.route = None
             self.body = None
             return
         self.route = route
-        if route.stream_body:
+        if route.blocking:
+            self.special = True
+            self.body = _COLLECT
+        elif route.stream_body:
+            self.special = True
             self.body = None
             request.body = None
             try:
@@ -393,6 +385,51 @@ class HttpProtocol:
                 self.failure = HttpError(500, "Internal Server Error")
         else:
             self.body = _COLLECT
+
+    def _inspect(
+        self, raw: list[tuple[bytes, bytes]], method: str, keep_alive: bool
+    ) -> tuple[str, bool, bool]:
+        """The less common heads: framing fields, Expect, Upgrade, HTTP/1.0.
+
+        Returns the version, whether to keep the connection, and whether to send
+        ``100 Continue``; raises HttpError for what must be refused.
+        """
+        self.inspect = False
+        length = 0
+        chunked = False
+        expect = None
+        framing = False
+        for name, value in raw:
+            if len(name) in _SPECIAL_LENGTHS:
+                lower = name.lower()
+                if lower == b"content-length":
+                    length = int(value)  # llhttp checked it: digits, one value, no TE
+                elif lower == b"transfer-encoding":
+                    if value.strip().lower() != b"chunked":
+                        raise HttpError(501, "unsupported transfer coding", close=True)
+                    chunked = True
+                elif lower == b"expect":
+                    expect = value
+                elif lower == b"connection" or lower == b"upgrade":
+                    framing = True
+        if length > self.limits.max_body:
+            raise HttpError(413, "Content Too Large", close=True)
+        if keep_alive and not framing and method != "CONNECT":
+            version = "1.1"  # as in on_headers_complete
+        else:
+            version = self.parser.get_http_version()
+            if version != "1.1" and version != "1.0":
+                raise HttpError(505, f"HTTP/{version} is not supported", close=True)
+            if keep_alive and self.parser.should_upgrade():
+                keep_alive = False  # we do not switch protocols; the rest is not ours
+            if chunked and version == "1.0":
+                raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request", close=True)
+        send_continue = False
+        if expect is not None:
+            if expect.strip().lower() != b"100-continue":
+                raise HttpError(417, "Expectation Failed", close=True)
+            send_continue = version == "1.1" and bool(length or chunked)
+        return version, keep_alive, send_continue
 
     def on_body(self, chunk: bytes) -> None:
         size = self.body_size + len(chunk)
@@ -428,7 +465,8 @@ class HttpProtocol:
         if self.requests_left <= 0:
             request.keep_alive = False
         route = self.route
-        if self.failure is not None or route is None or route.blocking or self.consumer:
+        if self.special or route is None:
+            self.special = False
             result = self._dispatch_special(request)
             if result is None:
                 return
