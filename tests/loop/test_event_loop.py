@@ -495,3 +495,26 @@ def test_signal_wakes_a_loop_blocked_in_run(loop: EventLoop) -> None:
     previous = loop._signals[signal.SIGUSR1]
     loop.close()  # restores the previous handler
     assert signal.getsignal(signal.SIGUSR1) is previous
+
+
+def test_wakeup_after_close_writes_to_no_reused_fd(poller_name: str) -> None:
+    """A late call_soon_threadsafe (a pool job finishing after close) must not write the
+    wakeup counter into whatever file now has the closed eventfd's number."""
+    a, b = socket.socketpair()
+    loop = EventLoop(poller_name)
+    waker_fd = loop._waker.fd
+    loop.close()
+    os.dup2(b.fileno(), waker_fd)  # the fd number is reused by an unrelated socket
+    try:
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (loop.call_soon_threadsafe(print), done.set()))
+        t.start()
+        t.join(LIVENESS)
+        assert done.is_set()
+        a.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            a.recv(64)  # nothing arrived on the unrelated socket
+    finally:
+        os.close(waker_fd)
+        a.close()
+        b.close()

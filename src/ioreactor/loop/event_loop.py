@@ -81,9 +81,12 @@ class _Waker:
             self.kind = "socketpair"
 
     def wake(self) -> None:
+        fd = self.fd
+        if fd < 0:
+            return  # closed: the old fd number may belong to another file by now
         try:
             if self._pair is None:
-                os.eventfd_write(self.fd, 1)
+                os.eventfd_write(fd, 1)
             else:  # pragma: no cover - non-Linux
                 self._pair[1].send(b"\0")
         except (BlockingIOError, OSError):
@@ -100,8 +103,9 @@ class _Waker:
             pass
 
     def close(self) -> None:
+        fd, self.fd = self.fd, -1
         if self._pair is None:
-            os.close(self.fd)
+            os.close(fd)
         else:  # pragma: no cover - non-Linux
             for s in self._pair:
                 s.close()
