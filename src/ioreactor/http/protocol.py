@@ -25,7 +25,6 @@ request smuggling). Timeouts are not timers: one sweep per loop calls
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
 from typing import TYPE_CHECKING, cast
@@ -179,7 +178,9 @@ class HttpProtocol:
         self.consumer: BodyConsumer | None = None
         self.body: list[bytes] | None = None
         self.body_size = 0
-        self.pending: collections.deque[bytes | _Slot | _CloseMarker] = collections.deque()
+        #: Responses waiting for their turn, oldest first (a list: it is short, and an
+        #: empty list is far smaller than an empty deque on an idle connection).
+        self.pending: list[bytes | _Slot | _CloseMarker] = []
         self.active: _Slot | None = None
         self.sender: FileSender | None = None
         self.advancing = False
@@ -237,15 +238,14 @@ class HttpProtocol:
         n = len(data)
         limit = self.limits.max_pending_responses
         conn = self.conn
-        batch = self.batch
-        assert batch is not None  # set by feed()
         while consumed < n and self.phase < DONE:
             with data[consumed : consumed + FEED_SLICE] as piece:
                 self._parse(piece)
             consumed += FEED_SLICE
             if len(self.pending) >= limit:
                 break  # _advance() resumes once responses went out
-            if conn.output_size + sum(map(len, batch)) >= conn.high_water_mark:
+            self._flush_batch()  # into the connection's queue: output_size counts it
+            if conn.output_size >= conn.high_water_mark:
                 self.paused = True
                 self.loop.call_later(RESUME_POLL, self._resume)
                 break
@@ -622,7 +622,7 @@ class HttpProtocol:
             while pending:
                 head = pending[0]
                 if type(head) is bytes:
-                    pending.popleft()
+                    del pending[0]
                     send(head)
                     continue
                 if head is _CLOSE:
@@ -634,7 +634,7 @@ class HttpProtocol:
                 if result is None or head is self.active:
                     break  # still computing, or still streaming
                 if type(result) is bytes:
-                    pending.popleft()
+                    del pending[0]
                     send(result)
                     continue
                 self.active = head
@@ -696,7 +696,7 @@ class HttpProtocol:
         if self.active is slot:
             self.active = None
             if self.pending and self.pending[0] is slot:
-                self.pending.popleft()
+                del self.pending[0]
             self._advance()
 
     def _drop_pending(self) -> None:
