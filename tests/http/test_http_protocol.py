@@ -423,3 +423,32 @@ def test_graceful_shutdown_closes_idle_and_finishes_in_flight() -> None:
         busy.send(b"cd")
         (response,) = busy.responses()
         assert (response.body, response.header("connection")) == (b"abcd", "close")
+
+
+def test_pool_response_after_an_earlier_close_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two blocking requests; the first answers with Connection: close. The second,
+    finishing later and asking to close too, is dropped without error."""
+    app = App()
+    gates = {"a": threading.Event(), "b": threading.Event()}
+
+    @app.route("/{name}", blocking=True)
+    def gated(request: Request) -> Response:
+        gates[request.params["name"]].wait(10)
+        return Response(request.params["name"], headers={"Connection": "close"})
+
+    with Harness(app) as h:
+        h.send(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+        for name in ("a", "b"):
+            gates[name].set()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (name == "a" and not h.received):
+                h.loop.run_once(0.05)
+                h.spin()
+        h.loop.run_once(0.2)
+        h.spin()
+        assert [r.body for r in h.responses()] == [b"a"]
+        assert h.protocol.phase == LINGER
+        assert not h.protocol.pending
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

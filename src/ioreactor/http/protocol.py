@@ -593,7 +593,7 @@ class HttpProtocol:
         except Exception as exc:
             log.error("%r: blocking handler failed", self, exc_info=exc)
             result = error_response(HttpError(500, "Internal Server Error"))
-        if self.conn.closed:
+        if self.conn.closed or self.phase == LINGER:  # gone, or dropped behind a close
             if isinstance(result, FileResponse):
                 result.release()
             elif isinstance(result, StreamingResponse):
