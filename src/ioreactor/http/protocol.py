@@ -490,7 +490,7 @@ class HttpProtocol:
                 connection = b"" if request.version == "1.1" else KEEP_ALIVE_FIELD
             else:
                 connection = CLOSE_FIELD
-            data = result.encode()
+            data = result.encode("utf-8", "surrogateescape")
             self.batch.append(  # type: ignore[union-attr]  # always a list while parsing
                 b"%s%d\r\n%s\r\n%s" % (http.text_prefix, len(data), connection, data)
             )
@@ -540,7 +540,7 @@ class HttpProtocol:
         head = request.method == "HEAD"
         if kind is str or kind is bytes:
             field = TEXT_FIELD if kind is str else OCTET_FIELD
-            body: bytes = result.encode("utf-8") if kind is str else result  # type: ignore[attr-defined,assignment]
+            body: bytes = result.encode("utf-8", "surrogateescape") if kind is str else result  # type: ignore[attr-defined,assignment]
             if self.http.access_log:
                 self._log(request, 200, len(body))
             return encode_simple(field, body, self._connection_field(request), self.server, head)

@@ -106,7 +106,7 @@ class Response:
         status_line(status)  # validates
         self.status = status
         if isinstance(body, str):
-            body = body.encode("utf-8")
+            body = body.encode("utf-8", "surrogateescape")
             content_type = content_type or TEXT_PLAIN
         self.body = bytes(body)
         self.fields, self.close = encode_fields(headers)
@@ -177,7 +177,7 @@ class StreamingResponse:
 
     def write(self, data: bytes | str) -> None:
         if isinstance(data, str):
-            data = data.encode("utf-8")
+            data = data.encode("utf-8", "surrogateescape")
         if not data:
             return
         with self._lock:
