@@ -703,3 +703,24 @@ def test_water_marks_are_validated(loop: EventLoop) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_send_between_iterations_is_not_left_waiting(loop: EventLoop) -> None:
+    """Output queued outside an iteration (setup code on the loop thread before run())
+    must leave on the next iteration, not wait for an unrelated event."""
+    sock, peer = counting_pair()
+    conn = TcpConnection(loop, sock, "pair", Handler())
+    conn.start()
+    loop.run_once(0)
+    unblock = threading.Timer(10.0, loop.wakeup)  # only if the poll would block
+    unblock.start()
+    try:
+        conn.send(b"queued between iterations")
+        start = time.monotonic()
+        loop.run_once(None)  # nothing else will ever happen on this loop
+        assert time.monotonic() - start < 5.0, "the poll slept on queued output"
+        assert recv_exactly(peer, 25) == b"queued between iterations"
+    finally:
+        unblock.cancel()
+        conn.force_close()
+        peer.close()

@@ -342,7 +342,8 @@ class EventLoop:
 
         ``timeout`` caps the poll (None: until the next timer, or forever).
         """
-        if self._ready:
+        if self._ready or self.pending_flush:
+            # Work is waiting (output queued outside an iteration counts): poll, don't sleep.
             wait: float | None = 0.0
         else:
             deadline = self._timers.next_deadline()
