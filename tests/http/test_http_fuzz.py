@@ -13,7 +13,10 @@ from http_support import Harness, parse_responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ioreactor.http.app import App
+from ioreactor.http.echo_app import build_echo_app
 from ioreactor.http.limits import Limits
+from ioreactor.http.request import Request
 from ioreactor.loop.event_loop import EventLoop
 
 LIMITS = Limits(max_request_line=512, max_header_bytes=2048, max_headers=20, max_body=4096)
@@ -27,7 +30,22 @@ VALID = [
     b"HEAD /healthz HTTP/1.1\r\n\r\n",
     b"GET /missing HTTP/1.1\r\nConnection: close\r\n\r\n",
     b"DELETE /echo HTTP/1.1\r\n\r\n",
+    b"GET /p/%41%ff/b?q=%20&r HTTP/1.1\r\nX-A: 1\r\nX-a: 2\r\n\r\n",
+    b"GET http://host/p/abs HTTP/1.1\r\n\r\n",
 ]
+
+
+def fuzz_app() -> App:
+    """The echo app plus a route that echoes decoded path and query parts."""
+    app = build_echo_app()
+
+    @app.route("/p/{rest:path}")
+    def parts(request: Request) -> str:
+        return f"{request.params['rest']}|{request.query_params()}|{request.headers.get_all('x-a')}"
+
+    return app
+
+
 SPECIAL = [b"\r", b"\n", b"\r\n", b"\0", b" ", b":", b"\t", b"0", b"9", b"-", b",", b";", b"\xff"]
 
 
@@ -76,7 +94,7 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
 def check(shared: tuple[EventLoop, _ErrorLog], data: bytes, cuts: list[int]) -> None:
     loop, errors = shared
     errors.records.clear()
-    with Harness(limits=LIMITS, loop=loop) as h:
+    with Harness(fuzz_app(), LIMITS, loop=loop) as h:
         for piece in split(data, cuts):
             h.send(piece)
             if h.eof:
