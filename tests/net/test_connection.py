@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import random
 import selectors
 import socket
@@ -25,6 +26,7 @@ import pytest
 
 from ioreactor.echo import EchoHandler
 from ioreactor.loop.event_loop import SCRATCH_SIZE, EventLoop
+from ioreactor.loop.poller import FD_SETSIZE
 from ioreactor.net.buffer import CHEAP_PREPEND, Buffer
 from ioreactor.net.connection import IOV_MAX, TcpConnection
 from ioreactor.net.handler import Handler
@@ -724,3 +726,47 @@ def test_send_between_iterations_is_not_left_waiting(loop: EventLoop) -> None:
         unblock.cancel()
         conn.force_close()
         peer.close()
+
+
+def test_select_refusing_a_high_fd_closes_only_that_socket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """select() cannot watch fd >= FD_SETSIZE: that connection is closed and its owner
+    told -- no exception out of start(), no leaked fd, no peer left hanging."""
+
+    class Owner:
+        def __init__(self) -> None:
+            self.closed: list[TcpConnection] = []
+
+        def _connection_closed(self, conn: TcpConnection) -> None:
+            self.closed.append(conn)
+
+    loop = EventLoop("select")
+    spare = socket.socket()
+    fillers = [os.dup(spare.fileno())]
+    while fillers[-1] < FD_SETSIZE:  # the next sockets get numbers above the limit
+        fillers.append(os.dup(spare.fileno()))
+    try:
+        a, b = socket.socketpair()
+        assert a.fileno() >= FD_SETSIZE
+        owner = Owner()
+        handler = Recorder()
+        conn = TcpConnection(loop, a, "high-fd peer", handler, owner)
+        with caplog.at_level(logging.ERROR, logger="ioreactor.connection"):
+            conn.start()
+        assert conn.closed and a.fileno() == -1, "the socket is closed"
+        assert owner.closed == [conn]
+        assert handler.conns == [] and not handler.closes, "the handler never saw it"
+        assert isinstance(conn.error, ValueError)
+        assert any(
+            "high-fd peer" in r.getMessage() and "FD_SETSIZE" in r.getMessage()
+            for r in caplog.records
+        )
+        b.settimeout(LIVENESS)
+        assert b.recv(1) == b"", "the peer sees the close"
+        b.close()
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        spare.close()
+        loop.close()

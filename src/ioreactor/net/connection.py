@@ -170,9 +170,22 @@ class TcpConnection:
     # -- lifecycle (loop thread) -------------------------------------------------------
 
     def start(self) -> None:
-        """Register with the loop and announce the connection (loop thread only)."""
+        """Register with the loop and announce the connection (loop thread only).
+
+        A socket the loop cannot watch (select() and an fd >= FD_SETSIZE) is closed at
+        once and its owner told; the handler never hears of it.
+        """
         self._events = READ
-        self.loop.watch(self.fd, READ, self._handle_event)
+        try:
+            self.loop.watch(self.fd, READ, self._handle_event)
+        except (ValueError, OSError) as exc:
+            log.error("cannot serve peer %s: %s; closing it", self.peer, exc)
+            self.error = exc
+            self._state = DISCONNECTED
+            self.sock.close()
+            if self._owner is not None:
+                self._owner._connection_closed(self)
+            return
         try:
             self.handler.on_connection(self)
         except Exception as exc:
