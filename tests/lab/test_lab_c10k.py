@@ -85,3 +85,16 @@ def test_c10k_command_writes_table_plot_and_report(
     assert "![C10K plot](c10k.png)" in (out / "report.md").read_text()
     doc = json.loads((out / "results.json").read_text())
     assert doc["steps"][0]["status"] == "ok" and doc["machine"]["kernel"].startswith("Linux")
+
+
+def test_failure_reason_prefers_the_limit_the_server_hit(tmp_path: Path) -> None:
+    log = tmp_path / "stderr"
+    log.write_text(
+        "12:00 WARNING loop blocked for 150 ms\n"
+        "12:01 WARNING accept: Too many open files; closing new connections\n"
+        "12:02 WARNING loop blocked for 120 ms\n"
+    )
+    assert "Too many open files" in c10k.last_error_line(str(log))
+    log.write_text("12:02 WARNING loop blocked for 120 ms\n")
+    assert "loop blocked" in c10k.last_error_line(str(log))
+    assert c10k.last_error_line(str(tmp_path / "missing")) == ""

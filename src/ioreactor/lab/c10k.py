@@ -155,17 +155,30 @@ def predicted_memory(previous: Sequence[Step], conns: int) -> int | None:
     return int(last.memory_bytes + max(per_conn, 0.0) * (conns - last.conns))
 
 
-_ERROR_LINE = re.compile(r"Error|error|Too many|can't|cannot|Resource|WARNING")
+# What a server says when it meets a limit, most telling first: a resource ceiling, then
+# an exception, then any warning.
+_COMPLAINTS = (
+    re.compile(
+        r"Too many open files|FD_SETSIZE|can't start new thread|Cannot allocate|"
+        r"Resource temporarily unavailable|[Ff]ork"
+    ),
+    re.compile(r"Error|error"),
+    re.compile(r"WARNING"),
+)
 
 
 def last_error_line(path: str) -> str:
-    """The server's most recent complaint on stderr, shortened (why it failed)."""
+    """The server's most telling complaint on stderr, shortened (why it failed)."""
     try:
         with open(path, errors="replace") as f:
-            lines = [line.strip() for line in f if _ERROR_LINE.search(line)]
+            lines = [line.strip() for line in f]
     except OSError:
         return ""
-    return lines[-1][:160] if lines else ""
+    for pattern in _COMPLAINTS:
+        matching = [line for line in lines if pattern.search(line)]
+        if matching:
+            return matching[-1][:160]
+    return ""
 
 
 def _errors_text(errors: dict[str, int], drain_timeout: float) -> str:

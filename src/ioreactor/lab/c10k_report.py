@@ -270,7 +270,9 @@ def plot(steps: Sequence[Step], path: Path) -> Path | None:
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes.flat[0].legend(fontsize=8)
-    fig.suptitle("C10K: the course's server models (x: the level where a model failed)")
+    fig.suptitle(
+        "C10K: the course's server models (x: the level where a model failed or was stopped)"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
