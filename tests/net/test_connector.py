@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import os
 import re
 import shutil
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from ioreactor.loop.event_loop import EventLoop
+from ioreactor.loop.poller import FD_SETSIZE
 from ioreactor.net import connector as connector_mod
 from ioreactor.net.address import to_address
 from ioreactor.net.connector import Connector
@@ -305,3 +307,24 @@ def test_self_connect_through_the_ephemeral_port_in_a_private_netns() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["failed", str(errno.ECONNREFUSED), "1"]
+
+
+def test_select_refusing_a_high_fd_fails_the_attempt_cleanly(outcome: Outcome) -> None:
+    loop = EventLoop("select")
+    listener = socket.create_server(("127.0.0.1", 0))
+    spare = socket.socket()
+    fillers = [os.dup(spare.fileno())]
+    while fillers[-1] < FD_SETSIZE:  # the connector's socket gets a number above the limit
+        fillers.append(os.dup(spare.fileno()))
+    try:
+        before = fd_count()
+        make(loop, listener.getsockname()[1], outcome).start()  # must not raise
+        assert outcome.connected == []
+        assert len(outcome.failed) == 1 and "FD_SETSIZE" in str(outcome.failed[0])
+        assert fd_count() == before, "the socket is closed"
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        spare.close()
+        listener.close()
+        loop.close()

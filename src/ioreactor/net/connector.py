@@ -119,8 +119,13 @@ class Connector:
             self._failed(exc)
             return
         if err in (0, errno.EINPROGRESS, errno.EINTR):
+            try:
+                self.loop.watch(sock.fileno(), WRITE, self._handle_write)
+            except ValueError as exc:  # select() and an fd >= FD_SETSIZE: not retryable
+                sock.close()
+                self._failed(OSError(errno.EMFILE, str(exc)))
+                return
             self._sock = sock
-            self.loop.watch(sock.fileno(), WRITE, self._handle_write)
             self._timer = self.loop.call_later(self.timeout, self._on_timeout)
         else:
             sock.close()
