@@ -4,6 +4,7 @@ options routed to the listeners they fit, dual-stack, peer credentials."""
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import re
 import signal
@@ -26,6 +27,12 @@ from ioreactor.testing import LoopThread, open_fds
 TIMEOUT = 10.0
 
 
+def fd_count() -> int:
+    """Open fds, once sockets dropped by earlier tests have been collected."""
+    gc.collect()
+    return open_fds()
+
+
 def _ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
@@ -42,10 +49,14 @@ needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="this host has no IPv6 loop
 def _client(bound: str) -> socket.socket:
     address = parse_address(bound)
     sock = socket.socket(address.family, address.socktype)
-    sock.settimeout(TIMEOUT)
-    if address.is_unix and not address.is_stream:
-        sock.bind("")  # autobind, so the echo can answer
-    sock.connect(address.sockaddr)
+    try:
+        sock.settimeout(TIMEOUT)
+        if address.is_unix and not address.is_stream:
+            sock.bind("")  # autobind, so the echo can answer
+        sock.connect(address.sockaddr)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -93,20 +104,20 @@ def test_start_is_all_or_nothing(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        before = open_fds()
+        before = fd_count()
         with pytest.raises(OSError, match=f"tcp://127.0.0.1:{port}: Address already in use"):
             lt.call(
                 start_echo,
                 lt.loop,
                 ["udp://127.0.0.1:0", f"unix://{tmp_path}/first.sock", f"127.0.0.1:{port}"],
             )
-        assert open_fds() == before
+        assert fd_count() == before
         assert not os.path.exists(f"{tmp_path}/first.sock")
 
 
 def test_errors_are_found_before_anything_binds(tmp_path: Path) -> None:
     with LoopThread() as lt:
-        before = open_fds()
+        before = fd_count()
         with pytest.raises(AddressError, match="port 99999 is out of range"):
             Endpoints(lt.loop, ["127.0.0.1:0", "udp://127.0.0.1:99999"], handler=EchoHandler())
         with pytest.raises(AddressError, match="given more than once"):
@@ -131,7 +142,7 @@ def test_errors_are_found_before_anything_binds(tmp_path: Path) -> None:
             start_echo(lt.loop, ["127.0.0.1:0"], sockopts=["NODELAY=1"])
         with pytest.raises(ValueError, match=r"allowed_uids .* needs a unix:// stream address"):
             start_echo(lt.loop, ["127.0.0.1:0"], allowed_uids={0})
-        assert open_fds() == before
+        assert fd_count() == before
 
 
 def test_options_reach_the_listeners_they_fit(tmp_path: Path) -> None:

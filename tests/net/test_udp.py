@@ -4,7 +4,9 @@ UDP errors, the send queue's high water mark, closing."""
 from __future__ import annotations
 
 import errno
+import gc
 import os
+import select
 import socket
 import uuid
 from pathlib import Path
@@ -18,6 +20,12 @@ from ioreactor.net.udp import MAX_DATAGRAM, DatagramHandler, UdpEndpoint, udp_cl
 from ioreactor.testing import LoopThread, open_fds
 
 TIMEOUT = 10.0
+
+
+def fd_count() -> int:
+    """Open fds, once sockets dropped by earlier tests have been collected."""
+    gc.collect()
+    return open_fds()
 
 
 def _ipv6_loopback() -> bool:
@@ -74,10 +82,14 @@ def _closed_udp_port() -> int:
 
 def _blocking_client(family: int, target: Any) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.settimeout(TIMEOUT)
-    if family == socket.AF_UNIX:
-        sock.bind("")  # autobind: the echo needs an address to answer
-    sock.connect(target)
+    try:
+        sock.settimeout(TIMEOUT)
+        if family == socket.AF_UNIX:
+            sock.bind("")  # autobind: the echo needs an address to answer
+        sock.connect(target)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -158,7 +170,7 @@ def test_unix_datagram_above_the_limit_is_reported_not_cut(tmp_path: Path) -> No
     with LoopThread() as lt:
         recorder = Recorder()
         path = f"{tmp_path}/big.sock"
-        lt.call(udp_server, lt.loop, f"unix-dgram://{path}", recorder)
+        server = lt.call(udp_server, lt.loop, f"unix-dgram://{path}", recorder)
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as client:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024)
             client.sendto(b"z" * 100_000, path)
@@ -166,6 +178,7 @@ def test_unix_datagram_above_the_limit_is_reported_not_cut(tmp_path: Path) -> No
         assert lt.wait_until(lambda: recorder.datagrams, TIMEOUT)
         assert [size for size, _ in recorder.truncated] == [100_000]
         assert [data for data, _ in recorder.datagrams] == [b"ok"]
+        lt.call(server.close)
 
 
 def test_connected_udp_reports_port_unreachable() -> None:
@@ -179,6 +192,43 @@ def test_connected_udp_reports_port_unreachable() -> None:
         assert not lt.call(lambda: client.closed)  # the endpoint stays usable
         client.send(b"again?")
         assert lt.wait_until(lambda: len(recorder.errors) == 2, TIMEOUT)
+        lt.call(client.close)
+
+
+def test_a_send_that_meets_a_pending_refusal_reports_it_and_still_goes_out() -> None:
+    """The kernel fails the next send with an earlier datagram's ICMP error (without
+    sending it): the endpoint reports that error and sends the datagram once more."""
+    with LoopThread() as lt:
+        recorder = Recorder()
+        client = lt.call(udp_client, lt.loop, f"udp://127.0.0.1:{_closed_udp_port()}", recorder)
+
+        def send_into_a_pending_error() -> None:
+            client.send(b"first")
+            poller = select.poll()  # wait for the ICMP without consuming it
+            poller.register(client.sock.fileno(), select.POLLERR)
+            assert poller.poll(TIMEOUT * 1000), "no ICMP port-unreachable came back"
+            client.send(b"second")  # fails with ECONNREFUSED, reported, sent again
+
+        lt.call(send_into_a_pending_error)
+        # one error from the second send, one from the ICMP the resent datagram earned
+        assert lt.wait_until(lambda: len(recorder.errors) == 2, TIMEOUT)
+        assert all(e.errno == errno.ECONNREFUSED for e in recorder.errors)
+        lt.call(client.close)
+
+
+def test_unix_datagram_peer_gone_reports_each_send_once(tmp_path: Path) -> None:
+    path = f"{tmp_path}/peer.sock"
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    peer.bind(path)
+    with LoopThread() as lt:
+        recorder = Recorder()
+        client = lt.call(udp_client, lt.loop, f"unix-dgram://{path}", recorder)
+        peer.close()
+        lt.call(lambda: [client.send(b"x") for _ in range(3)])
+        assert lt.wait_until(lambda: len(recorder.errors) >= 3, TIMEOUT)
+        assert lt.call(lambda: len(recorder.errors)) == 3  # one per send, the retry unreported
+        # the first send is refused; the kernel then disconnects the socket
+        assert [e.errno for e in recorder.errors] == [errno.ECONNREFUSED] + [errno.ENOTCONN] * 2
         lt.call(client.close)
 
 
@@ -333,25 +383,27 @@ def test_send_from_another_thread() -> None:
         data[:] = b"X" * len(data)  # the endpoint copied it
         assert lt.wait_until(lambda: recorder.datagrams, TIMEOUT)
         assert recorder.datagrams[0][0] == b"from the test thread"
+        lt.call(client.close)
+        lt.call(server.close)
 
 
 def test_port_in_use_is_an_error_naming_the_address_and_leaks_nothing() -> None:
     """No SO_REUSEADDR by default for UDP: a second server must not silently share the port."""
     with LoopThread() as lt:
         first = lt.call(udp_server, lt.loop, "udp://127.0.0.1:0", Echo())
-        before = open_fds()
+        before = fd_count()
         address = f"udp://127.0.0.1:{first.port}"
         with pytest.raises(OSError, match=f"{address}: Address already in use"):
             lt.call(udp_server, lt.loop, address, Echo())
         with pytest.raises(ConnectionRefusedError, match="connect to unix-dgram://@"):
             lt.call(udp_client, lt.loop, f"unix-dgram://@nobody-{uuid.uuid4().hex}", Echo())
-        assert open_fds() == before
+        assert fd_count() == before
         lt.call(first.close)
 
 
 def test_bad_addresses_and_options_are_refused_before_opening() -> None:
     with LoopThread() as lt:
-        before = open_fds()
+        before = fd_count()
         with pytest.raises(AddressError, match="a tcp address, but this API takes udp://"):
             UdpEndpoint(lt.loop, Echo(), local="tcp://127.0.0.1:0")
         with pytest.raises(ValueError, match="needs a local address, a remote one"):
@@ -365,7 +417,7 @@ def test_bad_addresses_and_options_are_refused_before_opening() -> None:
             )
         with pytest.raises(ValueError, match="differ in family"):
             UdpEndpoint(lt.loop, Echo(), local="udp://127.0.0.1:0", remote="unix-dgram:///x")
-        assert open_fds() == before
+        assert fd_count() == before
 
 
 def test_sockopts_are_applied_to_the_endpoint() -> None:

@@ -3,6 +3,7 @@ never stolen, removed on close), clear errors, SO_PEERCRED."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -35,6 +36,12 @@ from ioreactor.testing import LoopThread, open_fds
 TIMEOUT = 10.0
 IS_ROOT = os.geteuid() == 0
 NOBODY = 65534
+
+
+def fd_count() -> int:
+    """Open fds, once sockets dropped by earlier tests have been collected."""
+    gc.collect()
+    return open_fds()
 
 
 def _abstract() -> str:
@@ -159,10 +166,10 @@ def test_live_socket_is_never_stolen(tmp_path: Path, socktype: int) -> None:
     with open_unix_socket(path, socktype) as live:
         if socktype == socket.SOCK_STREAM:
             live.listen()
-        before = open_fds()
+        before = fd_count()
         with pytest.raises(OSError, match="a live server is listening on it; not replacing"):
             open_unix_socket(path, socktype)
-        assert open_fds() == before
+        assert fd_count() == before
         assert live.getsockname() == path and os.path.exists(path)
         if socktype == socket.SOCK_STREAM:
             assert _echo_probe_accepted(live)
@@ -223,17 +230,17 @@ def test_a_socket_file_of_another_user_is_never_replaced(tmp_path: Path) -> None
     path = f"{tmp_path}/theirs.sock"
     _crashed_server(path)
     os.chown(path, NOBODY, NOBODY)
-    before = open_fds()
+    before = fd_count()
     with pytest.raises(PermissionError, match=f"belongs to uid {NOBODY}, not to this process"):
         open_unix_socket(path)
-    assert open_fds() == before and os.path.exists(path)
+    assert fd_count() == before and os.path.exists(path)
 
 
 def test_missing_directory_is_named(tmp_path: Path) -> None:
-    before = open_fds()
+    before = fd_count()
     with pytest.raises(FileNotFoundError, match=f"directory {tmp_path}/nope does not exist"):
         open_listener(socket.AF_UNIX, f"{tmp_path}/nope/x.sock")
-    assert open_fds() == before
+    assert fd_count() == before
 
 
 def test_replace_stale_can_be_refused(tmp_path: Path) -> None:

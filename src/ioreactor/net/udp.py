@@ -392,6 +392,21 @@ class UdpEndpoint:
         if self.loop._thread_id != _get_ident():
             self.loop.call_soon_threadsafe(self._send_in_loop, bytes(data), addr)
             return
+        # The common case inline (one call per datagram): in the loop, nothing queued.
+        if self._state == OPEN and not self._queue:
+            try:
+                if addr is None:
+                    self._send(data)
+                else:
+                    self._sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                if self._send_failed(exc, data):
+                    return
+            self._enqueue(bytes(data), addr)
+            return
         self._send_in_loop(data, addr)
 
     def _send_in_loop(self, data: bytes | bytearray | memoryview, addr: Any) -> None:
@@ -413,18 +428,22 @@ class UdpEndpoint:
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
-            self._report_error(exc)
-            if exc.errno != errno.ECONNREFUSED or self.peer is None or self._state == CLOSED:
-                return True
+            return self._send_failed(exc, data)
+
+    def _send_failed(self, exc: OSError, data: bytes | bytearray | memoryview) -> bool:
+        """Report a failed send (once); True when done with the datagram, False if it waits."""
+        self._report_error(exc)
+        if exc.errno != errno.ECONNREFUSED or self.peer is None or self._state == CLOSED:
+            return True
         # A connected socket held an earlier datagram's ICMP port-unreachable, and the
         # kernel failed this send with it without sending. Try this datagram once more.
+        # If that fails too, the datagram is dropped: its send has had its one report.
         try:
             self._send(data)
         except (BlockingIOError, InterruptedError):
             return False
-        except OSError as exc:
-            if exc.errno != errno.ECONNREFUSED:  # a refusal was just reported
-                self._report_error(exc)
+        except OSError:
+            pass
         return True
 
     def _enqueue(self, data: bytes, addr: Any) -> None:
