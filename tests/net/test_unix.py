@@ -243,6 +243,13 @@ def test_missing_directory_is_named(tmp_path: Path) -> None:
     assert fd_count() == before
 
 
+def test_reuse_port_on_a_unix_listener_is_a_clear_error(tmp_path: Path) -> None:
+    before = fd_count()
+    with pytest.raises(ValueError, match="SO_REUSEPORT does not apply to Unix sockets"):
+        open_listener(socket.AF_UNIX, f"{tmp_path}/rp.sock", reuse_port=True)
+    assert fd_count() == before and not os.path.exists(f"{tmp_path}/rp.sock")
+
+
 def test_replace_stale_can_be_refused(tmp_path: Path) -> None:
     path = f"{tmp_path}/keep.sock"
     _crashed_server(path)

@@ -53,6 +53,8 @@ def open_listener(
     when closed, and a stale file from a crashed run is replaced but a live server's is
     not (see :mod:`ioreactor.net.unix`).
     """
+    if reuse_port and family == socket.AF_UNIX:
+        raise ValueError("SO_REUSEPORT does not apply to Unix sockets (pass fds instead)")
     sock = UnixSocket() if family == socket.AF_UNIX else socket.socket(family, socket.SOCK_STREAM)
     try:
         if reuse_addr and family != socket.AF_UNIX:
