@@ -22,13 +22,16 @@ TIMEOUT = 30.0
 
 
 class AppServer:
-    """``server_app.py`` with the given flags; its log in ``tmp_path``."""
+    """``server_app.py`` (or another server ``script``) with the given flags; its log in
+    ``tmp_path``."""
 
-    def __init__(self, tmp_path: Path, *flags: str, name: str = "server") -> None:
+    def __init__(
+        self, tmp_path: Path, *flags: str, name: str = "server", script: Path = APP
+    ) -> None:
         self.log_path = tmp_path / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, str(APP), *flags],
+            [sys.executable, str(script), *flags],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -140,6 +140,8 @@ class Supervisor:
         self._forced = False
         self._failed = False
         self._deadline: TimerHandle | None = None
+        self._sockname = ""
+        self._announced = False
 
     # -- running --------------------------------------------------------------------------
 
@@ -152,14 +154,9 @@ class Supervisor:
             sockname = self._bind(loop)
             StopSignals(loop, graceful=self.stop, force=self.force_stop, name="supervisor")
             loop.add_signal_handler(signal.SIGCHLD, self._reap)
+            self._sockname = format_sockname(self.address.kind, sockname)
             for slot in self.slots:
                 self._spawn(slot)
-            log.info(
-                "supervisor (pid %d) listening on %s: %s",
-                os.getpid(),
-                format_sockname(self.address.kind, sockname),
-                self.config.describe(),
-            )
             loop.run()
         finally:
             self._cleanup(loop)
@@ -255,6 +252,14 @@ class Supervisor:
             log.info("worker %d (pid %d) ready", slot.index, slot.pid)
         if self.dispatcher is not None and slot.channel is not None and not self._stopping:
             self.dispatcher.add_worker(slot.channel)
+        if not self._announced and all(s.ready for s in self.slots):
+            self._announced = True  # now the address really serves (reuseport: workers bind)
+            log.info(
+                "supervisor (pid %d) listening on %s: %s",
+                os.getpid(),
+                self._sockname,
+                self.config.describe(),
+            )
 
     def _reap(self) -> None:
         for slot in self.slots:
