@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from ioreactor.loop.uring import create_loop, new_loop
 from ioreactor.loop.uring import ring as ring_mod
 from ioreactor.loop.uring.ring import Ring, UringUnavailable
+from ioreactor.testing import open_fds
 
 RealSyscall = Callable[..., int]
 
@@ -118,7 +120,8 @@ def test_einval_falls_back_to_an_older_flag_tier(monkeypatch: pytest.MonkeyPatch
         assert out == [(1, 0, 0)]
 
 
-_SECCOMP_CHILD = textwrap.dedent(
+#: Installs a seccomp filter answering io_uring_setup with errno argv[1], then runs on.
+_SECCOMP_FILTER = textwrap.dedent(
     """
     import ctypes, struct, sys
     libc = ctypes.CDLL(None, use_errno=True)
@@ -137,6 +140,11 @@ _SECCOMP_CHILD = textwrap.dedent(
     libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
     assert libc.prctl(38, 1, 0, 0, 0) == 0, ctypes.get_errno()  # PR_SET_NO_NEW_PRIVS
     assert libc.prctl(22, 2, ctypes.addressof(fbuf), 0, 0) == 0, ctypes.get_errno()  # FILTER
+    """
+)
+
+_SECCOMP_CHILD = _SECCOMP_FILTER + textwrap.dedent(
+    """
     from ioreactor.loop.uring.ring import Ring, UringUnavailable
     try:
         Ring()
@@ -144,6 +152,35 @@ _SECCOMP_CHILD = textwrap.dedent(
         print(exc.errno, exc.strerror)
     else:
         print("ring created despite seccomp")
+    """
+)
+
+#: The completion-mode loop asked for by name under the filter; the default loop after.
+_SECCOMP_LOOP_CHILD = _SECCOMP_FILTER + textwrap.dedent(
+    """
+    import socket
+    from ioreactor.echo import EchoHandler
+    from ioreactor.loop.uring import UringUnavailable, new_loop
+    from ioreactor.net.server import TcpServer
+    try:
+        new_loop("uring-completion")
+    except UringUnavailable as exc:
+        print(exc.errno, exc.strerror)
+    else:
+        print("0 loop created despite seccomp")
+    loop = new_loop()
+    server = TcpServer(loop, ("127.0.0.1", 0), EchoHandler()).start()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
+        c.sendall(b"ok")
+        c.setblocking(False)
+        got = b""
+        while not got:
+            loop.run_once(0.1)
+            try:
+                got = c.recv(2)
+            except BlockingIOError:
+                pass
+    print(loop.poller.name, got.decode())
     """
 )
 
@@ -167,3 +204,55 @@ def test_real_seccomp_filter_in_a_child_process(err: int, words: str) -> None:
     code, _, reason = proc.stdout.strip().partition(" ")
     assert int(code) == err
     assert words in reason
+
+
+def test_completion_loop_refused_by_seccomp_names_the_reason_and_epoll_still_serves() -> None:
+    disabled = ring_mod._read_sysctl(ring_mod.IO_URING_DISABLED_SYSCTL)
+    if disabled not in (None, 0):
+        pytest.skip("io_uring_disabled is set here; the EPERM wording would differ")
+    proc = subprocess.run(
+        [sys.executable, "-c", _SECCOMP_LOOP_CHILD, str(errno.EPERM)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    refusal, served = proc.stdout.strip().splitlines()
+    code, _, reason = refusal.partition(" ")
+    assert int(code) == errno.EPERM and "seccomp filter or an LSM" in reason
+    assert served == "epoll ok"
+
+
+def test_completion_loop_without_io_uring_raises_and_leaks_nothing(
+    monkeypatch: pytest.MonkeyPatch, sysctl: Callable[[int], None]
+) -> None:
+    sysctl(0)
+    before = open_fds()
+    monkeypatch.setattr(ring_mod, "_syscall", _failing_setup(errno.ENOSYS, []))
+    with pytest.raises(UringUnavailable, match="no io_uring") as exc:
+        create_loop()
+    assert exc.value.errno == errno.ENOSYS
+    assert open_fds() == before
+    default = new_loop()  # the default never touches io_uring
+    assert default.poller.name == "epoll"
+    default.close()
+
+
+def test_completion_loop_without_provided_buffer_rings_says_so_and_closes_the_ring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 5.11..5.18 kernel has io_uring but not PBUF_RING: register answers EINVAL."""
+    real: RealSyscall = ring_mod._syscall
+
+    def no_pbuf_ring(nr: int, *args: int) -> int:
+        if nr == ring_mod.NR_IO_URING_REGISTER and args[1] == ring_mod.REGISTER_PBUF_RING:
+            ctypes.set_errno(errno.EINVAL)
+            return -1
+        return real(nr, *args)
+
+    before = open_fds()
+    monkeypatch.setattr(ring_mod, "_syscall", no_pbuf_ring)
+    with pytest.raises(UringUnavailable, match=r"5\.19"):
+        create_loop()
+    assert open_fds() == before  # the ring (and its mmap dups) closed again

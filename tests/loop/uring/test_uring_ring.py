@@ -360,3 +360,61 @@ def test_ring_binds_to_the_first_thread_that_enters_it(ring: Ring) -> None:
     with pytest.raises(OSError, match="bound to the thread") as exc:
         ring.submit_and_wait(0)
     assert exc.value.errno == errno.EEXIST
+
+
+# -- what the completion backend adds --------------------------------------------------------
+
+
+def test_multishot_recv_keeps_delivering_until_cancelled(ring: Ring) -> None:
+    br = ring.register_buffer_ring(3, 8, 1024)
+    cli, srv = tcp_pair()
+    with cli, srv:
+        ring.prep_recv(srv.fileno(), br, 1, multishot=True)
+        ring.submit_and_wait(0)
+        got = bytearray()
+        for i in range(5):
+            cli.sendall(b"%d" % i * 100)
+            for ud, res, flags in wait_for(ring, 1):
+                assert ud == 1 and flags & CQE_F_MORE and flags & CQE_F_BUFFER
+                start = (flags >> ring_mod.CQE_BUFFER_SHIFT) * br.bufsize
+                got += br.data[start : start + res]
+                br.recycle(flags)
+        assert bytes(got) == b"".join(b"%d" % i * 100 for i in range(5))
+        ring.prep_cancel(1, 2)
+        out = wait_for(ring, 2)
+        assert dict((ud, res) for ud, res, _ in out) == {1: -errno.ECANCELED, 2: 0}
+        assert br.held == 0
+
+
+def test_recycle_refuses_a_buffer_the_consumer_holds(ring: Ring) -> None:
+    br = ring.register_buffer_ring(4, 4, 64)
+    bid = br.claim(CQE_F_BUFFER | (1 << 16))
+    with pytest.raises(RuntimeError, match="recycled while the consumer holds it"):
+        br.recycle(CQE_F_BUFFER | (bid << 16))
+
+
+def test_send_at_reads_caller_pinned_memory(ring: Ring) -> None:
+    cli, srv = tcp_pair()
+    with cli, srv:
+        data = random.Random(1).randbytes(5000)
+        ring.prep_send_at(
+            srv.fileno(), id(data) + ring_mod.BYTES_DATA_OFFSET, len(data), 9, socket.MSG_NOSIGNAL
+        )
+        [(ud, res, _)] = wait_for(ring, 1)
+        assert (ud, res) == (9, len(data))
+        got = bytearray()
+        while len(got) < len(data):
+            got += cli.recv(65536)
+        assert bytes(got) == data
+
+
+def test_close_performs_close_requests_that_were_never_submitted() -> None:
+    r = Ring(8)
+    a, b = socket.socketpair()
+    fd = a.detach()
+    r.prep_close(fd, 1)
+    r.close()  # never entered: the CLOSE SQE was not submitted, the fd is closed anyway
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    assert b.recv(1) == b""  # the peer sees the close
+    b.close()

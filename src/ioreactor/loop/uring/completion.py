@@ -113,9 +113,9 @@ class CompletionPoller(UringPoller):
         done = self.completions
         if not ring.reap(done):
             return []
-        polls = [cqe for cqe in done if cqe[0] < OP_TAG]
-        if not polls:
+        if min(done)[0] >= OP_TAG:  # C-speed scan: the common case, operations only
             return [(ring.fd, READ)]
+        polls = [cqe for cqe in done if cqe[0] < OP_TAG]
         ready = self._collect_level(polls)
         if len(polls) == len(done):
             done.clear()

@@ -47,7 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import READ
 from ioreactor.loop.uring.completion import RECV, SEND, SHUTDOWN, UNWATCHED, CompletionPoller
-from ioreactor.loop.uring.ring import BYTES_DATA_OFFSET, CQE_F_BUFFER, CQE_F_MORE
+from ioreactor.loop.uring.ring import (
+    BYTES_DATA_OFFSET,
+    CQE_BUFFER_SHIFT,
+    CQE_F_BUFFER,
+    CQE_F_MORE,
+)
 from ioreactor.net.buffer import CHEAP_PREPEND
 from ioreactor.net.connection import (
     CONNECTED,
@@ -167,18 +172,17 @@ class UringConnection(TcpConnection):
         """A receive completion: bytes in a provided buffer, EOF, or an error."""
         if flags & CQE_F_BUFFER:
             buffers = self._port.buffers
-            bid = buffers.claim(flags)
             if res > 0 and self._state != DISCONNECTED:
-                view = buffers.view(bid, res)
+                start = (flags >> CQE_BUFFER_SHIFT) * buffers.bufsize
                 buffer = self.input
                 if buffer._r == buffer._w:
                     # Empty buffer (the common case): Buffer.append() inlined.
-                    buffer._data[CHEAP_PREPEND:] = view
+                    buffer._data[CHEAP_PREPEND:] = buffers.data[start : start + res]
                     buffer._r = CHEAP_PREPEND
                     buffer._w = CHEAP_PREPEND + res
                 else:
-                    buffer.append(view)
-            buffers.release(bid)  # copied out: the kernel may fill it again
+                    buffer.append(buffers.data[start : start + res])
+            buffers.recycle(flags)  # copied out: the kernel may fill it again
         if not flags & CQE_F_MORE:
             del self._port.ops[self._key | RECV]
             self._recv_state = _IDLE
@@ -229,19 +233,31 @@ class UringConnection(TcpConnection):
         if self._state == DISCONNECTED or self._writing:
             return
         out = self._out
-        if out:
-            if len(out) > 1 and self._out_size <= JOIN_LIMIT:
-                joined = b"".join(out)
-                out.clear()
-                out.append(joined)
-            sending = self._sending
-            if sending is None:
-                sending = []
-            self._out, self._sending = sending, out
-            self._send_offset = 0
+        if not out:
+            if self._notify_drain or self._shutdown_requested or self._close_after_drain:
+                self._drained()
+            return
+        if len(out) > 1 and self._out_size <= JOIN_LIMIT:
+            joined = b"".join(out)
+            out.clear()
+            out.append(joined)
+        sending = self._sending
+        self._out = [] if sending is None else sending
+        self._sending = out  # referenced until the completion: the kernel reads it
+        self._send_offset = 0
+        chunk = out[0]
+        if len(out) == 1 and type(chunk) is bytes:
+            # One chunk (the common case): _submit_send() inlined.
+            port = self._port
+            user_data = self._key | SEND
+            self._send_len = length = len(chunk)
+            port.ring.prep_send_at(
+                self.fd, id(chunk) + BYTES_DATA_OFFSET, length, user_data, SEND_FLAGS
+            )
+            port.ops[user_data] = self._send_done
+            self._writing = True
+        else:
             self._submit_send()
-        elif self._notify_drain or self._shutdown_requested or self._close_after_drain:
-            self._drained()
 
     def _submit_send(self) -> None:
         """One SEND (one chunk) or SENDMSG (up to IOV_MAX chunks) of ``_sending``."""
@@ -280,32 +296,15 @@ class UringConnection(TcpConnection):
         """The send's completion: all sent, part sent (resubmit the rest), or failed."""
         del self._port.ops[self._key | SEND]
         self._writing = False
-        self._iov = None
         sending = self._sending
         assert sending is not None
-        if self._state == DISCONNECTED:
-            sending.clear()  # the kernel is done with these bytes: they may go now
+        if res == self._send_len and self._state != DISCONNECTED and len(sending) <= IOV_MAX:
+            sending.clear()  # everything handed over (the common case)
+        elif not self._send_incomplete(res, sending):
             return
-        if res < 0:
-            sending.clear()
-            self._handle_error(OSError(-res, os.strerror(-res)))
-            return
+        self._iov = None
         self.last_write = self.loop.now
         self._out_size -= res
-        if res == self._send_len and len(sending) <= IOV_MAX:
-            sending.clear()  # everything handed over (the common case)
-        else:
-            offset = self._send_offset + res
-            done = 0
-            while done < len(sending) and offset >= len(sending[done]):
-                offset -= len(sending[done])
-                done += 1
-            del sending[:done]
-            self._send_offset = offset
-            if sending:
-                self._submit_send()  # a short send: the rest first, then newer output
-                return
-        self._send_offset = 0
         if self._above_high and self._out_size <= self.low_water_mark:
             self._above_high = False
             if not self._peer_eof and self._state == CONNECTED:
@@ -316,6 +315,33 @@ class UringConnection(TcpConnection):
                 self.loop.pending_flush.append(self)
         elif self._notify_drain or self._shutdown_requested or self._close_after_drain:
             self._drained()
+
+    def _send_incomplete(self, res: int, sending: list[bytes | memoryview]) -> bool:
+        """The uncommon send completions. True: fully handed over after all, go on as
+        for a complete send; False: handled here (failed, closed, or resubmitted)."""
+        self._iov = None
+        if self._state == DISCONNECTED:
+            sending.clear()  # the kernel is done with these bytes: they may go now
+            return False
+        if res < 0:
+            sending.clear()
+            self._handle_error(OSError(-res, os.strerror(-res)))
+            return False
+        offset = self._send_offset + res
+        done = 0
+        while done < len(sending) and offset >= len(sending[done]):
+            offset -= len(sending[done])
+            done += 1
+        del sending[:done]
+        if not sending:
+            self._send_offset = 0
+            return True
+        # A short send, or more than IOV_MAX chunks: the rest first, then newer output.
+        self.last_write = self.loop.now
+        self._out_size -= res
+        self._send_offset = offset
+        self._submit_send()
+        return False
 
     # -- closing -------------------------------------------------------------------------
 

@@ -374,7 +374,10 @@ class Ring:
         self._cq_mm = (
             self._sq_mm if single else mmap.mmap(self.fd, cq_size, flags, prot, offset=OFF_CQ_RING)
         )
-        self._sqes = mmap.mmap(self.fd, params.sq_entries * 64, flags, prot, offset=OFF_SQES)
+        self._sqes_mm = mmap.mmap(self.fd, params.sq_entries * 64, flags, prot, offset=OFF_SQES)
+        # SQEs are packed through a memoryview: pack_into a memoryview costs half what it
+        # costs on the mmap object itself (measured: 0.10 vs 0.25 µs), once per operation.
+        self._sqes = memoryview(self._sqes_mm)
         # u32 views: aligned 4-byte loads and stores, released explicitly before unmapping.
         self._sq32 = memoryview(self._sq_mm).cast("I")
         self._cq32 = self._sq32 if single else memoryview(self._cq_mm).cast("I")
@@ -431,7 +434,8 @@ class Ring:
             self._cq32.release()
             self._cq_mm.close()
         self._sq_mm.close()
-        self._sqes.close()
+        self._sqes.release()
+        self._sqes_mm.close()
         os.close(self.fd)
 
     def _close_unsubmitted_fds(self) -> None:
@@ -641,8 +645,32 @@ class Ring:
     def prep_send_at(self, fd: int, addr: int, length: int, user_data: int, flags: int) -> None:
         """Send ``length`` bytes at ``addr``: the caller keeps that memory alive and
         unchanged until this operation's completion (the completion backend's hot path,
-        which pins its ``bytes`` chunks itself instead of paying :func:`_pin_buffer`)."""
-        self._prep(OP_SEND, fd, addr, length, 0, flags, user_data)
+        which pins its ``bytes`` chunks itself instead of paying :func:`_pin_buffer`).
+
+        :meth:`_prep` inlined: this runs once per message.
+        """
+        tail = self._sq_tail
+        if self._closed or (tail - self._sq_head) & _U32 >= self.sq_entries:
+            self._make_room()
+        _SQE.pack_into(
+            self._sqes,
+            (tail & self._sq_mask) * 64,
+            OP_SEND,
+            0,
+            0,
+            fd,
+            0,
+            addr,
+            length,
+            flags,
+            user_data,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        self._sq_tail = (tail + 1) & _U32
 
     def prep_sendmsg_at(self, fd: int, msghdr_addr: int, user_data: int, flags: int) -> None:
         """``sendmsg`` of a ``struct msghdr`` at ``msghdr_addr``; the caller pins it, its
@@ -817,7 +845,9 @@ class BufferRing:
         self._data_addr = ctypes.addressof(data_anchor)
         reg = _BufReg(ring_addr=ctypes.addressof(ring_anchor), ring_entries=nbufs, bgid=bgid)
         self._anchors = (ring_anchor, data_anchor)
+        del ring_anchor, data_anchor  # only self._anchors may export the maps (see _unmap)
         self._tail16 = memoryview(self._ring_mm).cast("H")
+        self._addr64 = memoryview(self._ring_mm).cast("Q")
         self._data = memoryview(self._data_mm)
         try:
             _call(NR_IO_URING_REGISTER, ring.fd, REGISTER_PBUF_RING, ctypes.addressof(reg), 1)
@@ -875,6 +905,32 @@ class BufferRing:
         self._add(bid)
         self._tail16[7] = self._tail  # entry written before the tail moves
 
+    @property
+    def data(self) -> memoryview:
+        """All buffers, back to back: buffer ``bid`` starts at ``bid * bufsize``."""
+        return self._data
+
+    def recycle(self, cqe_flags: int) -> None:
+        """Give the buffer a completion names straight back to the kernel.
+
+        For a consumer that copies the bytes out (through :attr:`data`) within the same
+        call that received the completion, so the buffer is never held: no claim
+        bookkeeping. A buffer currently claimed is refused -- the kernel must never be
+        handed memory a consumer still reads.
+
+        Once per received chunk, so three aligned stores instead of a ``pack_into``:
+        every entry's length is ``bufsize`` forever, only its address and id change.
+        """
+        bid = cqe_flags >> CQE_BUFFER_SHIFT
+        if self._owned[bid]:
+            raise RuntimeError(f"buffer {bid} recycled while the consumer holds it")
+        tail = self._tail
+        slot = tail & self._mask
+        self._addr64[2 * slot] = self._data_addr + bid * self.bufsize
+        self._tail16[8 * slot + 6] = bid
+        self._tail = tail = (tail + 1) & 0xFFFF
+        self._tail16[7] = tail  # entry written before the tail moves
+
     def kernel_head(self) -> int:
         """The kernel's consumer head for this ring (PBUF_STATUS, Linux 6.8+)."""
         status = _BufStatus(buf_group=self.bgid)
@@ -889,6 +945,7 @@ class BufferRing:
 
     def _unmap(self) -> None:
         self._tail16.release()
+        self._addr64.release()
         self._data.release()
         del self._anchors
         self._ring_mm.close()

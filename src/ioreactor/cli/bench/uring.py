@@ -1,0 +1,285 @@
+"""`ioreactor bench uring`: epoll, io_uring readiness and io_uring completion side by side.
+
+The same echo server (``EchoHandler`` on a ``TcpServer``) runs on each backend in turn,
+pinned to the server core while the echo load (:mod:`ioreactor.bench.echo_load`) runs on
+the load core; server CPU µs per message is read from ``/proc`` around the measured
+window exactly as ``ioreactor bench echo`` does, and each backend is divided by epoll's
+figure *from the same run*. ``--idle N`` adds memory per idle connection (RSS and
+Python heap of the server, after - before N idle connections, divided by N).
+
+Backends: ``epoll`` (the default loop), ``uring`` (:class:`UringPoller`: readiness
+through one-shot ``POLL_ADD``\\ s, Python still calls recv/send) and ``uring-completion``
+(:class:`UringEventLoop`: the kernel accepts, receives into provided buffers, sends and
+closes; Python handles completions).
+
+The servers are this command itself in ``--serve`` mode, so they need no other CLI::
+
+    python -m ioreactor bench uring --serve echo --backend uring-completion --listen H:P
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ioreactor.bench.echo_bench import EchoBenchConfig, measure_echo_server
+from ioreactor.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
+from ioreactor.bench.procstat import process_fds, sample_tree
+from ioreactor.bench.report import (
+    RESULTS_DIR,
+    BenchResult,
+    print_table,
+    ratio,
+    timestamped,
+    write_json,
+)
+
+#: Backends compared, the baseline first.
+BACKENDS = ("epoll", "uring", "uring-completion")
+BASELINE = "epoll"
+#: The issue's target: completion-mode CPU per message over epoll's, at most.
+TARGET = 0.85
+#: Console width when the output is not a terminal (rich would otherwise use 80).
+TABLE_WIDTH = 160
+#: Seconds to wait for a server to accept the idle connections / write a heap report.
+SETTLE_TIMEOUT = 60.0
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part.replace("_", "")) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"connection counts must be >= 1: {text!r}")
+    return values
+
+
+def _backend_list(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown}; known: {BACKENDS}")
+    return names
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "uring",
+        help="TCP echo on epoll vs io_uring readiness vs io_uring completion (CPU µs/msg)",
+        description="Runs the echo server on each backend pinned to one core with the load "
+        "on another, reads its CPU time from /proc around a fixed window, and prints CPU "
+        "µs per message, messages/s, latency and RSS with the ratio to epoll.",
+    )
+    p.add_argument("--conns", type=_int_list, default=(100, 1000), help="e.g. 100,1000")
+    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
+    p.add_argument("--duration", type=float, default=3.0, help="measured seconds per backend")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison N times")
+    p.add_argument(
+        "--backends", type=_backend_list, default=BACKENDS, help="comma-separated, epoll first"
+    )
+    p.add_argument("--idle", type=int, default=0, help="also measure N idle connections")
+    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
+    p.add_argument("--serve", choices=["echo"], help=argparse.SUPPRESS)
+    p.add_argument("--backend", choices=BACKENDS, default=BASELINE, help=argparse.SUPPRESS)
+    p.add_argument("--listen", default="127.0.0.1:0", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+# -- the server side (--serve) ----------------------------------------------------------------
+
+
+def serve_echo(backend: str, listen: str) -> int:
+    """Serve echo on ``backend`` until SIGTERM/SIGINT (the benchmark's server process)."""
+    from ioreactor.echo import EchoHandler
+    from ioreactor.loop.uring import install, new_loop
+    from ioreactor.net.server import TcpServer
+    from ioreactor.net.sockopt import raise_nofile_limit
+
+    raise_nofile_limit()
+    install()
+    loop = new_loop(backend, name=f"echo-{backend}")
+    server = TcpServer(loop, listen, EchoHandler()).start()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, loop.stop)
+    loop.run()
+    server.close()
+    loop.run_once(0)  # let the closes reach the kernel
+    loop.close()
+    return 0
+
+
+def server_command(backend: str, port: int, prefix: Sequence[str] = ()) -> list[str]:
+    """The command running the echo server on ``backend`` at ``127.0.0.1:port``."""
+    launcher = list(prefix) or [sys.executable, "-m", "ioreactor"]
+    args = ["bench", "uring", "--serve", "echo", "--backend", backend]
+    return [*launcher, *args, "--listen", f"127.0.0.1:{port}"]
+
+
+# -- idle memory ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class IdleMemory:
+    backend: str
+    conns: int
+    rss_per_conn: float
+    heap_per_conn: float
+
+
+def _wait(predicate: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {SETTLE_TIMEOUT} s")
+        time.sleep(0.02)
+
+
+def _heap(pid: int, report: Path) -> int:
+    report.unlink(missing_ok=True)
+    os.kill(pid, signal.SIGUSR1)
+    _wait(report.exists, "no heap report from the server")
+    current: int = json.loads(report.read_text())["current"]
+    return current
+
+
+def _idle_delta(backend: str, conns: int, report: Path | None) -> tuple[float, int]:
+    """Per-connection growth of RSS (``report`` None) or traced heap, and how many
+    connections the server accepted."""
+    port = free_port()
+    prefix = [sys.executable, "-m", "ioreactor.bench.heap_probe", str(report)] if report else []
+    socks: list[socket.socket] = []
+    with ServerProcess(server_command(backend, port, prefix), port=port) as server:
+        pid = server.pid
+        time.sleep(0.2)  # the readiness probe's connection must be gone first
+        base_fds = process_fds(pid)
+
+        def measure() -> int:
+            return _heap(pid, report) if report else sample_tree(pid, count_fds=False).rss_bytes
+
+        before = measure()
+        try:
+            for _ in range(conns):
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            _wait(lambda: process_fds(pid) >= base_fds + len(socks), "idle connections")
+            after = measure()
+        finally:
+            for s in socks:
+                s.close()
+    return (after - before) / len(socks), len(socks)
+
+
+def measure_idle(backend: str, conns: int) -> IdleMemory:
+    """RSS per idle connection from a plain server, heap from one under heap_probe."""
+    rss, _ = _idle_delta(backend, conns, None)
+    with tempfile.TemporaryDirectory(prefix="ioreactor-uring-idle-") as workdir:
+        heap, _ = _idle_delta(backend, conns, Path(workdir) / "heap.json")
+    return IdleMemory(backend, conns, rss, heap)
+
+
+# -- the comparison ----------------------------------------------------------------------------
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    parts = [
+        "ioreactor bench uring",
+        f"--conns {','.join(map(str, args.conns))}",
+        f"--size {args.size}",
+        f"--duration {args.duration:g}",
+        f"--warmup {args.warmup:g}",
+    ]
+    if args.rounds != 1:
+        parts.append(f"--rounds {args.rounds}")
+    if args.backends != BACKENDS:
+        parts.append(f"--backends {','.join(args.backends)}")
+    if args.idle:
+        parts.append(f"--idle {args.idle}")
+    return " ".join(parts)
+
+
+def ratio_table(results: Sequence[BenchResult], backends: Sequence[str]) -> Table:
+    """CPU µs/msg over epoll's, per connection count: one column per round."""
+    rounds = max((r.extra.get("round", 0) for r in results), default=0) + 1
+    table = Table(title="server CPU µs per message / epoll's, same round")
+    table.add_column("backend")
+    table.add_column("conns", justify="right")
+    for i in range(rounds):
+        table.add_column(f"round {i + 1}", justify="right")
+    for conns in sorted({r.conns for r in results}):
+        for backend in backends:
+            if backend == BASELINE:
+                continue
+            cells = []
+            for i in range(rounds):
+                same = [r for r in results if r.extra.get("round") == i]
+                mine = [r for r in same if r.name == backend and r.conns == conns]
+                value = ratio(mine[0], same, BASELINE) if mine else None
+                cells.append("—" if value is None else f"{value:.2f}")
+            table.add_row(backend, f"{conns:,}", *cells)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.serve:
+        return serve_echo(args.backend, args.listen)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=TABLE_WIDTH)
+    plan = core_plan()
+    if not plan.pinned:
+        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    pin_current_process(plan.load)
+    config = EchoBenchConfig(
+        conns=args.conns, size=args.size, duration=args.duration, warmup=args.warmup
+    )
+    results: list[BenchResult] = []
+    for round_ in range(args.rounds):
+        for conns in args.conns:
+            for backend in args.backends:
+                port = free_port()
+                console.print(f"[dim]round {round_ + 1}: {backend}, {conns:,} conns ...[/]")
+                result = measure_echo_server(
+                    backend, server_command(backend, port), port, conns, config, plan
+                )
+                result.extra["round"] = round_
+                results.append(result)
+    title = (
+        f"TCP echo {args.size} B ping-pong, {args.duration:g} s per backend "
+        f"(server on core {plan.server}, load on core {plan.load})"
+    )
+    print_table(results, [BASELINE], title=title, console=console)
+    console.print(ratio_table(results, args.backends))
+    idle = [measure_idle(b, args.idle) for b in args.backends] if args.idle else []
+    if idle:
+        table = Table(title=f"memory per idle connection ({args.idle:,} connections)")
+        for column in ("backend", "RSS B/conn", "Python heap B/conn"):
+            table.add_column(column, justify="left" if column == "backend" else "right")
+        for m in idle:
+            table.add_row(m.backend, f"{m.rss_per_conn:,.0f}", f"{m.heap_per_conn:,.0f}")
+        console.print(table)
+    command = reproduce_command(args)
+    console.print(f"target: uring-completion <= {TARGET:.2f} x epoll; command: {command}")
+    path = write_json(
+        timestamped("uring", "json", Path(args.out)),
+        results,
+        command=command,
+        meta={
+            "cores": dataclasses.asdict(plan),
+            "idle": [dataclasses.asdict(m) for m in idle],
+        },
+    )
+    console.print(f"results: {path}")
+    return 1 if any(r.error_count for r in results) else 0
