@@ -3,6 +3,7 @@ minimal peers, and the parsing of wrk's report (wrk itself is not installed by t
 
 from __future__ import annotations
 
+import math
 import socket
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def test_parse_wrk_output() -> None:
     assert result.errors == {"wrk:read": 3, "wrk:timeout": 1, "status:non-2xx": 5}
     with pytest.raises(ValueError):
         parse_wrk_output("garbage")
+    pipelined = parse_wrk_output(WRK_OUTPUT.replace("3.21ms", "0.00us"))
+    assert math.isnan(pipelined.p99_us)  # wrk prints 0 there when pipelining
 
 
 def test_bench_http_command_parses() -> None:

@@ -582,10 +582,17 @@ def parse_wrk_output(output: str) -> WrkResult:
     return WrkResult(
         requests=requests,
         duration=duration,
-        p50_us=_wrk_latency_us(percentiles["50"]) if "50" in percentiles else float("nan"),
-        p99_us=_wrk_latency_us(percentiles["99"]) if "99" in percentiles else float("nan"),
+        p50_us=_percentile(percentiles, "50"),
+        p99_us=_percentile(percentiles, "99"),
         errors=errors,
     )
+
+
+def _percentile(percentiles: dict[str, str], name: str) -> float:
+    """A wrk percentile in µs; NaN when missing or 0 (wrk's histogram reports 0 for the
+    upper percentiles when pipelining, which is not a latency)."""
+    value = _wrk_latency_us(percentiles[name]) if name in percentiles else 0.0
+    return value if value > 0 else float("nan")
 
 
 def run_wrk(
