@@ -142,6 +142,7 @@ class Supervisor:
         self._deadline: TimerHandle | None = None
         self._sockname = ""
         self._announced = False
+        self._signals: StopSignals | None = None
 
     # -- running --------------------------------------------------------------------------
 
@@ -152,7 +153,9 @@ class Supervisor:
         loop = self.loop = EventLoop(self.config.poller, name="supervisor")
         try:
             sockname = self._bind(loop)
-            StopSignals(loop, graceful=self.stop, force=self.force_stop, name="supervisor")
+            self._signals = StopSignals(
+                loop, graceful=self.stop, force=self.force_stop, name="supervisor"
+            )
             loop.add_signal_handler(signal.SIGCHLD, self._reap)
             self._sockname = format_sockname(self.address.kind, sockname)
             for slot in self.slots:
@@ -193,6 +196,8 @@ class Supervisor:
         assert loop is not None
         slot.restart = None
         parent_end, worker_end = channel_pair()
+        sys.stdout.flush()  # or the child would write what is buffered a second time
+        sys.stderr.flush()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
         try:
             pid = os.fork()
@@ -218,6 +223,7 @@ class Supervisor:
         """The forked worker: shed the supervisor's state, serve, and exit."""
         code = 1
         try:
+            signal.set_wakeup_fd(-1)  # the supervisor's, about to be closed
             for sig in CONTROL_SIGNALS:  # still blocked: ServerProcess unblocks them
                 signal.signal(sig, signal.SIG_DFL)
             _close_fds_except(self._keep_fds | {worker_end.fileno()})
@@ -407,6 +413,8 @@ class Supervisor:
             self.dispatcher.stop_accepting()
         if self._reserved is not None:
             self._reserved.close()
+        if self._signals is not None:
+            self._signals.close()
         loop.close()
 
 

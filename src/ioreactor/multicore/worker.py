@@ -57,6 +57,7 @@ class ServerProcess:
         self._channel: WorkerChannel | None = None
         self._server: TcpServer | None = None
         self._loop: EventLoop | None = None
+        self._signals: StopSignals | None = None
         self._last_report = (-1, -1)
         self._stopping = False
 
@@ -107,13 +108,15 @@ class ServerProcess:
                 self._server.close()
             if self._channel is not None:
                 self._channel.close()
+            if self._signals is not None:
+                self._signals.close()
             loop.close()
         return self.exit_code
 
     def _install_signals(self, loop: EventLoop) -> None:
         if self.is_worker:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # orders come from the supervisor
-            StopSignals(
+            self._signals = StopSignals(
                 loop,
                 graceful=self.stop,
                 force=self.force_stop,
@@ -123,7 +126,9 @@ class ServerProcess:
             )
             signal.pthread_sigmask(signal.SIG_UNBLOCK, CONTROL_SIGNALS)
         else:
-            StopSignals(loop, graceful=self.stop, force=self.force_stop, name=self.name)
+            self._signals = StopSignals(
+                loop, graceful=self.stop, force=self.force_stop, name=self.name
+            )
 
     # -- connections from the channel -----------------------------------------------------
 

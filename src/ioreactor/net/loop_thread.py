@@ -11,6 +11,10 @@ Each loop is created *inside* its thread, so its owner is that thread from the f
 instruction; other threads reach it only through ``run_in_loop``/``call_soon_threadsafe``
 (its queue and eventfd wakeup), never by touching its poller.
 
+Sub-loop threads block the asynchronous signals. CPython runs Python signal handlers on
+the main thread only; a SIGTERM the kernel delivered to a sub-loop thread would sit
+there until the main loop happened to wake, so the main thread must be the one to get it.
+
 On CPython the sub-loops take turns on the GIL: they keep a blocking callback from
 stalling accepts and scale on free-threaded builds, but cores are used by worker
 processes (:mod:`ioreactor.multicore`).
@@ -19,6 +23,7 @@ processes (:mod:`ioreactor.multicore`).
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from typing import Protocol
@@ -38,6 +43,14 @@ class LoopFactory(Protocol):
 STOP_TIMEOUT = 10.0
 #: How long :meth:`EventLoopThread.start` waits for the loop to come up.
 START_TIMEOUT = 10.0
+#: Signals a loop thread never takes: all but the ones a fault raises in the thread itself.
+THREAD_BLOCKED_SIGNALS = frozenset(signal.valid_signals()) - {
+    signal.SIGSEGV,
+    signal.SIGBUS,
+    signal.SIGFPE,
+    signal.SIGILL,
+    signal.SIGABRT,
+}
 
 
 class EventLoopThread:
@@ -85,6 +98,7 @@ class EventLoopThread:
         return self.loop
 
     def _thread_main(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, THREAD_BLOCKED_SIGNALS)
         try:
             if self.loop_factory is not None:
                 loop = self.loop_factory(name=self.name)
