@@ -14,6 +14,10 @@ parts and adds only its own load generator and peers:
 ``echo_bench`` ``ioreactor bench echo`` as a function (one server after another)
 ``idle_bench`` ``ioreactor bench idle``: RSS and Python heap per idle connection
 ``heap_probe`` runs an ``ioreactor`` command under tracemalloc, reports it on SIGUSR1
+``heartbeat_bench`` ``ioreactor bench heartbeat``: idle heartbeating connections, frames
 
 See ``docs/benchmarks.md`` for the method.
 """
+
+#: The servers a side-by-side benchmark compares: ours and the two minimal peers.
+PEER_SERVERS = ("ioreactor", "asyncio", "uvloop")

@@ -1,0 +1,51 @@
+"""The `ioreactor` entry point: every command registers, and none loads heavy modules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ioreactor.cli import build_parser
+
+HEAVY = ("asyncio", "rich", "matplotlib", "uvloop")
+
+
+def _heavy_modules_after(argv: list[str]) -> str:
+    code = (
+        "import sys; from ioreactor.cli import build_parser; "
+        f"build_parser({argv!r}).parse_args({argv!r}); "
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["echo", "--listen", "127.0.0.1:0"], ["--log-level", "DEBUG", "echo"], ["bench", "idle"]],
+)
+def test_running_a_command_imports_only_that_command(argv: list[str]) -> None:
+    # A server started by `ioreactor echo` must not pay for the benchmarks' imports
+    # (RSS and start-up time are measured against minimal peers).
+    assert _heavy_modules_after(argv) == "[]"
+
+
+def test_full_parser_lists_every_command() -> None:
+    help_text = build_parser().format_help()
+    for command in ("echo", "echo-client", "serve", "heartbeat", "model", "bench", "lab"):
+        assert command in help_text
+
+
+@pytest.mark.parametrize("group", ["bench", "lab"])
+def test_command_groups_have_their_subcommands(group: str) -> None:
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args([group])
+    assert exit_info.value.code == 2  # a sub-command is required
+
+
+def test_unknown_command_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["no-such-command"])
