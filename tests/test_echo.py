@@ -136,8 +136,11 @@ def test_sigint_stops_it_gracefully_closing_open_connections() -> None:
 def test_supervised_workers_stop_on_sigint() -> None:
     with echo_process("--workers", "2") as server:
         addr = server.wait_listening()
-        for _ in range(4):
-            echo_round_trips(addr)
+        try:
+            for _ in range(4):
+                echo_round_trips(addr)
+        except OSError as exc:
+            pytest.fail(f"{exc!r} from the supervised server; its log:\n{server.log}")
         assert server.stop(signal.SIGINT) == 0, server.log
     assert server.log.count("exited with code 0") == 2, server.log
 
