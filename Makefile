@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $@ $(RUNSTAMP)
 
 run: $(RUNSTAMP)
-	$(VENV)/bin/ioreactor echo
+	$(VENV)/bin/ioreactor serve
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests
