@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -34,9 +35,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ioreactor.bench.echo_bench import EchoBenchConfig, measure_echo_server
-from ioreactor.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
-from ioreactor.bench.procstat import process_fds, sample_tree
+from ioreactor.bench.echo_bench import WARMUP, load_processes
+from ioreactor.bench.echo_load import EchoLoadConfig, run_echo_load
+from ioreactor.bench.pinning import (
+    CorePlan,
+    ServerProcess,
+    core_plan,
+    free_port,
+    pin_current_process,
+)
+from ioreactor.bench.procstat import CLOCK_TICKS, TreeSample, process_fds, sample_tree
 from ioreactor.bench.report import (
     RESULTS_DIR,
     BenchResult,
@@ -86,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--conns", type=_int_list, default=(100, 1000), help="e.g. 100,1000")
     p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per backend")
-    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
     p.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison N times")
     p.add_argument(
         "--backends", type=_backend_list, default=BACKENDS, help="comma-separated, epoll first"
@@ -193,6 +201,77 @@ def measure_idle(backend: str, conns: int) -> IdleMemory:
 # -- the comparison ----------------------------------------------------------------------------
 
 
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User (Python) and system (kernel) CPU seconds of one process, from /proc."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+@dataclasses.dataclass(frozen=True)
+class EchoRun:
+    """What :func:`measure_backend` needs besides the backend and the connection count."""
+
+    size: int
+    duration: float
+    warmup: float
+    plan: CorePlan
+
+
+def measure_backend(backend: str, conns: int, run: EchoRun) -> BenchResult:
+    """One backend's echo server, pinned, under the echo load; CPU split user/system.
+
+    As ``ioreactor bench echo`` measures it (CPU of the server's process tree read right
+    before and after the window), plus the user/system split of the server process: user
+    time is the Python side of each message, system time the kernel's.
+    """
+    port = free_port()
+    command = server_command(backend, port)
+    samples: dict[str, TreeSample] = {}
+    split: dict[str, tuple[float, float]] = {}
+
+    def sample(when: str, count_fds: bool) -> None:
+        samples[when] = server.sample(count_fds=count_fds)
+        split[when] = user_system_seconds(server.pid)
+
+    with ServerProcess(command, port=port, core=run.plan.server) as server:
+        load = run_echo_load(
+            EchoLoadConfig(
+                host="127.0.0.1",
+                port=port,
+                conns=conns,
+                size=run.size,
+                duration=run.duration,
+                procs=load_processes(conns),
+                warmup=run.warmup,
+            ),
+            on_start=lambda: sample("before", False),
+            on_end=lambda: sample("after", True),
+        )
+    before, after = samples["before"], samples["after"]
+    per_msg = 1e6 / load.messages if load.messages else float("nan")
+    return BenchResult(
+        name=backend,
+        conns=conns,
+        ops=load.messages,
+        duration=load.duration,
+        server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
+        p50_us=load.latency_us(0.5),
+        p99_us=load.latency_us(0.99),
+        p999_us=load.latency_us(0.999),
+        rss_bytes=after.rss_bytes,
+        errors=load.errors,
+        unit="msg",
+        extra={
+            "size": run.size,
+            "user_us_per_msg": (split["after"][0] - split["before"][0]) * per_msg,
+            "system_us_per_msg": (split["after"][1] - split["before"][1]) * per_msg,
+            "server_fds": after.fds,
+            "command": " ".join(command),
+        },
+    )
+
+
 def reproduce_command(args: argparse.Namespace) -> str:
     parts = [
         "ioreactor bench uring",
@@ -210,25 +289,39 @@ def reproduce_command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def ratios(results: Sequence[BenchResult], backend: str, conns: int) -> list[float]:
+    """``backend``'s CPU µs/msg over epoll's, one value per round (same round only)."""
+    values = []
+    for i in sorted({r.extra["round"] for r in results}):
+        same = [r for r in results if r.extra["round"] == i]
+        mine = [r for r in same if r.name == backend and r.conns == conns]
+        value = ratio(mine[0], same, BASELINE) if mine else None
+        if value is not None:
+            values.append(value)
+    return values
+
+
 def ratio_table(results: Sequence[BenchResult], backends: Sequence[str]) -> Table:
-    """CPU µs/msg over epoll's, per connection count: one column per round."""
-    rounds = max((r.extra.get("round", 0) for r in results), default=0) + 1
-    table = Table(title="server CPU µs per message / epoll's, same round")
+    """Per backend and connection count: the ratio to epoll in each round, their median,
+    and the CPU split (user = Python, system = kernel) averaged over the rounds."""
+    rounds = len({r.extra["round"] for r in results})
+    table = Table(title="server CPU µs per message / epoll's in the same round")
     table.add_column("backend")
     table.add_column("conns", justify="right")
     for i in range(rounds):
         table.add_column(f"round {i + 1}", justify="right")
+    table.add_column("median", justify="right")
+    table.add_column("user µs/msg", justify="right")
+    table.add_column("system µs/msg", justify="right")
     for conns in sorted({r.conns for r in results}):
         for backend in backends:
-            if backend == BASELINE:
-                continue
-            cells = []
-            for i in range(rounds):
-                same = [r for r in results if r.extra.get("round") == i]
-                mine = [r for r in same if r.name == backend and r.conns == conns]
-                value = ratio(mine[0], same, BASELINE) if mine else None
-                cells.append("—" if value is None else f"{value:.2f}")
-            table.add_row(backend, f"{conns:,}", *cells)
+            values = ratios(results, backend, conns)
+            mine = [r for r in results if r.name == backend and r.conns == conns]
+            user = statistics.fmean(r.extra["user_us_per_msg"] for r in mine)
+            system = statistics.fmean(r.extra["system_us_per_msg"] for r in mine)
+            cells = [f"{v:.2f}" for v in values] + ["—"] * (rounds - len(values))
+            median = f"{statistics.median(values):.2f}" if values else "—"
+            table.add_row(backend, f"{conns:,}", *cells, median, f"{user:.2f}", f"{system:.2f}")
     return table
 
 
@@ -242,18 +335,13 @@ def run(args: argparse.Namespace) -> int:
     if not plan.pinned:
         console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
     pin_current_process(plan.load)
-    config = EchoBenchConfig(
-        conns=args.conns, size=args.size, duration=args.duration, warmup=args.warmup
-    )
+    run_config = EchoRun(size=args.size, duration=args.duration, warmup=args.warmup, plan=plan)
     results: list[BenchResult] = []
     for round_ in range(args.rounds):
         for conns in args.conns:
             for backend in args.backends:
-                port = free_port()
                 console.print(f"[dim]round {round_ + 1}: {backend}, {conns:,} conns ...[/]")
-                result = measure_echo_server(
-                    backend, server_command(backend, port), port, conns, config, plan
-                )
+                result = measure_backend(backend, conns, run_config)
                 result.extra["round"] = round_
                 results.append(result)
     title = (

@@ -139,3 +139,4 @@ class CompletionPoller(UringPoller):
                 except Exception:
                     log.exception("completion handler %r failed (res %d)", callback, res)
         done.clear()
+        self.buffers.publish()  # the buffers recycled by this batch, before the next enter

@@ -847,8 +847,10 @@ class BufferRing:
         self._anchors = (ring_anchor, data_anchor)
         del ring_anchor, data_anchor  # only self._anchors may export the maps (see _unmap)
         self._tail16 = memoryview(self._ring_mm).cast("H")
-        self._addr64 = memoryview(self._ring_mm).cast("Q")
+        self._ring_view = memoryview(self._ring_mm)
         self._data = memoryview(self._data_mm)
+        #: All buffers, back to back: buffer ``bid`` starts at ``bid * bufsize``.
+        self.data = self._data
         try:
             _call(NR_IO_URING_REGISTER, ring.fd, REGISTER_PBUF_RING, ctypes.addressof(reg), 1)
         except OSError as exc:
@@ -905,31 +907,33 @@ class BufferRing:
         self._add(bid)
         self._tail16[7] = self._tail  # entry written before the tail moves
 
-    @property
-    def data(self) -> memoryview:
-        """All buffers, back to back: buffer ``bid`` starts at ``bid * bufsize``."""
-        return self._data
-
     def recycle(self, cqe_flags: int) -> None:
-        """Give the buffer a completion names straight back to the kernel.
+        """Give the buffer a completion names back to the kernel at the next
+        :meth:`publish`.
 
         For a consumer that copies the bytes out (through :attr:`data`) within the same
         call that received the completion, so the buffer is never held: no claim
         bookkeeping. A buffer currently claimed is refused -- the kernel must never be
-        handed memory a consumer still reads.
-
-        Once per received chunk, so three aligned stores instead of a ``pack_into``:
-        every entry's length is ``bufsize`` forever, only its address and id change.
+        handed memory a consumer still reads. Once per received chunk, hence the entry is
+        packed through a memoryview (cheaper than item stores or the mmap itself) and
+        the shared tail is stored once per batch, by :meth:`publish`.
         """
         bid = cqe_flags >> CQE_BUFFER_SHIFT
         if self._owned[bid]:
             raise RuntimeError(f"buffer {bid} recycled while the consumer holds it")
         tail = self._tail
-        slot = tail & self._mask
-        self._addr64[2 * slot] = self._data_addr + bid * self.bufsize
-        self._tail16[8 * slot + 6] = bid
-        self._tail = tail = (tail + 1) & 0xFFFF
-        self._tail16[7] = tail  # entry written before the tail moves
+        _BUF.pack_into(
+            self._ring_view,
+            (tail & self._mask) * 16,
+            self._data_addr + bid * self.bufsize,
+            self.bufsize,
+            bid,
+        )
+        self._tail = (tail + 1) & 0xFFFF
+
+    def publish(self) -> None:
+        """Make every recycled buffer visible to the kernel (entries before the tail)."""
+        self._tail16[7] = self._tail
 
     def kernel_head(self) -> int:
         """The kernel's consumer head for this ring (PBUF_STATUS, Linux 6.8+)."""
@@ -945,7 +949,7 @@ class BufferRing:
 
     def _unmap(self) -> None:
         self._tail16.release()
-        self._addr64.release()
+        self._ring_view.release()
         self._data.release()
         del self._anchors
         self._ring_mm.close()
