@@ -346,7 +346,13 @@ class EventLoop:
             # Work is waiting (output queued outside an iteration counts): poll, don't sleep.
             wait: float | None = 0.0
         else:
-            deadline = self._timers.next_deadline()
+            heap = self._timers._heap
+            if not heap:
+                deadline = None
+            elif heap[0][2].cancelled:
+                deadline = self._timers.next_deadline()
+            else:
+                deadline = heap[0][0]
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             if timeout is not None and (wait is None or wait > timeout):
                 wait = timeout
@@ -360,16 +366,19 @@ class EventLoop:
                     callback(mask)
                 except Exception:
                     log.exception("%r: unhandled error in the handler of fd %d", self, fd)
-        if self._timers._heap:
+        heap = self._timers._heap
+        if heap and heap[0][0] <= start:
             for timer in self._timers.pop_due(time.monotonic()):
                 if not timer.cancelled:
                     self._run_handle(timer)
         ready = self._ready
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            if not handle.cancelled:
-                self._run_handle(handle)
-        self.flush()
+        if ready:
+            for _ in range(len(ready)):
+                handle = ready.popleft()
+                if not handle.cancelled:
+                    self._run_handle(handle)
+        if self.pending_flush:
+            self.flush()
         busy = time.monotonic() - start
         self._iterations += 1
         self._lag_recent.append(busy)

@@ -6,9 +6,12 @@ Data flow::
     conn.send(data) -> output chunks -> loop.flush() at the end of the iteration
                     -> one send()/sendmsg() -> kernel
 
-Writes are coalesced: everything sent during one loop iteration leaves in one system
-call. If the kernel takes only part of it, the rest waits for EPOLLOUT; interest in
-EPOLLOUT is switched on and off only on those transitions, never per event.
+Writes are coalesced: everything a handler sends while handling one read leaves in one
+system call as soon as ``on_message`` returns (Netty's flush on read-complete), and what
+is sent from anywhere else (timers, other connections, other threads) leaves once, at the
+end of the loop iteration. If the kernel takes only part of it, the rest waits for
+EPOLLOUT; interest in EPOLLOUT is switched on and off only on those transitions, never
+per event.
 
 Back-pressure: when queued output reaches ``high_water_mark`` the connection stops
 reading (a peer that does not read its replies cannot make us buffer without bound) and
@@ -76,6 +79,7 @@ class TcpConnection:
         "_close_after_drain",
         "_events",
         "_flush_queued",
+        "_in_read",
         "_notify_drain",
         "_out",
         "_out_size",
@@ -128,6 +132,7 @@ class TcpConnection:
         self._state = CONNECTED
         self._events = 0
         self._flush_queued = False
+        self._in_read = False
         self._writing = False
         self._above_high = False
         self.high_water_mark = high_water_mark
@@ -227,13 +232,18 @@ class TcpConnection:
             buffer.append(scratch[:n])
         # _deliver(), inlined: this is the per-message path.
         self.last_read = loop.now
+        self._in_read = True
         try:
             self.handler.on_message(self, buffer)
         except Exception as exc:
+            self._in_read = False
             self._callback_failed("on_message", exc)
             return
+        self._in_read = False
         if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
             del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
+        if self._out and not self._writing:
+            self._flush()  # read complete: what on_message sent leaves in one call
         if loop.edge_triggered:
             self._drain_edge_triggered(scratch)
 
@@ -337,7 +347,7 @@ class TcpConnection:
             # Fast path, the common case: first output of this iteration.
             self._out.append(data)
             self._out_size = len(data)
-            if not self._flush_queued:
+            if not self._flush_queued and not self._in_read:
                 self._flush_queued = True
                 loop.pending_flush.append(self)
             if self._out_size >= self.high_water_mark and not self._above_high:
@@ -358,7 +368,7 @@ class TcpConnection:
         self._out.append(data)
         size = self._out_size + n
         self._out_size = size
-        if not self._flush_queued and not self._writing:
+        if not self._flush_queued and not self._writing and not self._in_read:
             self._flush_queued = True
             self.loop.pending_flush.append(self)
         if size >= self.high_water_mark and not self._above_high:
