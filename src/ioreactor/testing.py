@@ -34,7 +34,12 @@ class LoopThread:
             self._error = exc
 
     def start(self) -> LoopThread:
+        """Start the thread and return once it owns the loop (its first iteration ran)."""
+        owned = threading.Event()
+        self.loop.call_soon(owned.set)
         self._thread.start()
+        if not owned.wait(30):
+            raise RuntimeError("loop thread did not start")
         return self
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float = 30.0) -> T:

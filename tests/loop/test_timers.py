@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -139,9 +140,22 @@ def test_heap_is_compacted_after_many_cancels() -> None:
     for h in handles[:900]:
         h.cancel()
     assert len(q) == 100
+    timer(q, 1500.0, log, -1)  # the owning thread's next schedule rebuilds the heap
     assert len(q._heap) < 200, "cancelled entries outnumbering live ones must be dropped"
     fire(q, 2000.0)
-    assert log == list(range(900, 1000))
+    assert log == [*range(900, 1000), -1]
+    assert len(q) == 0
+
+
+def test_cancel_from_another_thread_leaves_the_heap_alone() -> None:
+    # cancel() may run on any thread: it must not rebuild the heap under the loop's feet.
+    q = TimerQueue()
+    handles = [timer(q, float(i), [], i) for i in range(1000)]
+    heap = q._heap
+    worker = threading.Thread(target=lambda: [h.cancel() for h in handles])
+    worker.start()
+    worker.join()
+    assert q._heap is heap and len(heap) == 1000
     assert len(q) == 0
 
 

@@ -491,6 +491,25 @@ def test_close_from_another_thread_drains_first(loop_thread: LoopThread) -> None
     wait(loop_thread, lambda: handler.closes[conn] == 1, "on_close")
 
 
+def test_close_gives_up_on_a_peer_that_never_reads(loop_thread: LoopThread) -> None:
+    class Flood(SmallSendBuffer):
+        def on_connection(self, conn: TcpConnection) -> None:
+            super().on_connection(conn)
+            conn.close_timeout = 0.3
+            conn.send(payload(8 * MiB, 2))
+            conn.close()
+
+    handler = Flood()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server), small_buffers=True):
+        wait(loop_thread, lambda: bool(handler.conns), "connection")
+        conn = handler.conns[0]
+        # The client never reads: only close_timeout can end the connection.
+        wait(loop_thread, lambda: conn.closed, "close() to time out")
+        assert isinstance(conn.error, TimeoutError)
+    assert handler.closes[conn] == 1
+
+
 def test_send_from_another_thread(loop_thread: LoopThread) -> None:
     handler = Recorder()
     server = serve(loop_thread, handler)

@@ -148,6 +148,7 @@ class EventLoop:
         self._ready: collections.deque[Handle] = collections.deque()
         self._timers = TimerQueue()
         self._thread_id: int | None = threading.get_ident()
+        self._timers.owner_thread = self._thread_id
         self._running = False
         self._stopping = False
         self._closed = False
@@ -318,7 +319,7 @@ class EventLoop:
             raise RuntimeError(f"{self!r} is already running")
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
-        self._thread_id = threading.get_ident()
+        self._thread_id = self._timers.owner_thread = threading.get_ident()
         self._running = True
         try:
             while not self._stopping:

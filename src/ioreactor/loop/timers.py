@@ -3,14 +3,16 @@
 Cancellation is lazy: :meth:`Handle.cancel` only marks the handle, and the heap drops it
 when it reaches the top. That makes cancelling O(1) and safe from anywhere -- including
 from inside the very timer callback being run, which is how a periodic timer stops itself.
-When cancelled entries outnumber live ones the heap is rebuilt, so a server that cancels
-many timers (a deadline per request) does not keep them all alive.
+When cancelled entries outnumber live ones the heap is rebuilt (by the loop thread, on
+the next schedule), so a server that cancels many timers (a deadline per request) does
+not keep them all alive.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -64,17 +66,22 @@ class TimerHandle(Handle):
 class TimerQueue:
     """A min-heap of (deadline, sequence, handle); the sequence keeps FIFO order on ties."""
 
-    __slots__ = ("_cancelled", "_heap", "_seq")
+    __slots__ = ("_cancelled", "_heap", "_seq", "owner_thread")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._cancelled = 0
+        #: The thread of the loop that runs these timers (None: no loop yet).
+        self.owner_thread: int | None = None
 
     def __len__(self) -> int:
         return len(self._heap) - self._cancelled
 
     def add(self, handle: TimerHandle) -> None:
+        """Schedule ``handle`` (loop thread only)."""
+        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+            self._compact()
         heapq.heappush(self._heap, (handle.when, next(self._seq), handle))
 
     def next_deadline(self) -> float | None:
@@ -115,12 +122,23 @@ class TimerQueue:
         return due
 
     def _note_cancelled(self) -> None:
+        # cancel() may run on any thread: only the owning loop thread rebuilds the heap
+        # (here, or on its next add()).
         self._cancelled += 1
-        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
-            live = [entry for entry in self._heap if not entry[2].cancelled]
-            for entry in self._heap:
-                if entry[2].cancelled:
-                    entry[2]._queue = None
-            heapq.heapify(live)
-            self._heap = live
-            self._cancelled = 0
+        if (
+            self._cancelled > 64
+            and self._cancelled * 2 > len(self._heap)
+            and threading.get_ident() == self.owner_thread
+        ):
+            self._compact()
+
+    def _compact(self) -> None:
+        live = []
+        for entry in self._heap:
+            if entry[2].cancelled:
+                entry[2]._queue = None
+            else:
+                live.append(entry)
+        heapq.heapify(live)
+        self._heap = live
+        self._cancelled = 0

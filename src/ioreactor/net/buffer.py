@@ -122,6 +122,8 @@ class Buffer:
 
     def find(self, sub: bytes, start: int = 0) -> int:
         """Offset (from the reader index) of ``sub`` in the readable bytes, or -1."""
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         pos = self._data.find(sub, self._r + start, self._w)
         return -1 if pos < 0 else pos - self._r
 
@@ -134,6 +136,8 @@ class Buffer:
     def peek_int(self, width: int, offset: int = 0, signed: bool = False) -> int:
         """A network-order integer of ``width`` bytes at ``offset``, not consumed."""
         codec = _int_struct(width, signed)
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
         pos = self._r + offset
         if pos + width > self._w:
             raise ValueError(f"need {offset + width} bytes, only {self._w - self._r} readable")

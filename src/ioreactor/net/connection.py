@@ -19,7 +19,8 @@ reading (a peer that does not read its replies cannot make us buffer without bou
 
 Closing, three ways:
 
-``close()``       graceful: stop reading, send what is queued, then close.
+``close()``       graceful: stop reading, send what is queued, then close (after at
+                  most ``close_timeout`` seconds if the peer does not read it).
 ``shutdown()``    half-close: send what is queued, then ``shutdown(SHUT_WR)``; keep
                   reading until the peer closes its side too.
 ``force_close()`` now: queued output is discarded.
@@ -43,6 +44,7 @@ from ioreactor.net.handler import Handler, overrides
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
+    from ioreactor.loop.timers import TimerHandle
 
 log = logging.getLogger("ioreactor.connection")
 
@@ -51,6 +53,8 @@ log = logging.getLogger("ioreactor.connection")
 HIGH_WATER_MARK = 1024 * 1024
 #: Default output size at which reading resumes.
 LOW_WATER_MARK = 256 * 1024
+#: Default seconds a graceful close() waits for the peer to read the queued output.
+CLOSE_TIMEOUT = 30.0
 #: Chunks per sendmsg() call (IOV_MAX on Linux is 1024).
 IOV_MAX = 1024
 #: Edge-triggered pollers: reads (of up to the loop's scratch size) per readiness event
@@ -77,6 +81,7 @@ class TcpConnection:
     __slots__ = (
         "_above_high",
         "_close_after_drain",
+        "_close_timer",
         "_events",
         "_flush_queued",
         "_in_read",
@@ -89,6 +94,7 @@ class TcpConnection:
         "_shutdown_requested",
         "_state",
         "_writing",
+        "close_timeout",
         "context",
         "error",
         "fd",
@@ -138,6 +144,9 @@ class TcpConnection:
         self.high_water_mark = high_water_mark
         self.low_water_mark = low_water_mark
         self._close_after_drain = False
+        self._close_timer: TimerHandle | None = None
+        #: Seconds a graceful close() waits for the peer to take the queued output.
+        self.close_timeout: float | None = CLOSE_TIMEOUT
         self._shutdown_requested = False
         self._shut_wr = False
         self._peer_eof = False
@@ -513,7 +522,22 @@ class TcpConnection:
     def _close_when_drained(self) -> None:
         if self._out or self._flush_queued:
             self._close_after_drain = True
+            if self.close_timeout is not None and self._close_timer is None:
+                self._close_timer = self.loop.call_later(self.close_timeout, self._close_expired)
         else:
+            self._close_now()
+
+    def _close_expired(self) -> None:
+        """A peer that does not read cannot hold a closing connection open forever."""
+        self._close_timer = None
+        if self._state != DISCONNECTED:
+            log.info(
+                "%r: peer left %d bytes unread for %.1f s after close(); closing",
+                self,
+                self._out_size,
+                self.close_timeout,
+            )
+            self.error = TimeoutError(f"close(): {self._out_size} bytes unread by the peer")
             self._close_now()
 
     def force_close(self) -> None:
@@ -524,6 +548,9 @@ class TcpConnection:
         if self._state == DISCONNECTED:
             return
         self._state = DISCONNECTED
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
         self.loop.unwatch(self.fd)
         self.sock.close()
         self._out.clear()
