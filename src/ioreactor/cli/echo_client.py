@@ -26,7 +26,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Each connection sends SIZE random bytes, checks the echo byte for byte, "
         "and sends the next message; prints messages/s, latency percentiles and errors.",
     )
-    p.add_argument("--connect", default="127.0.0.1:7000", help="HOST:PORT (default %(default)s)")
+    p.add_argument(
+        "--connect",
+        default="127.0.0.1:7000",
+        help="HOST:PORT, udp://HOST:PORT, unix:///path or unix-dgram:///path "
+        "(default %(default)s)",
+    )
     p.add_argument("--conns", type=int, default=100, help="connections (default %(default)s)")
     p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured")
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         address = parse_address(args.connect)
         if address.kind != "tcp":
-            raise ValueError(f"--connect needs a TCP HOST:PORT, got {args.connect!r}")
+            return _run_other_kind(args)
         config = EchoLoadConfig(
             host=address.host,
             port=address.port,
@@ -95,4 +100,33 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     result = run_echo_load(config, progress=not args.no_progress and console.is_terminal)
     print_result(result, console)
+    return 1 if result.error_count else 0
+
+
+def _run_other_kind(args: argparse.Namespace) -> int:
+    """UDP, Unix stream and Unix datagram echo: the sequence-checked load of bench.udp_load.
+
+    Datagrams may be lost or reordered, so that load numbers each message instead of
+    comparing a byte stream; it reports losses as errors.
+    """
+    from rich.console import Console
+
+    from ioreactor.bench.udp_load import LoadConfig, run_load
+
+    if args.procs != 1:
+        raise SystemExit("ioreactor echo-client: --procs applies to TCP only")
+    try:
+        config = LoadConfig(
+            args.connect,
+            conns=args.conns,
+            size=args.size,
+            duration=args.duration,
+            warmup=args.warmup,
+            inflight=args.pipeline,
+            poller=args.poller,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"ioreactor echo-client: {exc}") from None
+    result = run_load(config)
+    print_result(result, Console())
     return 1 if result.error_count else 0
