@@ -10,7 +10,7 @@ import pytest
 from uring_support import make_loop
 
 from ioreactor.loop.poller import READ
-from ioreactor.loop.uring.completion import OP_TAG, UNWATCHED
+from ioreactor.loop.uring.completion import CALL, KIND_MASK, OP_TAG, UNWATCHED, channel_key
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -25,7 +25,7 @@ def test_a_failing_completion_handler_is_logged_and_the_batch_goes_on(
     def broken(res: int, flags: int) -> None:
         raise RuntimeError("handler bug")
 
-    first, second = port.new_key(), port.new_key()
+    first, second = port.call_key(), port.call_key()
     port.ops[first] = broken
     port.ops[second] = lambda res, flags: got.append((res, flags))
     port.ring.prep_nop(first)
@@ -43,13 +43,16 @@ def test_a_failing_completion_handler_is_logged_and_the_batch_goes_on(
         loop.close()
 
 
-def test_keys_are_tagged_and_distinct_from_poll_arms() -> None:
+def test_keys_are_tagged_and_distinct_from_poll_arms_and_each_other() -> None:
     loop = make_loop()
     try:
-        keys = {loop.port.new_key() for _ in range(1000)}
-        assert len(keys) == 1000
-        assert all(k & OP_TAG and k & 0b111 == 0 for k in keys)
-        assert UNWATCHED not in keys  # completions nobody waits for never hit a handler
+        keys = {loop.port.call_key() for _ in range(1000)}
+        channels = [object() for _ in range(1000)]
+        channel_keys = {channel_key(c) for c in channels}
+        assert len(keys) == len(channel_keys) == 1000
+        assert all(k & OP_TAG and k & KIND_MASK == CALL for k in keys)
+        assert all(k & OP_TAG and k & KIND_MASK == 0 for k in channel_keys)
+        assert UNWATCHED not in keys | channel_keys  # never reaches a handler
     finally:
         loop.close()
 

@@ -54,6 +54,8 @@ from ioreactor.bench.report import (
     write_json,
 )
 
+#: What the servers serve: TCP echo, or HTTP keep-alive ``GET /``.
+WORKLOADS = ("echo", "http")
 #: Backends compared, the baseline first.
 BACKENDS = ("epoll", "uring", "uring-completion")
 BASELINE = "epoll"
@@ -83,6 +85,14 @@ def _backend_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _workload_list(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown workload(s) {unknown}; known: {WORKLOADS}")
+    return names
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "uring",
@@ -101,7 +111,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--idle", type=int, default=0, help="also measure N idle connections")
     p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
-    p.add_argument("--serve", choices=["echo"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--workloads", type=_workload_list, default=("echo",), help="echo, http or echo,http"
+    )
+    p.add_argument("--serve", choices=WORKLOADS, help=argparse.SUPPRESS)
     p.add_argument("--backend", choices=BACKENDS, default=BASELINE, help=argparse.SUPPRESS)
     p.add_argument("--listen", default="127.0.0.1:0", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -110,30 +123,42 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 # -- the server side (--serve) ----------------------------------------------------------------
 
 
-def serve_echo(backend: str, listen: str) -> int:
-    """Serve echo on ``backend`` until SIGTERM/SIGINT (the benchmark's server process)."""
-    from ioreactor.echo import EchoHandler
+def serve(workload: str, backend: str, listen: str) -> int:
+    """Serve ``workload`` on ``backend`` until SIGTERM/SIGINT (a benchmark's server):
+    ``echo`` is ``EchoHandler`` on a ``TcpServer``, ``http`` the ``ioreactor serve`` app
+    (``GET /`` -> ``Hello, World!``) on an ``HttpServer``, one loop, one process."""
     from ioreactor.loop.uring import install, new_loop
-    from ioreactor.net.server import TcpServer
     from ioreactor.net.sockopt import raise_nofile_limit
 
     raise_nofile_limit()
     install()
-    loop = new_loop(backend, name=f"echo-{backend}")
-    server = TcpServer(loop, listen, EchoHandler()).start()
+    loop = new_loop(backend, name=f"{workload}-{backend}")
+    close: Callable[[], object]
+    if workload == "http":
+        from ioreactor.http.echo_app import build_echo_app
+        from ioreactor.http.server import HttpServer
+
+        close = HttpServer(loop, listen, build_echo_app()).start().tcp.close
+    else:
+        from ioreactor.echo import EchoHandler
+        from ioreactor.net.server import TcpServer
+
+        close = TcpServer(loop, listen, EchoHandler()).start().close
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, loop.stop)
     loop.run()
-    server.close()
+    close()
     loop.run_once(0)  # let the closes reach the kernel
     loop.close()
     return 0
 
 
-def server_command(backend: str, port: int, prefix: Sequence[str] = ()) -> list[str]:
-    """The command running the echo server on ``backend`` at ``127.0.0.1:port``."""
+def server_command(
+    backend: str, port: int, prefix: Sequence[str] = (), workload: str = "echo"
+) -> list[str]:
+    """The command serving ``workload`` on ``backend`` at ``127.0.0.1:port``."""
     launcher = list(prefix) or [sys.executable, "-m", "ioreactor"]
-    args = ["bench", "uring", "--serve", "echo", "--backend", backend]
+    args = ["bench", "uring", "--serve", workload, "--backend", backend]
     return [*launcher, *args, "--listen", f"127.0.0.1:{port}"]
 
 
@@ -209,24 +234,61 @@ def user_system_seconds(pid: int) -> tuple[float, float]:
 
 
 @dataclasses.dataclass(frozen=True)
-class EchoRun:
+class Run:
     """What :func:`measure_backend` needs besides the backend and the connection count."""
 
+    workload: str
     size: int
     duration: float
     warmup: float
     plan: CorePlan
 
 
-def measure_backend(backend: str, conns: int, run: EchoRun) -> BenchResult:
-    """One backend's echo server, pinned, under the echo load; CPU split user/system.
+def _drive(
+    run: Run, port: int, conns: int, on_start: Callable[[], None], on_end: Callable[[], None]
+) -> tuple[int, float, Callable[[float], float], dict[str, int]]:
+    """Run the workload's load; (operations, seconds, latency percentile µs, errors)."""
+    if run.workload == "http":
+        from ioreactor.bench.http_load import HttpLoadConfig, run_http_load
 
-    As ``ioreactor bench echo`` measures it (CPU of the server's process tree read right
-    before and after the window), plus the user/system split of the server process: user
-    time is the Python side of each message, system time the kernel's.
+        http = run_http_load(
+            HttpLoadConfig(
+                host="127.0.0.1",
+                port=port,
+                conns=conns,
+                duration=run.duration,
+                warmup=run.warmup,
+                procs=load_processes(conns),
+            ),
+            on_start=on_start,
+            on_end=on_end,
+        )
+        return http.requests, http.duration, http.latency_us, http.errors
+    echo = run_echo_load(
+        EchoLoadConfig(
+            host="127.0.0.1",
+            port=port,
+            conns=conns,
+            size=run.size,
+            duration=run.duration,
+            procs=load_processes(conns),
+            warmup=run.warmup,
+        ),
+        on_start=on_start,
+        on_end=on_end,
+    )
+    return echo.messages, echo.duration, echo.latency_us, echo.errors
+
+
+def measure_backend(backend: str, conns: int, run: Run) -> BenchResult:
+    """One backend's server, pinned, under the workload's load; CPU split user/system.
+
+    As ``ioreactor bench echo``/``http`` measure it (CPU of the server's process tree read
+    right before and after the window), plus the user/system split of the server process:
+    user time is the Python side of each operation, system time the kernel's.
     """
     port = free_port()
-    command = server_command(backend, port)
+    command = server_command(backend, port, workload=run.workload)
     samples: dict[str, TreeSample] = {}
     split: dict[str, tuple[float, float]] = {}
 
@@ -235,37 +297,28 @@ def measure_backend(backend: str, conns: int, run: EchoRun) -> BenchResult:
         split[when] = user_system_seconds(server.pid)
 
     with ServerProcess(command, port=port, core=run.plan.server) as server:
-        load = run_echo_load(
-            EchoLoadConfig(
-                host="127.0.0.1",
-                port=port,
-                conns=conns,
-                size=run.size,
-                duration=run.duration,
-                procs=load_processes(conns),
-                warmup=run.warmup,
-            ),
-            on_start=lambda: sample("before", False),
-            on_end=lambda: sample("after", True),
+        ops, seconds, latency_us, errors = _drive(
+            run, port, conns, lambda: sample("before", False), lambda: sample("after", True)
         )
     before, after = samples["before"], samples["after"]
-    per_msg = 1e6 / load.messages if load.messages else float("nan")
+    per_op = 1e6 / ops if ops else float("nan")
     return BenchResult(
         name=backend,
         conns=conns,
-        ops=load.messages,
-        duration=load.duration,
+        ops=ops,
+        duration=seconds,
         server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
-        p50_us=load.latency_us(0.5),
-        p99_us=load.latency_us(0.99),
-        p999_us=load.latency_us(0.999),
+        p50_us=latency_us(0.5),
+        p99_us=latency_us(0.99),
+        p999_us=latency_us(0.999),
         rss_bytes=after.rss_bytes,
-        errors=load.errors,
-        unit="msg",
+        errors=errors,
+        unit="req" if run.workload == "http" else "msg",
         extra={
+            "workload": run.workload,
             "size": run.size,
-            "user_us_per_msg": (split["after"][0] - split["before"][0]) * per_msg,
-            "system_us_per_msg": (split["after"][1] - split["before"][1]) * per_msg,
+            "user_us_per_op": (split["after"][0] - split["before"][0]) * per_op,
+            "system_us_per_op": (split["after"][1] - split["before"][1]) * per_op,
             "server_fds": after.fds,
             "command": " ".join(command),
         },
@@ -284,6 +337,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
         parts.append(f"--rounds {args.rounds}")
     if args.backends != BACKENDS:
         parts.append(f"--backends {','.join(args.backends)}")
+    if args.workloads != ("echo",):
+        parts.append(f"--workloads {','.join(args.workloads)}")
     if args.idle:
         parts.append(f"--idle {args.idle}")
     return " ".join(parts)
@@ -305,20 +360,21 @@ def ratio_table(results: Sequence[BenchResult], backends: Sequence[str]) -> Tabl
     """Per backend and connection count: the ratio to epoll in each round, their median,
     and the CPU split (user = Python, system = kernel) averaged over the rounds."""
     rounds = len({r.extra["round"] for r in results})
-    table = Table(title="server CPU µs per message / epoll's in the same round")
+    unit = results[0].unit if results else "msg"
+    table = Table(title=f"server CPU µs per {unit} / epoll's in the same round")
     table.add_column("backend")
     table.add_column("conns", justify="right")
     for i in range(rounds):
         table.add_column(f"round {i + 1}", justify="right")
     table.add_column("median", justify="right")
-    table.add_column("user µs/msg", justify="right")
-    table.add_column("system µs/msg", justify="right")
+    table.add_column(f"user µs/{unit}", justify="right")
+    table.add_column(f"system µs/{unit}", justify="right")
     for conns in sorted({r.conns for r in results}):
         for backend in backends:
             values = ratios(results, backend, conns)
             mine = [r for r in results if r.name == backend and r.conns == conns]
-            user = statistics.fmean(r.extra["user_us_per_msg"] for r in mine)
-            system = statistics.fmean(r.extra["system_us_per_msg"] for r in mine)
+            user = statistics.fmean(r.extra["user_us_per_op"] for r in mine)
+            system = statistics.fmean(r.extra["system_us_per_op"] for r in mine)
             cells = [f"{v:.2f}" for v in values] + ["—"] * (rounds - len(values))
             median = f"{statistics.median(values):.2f}" if values else "—"
             table.add_row(backend, f"{conns:,}", *cells, median, f"{user:.2f}", f"{system:.2f}")
@@ -327,7 +383,7 @@ def ratio_table(results: Sequence[BenchResult], backends: Sequence[str]) -> Tabl
 
 def run(args: argparse.Namespace) -> int:
     if args.serve:
-        return serve_echo(args.backend, args.listen)
+        return serve(args.serve, args.backend, args.listen)
     console = Console()
     if not console.is_terminal:
         console = Console(width=TABLE_WIDTH)
@@ -335,21 +391,28 @@ def run(args: argparse.Namespace) -> int:
     if not plan.pinned:
         console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
     pin_current_process(plan.load)
-    run_config = EchoRun(size=args.size, duration=args.duration, warmup=args.warmup, plan=plan)
     results: list[BenchResult] = []
-    for round_ in range(args.rounds):
-        for conns in args.conns:
-            for backend in args.backends:
-                console.print(f"[dim]round {round_ + 1}: {backend}, {conns:,} conns ...[/]")
-                result = measure_backend(backend, conns, run_config)
-                result.extra["round"] = round_
-                results.append(result)
-    title = (
-        f"TCP echo {args.size} B ping-pong, {args.duration:g} s per backend "
-        f"(server on core {plan.server}, load on core {plan.load})"
-    )
-    print_table(results, [BASELINE], title=title, console=console)
-    console.print(ratio_table(results, args.backends))
+    for workload in args.workloads:
+        config = Run(workload, args.size, args.duration, args.warmup, plan)
+        mine: list[BenchResult] = []
+        for round_ in range(args.rounds):
+            for conns in args.conns:
+                for backend in args.backends:
+                    console.print(
+                        f"[dim]{workload} round {round_ + 1}: {backend}, {conns:,} conns ...[/]"
+                    )
+                    result = measure_backend(backend, conns, config)
+                    result.extra["round"] = round_
+                    mine.append(result)
+            this_round = [r for r in mine if r.extra["round"] == round_]
+            what = "HTTP keep-alive GET /" if workload == "http" else f"TCP echo {args.size} B"
+            title = (
+                f"{what}, round {round_ + 1}, {args.duration:g} s per backend "
+                f"(server on core {plan.server}, load on core {plan.load})"
+            )
+            print_table(this_round, [BASELINE], title=title, console=console)
+        console.print(ratio_table(mine, args.backends))
+        results += mine
     idle = [measure_idle(b, args.idle) for b in args.backends] if args.idle else []
     if idle:
         table = Table(title=f"memory per idle connection ({args.idle:,} connections)")

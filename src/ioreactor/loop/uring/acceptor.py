@@ -21,7 +21,13 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ioreactor.loop.uring.completion import ACCEPT, UNWATCHED, CompletionPoller
+from ioreactor.loop.uring.completion import (
+    ACCEPT,
+    UNWATCHED,
+    CompletionPoller,
+    channel_key,
+    register_kind,
+)
 from ioreactor.loop.uring.ring import CQE_F_MORE
 from ioreactor.net.acceptor import _FD_EXHAUSTED, _TRANSIENT, ACCEPT_BATCH, Acceptor
 
@@ -50,7 +56,7 @@ class UringAcceptor(Acceptor):
             raise TypeError(f"UringAcceptor needs a completion-mode uring loop, not {loop!r}")
         super().__init__(loop, listener, on_accept, batch=batch)
         self._port = port
-        self._user_data = port.new_key() | ACCEPT
+        self._user_data = channel_key(self) | ACCEPT
         self._armed = False
         #: False once the kernel refused multishot accept: one-shot accepts, re-armed.
         self.multishot = True
@@ -63,7 +69,7 @@ class UringAcceptor(Acceptor):
     def _arm(self) -> None:
         port = self._port
         port.ring.prep_accept(self.listener.fileno(), self._user_data, multishot=self.multishot)
-        port.ops[self._user_data] = self._accept_done
+        port.ops[self._user_data] = self
         self._armed = True
 
     def _accept_done(self, res: int, flags: int) -> None:
@@ -124,3 +130,6 @@ class UringAcceptor(Acceptor):
         if self._spare_fd >= 0:
             os.close(self._spare_fd)
             self._spare_fd = -1
+
+
+register_kind(ACCEPT, UringAcceptor._accept_done)

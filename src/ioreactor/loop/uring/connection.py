@@ -17,17 +17,21 @@ use) and calls ``on_message``. An idle connection holds no buffer at all. Pausin
 (high water mark, ``close()``, EOF) cancels the receive; resuming re-arms it.
 
 Writing: one send in flight per connection (two sends on one socket could complete out
-of order). Everything queued during an iteration leaves in one ``SEND`` (several small
-chunks are joined; large ones go as one ``SENDMSG`` gather). The chunks in flight are
-kept referenced by the connection -- itself kept by the loop's operation table -- until
-the completion, even if the connection is closed meanwhile: the kernel never reads freed
-memory. ``MSG_WAITALL`` lets the kernel finish a stream send itself; a short completion
-is still handled by resubmitting the rest. Output queued while a send is in flight goes
-out when it completes.
+of order). What ``on_message`` sends leaves in one ``SEND`` as soon as it returns (flush
+on read-complete, as on epoll); what is sent from anywhere else leaves at the end of the
+iteration (several small chunks are joined; large ones go as one ``SENDMSG`` gather).
+The chunks in flight stay at the front of ``_out`` -- so the base class's drain, close
+and shutdown logic sees them as unsent output -- and referenced until the completion,
+even if the connection is closed meanwhile (then the loop's table keeps them): the
+kernel never reads freed memory. ``MSG_WAITALL`` lets the kernel finish a stream send
+itself; a short completion is still handled: the rest goes out next, before newer
+output. Output queued while a send is in flight goes out when it completes.
 
 Closing: cancel the in-flight receive and send by user_data, then ``CLOSE`` the detached
 fd through the ring (``SHUTDOWN`` too, for half-close). ``on_close`` fires at once, exactly
 once; the completions that follow (``-ECANCELED``, a last buffer) only release memory.
+The fd itself is released by the next ``io_uring_enter`` -- the start of the next loop
+iteration -- so the peer's FIN (and a count of open fds) may lag ``on_close`` by that.
 
 Completion errors: ``ECONNRESET``/``EPIPE``/any other error close the connection (as a
 failed ``recv``/``send`` does on epoll); ``-ENOBUFS`` (the buffer ring ran dry) re-arms the
@@ -46,7 +50,15 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import READ
-from ioreactor.loop.uring.completion import RECV, SEND, SHUTDOWN, UNWATCHED, CompletionPoller
+from ioreactor.loop.uring.completion import (
+    RECV,
+    SEND,
+    SHUTDOWN,
+    UNWATCHED,
+    CompletionPoller,
+    channel_key,
+    register_kind,
+)
 from ioreactor.loop.uring.ring import (
     BYTES_DATA_OFFSET,
     CQE_BUFFER_SHIFT,
@@ -67,6 +79,7 @@ from ioreactor.net.handler import Handler
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
+    from ioreactor.loop.uring.loop import UringEventLoop
 
 log = logging.getLogger("ioreactor.connection")
 
@@ -80,24 +93,25 @@ _MSGHDR = struct.Struct("<QI4xQQQQi4x")  # name, namelen, iov, iovlen, control, 
 _IOVEC = struct.Struct("<QQ")
 assert _MSGHDR.size == 56
 
+# _recv_state: the receive's state in the low bits, plus a flag.
 _IDLE, _ARMED, _CANCELLING = 0, 1, 2
+_STATE = 0b11
+#: Bytes arrived while reading was paused, not yet shown to the handler.
+_HELD = 0b100
 
 
 class UringConnection(TcpConnection):
     """A connected stream socket whose I/O goes through the loop's io_uring (see the
     module docstring). Build it only on a loop whose poller is a
-    :class:`~ioreactor.loop.uring.completion.CompletionPoller`."""
+    :class:`~ioreactor.loop.uring.completion.CompletionPoller`.
 
-    __slots__ = (
-        "_held_input",
-        "_iov",
-        "_key",
-        "_port",
-        "_recv_state",
-        "_send_len",
-        "_send_offset",
-        "_sending",
-    )
+    Three slots more than :class:`TcpConnection` (memory per connection is a feature):
+    the operation keys derive from ``id(self)``, the loop's port is ``loop.port``.
+    """
+
+    __slots__ = ("_inflight", "_recv_state", "_send_offset")
+
+    loop: UringEventLoop
 
     def __init__(
         self,
@@ -110,8 +124,7 @@ class UringConnection(TcpConnection):
         high_water_mark: int = HIGH_WATER_MARK,
         low_water_mark: int = LOW_WATER_MARK,
     ) -> None:
-        port = loop.poller
-        if not isinstance(port, CompletionPoller):
+        if not isinstance(loop.poller, CompletionPoller):
             raise TypeError(f"UringConnection needs a completion-mode uring loop, not {loop!r}")
         super().__init__(
             loop,
@@ -122,18 +135,11 @@ class UringConnection(TcpConnection):
             high_water_mark=high_water_mark,
             low_water_mark=low_water_mark,
         )
-        self._port = port
-        self._key = port.new_key()
         self._recv_state = _IDLE
-        #: Bytes arrived while reading was paused, not yet shown to the handler.
-        self._held_input = False
-        #: Chunks of the send in flight (the first ``_send_offset`` bytes already sent);
-        #: swapped with ``_out`` on submit, so the kernel's memory stays referenced.
-        self._sending: list[bytes | memoryview] | None = None
+        #: How many chunks at the front of ``_out`` the send in flight covers.
+        self._inflight = 0
+        #: Bytes of ``_out[0]`` already sent (after a short send).
         self._send_offset = 0
-        self._send_len = 0
-        #: The msghdr + iovec block of an in-flight SENDMSG (pinned with it).
-        self._iov: ctypes.Array[ctypes.c_char] | None = None
 
     # -- reading -------------------------------------------------------------------------
 
@@ -151,27 +157,28 @@ class UringConnection(TcpConnection):
         if events == self._events or self._state == DISCONNECTED:
             return
         self._events = events
+        state = self._recv_state
         if events & READ:
-            if self._recv_state == _IDLE:
+            if state & _STATE == _IDLE:
                 self._arm_recv()
             # (_CANCELLING: the cancelled receive's last completion re-arms it)
-            if self._held_input:
+            if state & _HELD:
                 self.loop.call_soon(self._deliver_held)
-        elif self._recv_state == _ARMED:
-            self._cancel(self._key | RECV)
-            self._recv_state = _CANCELLING
+        elif state & _STATE == _ARMED:
+            self._cancel(channel_key(self) | RECV)
+            self._recv_state = state & _HELD | _CANCELLING
 
     def _arm_recv(self) -> None:
-        port = self._port
-        user_data = self._key | RECV
+        port = self.loop.port
+        user_data = channel_key(self) | RECV
         port.ring.prep_recv(self.fd, port.buffers, user_data, multishot=True)
-        port.ops[user_data] = self._recv_done
-        self._recv_state = _ARMED
+        port.ops[user_data] = self
+        self._recv_state = self._recv_state & _HELD | _ARMED
 
     def _recv_done(self, res: int, flags: int) -> None:
         """A receive completion: bytes in a provided buffer, EOF, or an error."""
         if flags & CQE_F_BUFFER:
-            buffers = self._port.buffers
+            buffers = self.loop.port.buffers
             if res > 0 and self._state != DISCONNECTED:
                 start = (flags >> CQE_BUFFER_SHIFT) * buffers.bufsize
                 buffer = self.input
@@ -184,8 +191,8 @@ class UringConnection(TcpConnection):
                     buffer.append(buffers.data[start : start + res])
             buffers.recycle(flags)  # copied out: the kernel may fill it again
         if not flags & CQE_F_MORE:
-            del self._port.ops[self._key | RECV]
-            self._recv_state = _IDLE
+            del self.loop.port.ops[channel_key(self) | RECV]
+            self._recv_state &= _HELD  # _IDLE
             if res <= 0:
                 self._recv_ended(res)
                 return
@@ -194,17 +201,22 @@ class UringConnection(TcpConnection):
         if self._state == DISCONNECTED:
             return
         if not self._events & READ:
-            self._held_input = True  # arrived while paused: shown when reading resumes
+            self._recv_state |= _HELD  # arrived while paused: shown when reading resumes
             return
         buffer = self.input
         self.last_read = self.loop.now
+        self._in_read = True
         try:
             self.handler.on_message(self, buffer)
         except Exception as exc:
+            self._in_read = False
             self._callback_failed("on_message", exc)
             return
+        self._in_read = False
         if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
             del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
+        if self._out and not self._writing:
+            self._flush()  # read complete: what on_message sent leaves in one operation
 
     def _recv_ended(self, res: int) -> None:
         """The receive's final completion without data: EOF, cancelled, dry, or failed."""
@@ -214,21 +226,21 @@ class UringConnection(TcpConnection):
             self._handle_eof()
         elif res == -errno.ECANCELED or res == -errno.ENOBUFS:
             if res == -errno.ENOBUFS:
-                self._port.enobufs += 1  # the bytes wait in the socket: just re-arm
+                self.loop.port.enobufs += 1  # the bytes wait in the socket: just re-arm
             if self._events & READ and not self._peer_eof:
                 self._arm_recv()
         else:
             self._handle_error(OSError(-res, os.strerror(-res)))
 
     def _deliver_held(self) -> None:
-        if self._held_input and self._events & READ:
-            self._held_input = False
+        if self._recv_state & _HELD and self._events & READ:
+            self._recv_state &= _STATE
             self._deliver()
 
     # -- writing -------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """End of iteration: one send operation for everything queued (none in flight)."""
+        """Hand everything queued to the kernel in one operation (none is in flight)."""
         self._flush_queued = False
         if self._state == DISCONNECTED or self._writing:
             return
@@ -237,181 +249,162 @@ class UringConnection(TcpConnection):
             if self._notify_drain or self._shutdown_requested or self._close_after_drain:
                 self._drained()
             return
-        if len(out) > 1 and self._out_size <= JOIN_LIMIT:
-            joined = b"".join(out)
-            out.clear()
-            out.append(joined)
-        sending = self._sending
-        self._out = [] if sending is None else sending
-        self._sending = out  # referenced until the completion: the kernel reads it
-        self._send_offset = 0
         chunk = out[0]
         if len(out) == 1 and type(chunk) is bytes:
             # One chunk (the common case): _submit_send() inlined.
-            port = self._port
-            user_data = self._key | SEND
-            self._send_len = length = len(chunk)
+            port = self.loop.port
+            user_data = channel_key(self) | SEND
+            offset = self._send_offset
             port.ring.prep_send_at(
-                self.fd, id(chunk) + BYTES_DATA_OFFSET, length, user_data, SEND_FLAGS
+                self.fd,
+                id(chunk) + BYTES_DATA_OFFSET + offset,
+                len(chunk) - offset,
+                user_data,
+                SEND_FLAGS,
             )
-            port.ops[user_data] = self._send_done
+            port.ops[user_data] = self
+            self._inflight = 1
             self._writing = True
         else:
             self._submit_send()
 
     def _submit_send(self) -> None:
-        """One SEND (one chunk) or SENDMSG (up to IOV_MAX chunks) of ``_sending``."""
-        sending = self._sending
-        assert sending
-        port = self._port
-        user_data = self._key | SEND
+        """One SEND (one chunk, or several small ones joined) or one SENDMSG (up to
+        IOV_MAX chunks) of the front of ``_out``."""
+        out = self._out
         offset = self._send_offset
-        if len(sending) == 1:
-            chunk = _pinnable(sending, 0)
-            length = len(chunk) - offset
+        if len(out) > 1 and self._out_size <= JOIN_LIMIT:
+            out[0] = memoryview(out[0])[offset:]
+            joined = b"".join(out)
+            out.clear()
+            out.append(joined)
+            self._send_offset = offset = 0
+        port = self.loop.port
+        user_data = channel_key(self) | SEND
+        if len(out) == 1:
+            chunk = _pinnable(out, 0)
             port.ring.prep_send_at(
-                self.fd, id(chunk) + BYTES_DATA_OFFSET + offset, length, user_data, SEND_FLAGS
+                self.fd,
+                id(chunk) + BYTES_DATA_OFFSET + offset,
+                len(chunk) - offset,
+                user_data,
+                SEND_FLAGS,
             )
+            count = 1
         else:
-            chunks = sending[:IOV_MAX]
-            iov = ctypes.create_string_buffer(_MSGHDR.size + _IOVEC.size * len(chunks))
+            count = min(len(out), IOV_MAX)
+            iov = ctypes.create_string_buffer(_MSGHDR.size + _IOVEC.size * count)
             base = ctypes.addressof(iov)
-            length = 0
-            for i in range(len(chunks)):
-                chunk = _pinnable(sending, i)
+            for i in range(count):
+                chunk = _pinnable(out, i)
                 skip = offset if i == 0 else 0
-                size = len(chunk) - skip
                 _IOVEC.pack_into(
-                    iov, _MSGHDR.size + i * _IOVEC.size, id(chunk) + BYTES_DATA_OFFSET + skip, size
+                    iov,
+                    _MSGHDR.size + i * _IOVEC.size,
+                    id(chunk) + BYTES_DATA_OFFSET + skip,
+                    len(chunk) - skip,
                 )
-                length += size
-            _MSGHDR.pack_into(iov, 0, 0, 0, base + _MSGHDR.size, len(chunks), 0, 0, 0)
-            self._iov = iov
+            _MSGHDR.pack_into(iov, 0, 0, 0, base + _MSGHDR.size, count, 0, 0, 0)
+            port.pinned[user_data] = iov  # the msghdr and iovec array, until completion
             port.ring.prep_sendmsg_at(self.fd, base, user_data, SEND_FLAGS)
-        self._send_len = length
-        port.ops[user_data] = self._send_done
+        port.ops[user_data] = self
+        self._inflight = count
         self._writing = True
 
     def _send_done(self, res: int, flags: int) -> None:
-        """The send's completion: all sent, part sent (resubmit the rest), or failed."""
-        del self._port.ops[self._key | SEND]
+        """The send's completion: all sent, part sent (the rest goes next), or failed."""
+        port = self.loop.port
+        user_data = channel_key(self) | SEND
+        del port.ops[user_data]
         self._writing = False
-        sending = self._sending
-        assert sending is not None
-        if res == self._send_len and self._state != DISCONNECTED and len(sending) <= IOV_MAX:
-            sending.clear()  # everything handed over (the common case)
-        elif not self._send_incomplete(res, sending):
+        out = self._out
+        inflight = self._inflight
+        self._inflight = 0
+        if self._state == DISCONNECTED:
+            port.pinned.pop(user_data, None)  # the kernel is done: the bytes may go now
             return
-        self._iov = None
+        if inflight == 1 and res == len(out[0]) - self._send_offset:
+            del out[0]  # everything handed over (the common case)
+            self._send_offset = 0
+        else:
+            port.pinned.pop(user_data, None)  # a SENDMSG's iovecs
+            if res < 0:
+                self._handle_error(OSError(-res, os.strerror(-res)))
+                return
+            offset = self._send_offset + res
+            done = 0
+            while done < len(out) and offset >= len(out[done]):
+                offset -= len(out[done])
+                done += 1
+            del out[:done]
+            self._send_offset = offset  # a short send: the rest leaves next, first
         self.last_write = self.loop.now
         self._out_size -= res
         if self._above_high and self._out_size <= self.low_water_mark:
             self._above_high = False
             if not self._peer_eof and self._state == CONNECTED:
                 self._set_events(self._events | READ)
-        if self._out:
+        if out:
             if not self._flush_queued:
                 self._flush_queued = True
                 self.loop.pending_flush.append(self)
         elif self._notify_drain or self._shutdown_requested or self._close_after_drain:
             self._drained()
 
-    def _send_incomplete(self, res: int, sending: list[bytes | memoryview]) -> bool:
-        """The uncommon send completions. True: fully handed over after all, go on as
-        for a complete send; False: handled here (failed, closed, or resubmitted)."""
-        self._iov = None
-        if self._state == DISCONNECTED:
-            sending.clear()  # the kernel is done with these bytes: they may go now
-            return False
-        if res < 0:
-            sending.clear()
-            self._handle_error(OSError(-res, os.strerror(-res)))
-            return False
-        offset = self._send_offset + res
-        done = 0
-        while done < len(sending) and offset >= len(sending[done]):
-            offset -= len(sending[done])
-            done += 1
-        del sending[:done]
-        if not sending:
-            self._send_offset = 0
-            return True
-        # A short send, or more than IOV_MAX chunks: the rest first, then newer output.
-        self.last_write = self.loop.now
-        self._out_size -= res
-        self._send_offset = offset
-        self._submit_send()
-        return False
-
     # -- closing -------------------------------------------------------------------------
-
-    def _shutdown_in_loop(self) -> None:
-        if self._state != CONNECTED or self._shutdown_requested:
-            return
-        self._shutdown_requested = True
-        if not self._out and not self._flush_queued and not self._writing:
-            self._shutdown_write()
-            if self._peer_eof:
-                self._close_now()
 
     def _shutdown_write(self) -> None:
         """Half-close through the ring: ``SHUTDOWN(SHUT_WR)`` after the last send."""
         self._shut_wr = True
-        port = self._port
-        user_data = self._key | SHUTDOWN
+        port = self.loop.port
+        user_data = channel_key(self) | SHUTDOWN
         port.ring.prep_shutdown(self.fd, socket.SHUT_WR, user_data)
-        port.ops[user_data] = self._shutdown_done
+        port.ops[user_data] = self
 
     def _shutdown_done(self, res: int, flags: int) -> None:
-        del self._port.ops[self._key | SHUTDOWN]
+        del self.loop.port.ops[channel_key(self) | SHUTDOWN]
         if res < 0 and self._state != DISCONNECTED:
             self._handle_error(OSError(-res, os.strerror(-res)))
 
-    def _close_when_drained(self) -> None:
-        if self._out or self._flush_queued or self._writing:
-            self._close_after_drain = True
-        else:
-            self._close_now()
-
     def _close_now(self) -> None:
-        """Cancel what is in flight, close the fd through the ring, then ``on_close``."""
+        """Cancel what is in flight and close the fd through the ring; then the base
+        class's close (state, timers, buffers, ``on_close``, the owner)."""
         if self._state == DISCONNECTED:
             return
-        self._state = DISCONNECTED
-        if self._recv_state == _ARMED:
-            self._cancel(self._key | RECV)
-            self._recv_state = _CANCELLING
+        port = self.loop.port
+        key = channel_key(self)
+        state = self._recv_state & _STATE
+        if state == _ARMED:
+            self._cancel(key | RECV)
+        self._recv_state = _CANCELLING if state else _IDLE
         if self._writing:
-            self._cancel(self._key | SEND)  # its completion frees the chunks in flight
+            self._cancel(key | SEND)
+            # The base class drops _out: the table keeps what the kernel may still read.
+            port.pinned[key | SEND] = (self._out[: self._inflight], port.pinned.get(key | SEND))
         fd = self.sock.detach()
-        ring = self._port.ring
-        if ring.closed:
+        if port.ring.closed:
             os.close(fd)
         else:
-            ring.prep_close(fd, UNWATCHED)
-        self._out.clear()
-        self._out_size = 0
-        self._held_input = False
-        self.input.retrieve_all()
-        self.input.release()
-        try:
-            self.handler.on_close(self)
-        except Exception:
-            log.exception("handler on_close failed for peer %s", self.peer)
-        if self._owner is not None:
-            self._owner._connection_closed(self)
+            port.ring.prep_close(fd, UNWATCHED)
+        super()._close_now()  # the detached socket's close() and unwatch() are no-ops
 
     def _cancel(self, user_data: int) -> None:
-        ring = self._port.ring
+        ring = self.loop.port.ring
         if not ring.closed:
             ring.prep_cancel(user_data, UNWATCHED)
+
+
+register_kind(RECV, UringConnection._recv_done)
+register_kind(SEND, UringConnection._send_done)
+register_kind(SHUTDOWN, UringConnection._shutdown_done)
 
 
 def _pinnable(chunks: list[bytes | memoryview], i: int) -> bytes:
     """``chunks[i]`` as an exact ``bytes`` (whose payload sits at ``id() + offset``).
 
-    The base class queues only ``bytes``; anything else is copied once, in place, so the
-    address handed to the kernel is always that of an object the list keeps alive.
+    The base class queues only ``bytes`` (and ``_submit_send`` joins its own views);
+    anything else is copied once, in place, so the address handed to the kernel is
+    always that of an object the list keeps alive.
     """
     chunk = chunks[i]
     if type(chunk) is not bytes:
