@@ -63,6 +63,8 @@ BASELINE = "epoll"
 TARGET = 0.85
 #: Console width when the output is not a terminal (rich would otherwise use 80).
 TABLE_WIDTH = 160
+#: Tries to start a server on a free port (another process may take it first).
+START_ATTEMPTS = 3
 #: Seconds to wait for a server to accept the idle connections / write a heap report.
 SETTLE_TIMEOUT = 60.0
 
@@ -192,10 +194,11 @@ def _heap(pid: int, report: Path) -> int:
 def _idle_delta(backend: str, conns: int, report: Path | None) -> tuple[float, int]:
     """Per-connection growth of RSS (``report`` None) or traced heap, and how many
     connections the server accepted."""
-    port = free_port()
     prefix = [sys.executable, "-m", "ioreactor.bench.heap_probe", str(report)] if report else []
     socks: list[socket.socket] = []
-    with ServerProcess(server_command(backend, port, prefix), port=port) as server:
+    server = start_server(backend, "echo", None, prefix)
+    port = server.port
+    try:
         pid = server.pid
         time.sleep(0.2)  # the readiness probe's connection must be gone first
         base_fds = process_fds(pid)
@@ -212,6 +215,8 @@ def _idle_delta(backend: str, conns: int, report: Path | None) -> tuple[float, i
         finally:
             for s in socks:
                 s.close()
+    finally:
+        server.stop()
     return (after - before) / len(socks), len(socks)
 
 
@@ -280,6 +285,23 @@ def _drive(
     return echo.messages, echo.duration, echo.latency_us, echo.errors
 
 
+def start_server(
+    backend: str, workload: str, core: int | None, prefix: Sequence[str] = ()
+) -> ServerProcess:
+    """A started server on a free port. The machine is shared: another process may take
+    the port between the probe and the bind, so a server that dies before listening is
+    retried on a new port (up to ``START_ATTEMPTS`` times)."""
+    for attempt in range(START_ATTEMPTS):
+        port = free_port()
+        command = server_command(backend, port, prefix, workload)
+        try:
+            return ServerProcess(command, port=port, core=core).start()
+        except RuntimeError:
+            if attempt == START_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def measure_backend(backend: str, conns: int, run: Run) -> BenchResult:
     """One backend's server, pinned, under the workload's load; CPU split user/system.
 
@@ -287,19 +309,22 @@ def measure_backend(backend: str, conns: int, run: Run) -> BenchResult:
     right before and after the window), plus the user/system split of the server process:
     user time is the Python side of each operation, system time the kernel's.
     """
-    port = free_port()
-    command = server_command(backend, port, workload=run.workload)
     samples: dict[str, TreeSample] = {}
     split: dict[str, tuple[float, float]] = {}
+    server = start_server(backend, run.workload, run.plan.server)
+    port = server.port
+    command = server.command
 
     def sample(when: str, count_fds: bool) -> None:
         samples[when] = server.sample(count_fds=count_fds)
         split[when] = user_system_seconds(server.pid)
 
-    with ServerProcess(command, port=port, core=run.plan.server) as server:
+    try:
         ops, seconds, latency_us, errors = _drive(
             run, port, conns, lambda: sample("before", False), lambda: sample("after", True)
         )
+    finally:
+        server.stop()
     before, after = samples["before"], samples["after"]
     per_op = 1e6 / ops if ops else float("nan")
     return BenchResult(
