@@ -20,7 +20,7 @@ from ioreactor.lab.report import Finding, LabReport
 from ioreactor.lab.tcp_states import count_state, tcp_entries
 
 TIME_WAIT_LINUX_S = 60  # TCP_TIMEWAIT_LEN in include/net/tcp.h; not a sysctl
-SETTLE_S = 1.0
+SETTLE_S = 3.0  # generous: one read of a busy machine's table can take 0.2 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ def _settled_time_wait(conns: set[tuple[int, int]]) -> dict[tuple[int, int], int
 
     def settled() -> bool:
         counts.clear()
-        for e in tcp_entries():
+        for e in tcp_entries({port for pair in conns for port in pair}):
             pair = (e.local_port, e.remote_port)
             if pair in conns:
                 if e.state != "TIME_WAIT":
