@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
+import pytest
+
+from ioreactor.lab import tcp_states
 from ioreactor.lab.loopback import ports, tcp_pair
 from ioreactor.lab.tcp_info import tcp_info
 from ioreactor.lab.tcp_states import state_of, tcp_entries
@@ -38,3 +42,17 @@ def test_connection_states_and_tcp_info() -> None:
         client.shutdown(socket.SHUT_WR)
         assert server.recv(1) == b""
         assert tcp_info(server).state == "CLOSE_WAIT"
+
+
+def test_port_filter_and_duplicate_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket listed twice (the table changed during the read) counts once."""
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt  uid\n"
+    rest = " 00000000:00000000 03:0000175E 00000000     0        0"
+    tw = f"   0: 0100007F:D50A 0100007F:D24B 06{rest} 0 3 0\n"
+    other = f"   1: 0100007F:1F90 0100007F:C000 01{rest} 77 1 0\n"
+    table = tmp_path / "tcp"
+    table.write_text(header + tw + other + tw)
+    monkeypatch.setattr(tcp_states, "TABLES", (str(table), str(tmp_path / "absent")))
+    assert tcp_states.count_state("TIME_WAIT", 0xD50A, 0xD24B) == 1
+    assert [e.inode for e in tcp_states.tcp_entries({0x1F90})] == [77]
+    assert len(tcp_states.tcp_entries()) == 2
