@@ -23,7 +23,7 @@ def test_c10k_reduced_run() -> None:
         duration=0.5,
         warmup=0.2,
         pool_workers=8,
-        drain_timeout=1.0,
+        drain_timeout=2.5,
     )
     steps = {(s.model, s.conns): s for s in c10k.run(config)}
     assert os.sched_getaffinity(0) == affinity, "the load's pinning is undone"

@@ -30,7 +30,7 @@ from ioreactor.lab.report import Finding, LabReport
 from ioreactor.lab.tcp_info import TcpInfo, tcp_info
 from ioreactor.net.sockopt import KeepAlive, set_keepalive
 
-HEARTBEAT_TIMEOUT_S = 0.5
+HEARTBEAT_TIMEOUT_S = 1.0
 SLACK_S = 3.0  # beyond idle + interval * count before giving up on detection
 
 # A peer process answering each PING with a PONG: the application heartbeat's other end.
