@@ -91,7 +91,7 @@ class ServerProcess:
                 self._channel = WorkerChannel(
                     loop, self.channel_sock, self._adopt_fds, self._parent_gone
                 )
-                if config.balance == "least-connections":
+                if fdpass_worker and config.balance == "least-connections":
                     loop.call_every(LOAD_REPORT_INTERVAL, self._report_load)
             if self.on_worker_start is not None:
                 self.on_worker_start(WorkerContext(self.index, os.getpid(), loop, server))
