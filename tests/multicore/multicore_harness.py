@@ -46,16 +46,20 @@ class AppServer:
         return self.log_path.read_text(errors="replace")
 
     def wait_for(
-        self, pattern: str, count: int = 1, timeout: float = TIMEOUT
+        self, pattern: str, count: int = 1, timeout: float = TIMEOUT, *, alive: bool = True
     ) -> list[re.Match[str]]:
-        """Wait until ``pattern`` matches ``count`` times in the log; return the matches."""
+        """Wait until ``pattern`` matches ``count`` times in the log; return the matches.
+
+        ``alive``: give up early if the server process has exited (not for a log that
+        other processes, its workers, keep writing).
+        """
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
             matches = list(regex.finditer(self.log()))
             if len(matches) >= count:
                 return matches
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if (alive and self.proc.poll() is not None) or time.monotonic() > deadline:
                 raise AssertionError(
                     f"{pattern!r} x{count} not in the log (exit {self.proc.poll()}):\n{self.log()}"
                 )

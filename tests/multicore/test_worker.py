@@ -111,7 +111,7 @@ def test_workers_stop_when_the_supervisor_is_gone(tmp_path: Path) -> None:
         workers = list(server.worker_pids().values())
         server.proc.kill()
         server.proc.wait(TIMEOUT)
-        server.wait_for(r"the supervisor is gone; stopping", 2)
+        server.wait_for(r"the supervisor is gone; stopping", 2, alive=False)
 
         def gone(pid: int) -> bool:
             try:
