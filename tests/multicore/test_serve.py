@@ -7,6 +7,7 @@ worker, and stops on SIGTERM with exit status 0.
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,6 @@ def test_every_mode_serves_on_every_worker_and_stops_cleanly(tmp_path: Path, mod
 
 def test_ipv6_and_fdpass_hash_balance(tmp_path: Path) -> None:
     """hash balance keys on the peer host: every connection from ::1 goes to one worker."""
-    import socket
-
     if not socket.has_ipv6:
         pytest.skip("no IPv6 here")
     server = AppServer(
@@ -78,3 +77,16 @@ def test_ipv6_and_fdpass_hash_balance(tmp_path: Path) -> None:
         assert server.wait() == 0
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_a_taken_address_is_reported_not_raised(tmp_path: Path, workers: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # no SO_REUSEPORT: nobody may join
+        port = taken.getsockname()[1]
+        server = AppServer(tmp_path, "--workers", workers, "--listen", f"127.0.0.1:{port}")
+        try:
+            assert server.wait() == 1
+            assert f"cannot listen on tcp://127.0.0.1:{port}: [Errno 98]" in server.log()
+            assert "Traceback" not in server.log()
+        finally:
+            server.stop()

@@ -152,7 +152,11 @@ class Supervisor:
         self._keep_fds = _open_fds()  # what was open before us stays open in the workers
         loop = self.loop = EventLoop(self.config.poller, name="supervisor")
         try:
-            sockname = self._bind(loop)
+            try:
+                sockname = self._bind(loop)
+            except OSError as exc:
+                log.error("supervisor: cannot listen on %s: %s", self.address, exc)
+                return 1
             self._signals = StopSignals(
                 loop, graceful=self.stop, force=self.force_stop, name="supervisor"
             )

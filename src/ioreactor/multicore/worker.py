@@ -85,7 +85,11 @@ class ServerProcess:
                 **config.server_options,
             )
             fdpass_worker = self.is_worker and config.dispatch == "fdpass"
-            server.start(listen=not fdpass_worker)
+            try:
+                server.start(listen=not fdpass_worker)
+            except OSError as exc:
+                log.error("%s: cannot listen on %s: %s", self.name, config.address, exc)
+                return 1
             self._install_signals(loop)
             if self.channel_sock is not None:
                 self._channel = WorkerChannel(
