@@ -1,14 +1,17 @@
 """`ioreactor bench uring`: epoll, io_uring readiness and io_uring completion side by side.
 
-The same echo server (``EchoHandler`` on a ``TcpServer``) runs on each backend in turn,
-pinned to the server core while the echo load (:mod:`ioreactor.bench.echo_load`) runs on
-the load core; server CPU µs per message is read from ``/proc`` around the measured
-window exactly as ``ioreactor bench echo`` does, and each backend is divided by epoll's
-figure *from the same run*. ``--idle N`` adds memory per idle connection (RSS and
-Python heap of the server, after - before N idle connections, divided by N).
+The same server -- TCP echo (``EchoHandler`` on a ``TcpServer``) or, with ``--workloads
+http``, the ``ioreactor serve`` app answering keep-alive ``GET /`` -- runs on each backend
+in turn, pinned to the server core while the project's load generator runs on the load
+core; server CPU per operation is read from ``/proc`` around the measured window exactly
+as ``ioreactor bench echo``/``http`` do, split into user (Python) and system (kernel)
+time, and each backend is divided by epoll's figure *from the same round*. ``--rounds``
+repeats the comparison (the machine is noisy: read the median); ``--idle N`` adds memory
+per idle connection (RSS and Python heap of the server, after - before N idle
+connections, divided by N).
 
 Backends: ``epoll`` (the default loop), ``uring`` (:class:`UringPoller`: readiness
-through one-shot ``POLL_ADD``\\ s, Python still calls recv/send) and ``uring-completion``
+through one-shot ``POLL_ADD`` requests, Python still calls recv/send) and ``uring-completion``
 (:class:`UringEventLoop`: the kernel accepts, receives into provided buffers, sends and
 closes; Python handles completions).
 
