@@ -46,6 +46,8 @@ if TYPE_CHECKING:  # imported where used: `ioreactor echo` loads every CLI modul
 
     from rich.progress import Progress
 
+    from ioreactor.loop.timers import TimerHandle
+
 #: Connections started at once during ramp-up (each batch must settle before the next).
 RAMP_BATCH = 256
 #: Seconds one connect may take before it counts as a ``connect:ETIMEDOUT`` error.
@@ -193,6 +195,7 @@ class EchoLoad(Handler):
         self._window_start = 0
         self._record = self.latency.record
         self._perf_ns = time.perf_counter_ns
+        self._drain_timer: TimerHandle | None = None
 
     # -- running the phases --------------------------------------------------------------
 
@@ -260,6 +263,11 @@ class EchoLoad(Handler):
         timer = self.loop.call_later(seconds, self._end_traffic)
         self.loop.run()
         timer.cancel()
+        if self._drain_timer is not None:
+            # The drain finished before its deadline: a stale timer must not fire in a
+            # later phase and count that phase's replies in flight as lost.
+            self._drain_timer.cancel()
+            self._drain_timer = None
 
     def _end_traffic(self) -> None:
         if self.phase == MEASURE:
@@ -268,9 +276,10 @@ class EchoLoad(Handler):
         if self.outstanding == 0:
             self.loop.stop()
         else:
-            self.loop.call_later(self.config.drain_timeout, self._drain_expired)
+            self._drain_timer = self.loop.call_later(self.config.drain_timeout, self._drain_expired)
 
     def _drain_expired(self) -> None:
+        self._drain_timer = None
         if self.phase in (DRAIN, READY) and self.outstanding:
             self.errors["unanswered"] += self.outstanding
             for conn in list(self.live):  # their streams are out of step now
