@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ioreactor.http.date import DATE
 from ioreactor.http.headers import encode_field
 from ioreactor.http.limits import Limits
-from ioreactor.http.protocol import HttpProtocol
+from ioreactor.http.protocol import HttpProtocol, receive
 from ioreactor.http.response import TEXT_FIELD
 from ioreactor.http.sweep import ConnectionSweep
 from ioreactor.net.handler import Handler
@@ -16,8 +16,13 @@ from ioreactor.net.handler import Handler
 if TYPE_CHECKING:
     from ioreactor.http.app import App
     from ioreactor.loop.event_loop import EventLoop
-    from ioreactor.net.buffer import Buffer
     from ioreactor.net.connection import TcpConnection
+
+
+#: Texts of at most this many bytes have their whole response cached (per second).
+TEXT_CACHE_BODY = 256
+#: At most this many of them (a handler returning ever new texts fills it once a second).
+TEXT_CACHE_ENTRIES = 64
 
 
 class HttpHandler(Handler):
@@ -33,9 +38,18 @@ class HttpHandler(Handler):
         self.limits = limits if limits is not None else Limits()
         self.access_log = access_log
         self.server_line = encode_field("Server", app.server_name)
-        #: ``200 OK`` head of a text response up to the Content-Length value, for the
-        #: current Date (rebuilt by :meth:`tick` when the second changes).
-        self.text_prefix = b""
+        #: A head's fields beyond which it is refused (431), counted as on_header keeps
+        #: them: name and value, flat.
+        self.max_raw_fields = 2 * self.limits.max_headers
+        #: Reads at most this large cannot hold a head over the header limit: a field
+        #: counts 1 byte more than its shortest form on the wire (``name:value\r\n``).
+        self.small_read = self.limits.max_header_bytes - self.limits.max_headers
+        #: The ``200 OK`` head of a text response up to the Content-Length value, for the
+        #: current Date, and the whole keep-alive responses of short texts built with it:
+        #: replaced together, as one tuple, by :meth:`tick` when the second changes.
+        self._text: tuple[bytes, dict[str, bytes]] = (b"", {})
+        #: The cache of ``_text``, for the lookup on every text response.
+        self.text_cache: dict[str, bytes] = self._text[1]
         self._prefix_date = b""
         self.tick()
         self._sweeps: dict[EventLoop, ConnectionSweep] = {}
@@ -47,11 +61,28 @@ class HttpHandler(Handler):
         line = DATE.line
         if line is not self._prefix_date:
             self._prefix_date = line
-            self.text_prefix = b"HTTP/1.1 200 OK\r\n%s%s%sContent-Length: " % (
+            prefix = b"HTTP/1.1 200 OK\r\n%s%s%sContent-Length: " % (
                 self.server_line,
                 line,
                 TEXT_FIELD,
             )
+            # The tuple first: a lookup that misses the old cache builds with the new head.
+            self._text = (prefix, {})
+            self.text_cache = self._text[1]
+
+    def text_response(self, text: str) -> bytes:
+        """The whole keep-alive HTTP/1.1 ``200 OK`` response with ``text`` as its body.
+
+        Short texts are kept until the Date changes, so a handler that returns the same
+        text again costs one dict lookup (``text_cache``); loops on other threads may
+        share the cache (each store is one dict operation under the GIL).
+        """
+        prefix, cache = self._text
+        body = text.encode("utf-8", "surrogateescape")
+        data = b"%s%d\r\n\r\n%s" % (prefix, len(body), body)
+        if len(body) <= TEXT_CACHE_BODY and len(cache) < TEXT_CACHE_ENTRIES:
+            cache[text] = data
+        return data
 
     def sweep_of(self, loop: EventLoop) -> ConnectionSweep:
         """The sweep of ``loop``, started on first use (call on that loop's thread)."""
@@ -70,8 +101,8 @@ class HttpHandler(Handler):
         conn.context = protocol
         self.sweep_of(conn.loop).protocols.add(protocol)
 
-    def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
-        conn.context.feed(buffer)
+    #: Parse what arrived (a module function: one Python call per read).
+    on_message = receive
 
     def on_eof(self, conn: TcpConnection) -> bool:
         protocol = conn.context

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from ioreactor.http.errors import HttpError
-from ioreactor.http.request import BodyConsumer, Request
+from ioreactor.http.request import BodyConsumer, Request, incoming, split_target
 from ioreactor.http.response import (
     CHUNKED_FIELD,
     CLOSE_FIELD,
@@ -87,9 +87,12 @@ class _CloseMarker:
 _CLOSE = _CloseMarker()
 #: ``body`` of a request whose body is kept, before its first chunk (no list per GET).
 _COLLECT: list[bytes] = []
-#: Lengths of the field names the protocol itself must look at: Expect, Upgrade,
-#: Connection, Content-Length, Transfer-Encoding (a length check is cheaper than lower()).
-_SPECIAL_LENGTHS = frozenset({6, 7, 10, 14, 17})
+#: The field names the protocol itself must look at, and their lengths (a length check is
+#: cheaper than lower(), and most fields fail it).
+_SPECIAL_FIELDS = frozenset(
+    {b"expect", b"upgrade", b"connection", b"content-length", b"transfer-encoding"}
+)
+_SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL_FIELDS)
 
 
 class _StopParsing(Exception):
@@ -131,11 +134,11 @@ class HttpProtocol:
         "batch",
         "body",
         "body_size",
+        "careful",
         "conn",
         "consumer",
         "failure",
         "head_fed",
-        "header_bytes",
         "http",
         "inspect",
         "limits",
@@ -148,6 +151,7 @@ class HttpProtocol:
         "request",
         "requests_left",
         "route",
+        "routes",
         "sender",
         "server",
         "since",
@@ -163,13 +167,16 @@ class HttpProtocol:
         self.http = http
         self.limits = http.limits
         self.server = http.server_line
+        # With the access log on, every request takes the general path (which logs).
+        self.routes = {} if http.access_log else http.router.plain
         self.parser = httptools.HttpRequestParser(self)
         self.phase = IDLE
         self.since = conn.loop.now
         self.url = b""
-        self.raw: list[tuple[bytes, bytes]] = []
-        self.header_bytes = 0
+        #: The current head's fields, flat: name, value, name, value...
+        self.raw: list[bytes] = []
         self.head_fed = 0
+        self.careful = False
         self.inspect = False
         self.special = False
         self.request: Request | None = None
@@ -197,38 +204,30 @@ class HttpProtocol:
 
     def feed(self, buffer: Buffer) -> None:
         """Parse what arrived; the responses it produces leave in one ``conn.send``."""
+        receive(self.http, self.conn, buffer)
+
+    def _feed_held(self, buffer: Buffer) -> None:
+        """Input while no more is parsed, or while parsing waits for output to drain."""
         if self.phase >= DONE:
             buffer.retrieve_all()
-            return
-        if self.paused:
-            if len(buffer) > self.limits.max_buffered_input:
-                log.debug("%r: input keeps growing while paused; dropping", self)
-                self.conn.force_close()
-            return
+        elif len(buffer) > self.limits.max_buffered_input:
+            log.debug("%r: input keeps growing while paused; dropping", self)
+            self.conn.force_close()
+
+    def _feed_large(self, buffer: Buffer) -> None:
+        """Much input at once: slices (see ``FEED_SLICE``)."""
         batch: list[bytes] = []
         self.batch = batch
         n = len(buffer)
-        if n <= FEED_SLICE:
-            with buffer.peek() as data:
-                try:
-                    self.parser.feed_data(data)
-                except httptools.HttpParserError as exc:
-                    self._parser_failed(exc)
-                except httptools.HttpParserUpgrade:
-                    pass  # the upgrade request was answered with Connection: close
-                if self.phase == HEADERS:
-                    self._bound_head(n)
+        with buffer.peek() as data:
+            consumed = self._parse_slices(data)
+        if consumed >= n or self.phase >= DONE:
             buffer.retrieve_all()
         else:
-            with buffer.peek() as data:
-                consumed = self._parse_slices(data)
-            if consumed >= n or self.phase >= DONE:
-                buffer.retrieve_all()
-            else:
-                buffer.retrieve(consumed)
+            buffer.retrieve(consumed)
         self.batch = None
         if batch:
-            self.conn.send(batch[0] if len(batch) == 1 else b"".join(batch))
+            self.conn.send(b"".join(batch))
         if self.pending and len(self.pending) >= self.limits.max_pending_responses:
             self.paused = True
 
@@ -252,6 +251,7 @@ class HttpProtocol:
         return min(consumed, n)
 
     def _parse(self, data: memoryview) -> None:
+        self.careful = self.phase == HEADERS or len(data) > self.http.small_read
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -265,7 +265,10 @@ class HttpProtocol:
         """A read ended inside a request head. httptools joins a field split across reads
         before it calls on_header: bound the bytes it holds, not only the fields seen."""
         if self.head_fed < 0:
-            self.head_fed = 0  # the head began in this read; the read's size bounds it
+            # The head began in this read; the read's size bounds it. Its header timeout
+            # runs from now (a head that ends in the read it began in needs no clock).
+            self.head_fed = 0
+            self.since = self.loop.now
             return
         self.head_fed += fed
         limits = self.limits
@@ -312,13 +315,15 @@ class HttpProtocol:
             batch.clear()
 
     # -- httptools callbacks -------------------------------------------------------------
-    # No on_message_begin: a request begins with its first on_url (one call fewer per
-    # request), which is also when the header timeout starts.
+    # Four per request, each as short as it can be: on_url, on_header (per field),
+    # on_headers_complete and on_message_complete (no on_message_begin: a request begins
+    # with its first on_url). A plain request -- GET and friends over keep-alive HTTP/1.1,
+    # none of the fields the protocol must act on, a route that runs on the loop -- takes
+    # the short path; every other one takes the general path, which checks everything.
 
     def on_url(self, url: bytes) -> None:
         if self.phase == IDLE:
             self.phase = HEADERS
-            self.since = self.loop.now
             self.head_fed = -1  # began in this read
         elif self.url:
             url = self.url + url
@@ -328,52 +333,102 @@ class HttpProtocol:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         raw = self.raw
-        raw.append((name, value))
-        if len(name) in _SPECIAL_LENGTHS:
+        raw.append(name)
+        raw.append(value)
+        if len(name) in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
             self.inspect = True
-        self.header_bytes += len(name) + len(value) + 4
-        limits = self.limits
-        if self.header_bytes > limits.max_header_bytes or len(raw) > limits.max_headers:
+        if len(raw) > self.http.max_raw_fields:
             raise HttpError(431, "Request Header Fields Too Large", close=True)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        self.phase = BODY
         raw = self.raw
-        url = self.url
         self.raw = []
+        url = self.url
         self.url = b""
-        self.header_bytes = 0
+        plain = self.routes.get(parser.get_method())
+        if plain is None or self.inspect or self.careful or not parser.should_keep_alive():
+            self.phase = BODY
+            self._general_route(self._general_head(raw, url))
+            return
+        # The short path. Keep-alive without a Connection field: HTTP/1.1. Neither
+        # Content-Length nor Transfer-Encoding: no body, so the request is complete now
+        # and is answered here (on_message_complete follows at once). The head lay within
+        # one read no larger than the header limit, so it is within that limit too.
+        method, table = plain
+        target = url.decode("latin-1")
+        route = table.get(target)
+        if route is not None:  # the target is the path: no query, nothing escaped
+            request = incoming(method, target, target, "", raw, self.conn.peer)
+        else:
+            path, query = split_target(target)
+            request = incoming(method, target, path, query, raw, self.conn.peer)
+            route = table.get(path)
+            if route is None:
+                self.phase = BODY
+                self.request = request
+                self._general_route(request)
+                return
+        self.requests_left -= 1
+        if self.requests_left <= 0:
+            request.keep_alive = False
+        try:
+            result = route.handler(request)
+        except HttpError as exc:
+            result = error_response(exc)
+        except Exception:
+            log.exception("%r: handler for %s failed", self, route.pattern)
+            result = error_response(HttpError(500, "Internal Server Error"))
+        if type(result) is str and request.keep_alive and not self.pending:
+            # The common case: text answered on the loop with nothing queued ahead, the
+            # whole response built once per second and text (HttpHandler.text_response).
+            http = self.http
+            self.batch.append(  # type: ignore[union-attr]  # always a list while parsing
+                http.text_cache.get(result) or http.text_response(result)
+            )
+        else:
+            self._respond(request, result)
+
+    def _general_head(self, raw: list[bytes], url: bytes) -> Request:
+        """Every head the short path does not take: checks it, builds its Request."""
+        self.special = True
+        parser = self.parser
+        limits = self.limits
+        if self.careful and sum(map(len, raw)) + 2 * len(raw) > limits.max_header_bytes:
+            raise HttpError(431, "Request Header Fields Too Large", close=True)
         method_raw = parser.get_method()
         method = _METHODS.get(method_raw) or method_raw.decode("ascii")
         keep_alive = parser.should_keep_alive()
         if self.inspect or not keep_alive or method == "CONNECT":
             version, keep_alive, send_continue = self._inspect(raw, method, keep_alive)
         else:
-            # llhttp keeps an HTTP/1.0 connection alive only when asked to with a
-            # Connection field, so this is 1.1 (and asking llhttp to format it is slow).
-            version = "1.1"
+            version = "1.1"  # as on the short path
             send_continue = False
-        request = Request(method, url.decode("latin-1"), version, raw, b"", self.conn.peer)
+        target = url.decode("latin-1")
+        path, query = split_target(target)
+        request = incoming(method, target, path, query, raw, self.conn.peer, version)
         request.keep_alive = keep_alive
+        self.body = _COLLECT
+        self.body_size = 0
         if send_continue:
             self._emit(CONTINUE)
         self.request = request
+        return request
+
+    def _general_route(self, request: Request) -> None:
+        """Route a request the plain-route table does not answer: path parameters, HEAD,
+        404/405, handlers that run in the pool or take the body as a stream."""
+        self.special = True
         self.body_size = 0
         try:
-            route, request.params = self.http.router.resolve(method, request.path)
+            route, request.params = self.http.router.resolve(request.method, request.path)
         except HttpError as exc:
             self.failure = exc.with_traceback(None)
-            self.special = True
             self.route = None
             self.body = None
             return
         self.route = route
-        if route.blocking:
-            self.special = True
-            self.body = _COLLECT
-        elif route.stream_body:
-            self.special = True
+        if route.stream_body:
             self.body = None
             request.body = None
             try:
@@ -386,9 +441,7 @@ class HttpProtocol:
         else:
             self.body = _COLLECT
 
-    def _inspect(
-        self, raw: list[tuple[bytes, bytes]], method: str, keep_alive: bool
-    ) -> tuple[str, bool, bool]:
+    def _inspect(self, raw: list[bytes], method: str, keep_alive: bool) -> tuple[str, bool, bool]:
         """The less common heads: framing fields, Expect, Upgrade, HTTP/1.0.
 
         Returns the version, whether to keep the connection, and whether to send
@@ -399,9 +452,11 @@ class HttpProtocol:
         chunked = False
         expect = None
         framing = False
-        for name, value in raw:
+        for i in range(0, len(raw), 2):
+            name = raw[i]
             if len(name) in _SPECIAL_LENGTHS:
                 lower = name.lower()
+                value = raw[i + 1]
                 if lower == b"content-length":
                     length = int(value)  # llhttp checked it: digits, one value, no TE
                 elif lower == b"transfer-encoding":
@@ -432,6 +487,8 @@ class HttpProtocol:
         return version, keep_alive, send_continue
 
     def on_body(self, chunk: bytes) -> None:
+        # Only general-path requests have a body: Content-Length or Transfer-Encoding
+        # sends a head there.
         size = self.body_size + len(chunk)
         if size > self.limits.max_body:
             raise HttpError(413, "Content Too Large", close=True)
@@ -453,23 +510,50 @@ class HttpProtocol:
                 self.consumer = None
 
     def on_message_complete(self) -> None:
+        self.phase = IDLE
+        if self.special:  # a request on the short path was answered by its head
+            self._complete_general()
+
+    def _complete_general(self) -> None:
+        """on_message_complete of a request that took the general path."""
+        self.special = False
         request = self.request
         if request is None:  # pragma: no cover - llhttp always completes a begun head
             return
         self.request = None
-        self.phase = IDLE
         self.requests_left -= 1
+        if self.requests_left <= 0:
+            request.keep_alive = False
         body = self.body
         if body is not _COLLECT and body:
             request.body = body[0] if len(body) == 1 else b"".join(body)
-        if self.requests_left <= 0:
-            request.keep_alive = False
+        self.body = None  # an idle connection keeps no body
+        failure = self.failure
+        consumer = self.consumer
         route = self.route
-        if self.special or route is None:
-            self.special = False
-            result = self._dispatch_special(request)
-            if result is None:
-                return
+        self.failure = None
+        self.consumer = None
+        result: object
+        if failure is not None or route is None:
+            result = error_response(failure or HttpError(404, "Not Found"))
+        elif consumer is not None:
+            try:
+                result = consumer.on_end()
+            except HttpError as exc:
+                result = error_response(exc)
+            except Exception:
+                log.exception("%r: body consumer for %s failed", self, route.pattern)
+                result = error_response(HttpError(500, "Internal Server Error"))
+        elif route.blocking:
+            slot = _Slot(request)
+            self.pending.append(slot)
+            self.loop.run_in_pool(
+                route.handler, request, on_done=functools.partial(self._pool_done, slot)
+            )
+            if not request.keep_alive:
+                self.phase = DONE
+                raise _StopParsing
+            return
         else:
             try:
                 result = route.handler(request)
@@ -478,59 +562,19 @@ class HttpProtocol:
             except Exception:
                 log.exception("%r: handler for %s failed", self, route.pattern)
                 result = error_response(HttpError(500, "Internal Server Error"))
-        http = self.http
-        if (
-            type(result) is str
-            and not self.pending
-            and not http.access_log
-            and request.method != "HEAD"
-        ):
-            # The common case, inlined: text answered on the loop, nothing queued ahead.
-            if request.keep_alive:
-                connection = b"" if request.version == "1.1" else KEEP_ALIVE_FIELD
-            else:
-                connection = CLOSE_FIELD
-            data = result.encode("utf-8", "surrogateescape")
-            self.batch.append(  # type: ignore[union-attr]  # always a list while parsing
-                b"%s%d\r\n%s\r\n%s" % (http.text_prefix, len(data), connection, data)
-            )
+        self._respond(request, result)
+
+    def _respond(self, request: Request, result: object) -> None:
+        """Queue the response to ``request`` in its turn; stop parsing if it closes."""
+        out = self._render(request, result)
+        if type(out) is bytes and not self.pending:
+            self._send(out)
         else:
-            out = self._render(request, result)
-            if type(out) is bytes and not self.pending:
-                self._send(out)
-            else:
-                self.pending.append(out if type(out) is bytes else _Slot(request, out))
-                self._advance()
+            self.pending.append(out if type(out) is bytes else _Slot(request, out))
+            self._advance()
         if not request.keep_alive:
             self._finish_connection()
             raise _StopParsing
-
-    def _dispatch_special(self, request: Request) -> object:
-        """A failed route, a body consumer, or a blocking handler (None: queued in the pool)."""
-        failure = self.failure
-        consumer = self.consumer
-        route = self.route
-        self.failure = None
-        self.consumer = None
-        if failure is not None or route is None:
-            return error_response(failure or HttpError(404, "Not Found"))
-        if consumer is not None:
-            try:
-                return consumer.on_end()
-            except HttpError as exc:
-                return error_response(exc)
-            except Exception:
-                log.exception("%r: body consumer for %s failed", self, route.pattern)
-                return error_response(HttpError(500, "Internal Server Error"))
-        slot = _Slot(request)
-        self.pending.append(slot)
-        self.loop.run_in_pool(
-            route.handler, request, on_done=functools.partial(self._pool_done, slot)
-        )
-        if not request.keep_alive:
-            self.phase = DONE
-            raise _StopParsing
-        return None
 
     # -- responses -----------------------------------------------------------------------
 
@@ -811,3 +855,43 @@ class HttpProtocol:
                 conn.force_close()
         else:
             self.stall_mark = -1.0
+
+
+def receive(http: HttpHandler, conn: TcpConnection, buffer: Buffer) -> None:
+    """``HttpHandler.on_message``: parse what arrived on ``conn``; the responses it
+    produces leave in one ``conn.send``.
+
+    A function of the handler rather than a method of the protocol, so a read costs one
+    Python call before the parser; the state is the connection's :class:`HttpProtocol`.
+    """
+    protocol: HttpProtocol = conn.context
+    phase = protocol.phase
+    if phase >= DONE or protocol.paused:
+        protocol._feed_held(buffer)
+        return
+    data = buffer.peek()
+    n = len(data)
+    if n > FEED_SLICE:
+        data.release()
+        protocol._feed_large(buffer)
+        return
+    batch: list[bytes] = []
+    protocol.batch = batch
+    # Heads must be measured if one began in an earlier read or this read is large.
+    protocol.careful = phase == HEADERS or n > http.small_read
+    try:
+        protocol.parser.feed_data(data)
+    except httptools.HttpParserError as exc:
+        protocol._parser_failed(exc)
+    except httptools.HttpParserUpgrade:
+        pass  # the upgrade request was answered with Connection: close
+    finally:
+        data.release()
+    if protocol.phase == HEADERS:
+        protocol._bound_head(n)
+    buffer.retrieve_all()
+    protocol.batch = None
+    if batch:
+        conn.send(batch[0] if len(batch) == 1 else b"".join(batch))
+    if protocol.pending and len(protocol.pending) >= http.limits.max_pending_responses:
+        protocol.paused = True

@@ -20,6 +20,7 @@ class Request:
     """
 
     __slots__ = (
+        "_fields",
         "_headers",
         "body",
         "keep_alive",
@@ -44,8 +45,12 @@ class Request:
         self.method = method
         self.target = target
         self.version = version
-        #: Raw ``(name, value)`` pairs until ``headers`` is first read, then a Headers.
-        self._headers: Headers | list[tuple[bytes, bytes]] = headers if headers is not None else []
+        #: The fields as parsed, flat (name, value, name, value...), until ``headers``
+        #: is first read; then None and ``_headers`` holds them.
+        self._fields: list[bytes] | None = None
+        self._headers: Headers | None = (
+            headers if isinstance(headers, Headers) else Headers(headers or [])
+        )
         self.body = body
         self.peer = peer
         self.params: Mapping[str, str] = NO_PARAMS
@@ -63,9 +68,11 @@ class Request:
     @property
     def headers(self) -> Headers:
         headers = self._headers
-        if type(headers) is list:
-            headers = self._headers = Headers(headers)
-        return headers  # type: ignore[return-value]
+        if headers is None:
+            fields = self._fields or []
+            headers = self._headers = Headers(list(zip(fields[::2], fields[1::2], strict=True)))
+            self._fields = None
+        return headers
 
     def query_params(self) -> dict[str, str]:
         """The query string decoded into a dict (the last of repeated names wins)."""
@@ -74,6 +81,36 @@ class Request:
     @property
     def content_type(self) -> str | None:
         return self.headers.get("content-type")
+
+
+_new_request = object.__new__
+
+
+def incoming(
+    method: str,
+    target: str,
+    path: str,
+    query: str,
+    fields: list[bytes],
+    peer: Any,
+    version: str = "1.1",
+) -> Request:
+    """A request as the server parsed it: ``path`` and ``query`` already split from
+    ``target`` (:func:`split_target`), ``fields`` flat (name, value, ...), no body yet,
+    keep-alive. The per-request path: stores the slots, none of ``__init__``'s work."""
+    request: Request = _new_request(Request)
+    request.method = method
+    request.target = target
+    request.path = path
+    request.query = query
+    request.version = version
+    request._fields = fields
+    request._headers = None
+    request.body = b""
+    request.peer = peer
+    request.params = NO_PARAMS
+    request.keep_alive = True
+    return request
 
 
 #: The ``params`` of a request whose route has no parameters (shared, read-only).

@@ -18,6 +18,9 @@ from ioreactor.http.request import NO_PARAMS
 
 Handler = Callable[..., object]
 
+#: Methods the server's short path serves (HEAD drops the body; CONNECT asks for a tunnel).
+PLAIN_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE")
+
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 
 
@@ -36,6 +39,11 @@ class Route:
     blocking: bool = False
     stream_body: bool = False
     regex: re.Pattern[str] | None = field(default=None, repr=False)
+
+
+def _escaped(pattern: str) -> bool:
+    """A literal pattern that a raw target cannot equal as is (a query, an escape)."""
+    return "%" in pattern or "?" in pattern
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str] | None:
@@ -63,6 +71,12 @@ class Router:
 
     def __init__(self) -> None:
         self._literal: dict[str, dict[str, Route]] = {}
+        #: Method as httptools names it (bytes) -> (method, path -> route), for the literal
+        #: routes that run on the loop and take the whole body: the server's first lookup
+        #: (with the raw target first: a path without '%' is its own decoded form).
+        self.plain: dict[bytes, tuple[str, dict[str, Route]]] = {
+            m.encode(): (m, {}) for m in PLAIN_METHODS
+        }
         self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
 
     def add(
@@ -89,6 +103,13 @@ class Router:
             if method in table:
                 raise ValueError(f"{method} {pattern} is already routed")
             table[method] = route
+            entry = self.plain.get(method.encode())
+            if (
+                entry is not None
+                and regex is None
+                and not (blocking or stream_body or _escaped(pattern))
+            ):
+                entry[1][pattern] = route
         return route
 
     def _pattern_table(self, regex: re.Pattern[str]) -> dict[str, Route]:
