@@ -1,7 +1,8 @@
 """Fixtures shared by the whole suite: one event loop per poller backend.
 
 Any test that asks for ``poller_name``, ``loop`` or ``loop_thread`` runs once per
-backend this OS offers (select, poll, epoll, epoll-et on Linux), as the project requires:
+backend this OS offers (select, poll, epoll, epoll-et, and the io_uring completion loop
+``uring`` where the kernel allows it), as the project requires:
 
 ``loop``         an :class:`EventLoop` driven by the test itself (``loop.run_once()``).
 ``loop_thread``  an :class:`ioreactor.testing.LoopThread`: the loop runs in a background
@@ -15,14 +16,27 @@ from collections.abc import Iterator
 
 import pytest
 
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import available_pollers
 from ioreactor.testing import LoopThread
 
 
-@pytest.fixture(params=available_pollers())
+def _uring_backends() -> list[str]:
+    """``uring`` where io_uring works here; elsewhere its own tests say why not."""
+    try:
+        new_loop("uring").close()
+    except (ImportError, OSError, ValueError):
+        return []
+    return ["uring"]
+
+
+BACKENDS = available_pollers() + _uring_backends()
+
+
+@pytest.fixture(params=BACKENDS)
 def poller_name(request: pytest.FixtureRequest) -> str:
-    """Each poller backend available here, one test run per backend."""
+    """Each backend available here, one test run per backend."""
     name: str = request.param
     return name
 
@@ -30,7 +44,7 @@ def poller_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def loop(poller_name: str) -> Iterator[EventLoop]:
     """An event loop on ``poller_name``, driven from the test thread."""
-    ev = EventLoop(poller_name, name=f"test-{poller_name}")
+    ev = new_loop(poller_name, name=f"test-{poller_name}")
     yield ev
     ev.close()
 

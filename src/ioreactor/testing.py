@@ -13,6 +13,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import Poller
 
@@ -22,8 +23,17 @@ T = TypeVar("T")
 class LoopThread:
     """An event loop running in a daemon thread; use as a context manager."""
 
-    def __init__(self, poller: str | Poller | None = None, *, name: str = "test-loop") -> None:
-        self.loop = EventLoop(poller, name=name)
+    def __init__(
+        self, backend: str | Poller | EventLoop | None = None, *, name: str = "test-loop"
+    ) -> None:
+        """``backend``: a backend name (see :func:`ioreactor.loop.backends.new_loop`), a
+        poller, or a ready loop (not yet running) to adopt."""
+        if isinstance(backend, EventLoop):
+            self.loop = backend
+        elif isinstance(backend, Poller):
+            self.loop = EventLoop(backend, name=name)
+        else:
+            self.loop = new_loop(backend, name=name)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._error: BaseException | None = None
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ioreactor.http.sendfile import FileSender
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handler import Handler
@@ -40,7 +41,7 @@ def run_until(loop: EventLoop, done: list[bool], timeout: float = 30.0) -> None:
 
 
 def test_head_then_whole_file_then_more_output(poller_name: str, payload: Path) -> None:
-    loop = EventLoop(poller_name)
+    loop = new_loop(poller_name)
     conn, client = connected(loop)
     received = bytearray()
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import pytest
 
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import LAG_WINDOW, SCRATCH_SIZE, EventLoop
 from ioreactor.loop.poller import READ, WRITE
 from ioreactor.testing import LoopThread
@@ -280,7 +281,7 @@ def test_stop_from_another_thread(loop: EventLoop) -> None:
 
 def test_stop_before_run_is_not_lost(poller_name: str) -> None:
     """stop() that lands before run() starts (a thread not scheduled yet) still stops it."""
-    loop = EventLoop(poller_name)
+    loop = new_loop(poller_name)
     loop.stop()
     t = threading.Thread(target=loop.run)
     t.start()
@@ -501,7 +502,7 @@ def test_wakeup_after_close_writes_to_no_reused_fd(poller_name: str) -> None:
     """A late call_soon_threadsafe (a pool job finishing after close) must not write the
     wakeup counter into whatever file now has the closed eventfd's number."""
     a, b = socket.socketpair()
-    loop = EventLoop(poller_name)
+    loop = new_loop(poller_name)
     waker_fd = loop._waker.fd
     loop.close()
     os.dup2(b.fileno(), waker_fd)  # the fd number is reused by an unrelated socket

@@ -32,6 +32,13 @@ from ioreactor.loop.poller import (
 pytestmark = pytest.mark.timeout(30)
 
 
+@pytest.fixture(params=available_pollers())
+def poller_name(request: pytest.FixtureRequest) -> str:
+    """Poller backends only (the suite-wide fixture also offers whole-loop backends)."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
 def poller(poller_name: str) -> Iterator[Poller]:
     p = create_poller(poller_name)

@@ -110,11 +110,11 @@ def test_close_stops_accepting_and_releases_fds(loop: EventLoop) -> None:
 SERVER = r"""
 import logging, os, resource, signal, sys
 from ioreactor.echo import EchoHandler
-from ioreactor.loop.event_loop import EventLoop
+from ioreactor.loop.backends import new_loop
 from ioreactor.net.server import TcpServer
 
 logging.basicConfig(level=logging.INFO, format="%(created).3f %(name)s %(message)s")
-loop = EventLoop(sys.argv[1])
+loop = new_loop(sys.argv[1])
 server = TcpServer(loop, ("127.0.0.1", 0), EchoHandler()).start()
 loop.add_signal_handler(signal.SIGTERM, loop.stop)
 used = len(os.listdir("/proc/self/fd")) - 1  # minus listdir's own fd

@@ -12,8 +12,8 @@ import logging
 import signal
 
 from ioreactor.heartbeat import INTERVAL, MISSES, HeartbeatHandler
+from ioreactor.loop.backends import backend_names, new_loop
 from ioreactor.loop.event_loop import EventLoop
-from ioreactor.loop.poller import available_pollers
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
@@ -129,7 +129,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="exit after this many seconds (default: run until SIGINT/SIGTERM)",
     )
-    p.add_argument("--poller", choices=available_pollers(), default=None)
+    p.add_argument("--poller", choices=backend_names(), default=None)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -164,7 +164,7 @@ def _run(loop: EventLoop, duration: float | None) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     raise_nofile_limit()
-    loop = EventLoop(args.poller, name="heartbeat-server")
+    loop = new_loop(args.poller, name="heartbeat-server")
     handler = DemoServer(args.interval, args.misses, active=False, log_traffic=_log_traffic())
     server = TcpServer(loop, args.listen, handler, keepalive=args.keepalive).start()
     host, port = server.sockname[:2]
@@ -187,7 +187,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_connect(args: argparse.Namespace) -> int:
-    loop = EventLoop(args.poller, name="heartbeat-client")
+    loop = new_loop(args.poller, name="heartbeat-client")
     handler = DemoClient(args.interval, args.misses)
     client = TcpClient(
         loop,

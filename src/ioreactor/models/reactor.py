@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 
 from ioreactor.echo import EchoHandler
-from ioreactor.loop.event_loop import EventLoop
+from ioreactor.loop.backends import new_loop
 from ioreactor.models.base import ModelOptions
 from ioreactor.models.handlers import HttpExchange, ProtocolName
 from ioreactor.net.buffer import Buffer
@@ -52,7 +52,7 @@ class Reactor:
         self._handler = REACTOR_HANDLERS[options.protocol]()
         self._poller = poller
         self._sub_loops = sub_loops
-        self._loop = EventLoop(poller, name="model")
+        self._loop = new_loop(poller, name="model")
 
     def serve(self, listener: socket.socket) -> None:
         listener.setblocking(False)

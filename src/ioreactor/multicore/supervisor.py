@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.multicore.channel import ParentChannel, channel_pair
 from ioreactor.multicore.config import ServeConfig, WorkerContext
@@ -150,7 +151,7 @@ class Supervisor:
         """Serve until stopped; returns the exit status (0 after a clean graceful stop)."""
         raise_nofile_limit()
         self._keep_fds = _open_fds()  # what was open before us stays open in the workers
-        loop = self.loop = EventLoop(self.config.poller, name="supervisor")
+        loop = self.loop = new_loop(self.config.poller, name="supervisor")
         try:
             try:
                 sockname = self._bind(loop)

@@ -20,6 +20,7 @@ import signal
 import socket
 from collections.abc import Callable
 
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.multicore.channel import WorkerChannel
 from ioreactor.multicore.config import ServeConfig, WorkerContext
@@ -70,7 +71,7 @@ class ServerProcess:
         config = self.config
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         raise_nofile_limit()
-        loop = self._loop = EventLoop(config.poller, name=f"worker-{self.index}")
+        loop = self._loop = new_loop(config.poller, name=f"worker-{self.index}")
         try:
             server = self._server = TcpServer(
                 loop,

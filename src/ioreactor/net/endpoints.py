@@ -25,6 +25,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from ioreactor.echo import EchoHandler
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.acceptor import BACKLOG, open_listener
 from ioreactor.net.address import (
@@ -285,7 +286,7 @@ def serve_echo(
     :class:`SockOptError`, ``ValueError``); a bind failure raises ``OSError`` naming the
     address, with nothing left open.
     """
-    loop = EventLoop(poller, name="echo")
+    loop = new_loop(poller, name="echo")
     try:
         endpoints = start_echo(
             loop, addresses, sockopts=sockopts, allowed_uids=allowed_uids, backlog=backlog

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 
 log = logging.getLogger("ioreactor.loop_thread")
@@ -103,7 +104,7 @@ class EventLoopThread:
             if self.loop_factory is not None:
                 loop = self.loop_factory(name=self.name)
             else:
-                loop = EventLoop(self.poller, name=self.name)
+                loop = new_loop(self.poller, name=self.name)
             if self.on_start is not None:
                 self.on_start(loop)
         except BaseException as exc:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ioreactor.loop.uring import create_loop, new_loop
+from ioreactor.loop.backends import new_loop
+from ioreactor.loop.uring import create_loop
 from ioreactor.loop.uring import ring as ring_mod
 from ioreactor.loop.uring.ring import Ring, UringUnavailable
 from ioreactor.testing import open_fds
@@ -160,10 +161,11 @@ _SECCOMP_LOOP_CHILD = _SECCOMP_FILTER + textwrap.dedent(
     """
     import socket
     from ioreactor.echo import EchoHandler
-    from ioreactor.loop.uring import UringUnavailable, new_loop
+    from ioreactor.loop.backends import new_loop
+    from ioreactor.loop.uring import UringUnavailable
     from ioreactor.net.server import TcpServer
     try:
-        new_loop("uring-completion")
+        new_loop("uring")
     except UringUnavailable as exc:
         print(exc.errno, exc.strerror)
     else:

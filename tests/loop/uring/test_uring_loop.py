@@ -12,9 +12,10 @@ import pytest
 from uring_support import UringLoopThread, make_loop
 
 from ioreactor.loop import poller as poller_mod
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import READ
-from ioreactor.loop.uring import LOOP_FACTORIES, LOOP_NAME, install, new_loop
+from ioreactor.loop.uring import LOOP_NAME
 from ioreactor.loop.uring import ring as ring_mod
 from ioreactor.loop.uring.acceptor import UringAcceptor
 from ioreactor.loop.uring.completion import CompletionPoller
@@ -32,7 +33,7 @@ def test_the_loop_names_its_channel_classes_and_its_poller() -> None:
         assert loop.connection_class is UringConnection
         assert loop.acceptor_class is UringAcceptor
         assert isinstance(loop.poller, CompletionPoller)
-        assert loop.poller.name == LOOP_NAME == "uring-completion"
+        assert loop.poller.name == LOOP_NAME == "uring"
         assert EventLoop.connection_class is None and EventLoop.acceptor_class is None
     finally:
         loop.close()
@@ -40,15 +41,13 @@ def test_the_loop_names_its_channel_classes_and_its_poller() -> None:
 
 def test_new_loop_maps_backend_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(poller_mod, "_FACTORIES", dict(poller_mod._FACTORIES))
-    install()
-    assert set(LOOP_FACTORIES) == {LOOP_NAME}
     default = new_loop(name="d")
     try:
         assert type(default) is EventLoop and default.poller.name == "epoll"
     finally:
         default.close()
     try:
-        readiness = new_loop("uring")
+        readiness = new_loop("uring-poll")
         completion = new_loop(LOOP_NAME)
     except ring_mod.UringUnavailable as exc:
         pytest.skip(f"io_uring unavailable here: {exc.strerror}")

@@ -1,5 +1,5 @@
 """UringPoller against the poller contract: level-triggered by default, edge-triggered
-as ``uring-et``, one io_uring_enter per poll(), and the real EventLoop/TcpServer on top."""
+as ``uring-poll-et``, one io_uring_enter per poll(), and the real EventLoop/TcpServer on top."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 def test_names_and_fileno() -> None:
     lt, et = _make(), _make(edge_triggered=True)
     try:
-        assert (lt.name, lt.edge_triggered) == ("uring", False)
-        assert (et.name, et.edge_triggered) == ("uring-et", True)
+        assert (lt.name, lt.edge_triggered) == ("uring-poll", False)
+        assert (et.name, et.edge_triggered) == ("uring-poll-et", True)
         assert os.readlink(f"/proc/self/fd/{lt.fileno()}") == "anon_inode:[io_uring]"
     finally:
         lt.close()
@@ -86,7 +86,7 @@ def test_level_triggered_partial_reader_is_notified_again(
 def test_edge_triggered_partial_reader_is_not_notified_again(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
-    """The documented difference: ``uring-et`` reports arrivals, not unread data."""
+    """The documented difference: ``uring-poll-et`` reports arrivals, not unread data."""
     a, b = pair
     poller = _make(edge_triggered=True)
     try:
@@ -296,7 +296,7 @@ class _Echo(Handler):
         conn.send(buffer.read_all())
 
 
-@pytest.mark.parametrize("edge_triggered", [False, True], ids=["uring", "uring-et"])
+@pytest.mark.parametrize("edge_triggered", [False, True], ids=["uring-poll", "uring-poll-et"])
 def test_tcp_echo_server_unchanged_over_uring(edge_triggered: bool) -> None:
     loop = EventLoop(_make(edge_triggered))
     server = TcpServer(loop, ("127.0.0.1", 0), _Echo()).start()
@@ -333,8 +333,8 @@ def test_install_makes_uring_selectable_and_keeps_epoll_default(
     monkeypatch.setattr(poller_mod, "_FACTORIES", dict(poller_mod._FACTORIES))
     install()
     assert poller_mod.best_poller_name() == "epoll"
-    assert {"uring", "uring-et"} <= set(poller_mod.available_pollers())
-    for name in ("uring", "uring-et"):
+    assert {"uring-poll", "uring-poll-et"} <= set(poller_mod.available_pollers())
+    for name in ("uring-poll", "uring-poll-et"):
         try:
             p = poller_mod.create_poller(name)
         except UringUnavailable as exc:
@@ -343,4 +343,4 @@ def test_install_makes_uring_selectable_and_keeps_epoll_default(
         p.close()
     monkeypatch.setattr(ring_mod, "_syscall", _enosys)
     with pytest.raises(UringUnavailable, match="ENOSYS"):
-        poller_mod.create_poller("uring")
+        poller_mod.create_poller("uring-poll")

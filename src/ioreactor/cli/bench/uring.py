@@ -10,14 +10,14 @@ repeats the comparison (the machine is noisy: read the median); ``--idle N`` add
 per idle connection (RSS and Python heap of the server, after - before N idle
 connections, divided by N).
 
-Backends: ``epoll`` (the default loop), ``uring`` (:class:`UringPoller`: readiness
-through one-shot ``POLL_ADD`` requests, Python still calls recv/send) and ``uring-completion``
-(:class:`UringEventLoop`: the kernel accepts, receives into provided buffers, sends and
-closes; Python handles completions).
+Backends: ``epoll`` (the default loop), ``uring-poll`` (:class:`UringPoller`: readiness
+through one-shot ``POLL_ADD`` requests, Python still calls recv/send) and ``uring``
+(:class:`UringEventLoop`, completion mode: the kernel accepts, receives into provided
+buffers, sends and closes; Python handles completions).
 
 The servers are this command itself in ``--serve`` mode, so they need no other CLI::
 
-    python -m ioreactor bench uring --serve echo --backend uring-completion --listen H:P
+    python -m ioreactor bench uring --serve echo --backend uring --listen H:P
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from ioreactor.bench.report import (
 #: What the servers serve: TCP echo, or HTTP keep-alive ``GET /``.
 WORKLOADS = ("echo", "http")
 #: Backends compared, the baseline first.
-BACKENDS = ("epoll", "uring", "uring-completion")
+BACKENDS = ("epoll", "uring-poll", "uring")
 BASELINE = "epoll"
 #: The issue's target: completion-mode CPU per message over epoll's, at most.
 TARGET = 0.85
@@ -132,11 +132,10 @@ def serve(workload: str, backend: str, listen: str) -> int:
     """Serve ``workload`` on ``backend`` until SIGTERM/SIGINT (a benchmark's server):
     ``echo`` is ``EchoHandler`` on a ``TcpServer``, ``http`` the ``ioreactor serve`` app
     (``GET /`` -> ``Hello, World!``) on an ``HttpServer``, one loop, one process."""
-    from ioreactor.loop.uring import install, new_loop
+    from ioreactor.loop.backends import new_loop
     from ioreactor.net.sockopt import raise_nofile_limit
 
     raise_nofile_limit()
-    install()
     loop = new_loop(backend, name=f"{workload}-{backend}")
     close: Callable[[], object]
     if workload == "http":
@@ -450,7 +449,7 @@ def run(args: argparse.Namespace) -> int:
             table.add_row(m.backend, f"{m.rss_per_conn:,.0f}", f"{m.heap_per_conn:,.0f}")
         console.print(table)
     command = reproduce_command(args)
-    console.print(f"target: uring-completion <= {TARGET:.2f} x epoll; command: {command}")
+    console.print(f"target: uring <= {TARGET:.2f} x epoll; command: {command}")
     path = write_json(
         timestamped("uring", "json", Path(args.out)),
         results,

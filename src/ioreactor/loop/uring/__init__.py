@@ -8,22 +8,20 @@ missing or forbidden.
 
 Two ways to run a server on io_uring:
 
-``uring`` / ``uring-et``   readiness pollers (:func:`install` registers the names):
-                           ``EventLoop("uring")``; the kernel tells, Python does the I/O.
-``uring-completion``       the completion-mode loop, :func:`create_loop`: the kernel does
+``uring``                  the completion-mode loop, :func:`create_loop`: the kernel does
                            accept/recv/send/shutdown/close, Python handles completions.
+``uring-poll`` / ``-et``   readiness pollers (:func:`install` registers the names):
+                           the kernel tells, Python does the I/O.
+
+Programs select them by name through :func:`ioreactor.loop.backends.new_loop`.
 """
 
-from collections.abc import Callable
-
-from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import register_backend
 from ioreactor.loop.uring.loop import LOOP_NAME, UringEventLoop, create_loop
 from ioreactor.loop.uring.poller import UringPoller
 from ioreactor.loop.uring.ring import BufferRing, Ring, UringUnavailable
 
 __all__ = [
-    "LOOP_FACTORIES",
     "LOOP_NAME",
     "BufferRing",
     "Ring",
@@ -32,18 +30,7 @@ __all__ = [
     "UringUnavailable",
     "create_loop",
     "install",
-    "new_loop",
 ]
-
-#: Backend names that select a loop class rather than a poller: name -> factory(name=...).
-LOOP_FACTORIES: dict[str, Callable[..., EventLoop]] = {LOOP_NAME: create_loop}
-
-
-def new_loop(backend: str | None = None, *, name: str = "loop") -> EventLoop:
-    """The loop a ``--poller`` value asks for: a completion-mode loop for
-    ``uring-completion``, else ``EventLoop(backend)`` (None: the best poller, epoll)."""
-    factory = LOOP_FACTORIES.get(backend or "")
-    return factory(name=name) if factory is not None else EventLoop(backend, name=name)
 
 
 def _edge_triggered() -> UringPoller:
@@ -51,11 +38,12 @@ def _edge_triggered() -> UringPoller:
 
 
 def install() -> None:
-    """Make ``uring`` and ``uring-et`` selectable by name (``create_poller``, ``--poller``).
+    """Make the readiness pollers ``uring-poll`` and ``uring-poll-et`` known to
+    ``create_poller`` (``new_loop`` needs no registration).
 
     Registration is free: io_uring is first touched when a poller is created, so on a
     kernel without it the name exists and fails with the reason, and the default stays
     epoll (``available_pollers`` ranks extra backends last).
     """
-    register_backend("uring", UringPoller)
-    register_backend("uring-et", _edge_triggered)
+    register_backend("uring-poll", UringPoller)
+    register_backend("uring-poll-et", _edge_triggered)

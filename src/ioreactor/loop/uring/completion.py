@@ -92,7 +92,7 @@ class CompletionPoller(UringPoller):
     """A level-triggered :class:`UringPoller` plus the operation table and buffer ring of
     a completion-mode loop. Raises ``UringUnavailable`` where io_uring is missing."""
 
-    name = "uring-completion"
+    name = "uring"
 
     def __init__(
         self,

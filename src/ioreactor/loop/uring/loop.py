@@ -33,7 +33,7 @@ from ioreactor.loop.uring.connection import UringConnection
 from ioreactor.loop.uring.poller import DEFAULT_ENTRIES
 
 #: The name a completion-mode loop answers to (its ``poller.name``, the CLI's choice).
-LOOP_NAME = "uring-completion"
+LOOP_NAME = "uring"
 
 
 class UringEventLoop(EventLoop):

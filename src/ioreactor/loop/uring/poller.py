@@ -18,7 +18,7 @@ The default mode (``uring``) therefore arms a one-shot poll per fd and re-arms i
 next :meth:`poll` after every completion. The re-arm rides in the same ``io_uring_enter``
 that waits, and if the loop did not drain the fd the new poll completes at once: exactly
 epoll's level-triggered contract, for one extra SQE per event and no extra syscall.
-``uring-et`` keeps one multishot poll per fd (re-armed only when the kernel ends it) and
+``uring-poll-et`` keeps one multishot poll per fd (re-armed only when the kernel ends it) and
 sets ``edge_triggered`` so connections drain until EAGAIN, as on ``epoll-et``.
 
 Every poll's ``user_data`` is ``serial << 32 | fd`` with a fresh serial per arm. A
@@ -59,13 +59,13 @@ class UringPoller(Poller):
     (edge). Raises :class:`~ioreactor.loop.uring.ring.UringUnavailable` when io_uring is
     missing or forbidden."""
 
-    name = "uring"
+    name = "uring-poll"
 
     def __init__(self, edge_triggered: bool = False, entries: int = DEFAULT_ENTRIES) -> None:
         self._ring = Ring(entries)
         self.edge_triggered = edge_triggered
         if edge_triggered:
-            self.name = "uring-et"
+            self.name = "uring-poll-et"
         self._events: dict[int, int] = {}  # fd -> interest the loop asked for
         self._armed: dict[int, int] = {}  # fd -> user_data of the poll the kernel holds
         self._armed_events: dict[int, int] = {}  # fd -> interest of its latest poll
