@@ -18,10 +18,24 @@ from ioreactor.net.server import BALANCES, SHUTDOWN_TIMEOUT
 
 
 def add_serving_arguments(
-    p: argparse.ArgumentParser, default_listen: str = "127.0.0.1:7000"
+    p: argparse.ArgumentParser, default_listen: str = "127.0.0.1:7000", *, repeat: bool = False
 ) -> None:
-    """Add --listen, --poller, --backlog, --workers, --loops, --dispatch, --balance, ..."""
-    p.add_argument("--listen", default=default_listen, help="HOST:PORT (default %(default)s)")
+    """Add --listen, --poller, --backlog, --workers, --loops, --dispatch, --balance, ...
+
+    With ``repeat``, ``--listen`` may be given several times (``args.listen`` is then a
+    list, or None when absent: the caller applies ``default_listen``).
+    """
+    if repeat:
+        p.add_argument(
+            "--listen",
+            action="append",
+            default=None,
+            metavar="ADDRESS",
+            help=f"HOST:PORT, udp://, unix:///path, unix-dgram:///path; repeat to serve "
+            f"several (default {default_listen})",
+        )
+    else:
+        p.add_argument("--listen", default=default_listen, help="HOST:PORT (default %(default)s)")
     p.add_argument(
         "--poller",
         choices=backend_names(),

@@ -1,0 +1,76 @@
+"""`ioreactor echo` with several listeners, socket options and bad input."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ECHO = [sys.executable, "-m", "ioreactor", "echo"]
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_one_server_serves_tcp_udp_and_unix_with_a_socket_option(tmp_path: Path) -> None:
+    tcp, udp, path = (
+        _free_port(socket.SOCK_STREAM),
+        _free_port(socket.SOCK_DGRAM),
+        tmp_path / "e.sock",
+    )
+    server = subprocess.Popen(
+        [
+            *ECHO,
+            "--listen",
+            f"127.0.0.1:{tcp}",
+            "--listen",
+            f"udp://127.0.0.1:{udp}",
+            "--listen",
+            f"unix://{path}",
+            "--sockopt",
+            "SO_RCVBUF=65536",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists():
+            assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", tcp), timeout=10) as s:
+            s.sendall(b"tcp")
+            assert s.recv(3) == b"tcp"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(10)
+            s.sendto(b"udp", ("127.0.0.1", udp))
+            assert s.recvfrom(3)[0] == b"udp"
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(str(path))
+            s.sendall(b"unix")
+            assert s.recv(4) == b"unix"
+    finally:
+        server.terminate()
+        assert server.wait(20) == 0
+    assert not path.exists(), "the socket file is removed on shutdown"
+
+
+def test_bad_address_and_unknown_option_are_clear_errors() -> None:
+    bad = subprocess.run(
+        [*ECHO, "--listen", "127.0.0.1:99999"], capture_output=True, text=True, timeout=30
+    )
+    assert bad.returncode == 2 and "port 99999 is out of range" in bad.stderr
+    opt = subprocess.run(
+        [*ECHO, "--listen", "udp://127.0.0.1:0", "--sockopt", "NOPE=1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert opt.returncode == 2 and "unknown socket option 'NOPE'" in opt.stderr
