@@ -59,6 +59,16 @@ class InProcess:
         assert not self.thread.is_alive(), "serve() must return after stop()"
 
 
+def require_io_uring() -> None:
+    from ioreactor.loop.backends import new_loop
+    from ioreactor.loop.uring import UringUnavailable
+
+    try:
+        new_loop("uring").close()
+    except UringUnavailable as exc:
+        pytest.skip(f"io_uring unavailable here: {exc}")
+
+
 @pytest.fixture
 def serve_in_process() -> Iterator[Callable[[str, ModelOptions], InProcess]]:
     started: list[InProcess] = []
@@ -83,11 +93,14 @@ def serve_in_process() -> Iterator[Callable[[str, ModelOptions], InProcess]]:
         "reactor-poll",
         "reactor-epoll",
         "main-sub",
+        "async-uring",
     ],
 )
 def test_in_process_model_serves_and_stops(
     serve_in_process: Callable[[str, ModelOptions], InProcess], name: str, protocol: str
 ) -> None:
+    if name == "async-uring":
+        require_io_uring()
     threads_before = threading.active_count()
     server = serve_in_process(name, ModelOptions(protocol=protocol, workers=4))  # type: ignore[arg-type]
     run_clients(server.address, protocol)
@@ -131,6 +144,7 @@ def test_registry_knows_every_blocking_model() -> None:
         "reactor-poll",
         "reactor-epoll",
         "main-sub",
+        "async-uring",
     }
     with pytest.raises(ValueError, match="unknown model"):
         create_model("no-such-model", ModelOptions())

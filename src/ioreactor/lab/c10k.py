@@ -45,6 +45,7 @@ MODELS = (
     "reactor-poll",
     "reactor-epoll",
     "main-sub",
+    "async-uring",
 )
 QUICK_LEVELS = (100, 1000, 5000)
 FULL_LEVELS = (100, 1000, 5000, 10000, 20000)

@@ -1,7 +1,7 @@
 """Models by name: ``ioreactor model NAME`` and the C10K lab look them up here.
 
 A factory takes the shared :class:`ModelOptions`. The names follow the course's five
-models; the fifth (asynchronous I/O) joins when the io_uring backend serves sockets.
+models; the fifth, asynchronous I/O, is the io_uring completion loop (``async-uring``).
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ MODELS: dict[str, ModelSpec] = {
     "main-sub": ModelSpec(
         lambda o: Reactor(o, "epoll", o.workers),
         "main reactor accepts, WORKERS sub-reactor threads serve (主-从 reactor)",
+    ),
+    "async-uring": ModelSpec(
+        lambda o: Reactor(o, "uring", 0),
+        "asynchronous I/O: io_uring completions, one loop (异步 IO, Linux io_uring)",
     ),
 }
 
