@@ -50,3 +50,15 @@ def test_tiny_bench_measures_all_three_servers(tmp_path: Path):
         assert r.ops > 0 and r.errors == {}
         assert r.server_cpu_seconds >= 0 and r.rss_bytes > 0
     assert json_path.with_suffix(".png").exists()
+
+
+def test_ioreactor_echo_server_forks_workers_only_past_the_fd_limit() -> None:
+    from ioreactor.bench.echo_bench import ioreactor_echo_command
+    from ioreactor.net.sockopt import raise_nofile_limit
+
+    def workers(command: list[str]) -> int:
+        return int(command[command.index("--workers") + 1])
+
+    assert workers(ioreactor_echo_command(1, None, 100)) == 0  # one process, like the peers
+    past_limit = raise_nofile_limit() + 1
+    assert workers(ioreactor_echo_command(1, None, past_limit)) >= 2  # `--conns 20000`

@@ -10,9 +10,8 @@ with like on a shared, noisy machine.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,35 +40,23 @@ FD_RESERVE = 100
 TARGETS = {"asyncio": 0.9, "uvloop": 1.0}
 
 
-def _echo_forks_by_default() -> bool:
-    """Whether ``ioreactor echo`` has ``--workers`` (worker processes by default)."""
-    from ioreactor.cli import build_parser
-
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            build_parser().parse_args(["echo", "--workers", "0"])
-        except SystemExit:
-            return False
-    return True
-
-
-def echo_server_args(port: int, poller: str | None = None) -> list[str]:
-    """``ioreactor`` arguments for the echo server as one process with one loop.
-
-    ``--workers 0`` where the CLI forks workers by default: like for like with the peers.
-    """
-    args = ["echo", "--listen", f"127.0.0.1:{port}"]
-    if _echo_forks_by_default():
-        args += ["--workers", "0"]
+def echo_server_args(port: int, poller: str | None = None, workers: int = 0) -> list[str]:
+    """``ioreactor`` arguments for the echo server: one process with one loop by default
+    (like for like with the peers), or ``workers`` processes."""
+    args = ["echo", "--listen", f"127.0.0.1:{port}", "--workers", str(workers)]
     return [*args, "--poller", poller] if poller else args
 
 
-def ioreactor_echo_command(port: int, poller: str | None = None) -> list[str]:
-    return [sys.executable, "-m", "ioreactor", *echo_server_args(port, poller)]
+def ioreactor_echo_command(port: int, poller: str | None = None, conns: int = 0) -> list[str]:
+    """One process, unless ``conns`` needs more fds than one process may hold here:
+    then as many worker processes as that takes (``--conns 20000`` on a 20,000-fd limit)."""
+    needed = load_processes(conns) if conns else 1
+    workers = 0 if needed == 1 else max(needed, os.cpu_count() or 1)
+    return [sys.executable, "-m", "ioreactor", *echo_server_args(port, poller, workers)]
 
 
-def _peer(name: str) -> Callable[[int, str | None], list[str]]:
-    def command(port: int, poller: str | None) -> list[str]:  # peers have one loop kind
+def _peer(name: str) -> Callable[[int, str | None, int], list[str]]:
+    def command(port: int, poller: str | None, conns: int) -> list[str]:  # one loop kind
         from ioreactor.bench.peers import echo_peer_command  # asyncio: load only here
 
         return echo_peer_command(name, port)
@@ -77,8 +64,8 @@ def _peer(name: str) -> Callable[[int, str | None], list[str]]:
     return command
 
 
-#: Server name -> command for (port, poller).
-ECHO_SERVERS: dict[str, Callable[[int, str | None], list[str]]] = {
+#: Server name -> command for (port, poller, conns).
+ECHO_SERVERS: dict[str, Callable[[int, str | None, int], list[str]]] = {
     "ioreactor": ioreactor_echo_command,
     "asyncio": _peer("asyncio-echo"),
     "uvloop": _peer("uvloop-echo"),
@@ -186,7 +173,7 @@ def run_echo_bench(
             if name in skipped:
                 continue
             port = free_port()
-            command = ECHO_SERVERS[name](port, config.poller)
+            command = ECHO_SERVERS[name](port, config.poller, conns)
             console.print(f"[dim]{name}: {conns:,} conns, {config.duration:g} s ...[/]")
             results.append(
                 measure_echo_server(name, command, port, conns, config, plan, progress=progress)

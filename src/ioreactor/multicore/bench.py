@@ -145,15 +145,16 @@ def c20k(flags: Sequence[str], conns: int, duration: float) -> None:
           and load.connected == conns else "FAILED")  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("parts", nargs="*", default=["threads", "dispatch", "c20k"])
     parser.add_argument("--conns", type=int, default=CONNS)
     parser.add_argument("--duration", type=float, default=DURATION)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats")
     parser.add_argument("--c20k-conns", type=int, default=C20K_CONNS)
     parser.add_argument("--c20k-dispatch", default="reuseport")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     config = EchoBenchConfig(conns=(args.conns,), duration=args.duration, warmup=WARMUP)
     if "c20k" in args.parts:
         flags = ("--workers", "2", "--dispatch", args.c20k_dispatch, "--backlog", "4096")
@@ -165,6 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = compare(DISPATCH, config, args.rounds)
         print_comparison("fd passing vs SO_REUSEPORT", rows, DISPATCH_TARGET)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
