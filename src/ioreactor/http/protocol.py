@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from ioreactor.http.errors import HttpError
-from ioreactor.http.request import BodyConsumer, Request, incoming, split_target
+from ioreactor.http.request import (
+    NO_PARAMS,
+    BodyConsumer,
+    Request,
+    incoming,
+    new_request,
+    split_target,
+)
 from ioreactor.http.response import (
     CHUNKED_FIELD,
     CLOSE_FIELD,
@@ -140,7 +147,6 @@ class HttpProtocol:
         "failure",
         "head_fed",
         "http",
-        "inspect",
         "limits",
         "loop",
         "parser",
@@ -176,8 +182,10 @@ class HttpProtocol:
         #: The current head's fields, flat: name, value, name, value...
         self.raw: list[bytes] = []
         self.head_fed = 0
+        #: Heads parsed from now on take the general path, which checks everything: set
+        #: per read when a head began in an earlier read or the read is larger than
+        #: ``HttpHandler.small_read``, and by on_header for a field the protocol must act on.
         self.careful = False
-        self.inspect = False
         self.special = False
         self.request: Request | None = None
         self.route: Route | None = None
@@ -336,7 +344,7 @@ class HttpProtocol:
         raw.append(name)
         raw.append(value)
         if len(name) in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
-            self.inspect = True
+            self.careful = True  # the general path reads the fields
         if len(raw) > self.http.max_raw_fields:
             raise HttpError(431, "Request Header Fields Too Large", close=True)
 
@@ -347,7 +355,7 @@ class HttpProtocol:
         url = self.url
         self.url = b""
         plain = self.routes.get(parser.get_method())
-        if plain is None or self.inspect or self.careful or not parser.should_keep_alive():
+        if plain is None or self.careful or not parser.should_keep_alive():
             self.phase = BODY
             self._general_route(self._general_head(raw, url))
             return
@@ -358,8 +366,19 @@ class HttpProtocol:
         method, table = plain
         target = url.decode("latin-1")
         route = table.get(target)
-        if route is not None:  # the target is the path: no query, nothing escaped
-            request = incoming(method, target, target, "", raw, self.conn.peer)
+        if route is not None:
+            # The target is the path (no query, nothing escaped). incoming(), inlined:
+            request = new_request(Request)
+            request.method = method
+            request.target = target
+            request.path = target
+            request.query = ""
+            request.version = "1.1"
+            request._headers = raw
+            request.body = b""
+            request.peer = self.conn.peer
+            request.params = NO_PARAMS
+            request.keep_alive = True
         else:
             path, query = split_target(target)
             request = incoming(method, target, path, query, raw, self.conn.peer)
@@ -369,8 +388,9 @@ class HttpProtocol:
                 self.request = request
                 self._general_route(request)
                 return
-        self.requests_left -= 1
-        if self.requests_left <= 0:
+        left = self.requests_left - 1
+        self.requests_left = left
+        if left <= 0:
             request.keep_alive = False
         try:
             result = route.handler(request)
@@ -399,7 +419,7 @@ class HttpProtocol:
         method_raw = parser.get_method()
         method = _METHODS.get(method_raw) or method_raw.decode("ascii")
         keep_alive = parser.should_keep_alive()
-        if self.inspect or not keep_alive or method == "CONNECT":
+        if self.careful or not keep_alive or method == "CONNECT":
             version, keep_alive, send_continue = self._inspect(raw, method, keep_alive)
         else:
             version = "1.1"  # as on the short path
@@ -447,7 +467,6 @@ class HttpProtocol:
         Returns the version, whether to keep the connection, and whether to send
         ``100 Continue``; raises HttpError for what must be refused.
         """
-        self.inspect = False
         length = 0
         chunked = False
         expect = None

@@ -20,7 +20,6 @@ class Request:
     """
 
     __slots__ = (
-        "_fields",
         "_headers",
         "body",
         "keep_alive",
@@ -45,10 +44,9 @@ class Request:
         self.method = method
         self.target = target
         self.version = version
-        #: The fields as parsed, flat (name, value, name, value...), until ``headers``
-        #: is first read; then None and ``_headers`` holds them.
-        self._fields: list[bytes] | None = None
-        self._headers: Headers | None = (
+        #: A Headers, or the fields as the server parsed them, flat (name, value, name,
+        #: value...) until ``headers`` is first read.
+        self._headers: Headers | list[bytes] = (
             headers if isinstance(headers, Headers) else Headers(headers or [])
         )
         self.body = body
@@ -68,11 +66,10 @@ class Request:
     @property
     def headers(self) -> Headers:
         headers = self._headers
-        if headers is None:
-            fields = self._fields or []
-            headers = self._headers = Headers(list(zip(fields[::2], fields[1::2], strict=True)))
-            self._fields = None
-        return headers
+        if type(headers) is list:
+            pairs = list(zip(headers[::2], headers[1::2], strict=True))
+            headers = self._headers = Headers(pairs)
+        return headers  # type: ignore[return-value]  # a Headers once built
 
     def query_params(self) -> dict[str, str]:
         """The query string decoded into a dict (the last of repeated names wins)."""
@@ -83,7 +80,8 @@ class Request:
         return self.headers.get("content-type")
 
 
-_new_request = object.__new__
+#: ``Request`` without ``__init__``: the server stores the slots itself (``incoming``).
+new_request = object.__new__
 
 
 def incoming(
@@ -98,14 +96,13 @@ def incoming(
     """A request as the server parsed it: ``path`` and ``query`` already split from
     ``target`` (:func:`split_target`), ``fields`` flat (name, value, ...), no body yet,
     keep-alive. The per-request path: stores the slots, none of ``__init__``'s work."""
-    request: Request = _new_request(Request)
+    request: Request = new_request(Request)
     request.method = method
     request.target = target
     request.path = path
     request.query = query
     request.version = version
-    request._fields = fields
-    request._headers = None
+    request._headers = fields
     request.body = b""
     request.peer = peer
     request.params = NO_PARAMS
