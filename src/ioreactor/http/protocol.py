@@ -15,6 +15,9 @@ The connection's life, as ``phase``::
 
     IDLE -> HEADERS -> BODY -> IDLE ...    one request at a time
     any  -> DONE      no more input is parsed: the last response is queued
+
+``HEADERS`` is set only when a read ends inside a head (a head that arrives whole never
+needs it); a plain request without a body is answered from IDLE by its head.
          -> LINGER    FIN once output drains; read and discard until the peer closes
 
 Every protocol error or broken limit answers with its status and ``Connection: close``,
@@ -181,7 +184,9 @@ class HttpProtocol:
         self.url = b""
         #: The current head's fields, flat: name, value, name, value...
         self.raw: list[bytes] = []
-        self.head_fed = 0
+        #: Bytes fed since a read first ended inside the current head; -1 while the head
+        #: in progress (if any) began in the current read.
+        self.head_fed = -1
         #: Heads parsed from now on take the general path, which checks everything: set
         #: per read when a head began in an earlier read or the read is larger than
         #: ``HttpHandler.small_read``, and by on_header for a field the protocol must act on.
@@ -266,12 +271,14 @@ class HttpProtocol:
             self._parser_failed(exc)
         except httptools.HttpParserUpgrade:
             pass  # the upgrade request was answered with Connection: close
-        if self.phase == HEADERS:
+        if self.url and self.phase <= HEADERS:
             self._bound_head(len(data))
 
     def _bound_head(self, fed: int) -> None:
-        """A read ended inside a request head. httptools joins a field split across reads
-        before it calls on_header: bound the bytes it holds, not only the fields seen."""
+        """A read ended inside a request head (its target is known: ``url``). httptools
+        joins a field split across reads before it calls on_header: bound the bytes it
+        holds, not only the fields seen."""
+        self.phase = HEADERS
         if self.head_fed < 0:
             # The head began in this read; the read's size bounds it. Its header timeout
             # runs from now (a head that ends in the read it began in needs no clock).
@@ -330,10 +337,7 @@ class HttpProtocol:
     # the short path; every other one takes the general path, which checks everything.
 
     def on_url(self, url: bytes) -> None:
-        if self.phase == IDLE:
-            self.phase = HEADERS
-            self.head_fed = -1  # began in this read
-        elif self.url:
+        if self.url:  # the rest of a target split across reads
             url = self.url + url
         if len(url) > self.limits.max_request_line:
             raise HttpError(414, "URI Too Long", close=True)
@@ -412,6 +416,7 @@ class HttpProtocol:
     def _general_head(self, raw: list[bytes], url: bytes) -> Request:
         """Every head the short path does not take: checks it, builds its Request."""
         self.special = True
+        self.head_fed = -1  # the next head begins in the read it is seen in
         parser = self.parser
         limits = self.limits
         if self.careful and sum(map(len, raw)) + 2 * len(raw) > limits.max_header_bytes:
@@ -529,13 +534,13 @@ class HttpProtocol:
                 self.consumer = None
 
     def on_message_complete(self) -> None:
-        self.phase = IDLE
-        if self.special:  # a request on the short path was answered by its head
+        if self.special:  # a request on the short path was answered by its head (IDLE)
             self._complete_general()
 
     def _complete_general(self) -> None:
         """on_message_complete of a request that took the general path."""
         self.special = False
+        self.phase = IDLE
         request = self.request
         if request is None:  # pragma: no cover - llhttp always completes a begun head
             return
@@ -906,7 +911,7 @@ def receive(http: HttpHandler, conn: TcpConnection, buffer: Buffer) -> None:
         pass  # the upgrade request was answered with Connection: close
     finally:
         data.release()
-    if protocol.phase == HEADERS:
+    if protocol.url and protocol.phase <= HEADERS:
         protocol._bound_head(n)
     buffer.retrieve_all()
     protocol.batch = None
