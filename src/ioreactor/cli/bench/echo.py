@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from ioreactor.bench.chart import bar_chart
 from ioreactor.bench.echo_bench import (
@@ -15,33 +14,15 @@ from ioreactor.bench.echo_bench import (
     target_lines,
 )
 from ioreactor.bench.pinning import core_plan
-from ioreactor.bench.report import RESULTS_DIR, print_table, timestamped, write_json
-from ioreactor.loop.poller import available_pollers
-
-#: Console width when the output is not a terminal (rich would otherwise use 80).
-TABLE_WIDTH = 160
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part.replace("_", "")) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"connection counts must be >= 1, got {text!r}")
-    return values
-
-
-def _server_list(text: str) -> tuple[str, ...]:
-    names = tuple(text.split(","))
-    unknown = [n for n in names if n not in ECHO_SERVERS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown server(s) {unknown}; known: {list(ECHO_SERVERS)}"
-        )
-    return names
+from ioreactor.bench.report import RESULTS_DIR, print_table
+from ioreactor.cli.bench._args import (
+    add_poller_option,
+    bench_console,
+    int_list,
+    name_list,
+    save_results,
+    warn_if_unpinned,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,16 +33,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "reads the server's CPU time from /proc around a fixed window, and prints CPU µs "
         "per message, messages/s, latency and RSS with the ratio to each peer.",
     )
-    p.add_argument("--conns", type=_int_list, default=(100, 1000), help="e.g. 100,1000")
+    p.add_argument("--conns", type=int_list, default=(100, 1000), help="e.g. 100,1000")
     p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
     p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
     p.add_argument("--pipeline", type=int, default=1, help="messages in flight per connection")
+    add_poller_option(p, help="ioreactor's backend")
     p.add_argument(
-        "--poller", choices=available_pollers(), default=None, help="ioreactor's backend"
-    )
-    p.add_argument(
-        "--servers", type=_server_list, default=tuple(ECHO_SERVERS), help="comma-separated"
+        "--servers",
+        type=name_list(ECHO_SERVERS),
+        default=tuple(ECHO_SERVERS),
+        help="comma-separated",
     )
     p.add_argument("--out", default=str(RESULTS_DIR), help="directory for JSON and PNG")
     p.add_argument("--no-progress", action="store_true")
@@ -87,11 +69,7 @@ def reproduce_command(config: EchoBenchConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:  # a log file or a pipe: keep every column readable
-        console = Console(width=TABLE_WIDTH)
+    console = bench_console()
     config = EchoBenchConfig(
         conns=args.conns,
         size=args.size,
@@ -102,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
         servers=args.servers,
     )
     plan = core_plan()
-    if not plan.pinned:
-        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    warn_if_unpinned(console, plan)
     results = run_echo_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal
     )
@@ -117,13 +94,14 @@ def run(args: argparse.Namespace) -> int:
         console.print(line)
     command = reproduce_command(config)
     console.print(f"command: {command}")
-    json_path = write_json(
-        timestamped("echo", "json", Path(args.out)),
+    json_path = save_results(
+        console,
+        args.out,
+        "echo",
         results,
-        command=command,
-        meta={"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        command,
+        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
     )
-    console.print(f"results: {json_path}")
     chart = bar_chart(results, json_path.with_suffix(".png"), title=title)
     if chart is not None:
         console.print(f"chart:   {chart}")

@@ -9,25 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ioreactor.bench import PEER_SERVERS
-from ioreactor.loop.poller import available_pollers
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part.replace("_", "")) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers: {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"connection counts must be >= 1: {text!r}")
-    return values
-
-
-def _servers(text: str) -> tuple[str, ...]:
-    names = tuple(text.split(","))
-    unknown = [n for n in names if n not in PEER_SERVERS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown server(s) {unknown}; known: {PEER_SERVERS}")
-    return names
+from ioreactor.cli.bench._args import add_poller_option, int_list, name_list
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--only", choices=("idle", "frames"), default=None, help="one part only")
     p.add_argument(
         "--conns",
-        type=_int_list,
+        type=int_list,
         default=(1000, 5000, 10_000),
         help="idle: connection counts (default 1000,5000,10000)",
     )
@@ -57,9 +39,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--frame-size", type=int, default=64, help="frames: payload bytes")
     p.add_argument("--frames-per-write", type=int, default=16, help="frames: per write")
     p.add_argument(
-        "--servers", type=_servers, default=PEER_SERVERS, help="ioreactor,asyncio,uvloop"
+        "--servers",
+        type=name_list(PEER_SERVERS),
+        default=PEER_SERVERS,
+        help="ioreactor,asyncio,uvloop",
     )
-    p.add_argument("--poller", choices=available_pollers(), default=None)
+    add_poller_option(p)
     p.add_argument("--out", default="bench-results", help="directory for the JSON")
     p.set_defaults(func=run)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ioreactor.bench.idle_bench import HEAP_TARGET, run_idle_bench
 from ioreactor.bench.report import RESULTS_DIR, timestamped
-from ioreactor.loop.poller import available_pollers
+from ioreactor.cli.bench._args import add_poller_option
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="memory per idle connection of the ioreactor echo server (RSS and heap)",
     )
     p.add_argument("--conns", type=int, default=10_000, help="idle connections")
-    p.add_argument("--poller", choices=available_pollers(), default=None)
+    add_poller_option(p)
     p.add_argument("--no-tracemalloc", action="store_true", help="RSS only (skip the heap server)")
     p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
     p.set_defaults(func=run)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
-from pathlib import Path
 
 from ioreactor.bench.pinning import core_plan, pin_current_process
-from ioreactor.bench.report import RESULTS_DIR, print_table, ratio, timestamped, write_json
+from ioreactor.bench.report import RESULTS_DIR, print_table, ratio
 from ioreactor.bench.udp_load import (
     SERVERS,
     LoadConfig,
@@ -16,20 +15,16 @@ from ioreactor.bench.udp_load import (
     measure_server,
     server_command,
 )
-from ioreactor.loop.poller import available_pollers
+from ioreactor.cli.bench._args import (
+    add_poller_option,
+    bench_console,
+    name_list,
+    save_results,
+    warn_if_unpinned,
+)
 
 #: The issue's target: ioreactor's CPU per datagram over the asyncio peer's, at most.
 TARGET = 1.0
-#: Console width when the output is not a terminal (rich would otherwise use 80).
-TABLE_WIDTH = 160
-
-
-def _servers(text: str) -> tuple[str, ...]:
-    names = tuple(text.split(","))
-    unknown = [n for n in names if n not in SERVERS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown server(s) {unknown}; known: {list(SERVERS)}")
-    return names
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--size", type=int, default=512, help="datagram bytes (default %(default)s)")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per server")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
-    p.add_argument("--poller", choices=available_pollers(), default=None, help="load's backend")
-    p.add_argument("--servers", type=_servers, default=("ioreactor", "asyncio", "uvloop"))
+    add_poller_option(p, help="load's backend")
+    p.add_argument("--servers", type=name_list(SERVERS), default=("ioreactor", "asyncio", "uvloop"))
     p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
     p.set_defaults(func=run)
 
@@ -61,14 +56,9 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=TABLE_WIDTH)
+    console = bench_console()
     plan = core_plan()
-    if not plan.pinned:
-        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    warn_if_unpinned(console, plan)
     pin_current_process(plan.load)
     results = []
     with tempfile.TemporaryDirectory(prefix="ioreactor-bench-") as directory:
@@ -99,11 +89,12 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"ioreactor / asyncio = {value:.2f} ({verdict} the target <= {TARGET})")
     command_line = reproduce_command(args)
     console.print(f"command: {command_line}")
-    path = write_json(
-        timestamped(f"{args.kind}-echo", "json", Path(args.out)),
+    save_results(
+        console,
+        args.out,
+        f"{args.kind}-echo",
         results,
-        command=command_line,
-        meta={"cores": dataclasses.asdict(plan)},
+        command_line,
+        {"cores": dataclasses.asdict(plan)},
     )
-    console.print(f"results: {path}")
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import tempfile
-from pathlib import Path
 
 from ioreactor.bench.pinning import core_plan, pin_current_process
 from ioreactor.bench.report import (
@@ -19,14 +18,15 @@ from ioreactor.bench.report import (
     BenchResult,
     print_table,
     ratio,
-    timestamped,
-    write_json,
 )
 from ioreactor.bench.udp_load import LoadConfig, free_address, measure_server, server_command
-from ioreactor.loop.poller import available_pollers
+from ioreactor.cli.bench._args import (
+    add_poller_option,
+    bench_console,
+    save_results,
+    warn_if_unpinned,
+)
 
-#: Console width when the output is not a terminal (rich would otherwise use 80).
-TABLE_WIDTH = 160
 #: Transports compared, the baseline first.
 KINDS = ("tcp", "unix")
 
@@ -43,21 +43,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per server")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
-    p.add_argument("--poller", choices=available_pollers(), default=None, help="load's backend")
+    add_poller_option(p, help="load's backend")
     p.add_argument("--peers", action="store_true", help="also measure asyncio on both transports")
     p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=TABLE_WIDTH)
+    console = bench_console()
     plan = core_plan()
-    if not plan.pinned:
-        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    warn_if_unpinned(console, plan)
     pin_current_process(plan.load)
     servers = ("ioreactor", "asyncio") if args.peers else ("ioreactor",)
     results = []
@@ -98,13 +93,9 @@ def run(args: argparse.Namespace) -> int:
         f"{args.duration:g} --warmup {args.warmup:g}" + (" --peers" if args.peers else "")
     )
     console.print(f"command: {command}")
-    path = write_json(
-        timestamped("unix-echo", "json", Path(args.out)),
-        results,
-        command=command,
-        meta={"cores": dataclasses.asdict(plan)},
+    save_results(
+        console, args.out, "unix-echo", results, command, {"cores": dataclasses.asdict(plan)}
     )
-    console.print(f"results: {path}")
     return 0
 
 

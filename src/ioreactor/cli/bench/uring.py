@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from ioreactor.bench.echo_bench import WARMUP, load_processes
@@ -53,8 +52,13 @@ from ioreactor.bench.report import (
     BenchResult,
     print_table,
     ratio,
-    timestamped,
-    write_json,
+)
+from ioreactor.cli.bench._args import (
+    bench_console,
+    int_list,
+    name_list,
+    save_results,
+    warn_if_unpinned,
 )
 
 #: What the servers serve: TCP echo, or HTTP keep-alive ``GET /``.
@@ -64,38 +68,10 @@ BACKENDS = ("epoll", "uring-poll", "uring")
 BASELINE = "epoll"
 #: The issue's target: completion-mode CPU per message over epoll's, at most.
 TARGET = 0.85
-#: Console width when the output is not a terminal (rich would otherwise use 80).
-TABLE_WIDTH = 160
 #: Tries to start a server on a free port (another process may take it first).
 START_ATTEMPTS = 3
 #: Seconds to wait for a server to accept the idle connections / write a heap report.
 SETTLE_TIMEOUT = 60.0
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part.replace("_", "")) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers: {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"connection counts must be >= 1: {text!r}")
-    return values
-
-
-def _backend_list(text: str) -> tuple[str, ...]:
-    names = tuple(text.split(","))
-    unknown = [n for n in names if n not in BACKENDS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown}; known: {BACKENDS}")
-    return names
-
-
-def _workload_list(text: str) -> tuple[str, ...]:
-    names = tuple(text.split(","))
-    unknown = [n for n in names if n not in WORKLOADS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown workload(s) {unknown}; known: {WORKLOADS}")
-    return names
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -106,18 +82,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "on another, reads its CPU time from /proc around a fixed window, and prints CPU "
         "µs per message, messages/s, latency and RSS with the ratio to epoll.",
     )
-    p.add_argument("--conns", type=_int_list, default=(100, 1000), help="e.g. 100,1000")
+    p.add_argument("--conns", type=int_list, default=(100, 1000), help="e.g. 100,1000")
     p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
     p.add_argument("--duration", type=float, default=3.0, help="measured seconds per backend")
     p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
     p.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison N times")
     p.add_argument(
-        "--backends", type=_backend_list, default=BACKENDS, help="comma-separated, epoll first"
+        "--backends",
+        type=name_list(BACKENDS, "backend"),
+        default=BACKENDS,
+        help="comma-separated, epoll first",
     )
     p.add_argument("--idle", type=int, default=0, help="also measure N idle connections")
     p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
     p.add_argument(
-        "--workloads", type=_workload_list, default=("echo",), help="echo, http or echo,http"
+        "--workloads",
+        type=name_list(WORKLOADS, "workload"),
+        default=("echo",),
+        help="echo, http or echo,http",
     )
     p.add_argument("--serve", choices=WORKLOADS, help=argparse.SUPPRESS)
     p.add_argument("--backend", choices=BACKENDS, default=BASELINE, help=argparse.SUPPRESS)
@@ -411,12 +393,9 @@ def ratio_table(results: Sequence[BenchResult], backends: Sequence[str]) -> Tabl
 def run(args: argparse.Namespace) -> int:
     if args.serve:
         return serve(args.serve, args.backend, args.listen)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=TABLE_WIDTH)
+    console = bench_console()
     plan = core_plan()
-    if not plan.pinned:
-        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    warn_if_unpinned(console, plan)
     pin_current_process(plan.load)
     results: list[BenchResult] = []
     for workload in args.workloads:
@@ -450,14 +429,12 @@ def run(args: argparse.Namespace) -> int:
         console.print(table)
     command = reproduce_command(args)
     console.print(f"target: uring <= {TARGET:.2f} x epoll; command: {command}")
-    path = write_json(
-        timestamped("uring", "json", Path(args.out)),
+    save_results(
+        console,
+        args.out,
+        "uring",
         results,
-        command=command,
-        meta={
-            "cores": dataclasses.asdict(plan),
-            "idle": [dataclasses.asdict(m) for m in idle],
-        },
+        command,
+        {"cores": dataclasses.asdict(plan), "idle": [dataclasses.asdict(m) for m in idle]},
     )
-    console.print(f"results: {path}")
     return 1 if any(r.error_count for r in results) else 0
