@@ -26,7 +26,7 @@ from ioreactor.bench.pinning import (
     pin_current_process,
 )
 from ioreactor.bench.procstat import TreeSample
-from ioreactor.bench.report import BenchResult, ratio
+from ioreactor.bench.report import BenchResult, ratio, window_result
 from ioreactor.net.sockopt import raise_nofile_limit
 
 if TYPE_CHECKING:
@@ -129,18 +129,15 @@ def measure_echo_server(
             progress=progress,
         )
     before, after = samples["before"], samples["after"]
-    return BenchResult(
-        name=name,
-        conns=conns,
+    return window_result(
+        name,
+        conns,
         ops=load.messages,
         duration=load.duration,
-        server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
-        p50_us=load.latency_us(0.5),
-        p99_us=load.latency_us(0.99),
-        p999_us=load.latency_us(0.999),
-        rss_bytes=after.rss_bytes,
+        latency_us=load.latency_us,
         errors=load.errors,
-        unit="msg",
+        before=before,
+        after=after,
         extra={
             "server_user_seconds": after.user_seconds - before.user_seconds,
             "server_system_seconds": after.system_seconds - before.system_seconds,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # rich is imported where a table is drawn
     from rich.console import Console
     from rich.table import Table
+
+    from ioreactor.bench.procstat import TreeSample
 
 #: Where bench commands write JSON and charts (gitignored).
 RESULTS_DIR = Path("bench-results")
@@ -69,6 +71,38 @@ class BenchResult:
     def from_dict(cls, data: dict[str, Any]) -> BenchResult:
         names = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def window_result(
+    name: str,
+    conns: int,
+    *,
+    ops: int,
+    duration: float,
+    latency_us: Callable[[float], float],
+    errors: dict[str, int],
+    before: TreeSample,
+    after: TreeSample,
+    unit: str = "msg",
+    extra: dict[str, Any] | None = None,
+) -> BenchResult:
+    """One server's result over a measured window: its CPU between the process-tree
+    samples ``before`` and ``after`` the window, its RSS at the end, and the load's
+    operations, latency percentiles and errors."""
+    return BenchResult(
+        name=name,
+        conns=conns,
+        ops=ops,
+        duration=duration,
+        server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
+        p50_us=latency_us(0.5),
+        p99_us=latency_us(0.99),
+        p999_us=latency_us(0.999),
+        rss_bytes=after.rss_bytes,
+        errors=errors,
+        unit=unit,
+        extra={} if extra is None else extra,
+    )
 
 
 def ratio(result: BenchResult, results: Sequence[BenchResult], baseline: str) -> float | None:

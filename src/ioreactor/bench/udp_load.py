@@ -44,7 +44,7 @@ from ioreactor.bench.echo_load import EchoLoadResult
 from ioreactor.bench.latency import LatencyHistogram
 from ioreactor.bench.pinning import pinned_command
 from ioreactor.bench.procstat import TreeSample, sample_tree
-from ioreactor.bench.report import BenchResult
+from ioreactor.bench.report import BenchResult, window_result
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.timers import TimerHandle
 from ioreactor.net.address import Address, parse_address
@@ -467,18 +467,15 @@ def measure_server(
             on_end=lambda: samples.__setitem__("after", server.sample()),
         )
     before, after = samples["before"], samples["after"]
-    return BenchResult(
-        name=name,
-        conns=config.conns,
+    return window_result(
+        name,
+        config.conns,
         ops=load.messages,
         duration=load.duration,
-        server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
-        p50_us=load.latency_us(0.5),
-        p99_us=load.latency_us(0.99),
-        p999_us=load.latency_us(0.999),
-        rss_bytes=after.rss_bytes,
+        latency_us=load.latency_us,
         errors=load.errors,
-        unit="msg",
+        before=before,
+        after=after,
         extra={
             "address": config.address,
             "size": config.size,

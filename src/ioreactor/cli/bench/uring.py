@@ -52,6 +52,7 @@ from ioreactor.bench.report import (
     BenchResult,
     print_table,
     ratio,
+    window_result,
 )
 from ioreactor.cli.bench._args import (
     bench_console,
@@ -311,17 +312,15 @@ def measure_backend(backend: str, conns: int, run: Run) -> BenchResult:
         server.stop()
     before, after = samples["before"], samples["after"]
     per_op = 1e6 / ops if ops else float("nan")
-    return BenchResult(
-        name=backend,
-        conns=conns,
+    return window_result(
+        backend,
+        conns,
         ops=ops,
         duration=seconds,
-        server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
-        p50_us=latency_us(0.5),
-        p99_us=latency_us(0.99),
-        p999_us=latency_us(0.999),
-        rss_bytes=after.rss_bytes,
+        latency_us=latency_us,
         errors=errors,
+        before=before,
+        after=after,
         unit="req" if run.workload == "http" else "msg",
         extra={
             "workload": run.workload,
