@@ -8,7 +8,6 @@ hanging, the warning is rate-limited, and accepting resumes once fds are free.
 
 from __future__ import annotations
 
-import gc
 import re
 import select
 import signal
@@ -20,20 +19,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from net_support import fd_count
 
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.acceptor import Acceptor, open_listener
-from ioreactor.testing import open_fds
 
 pytestmark = pytest.mark.timeout(60)
 
 LIVENESS = 20.0
-
-
-def fd_count() -> int:
-    """Open fds, once sockets dropped by earlier tests have been collected."""
-    gc.collect()
-    return open_fds()
 
 
 @pytest.fixture

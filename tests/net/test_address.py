@@ -6,6 +6,7 @@ import socket
 import uuid
 
 import pytest
+from net_support import needs_ipv6
 
 from ioreactor.net.address import (
     SUN_PATH_MAX,
@@ -15,21 +16,6 @@ from ioreactor.net.address import (
     parse_address,
     to_address,
 )
-
-
-def _ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _ipv6_loopback()
-needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="this host has no IPv6 loopback (::1)")
 
 
 @pytest.mark.parametrize(

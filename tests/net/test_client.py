@@ -8,12 +8,10 @@ deterministic apart from the kernel's own timing.
 from __future__ import annotations
 
 import errno
-import gc
 import socket
-import time
-from collections.abc import Callable
 
 import pytest
+from net_support import fd_count, free_port, run_until
 
 from ioreactor.echo import EchoHandler
 from ioreactor.loop.event_loop import EventLoop
@@ -22,32 +20,10 @@ from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handler import Handler
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import open_fds
 
 pytestmark = pytest.mark.timeout(60)
 
-LIVENESS = 20.0
 FAST_RETRY = {"backoff_initial": 0.02, "backoff_max": 0.05}
-
-
-def fd_count() -> int:
-    """Open fds, once sockets dropped by earlier tests have been collected."""
-    gc.collect()
-    return open_fds()
-
-
-def run_until(loop: EventLoop, predicate: Callable[[], bool], timeout: float = LIVENESS) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        loop.run_once(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Greeter(Handler):

@@ -4,7 +4,6 @@ self-connect detection. All on loopback (or a private network namespace)."""
 from __future__ import annotations
 
 import errno
-import gc
 import logging
 import os
 import re
@@ -14,42 +13,19 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from net_support import LIVENESS, fd_count, free_port, run_until
 
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import FD_SETSIZE
 from ioreactor.net import connector as connector_mod
 from ioreactor.net.address import to_address
 from ioreactor.net.connector import Connector
-from ioreactor.testing import open_fds
 
 pytestmark = pytest.mark.timeout(60)
-
-LIVENESS = 20.0
-
-
-def fd_count() -> int:
-    """Open fds, once sockets dropped by earlier tests have been collected."""
-    gc.collect()
-    return open_fds()
-
-
-def run_until(loop: EventLoop, predicate: Callable[[], bool], timeout: float = LIVENESS) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        loop.run_once(0.05)
-
-
-def free_port() -> int:
-    """A port with no listener (bound then released; nobody else binds it meanwhile)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Outcome:

@@ -4,7 +4,6 @@ options routed to the listeners they fit, dual-stack, peer credentials."""
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import re
 import signal
@@ -17,33 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from net_support import HAS_IPV6, fd_count, needs_ipv6
 
 from ioreactor.echo import EchoHandler
 from ioreactor.net.address import AddressError, parse_address
 from ioreactor.net.endpoints import DatagramEchoHandler, Endpoints, StreamServer, start_echo
 from ioreactor.net.sockopt import KeepAlive, SockOptError, parse_sockopt
-from ioreactor.testing import LoopThread, open_fds
+from ioreactor.testing import LoopThread
 
 TIMEOUT = 10.0
-
-
-def fd_count() -> int:
-    """Open fds, once sockets dropped by earlier tests have been collected."""
-    gc.collect()
-    return open_fds()
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _ipv6_loopback()
-needs_ipv6 = pytest.mark.skipif(not HAS_IPV6, reason="this host has no IPv6 loopback")
 
 
 def _client(bound: str) -> socket.socket:

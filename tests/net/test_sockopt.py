@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import gc
 import socket
 import struct
 from collections.abc import Iterator
 
 import pytest
+from net_support import fd_count, needs_ipv6
 
 from ioreactor.net.acceptor import open_listener
 from ioreactor.net.sockopt import (
@@ -19,25 +19,6 @@ from ioreactor.net.sockopt import (
     parse_sockopts,
     socket_kind,
 )
-from ioreactor.testing import open_fds
-
-
-def fd_count() -> int:
-    """Open fds, once sockets dropped by earlier tests have been collected."""
-    gc.collect()
-    return open_fds()
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="this host has no IPv6 loopback")
 
 
 @pytest.fixture

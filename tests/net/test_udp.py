@@ -4,7 +4,6 @@ UDP errors, the send queue's high water mark, closing."""
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import select
 import socket
@@ -13,31 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from net_support import fd_count, needs_ipv6
 
 from ioreactor.net.address import AddressError
 from ioreactor.net.sockopt import parse_sockopt
 from ioreactor.net.udp import MAX_DATAGRAM, DatagramHandler, UdpEndpoint, udp_client, udp_server
-from ioreactor.testing import LoopThread, open_fds
+from ioreactor.testing import LoopThread
 
 TIMEOUT = 10.0
-
-
-def fd_count() -> int:
-    """Open fds, once sockets dropped by earlier tests have been collected."""
-    gc.collect()
-    return open_fds()
-
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-needs_ipv6 = pytest.mark.skipif(not _ipv6_loopback(), reason="this host has no IPv6 loopback")
 
 
 class Echo(DatagramHandler):

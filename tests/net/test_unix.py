@@ -3,7 +3,6 @@ never stolen, removed on close), clear errors, SO_PEERCRED."""
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import socket
@@ -13,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from net_support import fd_count
 
 from ioreactor.echo import EchoHandler
 from ioreactor.net.acceptor import open_listener
@@ -31,17 +31,11 @@ from ioreactor.net.unix import (
     peer_credentials,
     probe,
 )
-from ioreactor.testing import LoopThread, open_fds
+from ioreactor.testing import LoopThread
 
 TIMEOUT = 10.0
 IS_ROOT = os.geteuid() == 0
 NOBODY = 65534
-
-
-def fd_count() -> int:
-    """Open fds, once sockets dropped by earlier tests have been collected."""
-    gc.collect()
-    return open_fds()
 
 
 def _abstract() -> str:
