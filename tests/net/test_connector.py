@@ -122,53 +122,48 @@ def test_next_delay_is_exponential_jittered_and_capped(loop: EventLoop) -> None:
         assert 15.0 <= connector.next_delay() <= 30.0
 
 
-def test_timeout_when_the_server_never_answers(loop: EventLoop, outcome: Outcome) -> None:
-    """A listener with backlog 0 and a full queue drops SYNs: the connect never ends."""
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """The port of a listener with backlog 0 and a full queue: it drops SYNs, so a
+    connect to it never ends."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(3):
-        f = socket.socket()
-        f.setblocking(False)
-        f.connect_ex(("127.0.0.1", port))
-        fillers.append(f)
+    port: int = listener.getsockname()[1]
+    fillers = [socket.socket() for _ in range(3)]
+    try:
+        for f in fillers:
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+        yield port
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
+def test_timeout_when_the_server_never_answers(
+    loop: EventLoop, outcome: Outcome, unanswered_port: int
+) -> None:
     before = fd_count()
     base = loop.watched_fds()
-    try:
-        connector = make(loop, port, outcome, timeout=0.2, retry=False)
-        start = time.monotonic()
-        connector.start()
-        run_until(loop, outcome.done)
-        assert [e.errno for e in outcome.failed] == [errno.ETIMEDOUT]
-        assert time.monotonic() - start >= 0.2
-        assert loop.watched_fds() == base and fd_count() == before
-    finally:
-        for f in fillers:
-            f.close()
-        listener.close()
+    connector = make(loop, unanswered_port, outcome, timeout=0.2, retry=False)
+    start = time.monotonic()
+    connector.start()
+    run_until(loop, outcome.done)
+    assert [e.errno for e in outcome.failed] == [errno.ETIMEDOUT]
+    assert time.monotonic() - start >= 0.2
+    assert loop.watched_fds() == base and fd_count() == before
 
 
-def test_timeouts_are_retried(loop: EventLoop, outcome: Outcome) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = [socket.socket() for _ in range(3)]
-    for f in fillers:
-        f.setblocking(False)
-        f.connect_ex(("127.0.0.1", port))
-    try:
-        connector = make(loop, port, outcome, timeout=0.05, max_attempts=3, backoff_initial=0.01)
-        connector.start()
-        run_until(loop, outcome.done)
-        assert connector.attempts == 3
-        assert [e.errno for e in outcome.failed] == [errno.ETIMEDOUT]
-    finally:
-        for f in fillers:
-            f.close()
-        listener.close()
+def test_timeouts_are_retried(loop: EventLoop, outcome: Outcome, unanswered_port: int) -> None:
+    connector = make(
+        loop, unanswered_port, outcome, timeout=0.05, max_attempts=3, backoff_initial=0.01
+    )
+    connector.start()
+    run_until(loop, outcome.done)
+    assert connector.attempts == 3
+    assert [e.errno for e in outcome.failed] == [errno.ETIMEDOUT]
 
 
 def test_stop_abandons_the_attempt_and_the_retry(loop: EventLoop, outcome: Outcome) -> None:
@@ -185,30 +180,17 @@ def test_stop_abandons_the_attempt_and_the_retry(loop: EventLoop, outcome: Outco
 
 
 def test_start_while_connecting_does_not_leak_the_first_socket(
-    loop: EventLoop, outcome: Outcome
+    loop: EventLoop, outcome: Outcome, unanswered_port: int
 ) -> None:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
-    fillers = [socket.socket() for _ in range(3)]
-    for f in fillers:
-        f.setblocking(False)
-        f.connect_ex(("127.0.0.1", port))
-    try:
-        before = fd_count()
-        base = loop.watched_fds()
-        connector = make(loop, port, outcome, timeout=LIVENESS)
-        connector.start()
-        connector.start()  # restart while the first attempt hangs
-        assert loop.watched_fds() == base + 1
-        assert fd_count() == before + 1
-        connector.stop()
-        assert fd_count() == before and loop.watched_fds() == base
-    finally:
-        for f in fillers:
-            f.close()
-        listener.close()
+    before = fd_count()
+    base = loop.watched_fds()
+    connector = make(loop, unanswered_port, outcome, timeout=LIVENESS)
+    connector.start()
+    connector.start()  # restart while the first attempt hangs
+    assert loop.watched_fds() == base + 1
+    assert fd_count() == before + 1
+    connector.stop()
+    assert fd_count() == before and loop.watched_fds() == base
 
 
 # -- self-connect ---------------------------------------------------------------------------
