@@ -178,18 +178,15 @@ def report(result: KeepAliveResult) -> LabReport:
     rep.findings.append(
         Finding(
             f"idle {i.idle_s:.1f} s with keepalive, peer alive",
-            f"{i.with_keepalive.state}; last ACK received {i.with_keepalive.last_ack_recv_ms} ms "
-            "ago",
+            _last_ack(i.with_keepalive),
             "probes are sent after KEEPIDLE and answered; the peer is known alive (正常响应)",
-            i.with_keepalive.state == "ESTABLISHED"
-            and i.with_keepalive.last_ack_recv_ms < (ka.interval + 0.5) * 1000,
+            _probes_answered(i.with_keepalive, ka),
         )
     )
     rep.findings.append(
         Finding(
             f"idle {i.idle_s:.1f} s without keepalive",
-            f"{i.without_keepalive.state}; last ACK received "
-            f"{i.without_keepalive.last_ack_recv_ms} ms ago",
+            _last_ack(i.without_keepalive),
             "an idle connection exchanges nothing: nobody checks the peer",
             i.without_keepalive.last_ack_recv_ms >= (i.idle_s - 0.1) * 1000,
         )
@@ -231,10 +228,9 @@ def report(result: KeepAliveResult) -> LabReport:
     rep.findings.append(
         Finding(
             f"peer process SIGSTOPped, keepalive on, idle {i.idle_s:.1f} s",
-            f"{i.stopped_peer.state}; last ACK received {i.stopped_peer.last_ack_recv_ms} ms ago",
+            _last_ack(i.stopped_peer),
             "keepalive probes are answered by the peer's kernel, not the application",
-            i.stopped_peer.state == "ESTABLISHED"
-            and i.stopped_peer.last_ack_recv_ms < (ka.interval + 0.5) * 1000,
+            _probes_answered(i.stopped_peer, ka),
         )
     )
     rep.findings.append(
@@ -252,6 +248,16 @@ def report(result: KeepAliveResult) -> LabReport:
         "dead peer takes over two hours to notice, hence the short timers here."
     )
     return rep
+
+
+def _last_ack(info: TcpInfo) -> str:
+    """What the kernel says of a connection: its state and when it last saw an ACK."""
+    return f"{info.state}; last ACK received {info.last_ack_recv_ms} ms ago"
+
+
+def _probes_answered(info: TcpInfo, ka: KeepAlive) -> bool:
+    """The connection is up and an ACK came within one probe interval (plus slack)."""
+    return info.state == "ESTABLISHED" and info.last_ack_recv_ms < (ka.interval + 0.5) * 1000
 
 
 def _pong(ms: float | None) -> str:
