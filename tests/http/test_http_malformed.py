@@ -160,3 +160,21 @@ def test_malformed_over_a_real_socket() -> None:
             data, closed = raw_exchange(server.port, request_bytes)
             assert status_of(data) == status
             assert closed
+
+
+def test_header_block_over_the_limit_across_small_reads() -> None:
+    """Each read is small, the head they make is not: the header limit still holds."""
+    with Harness(limits=LIMITS) as h:
+        h.send(b"GET / HTTP/1.1\r\nX-A: " + b"a" * 600 + b"\r\n")
+        assert not h.eof
+        h.send(b"X-B: " + b"b" * 600 + b"\r\n\r\n" + SMUGGLED)
+        data = h.take()
+        assert status_of(data) == 431
+        assert b"smuggled" not in data
+        assert h.eof
+
+
+def test_many_small_headers_in_one_small_read_are_counted() -> None:
+    with Harness(limits=LIMITS) as h:
+        h.send(b"GET / HTTP/1.1\r\n" + b"a:\r\n" * 11 + b"\r\n")
+        assert status_of(h.take()) == 431

@@ -37,6 +37,25 @@ def test_router_literal_params_and_methods() -> None:
     assert {r.pattern for r in router.routes()} == {"/", "/users/{id}", "/files/{rest:path}"}
 
 
+def test_router_plain_table_holds_only_literal_loop_routes() -> None:
+    """The server's first lookup: raw target -> route, for routes with nothing to decode,
+    that run on the loop and take the whole body."""
+    router = Router()
+    root = router.add("/", handler, ["GET", "POST"])
+    router.add("/pool", handler, blocking=True)
+    router.add("/stream", handler, ["POST"], stream_body=True)
+    router.add("/users/{id}", handler)
+    router.add("/a%20b", handler)
+    router.add("/q?x", handler)
+    router.add("/any", handler, ["HEAD", "PROPFIND"])
+    assert router.plain[b"GET"] == ("GET", {"/": root})
+    assert router.plain[b"POST"] == ("POST", {"/": root})
+    assert b"HEAD" not in router.plain and b"CONNECT" not in router.plain
+    assert all(
+        not table for method, (_, table) in router.plain.items() if method not in (b"GET", b"POST")
+    )
+
+
 def test_router_rejects_bad_routes() -> None:
     router = Router()
     router.add("/a", handler)
@@ -169,6 +188,23 @@ def test_date_cache_formats_once_a_second() -> None:
     assert not cache.refresh(1_000_000_000.9)
     assert cache.line is line
     assert cache.refresh(1_000_000_001.0)
+
+
+def test_text_responses_are_rebuilt_when_the_date_changes() -> None:
+    from ioreactor.http.date import DATE
+    from ioreactor.http.handler import HttpHandler
+
+    http = HttpHandler(App())
+    wire = http.text_cache.get("hi") or http.text_response("hi")
+    assert wire.startswith(b"HTTP/1.1 200 OK\r\nServer: ioreactor\r\n" + DATE.line)
+    assert wire.endswith(b"Content-Length: 2\r\n\r\nhi")
+    assert http.text_cache["hi"] is wire
+    DATE.refresh(1_000_000_000.0)  # another second: the next tick formats the current one
+    http.tick()
+    assert "hi" not in http.text_cache
+    again = http.text_response("hi")
+    assert DATE.line in again and b"2001" not in again
+    assert http.text_response("x" * 1000) not in http.text_cache.values()
 
 
 def test_limits_validate() -> None:
