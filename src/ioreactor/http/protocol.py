@@ -138,36 +138,39 @@ def _parser_error(exc: httptools.HttpParserError) -> HttpError:
 class HttpProtocol:
     """The HTTP state of one connection; see the module docstring."""
 
-    __slots__ = (
+    # Slots in the order of use on the short path, the hot ones first: an object's slots
+    # lie in that order, so a request touches two cache lines of it, not five (it
+    # counts with thousands of connections, when the protocol is rarely in cache).
+    __slots__ = (  # noqa: RUF023  (order of use, not of name)
+        "phase",
+        "paused",
+        "careful",
+        "special",
+        "parser",
+        "raw",
+        "url",
+        "routes",
+        "http",
+        "conn",
+        "requests_left",
+        "batch",
+        "pending",
+        "head_fed",
         "active",
         "advancing",
-        "batch",
         "body",
         "body_size",
-        "careful",
-        "conn",
         "consumer",
         "failure",
-        "head_fed",
-        "http",
         "limits",
         "loop",
-        "parser",
-        "paused",
-        "pending",
-        "phase",
-        "raw",
         "request",
-        "requests_left",
         "route",
-        "routes",
         "sender",
         "server",
         "since",
-        "special",
         "stall_mark",
         "stall_since",
-        "url",
     )
 
     def __init__(self, conn: TcpConnection, http: HttpHandler) -> None:
