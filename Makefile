@@ -30,5 +30,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/ioreactor bench echo
 
+# Coverage-guided fuzzing of the HTTP request path (atheris); not part of `make test`.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet 'atheris>=2.3'
+	$(PY) fuzz/fuzz_http.py -max_total_time=$(FUZZ_SECONDS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
