@@ -95,6 +95,8 @@ class _CloseMarker:
 
 
 _CLOSE = _CloseMarker()
+#: The fields of a head without any (shared, never changed).
+_NO_FIELDS: list[bytes] = []
 #: ``body`` of a request whose body is kept, before its first chunk (no list per GET).
 _COLLECT: list[bytes] = []
 #: The field names the protocol itself must look at, and their lengths (a length check is
@@ -185,8 +187,9 @@ class HttpProtocol:
         self.phase = IDLE
         self.since = conn.loop.now
         self.url = b""
-        #: The current head's fields, flat: name, value, name, value...
-        self.raw: list[bytes] = []
+        #: The current head's fields, flat: name, value, name, value... (None until its
+        #: first field: an idle connection holds no list, and a request's list is new).
+        self.raw: list[bytes] | None = None
         #: Bytes fed since a read first ended inside the current head; -1 while the head
         #: in progress (if any) began in the current read.
         self.head_fed = -1
@@ -201,9 +204,9 @@ class HttpProtocol:
         self.consumer: BodyConsumer | None = None
         self.body: list[bytes] | None = None
         self.body_size = 0
-        #: Responses waiting for their turn, oldest first (a list: it is short, and an
-        #: empty list is far smaller than an empty deque on an idle connection).
-        self.pending: list[bytes | _Slot | _CloseMarker] = []
+        #: Responses waiting for their turn, oldest first; None when there are none (no
+        #: list on an idle connection, and the short path tests it without touching one).
+        self.pending: list[bytes | _Slot | _CloseMarker] | None = None
         self.active: _Slot | None = None
         self.sender: FileSender | None = None
         self.advancing = False
@@ -214,7 +217,8 @@ class HttpProtocol:
         self.stall_since = 0.0
 
     def __repr__(self) -> str:
-        return f"<HttpProtocol {self.conn.peer} phase={self.phase} pending={len(self.pending)}>"
+        waiting = len(self.pending or ())
+        return f"<HttpProtocol {self.conn.peer} phase={self.phase} pending={waiting}>"
 
     # -- input -----------------------------------------------------------------------------
 
@@ -257,7 +261,7 @@ class HttpProtocol:
             with data[consumed : consumed + FEED_SLICE] as piece:
                 self._parse(piece)
             consumed += FEED_SLICE
-            if len(self.pending) >= limit:
+            if self.pending and len(self.pending) >= limit:
                 break  # _advance() resumes once responses went out
             self._flush_batch()  # into the connection's queue: output_size counts it
             if conn.output_size >= conn.high_water_mark:
@@ -312,7 +316,7 @@ class HttpProtocol:
         if conn.output_size > conn.low_water_mark:
             self.loop.call_later(RESUME_POLL, self._resume)
             return
-        if len(self.pending) >= self.limits.max_pending_responses:
+        if self.pending and len(self.pending) >= self.limits.max_pending_responses:
             return  # _advance() calls again when one goes out
         self.paused = False
         if len(conn.input):
@@ -348,6 +352,8 @@ class HttpProtocol:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         raw = self.raw
+        if raw is None:
+            raw = self.raw = []
         raw.append(name)
         raw.append(value)
         if len(name) in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
@@ -357,8 +363,8 @@ class HttpProtocol:
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        raw = self.raw
-        self.raw = []
+        raw = self.raw or _NO_FIELDS
+        self.raw = None
         url = self.url
         self.url = b""
         plain = self.routes.get(parser.get_method())
@@ -573,7 +579,7 @@ class HttpProtocol:
                 result = error_response(HttpError(500, "Internal Server Error"))
         elif route.blocking:
             slot = _Slot(request)
-            self.pending.append(slot)
+            self._queue(slot)
             self.loop.run_in_pool(
                 route.handler, request, on_done=functools.partial(self._pool_done, slot)
             )
@@ -597,11 +603,18 @@ class HttpProtocol:
         if type(out) is bytes and not self.pending:
             self._send(out)
         else:
-            self.pending.append(out if type(out) is bytes else _Slot(request, out))
+            self._queue(out if type(out) is bytes else _Slot(request, out))
             self._advance()
         if not request.keep_alive:
             self._finish_connection()
             raise _StopParsing
+
+    def _queue(self, item: bytes | _Slot | _CloseMarker) -> None:
+        """Append to ``pending`` (made on first use)."""
+        if self.pending is None:
+            self.pending = [item]
+        else:
+            self.pending.append(item)
 
     # -- responses -----------------------------------------------------------------------
 
@@ -678,6 +691,7 @@ class HttpProtocol:
     def _close_after(self, slot: _Slot) -> None:
         """Close the connection once ``slot``'s response is out; later ones are dropped."""
         pending = self.pending
+        assert pending is not None  # slot is in it
         pending.insert(pending.index(slot) + 1, _CLOSE)
         if self.phase < DONE:
             self.phase = DONE
@@ -714,7 +728,11 @@ class HttpProtocol:
                     break
         finally:
             self.advancing = False
-        if self.paused and len(self.pending) < self.limits.max_pending_responses:
+        if not self.pending:
+            self.pending = None
+        elif len(self.pending) >= self.limits.max_pending_responses:
+            return
+        if self.paused:
             self.loop.call_soon(self._resume)
 
     def _start(self, slot: _Slot) -> None:
@@ -771,13 +789,13 @@ class HttpProtocol:
             self._advance()
 
     def _drop_pending(self) -> None:
-        for item in self.pending:
+        for item in self.pending or ():
             if isinstance(item, _Slot):
                 if isinstance(item.result, FileResponse):
                     item.result.release()
                 elif isinstance(item.result, StreamingResponse):
                     item.result.cancel()
-        self.pending.clear()
+        self.pending = None
 
     # -- closing -------------------------------------------------------------------------
 
