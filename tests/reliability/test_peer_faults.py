@@ -8,6 +8,7 @@ serving everyone else. Misbehaving clients run as processes so they can be kille
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import signal
 import socket
@@ -96,15 +97,30 @@ def test_peer_reset_in_the_middle_of_a_large_write(loop_thread: LoopThread) -> N
 # -- HTTP peers that die, freeze or say nothing ----------------------------------------------
 
 
-@pytest.fixture
-def http_server() -> Iterator[tuple[LoopThread, HttpServer]]:
+@contextlib.contextmanager
+def running_server(limits: Limits) -> Iterator[tuple[LoopThread, HttpServer]]:
     with LoopThread(name="faults") as lt:
-        server = HttpServer(lt.loop, ("127.0.0.1", 0), build_echo_app(), limits=FAST)
+        server = HttpServer(lt.loop, ("127.0.0.1", 0), build_echo_app(), limits=limits)
         lt.call(server.start)
         try:
             yield lt, server
         finally:
             lt.call(server.close)
+
+
+@pytest.fixture
+def http_server() -> Iterator[tuple[LoopThread, HttpServer]]:
+    """Deadlines of about a second: the faults a timeout must end play out quickly."""
+    with running_server(FAST) as running:
+        yield running
+
+
+@pytest.fixture
+def patient_server() -> Iterator[tuple[LoopThread, HttpServer]]:
+    """The default deadlines (30 s for a body): what ends a connection here sooner is
+    the fault itself, not a timeout."""
+    with running_server(Limits()) as running:
+        yield running
 
 
 def start_peer(mode: str, port: int) -> subprocess.Popen[str]:
@@ -129,15 +145,19 @@ def phase_of(lt: LoopThread, server: HttpServer) -> list[int]:
     return lt.call(lambda: [c.context.phase for c in server.tcp.connections])
 
 
-def test_peer_killed_mid_request(http_server: tuple[LoopThread, HttpServer]) -> None:
-    lt, server = http_server
+#: Far below the default body timeout (30 s), far above the milliseconds a close takes.
+DEATH_NOTICE = 10.0
+
+
+def test_peer_killed_mid_request(patient_server: tuple[LoopThread, HttpServer]) -> None:
+    lt, server = patient_server
     peer = start_peer("partial-body", server.port)
     try:
         assert lt.wait_until(lambda: server.tcp.connection_count == 1)
         assert wait_until(lambda: phase_of(lt, server) == [BODY])  # the request is open
-        peer.kill()
+        peer.kill()  # its kernel closes the socket: FIN, and no more body
         peer.wait(TIMEOUT)
-        assert lt.wait_until(lambda: server.tcp.connection_count == 0, timeout=TIMEOUT)
+        assert lt.wait_until(lambda: server.tcp.connection_count == 0, timeout=DEATH_NOTICE)
         sweep = server.handler.sweep_of(lt.loop)
         assert lt.call(lambda: len(sweep.protocols)) == 0  # nothing left behind
         assert http_get(server.port) == 200
