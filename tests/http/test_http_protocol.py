@@ -454,3 +454,17 @@ def test_pool_response_after_an_earlier_close_is_dropped(
         assert h.protocol.phase == LINGER
         assert not h.protocol.pending
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_trailer_fields_never_reach_the_next_request() -> None:
+    """Trailers of a chunked body are dropped, not taken as the next request's fields."""
+    with Harness() as h:
+        h.send(
+            b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"4\r\nWiki\r\n0\r\nX-Trailer: t\r\nExpect: nothing\r\n\r\n"
+            b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+        post, get = h.responses()
+        assert (post.status, post.body) == (200, b"Wiki")
+        assert (get.status, get.body) == (200, b"GET /echo HTTP/1.1\nHost: h\n")
+        assert not h.eof

@@ -550,6 +550,7 @@ class HttpProtocol:
         """on_message_complete of a request that took the general path."""
         self.special = False
         self.phase = IDLE
+        self.raw = None  # the trailer fields of a chunked body, if any: ignored
         request = self.request
         if request is None:  # pragma: no cover - llhttp always completes a begun head
             return
