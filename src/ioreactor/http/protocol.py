@@ -352,14 +352,15 @@ class HttpProtocol:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         raw = self.raw
-        if raw is None:
-            raw = self.raw = []
-        raw.append(name)
-        raw.append(value)
+        if raw is None:  # the head's first field (within any limit: max_headers >= 1)
+            self.raw = [name, value]
+        else:
+            raw.append(name)
+            raw.append(value)
+            if len(raw) > self.http.max_raw_fields:
+                raise HttpError(431, "Request Header Fields Too Large", close=True)
         if len(name) in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
             self.careful = True  # the general path reads the fields
-        if len(raw) > self.http.max_raw_fields:
-            raise HttpError(431, "Request Header Fields Too Large", close=True)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
