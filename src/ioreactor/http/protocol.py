@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -158,6 +159,7 @@ class HttpProtocol:
         "batch",
         "pending",
         "head_fed",
+        "callbacks",
         "active",
         "advancing",
         "body",
@@ -183,7 +185,9 @@ class HttpProtocol:
         self.server = http.server_line
         # With the access log on, every request takes the general path (which logs).
         self.routes = {} if http.access_log else http.router.plain
-        self.parser = httptools.HttpRequestParser(self)
+        #: The callbacks its parser calls, shared by the connections of this thread.
+        self.callbacks = thread_callbacks()
+        self.parser = httptools.HttpRequestParser(self.callbacks)
         self.phase = IDLE
         self.since = conn.loop.now
         self.url = b""
@@ -272,12 +276,17 @@ class HttpProtocol:
 
     def _parse(self, data: memoryview) -> None:
         self.careful = self.phase == HEADERS or len(data) > self.http.small_read
+        callbacks = self.callbacks
+        previous = callbacks.protocol
+        callbacks.protocol = self
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._parser_failed(exc)
         except httptools.HttpParserUpgrade:
             pass  # the upgrade request was answered with Connection: close
+        finally:
+            callbacks.protocol = previous
         if self.url and self.phase <= HEADERS:
             self._bound_head(len(data))
 
@@ -335,93 +344,6 @@ class HttpProtocol:
         if batch:
             self.conn.send(b"".join(batch))
             batch.clear()
-
-    # -- httptools callbacks -------------------------------------------------------------
-    # Four per request, each as short as it can be: on_url, on_header (per field),
-    # on_headers_complete and on_message_complete (no on_message_begin: a request begins
-    # with its first on_url). A plain request -- GET and friends over keep-alive HTTP/1.1,
-    # none of the fields the protocol must act on, a route that runs on the loop -- takes
-    # the short path; every other one takes the general path, which checks everything.
-
-    def on_url(self, url: bytes) -> None:
-        if self.url:  # the rest of a target split across reads
-            url = self.url + url
-        if len(url) > self.limits.max_request_line:
-            raise HttpError(414, "URI Too Long", close=True)
-        self.url = url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        raw = self.raw
-        if raw is None:  # the head's first field (within any limit: max_headers >= 1)
-            self.raw = [name, value]
-        else:
-            raw.append(name)
-            raw.append(value)
-            if len(raw) > self.http.max_raw_fields:
-                raise HttpError(431, "Request Header Fields Too Large", close=True)
-        if len(name) in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
-            self.careful = True  # the general path reads the fields
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        raw = self.raw or _NO_FIELDS
-        self.raw = None
-        url = self.url
-        self.url = b""
-        plain = self.routes.get(parser.get_method())
-        if plain is None or self.careful or not parser.should_keep_alive():
-            self.phase = BODY
-            self._general_route(self._general_head(raw, url))
-            return
-        # The short path. Keep-alive without a Connection field: HTTP/1.1. Neither
-        # Content-Length nor Transfer-Encoding: no body, so the request is complete now
-        # and is answered here (on_message_complete follows at once). The head lay within
-        # one read no larger than the header limit, so it is within that limit too.
-        method, table = plain
-        target = url.decode("latin-1")
-        route = table.get(target)
-        if route is not None:
-            # The target is the path (no query, nothing escaped). incoming(), inlined:
-            request = new_request(Request)
-            request.method = method
-            request.target = target
-            request.path = target
-            request.query = ""
-            request.version = "1.1"
-            request._headers = raw
-            request.body = b""
-            request.peer = self.conn.peer
-            request.params = NO_PARAMS
-            request.keep_alive = True
-        else:
-            path, query = split_target(target)
-            request = incoming(method, target, path, query, raw, self.conn.peer)
-            route = table.get(path)
-            if route is None:
-                self.phase = BODY
-                self.request = request
-                self._general_route(request)
-                return
-        left = self.requests_left - 1
-        self.requests_left = left
-        if left <= 0:
-            request.keep_alive = False
-        try:
-            result = route.handler(request)
-        except HttpError as exc:
-            result = error_response(exc)
-        except Exception:
-            log.exception("%r: handler for %s failed", self, route.pattern)
-            result = error_response(HttpError(500, "Internal Server Error"))
-        if type(result) is str and request.keep_alive and not self.pending:
-            # The common case: text answered on the loop with nothing queued ahead, the
-            # whole response built once per second and text (HttpHandler.text_response).
-            http = self.http
-            self.batch.append(  # type: ignore[union-attr]  # always a list while parsing
-                http.text_cache.get(result) or http.text_response(result)
-            )
-        else:
-            self._respond(request, result)
 
     def _general_head(self, raw: list[bytes], url: bytes) -> Request:
         """Every head the short path does not take: checks it, builds its Request."""
@@ -519,33 +441,6 @@ class HttpProtocol:
                 raise HttpError(417, "Expectation Failed", close=True)
             send_continue = version == "1.1" and bool(length or chunked)
         return version, keep_alive, send_continue
-
-    def on_body(self, chunk: bytes) -> None:
-        # Only general-path requests have a body: Content-Length or Transfer-Encoding
-        # sends a head there.
-        size = self.body_size + len(chunk)
-        if size > self.limits.max_body:
-            raise HttpError(413, "Content Too Large", close=True)
-        self.body_size = size
-        body = self.body
-        if body is _COLLECT:
-            self.body = [chunk]
-        elif body is not None:
-            body.append(chunk)
-        elif self.consumer is not None:
-            try:
-                self.consumer.on_data(chunk)
-            except HttpError as exc:
-                self.failure = exc.with_traceback(None)
-                self.consumer = None
-            except Exception:
-                log.exception("%r: body consumer failed", self)
-                self.failure = HttpError(500, "Internal Server Error")
-                self.consumer = None
-
-    def on_message_complete(self) -> None:
-        if self.special:  # a request on the short path was answered by its head (IDLE)
-            self._complete_general()
 
     def _complete_general(self) -> None:
         """on_message_complete of a request that took the general path."""
@@ -904,6 +799,168 @@ class HttpProtocol:
             self.stall_mark = -1.0
 
 
+class ParserCallbacks:
+    """The httptools callbacks of every connection a thread serves.
+
+    httptools keeps the callbacks its protocol object has when the parser is made: with
+    the connection's own methods, five bound method objects per connection, and a
+    reference cycle through the parser. One set per thread serves every parser (312
+    bytes fewer per idle connection): ``protocol`` is the connection whose input is being
+    parsed, set around each ``feed_data`` (in :func:`receive` and ``_parse``; restored
+    after, so even a nested feed would find its own).
+
+    Four calls per request, each as short as it can be: on_url, on_header (per field),
+    on_headers_complete and on_message_complete (no on_message_begin: a request begins
+    with its first on_url). A plain request -- GET and friends over keep-alive HTTP/1.1,
+    none of the fields the protocol must act on, a route that runs on the loop -- takes
+    the short path; every other one takes the general path, which checks everything.
+    """
+
+    __slots__ = (
+        "on_body",
+        "on_header",
+        "on_headers_complete",
+        "on_message_complete",
+        "on_url",
+        "protocol",
+    )
+
+    def __init__(self) -> None:
+        #: Only read while a feed runs, which sets it first.
+        self.protocol: HttpProtocol = cast("HttpProtocol", None)
+        # Bound once: httptools takes ``getattr(callbacks, name)``, which for a method
+        # would make a new bound method for every parser.
+        self.on_url = self.url
+        self.on_header = self.header
+        self.on_headers_complete = self.headers_complete
+        self.on_body = self.body
+        self.on_message_complete = self.message_complete
+
+    def url(self, url: bytes) -> None:
+        p = self.protocol
+        if p.url:  # the rest of a target split across reads
+            url = p.url + url
+        if len(url) > p.limits.max_request_line:
+            raise HttpError(414, "URI Too Long", close=True)
+        p.url = url
+
+    def header(self, name: bytes, value: bytes) -> None:
+        p = self.protocol
+        raw = p.raw
+        if raw is None:  # the head's first field (within any limit: max_headers >= 1)
+            p.raw = [name, value]
+        else:
+            raw.append(name)
+            raw.append(value)
+            if len(raw) > p.http.max_raw_fields:
+                raise HttpError(431, "Request Header Fields Too Large", close=True)
+        if len(name) in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
+            p.careful = True  # the general path reads the fields
+
+    def headers_complete(self) -> None:
+        p = self.protocol
+        parser = p.parser
+        raw = p.raw or _NO_FIELDS
+        p.raw = None
+        url = p.url
+        p.url = b""
+        plain = p.routes.get(parser.get_method())
+        if plain is None or p.careful or not parser.should_keep_alive():
+            p.phase = BODY
+            p._general_route(p._general_head(raw, url))
+            return
+        # The short path. Keep-alive without a Connection field: HTTP/1.1. Neither
+        # Content-Length nor Transfer-Encoding: no body, so the request is complete now
+        # and is answered here (on_message_complete follows at once). The head lay within
+        # one read no larger than the header limit, so it is within that limit too.
+        method, table = plain
+        target = url.decode("latin-1")
+        route = table.get(target)
+        if route is not None:
+            # The target is the path (no query, nothing escaped). incoming(), inlined:
+            request = new_request(Request)
+            request.method = method
+            request.target = target
+            request.path = target
+            request.query = ""
+            request.version = "1.1"
+            request._headers = raw
+            request.body = b""
+            request.peer = p.conn.peer
+            request.params = NO_PARAMS
+            request.keep_alive = True
+        else:
+            path, query = split_target(target)
+            request = incoming(method, target, path, query, raw, p.conn.peer)
+            route = table.get(path)
+            if route is None:
+                p.phase = BODY
+                p.request = request
+                p._general_route(request)
+                return
+        left = p.requests_left - 1
+        p.requests_left = left
+        if left <= 0:
+            request.keep_alive = False
+        try:
+            result = route.handler(request)
+        except HttpError as exc:
+            result = error_response(exc)
+        except Exception:
+            log.exception("%r: handler for %s failed", p, route.pattern)
+            result = error_response(HttpError(500, "Internal Server Error"))
+        if type(result) is str and request.keep_alive and not p.pending:
+            # The common case: text answered on the loop with nothing queued ahead, the
+            # whole response built once per second and text (HttpHandler.text_response).
+            http = p.http
+            p.batch.append(  # type: ignore[union-attr]  # always a list while parsing
+                http.text_cache.get(result) or http.text_response(result)
+            )
+        else:
+            p._respond(request, result)
+
+    def body(self, chunk: bytes) -> None:
+        p = self.protocol
+        # Only general-path requests have a body: Content-Length or Transfer-Encoding
+        # sends a head there.
+        size = p.body_size + len(chunk)
+        if size > p.limits.max_body:
+            raise HttpError(413, "Content Too Large", close=True)
+        p.body_size = size
+        body = p.body
+        if body is _COLLECT:
+            p.body = [chunk]
+        elif body is not None:
+            body.append(chunk)
+        elif p.consumer is not None:
+            try:
+                p.consumer.on_data(chunk)
+            except HttpError as exc:
+                p.failure = exc.with_traceback(None)
+                p.consumer = None
+            except Exception:
+                log.exception("%r: body consumer failed", p)
+                p.failure = HttpError(500, "Internal Server Error")
+                p.consumer = None
+
+    def message_complete(self) -> None:
+        p = self.protocol
+        if p.special:  # a request on the short path was answered by its head (IDLE)
+            p._complete_general()
+
+
+_THREAD = threading.local()
+
+
+def thread_callbacks() -> ParserCallbacks:
+    """The calling thread's :class:`ParserCallbacks` (a connection is parsed on its loop's
+    thread only)."""
+    callbacks: ParserCallbacks | None = getattr(_THREAD, "callbacks", None)
+    if callbacks is None:
+        callbacks = _THREAD.callbacks = ParserCallbacks()
+    return callbacks
+
+
 def receive(http: HttpHandler, conn: TcpConnection, buffer: Buffer) -> None:
     """``HttpHandler.on_message``: parse what arrived on ``conn``; the responses it
     produces leave in one ``conn.send``.
@@ -926,6 +983,9 @@ def receive(http: HttpHandler, conn: TcpConnection, buffer: Buffer) -> None:
     protocol.batch = batch
     # Heads must be measured if one began in an earlier read or this read is large.
     protocol.careful = phase == HEADERS or n > http.small_read
+    callbacks = protocol.callbacks
+    previous = callbacks.protocol
+    callbacks.protocol = protocol
     try:
         protocol.parser.feed_data(data)
     except httptools.HttpParserError as exc:
@@ -934,6 +994,7 @@ def receive(http: HttpHandler, conn: TcpConnection, buffer: Buffer) -> None:
         pass  # the upgrade request was answered with Connection: close
     finally:
         data.release()
+        callbacks.protocol = previous
     if protocol.url and protocol.phase <= HEADERS:
         protocol._bound_head(n)
     buffer.retrieve_all()
