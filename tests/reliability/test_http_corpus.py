@@ -77,13 +77,6 @@ def test_corpus_case(server: HttpServer, case: Case, caplog: pytest.LogCaptureFi
     assert not caplog.records, [r.getMessage() for r in caplog.records]  # no crash, no 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http/protocol.py: trailer fields of a chunked request are appended to the raw "
-    "header list of the next request on the connection (on_header keeps appending after "
-    "on_headers_complete), so a pipelined request gets headers it never sent "
-    "(reported to the HTTP engineer)",
-)
 def test_trailer_fields_never_reach_the_next_request(server: HttpServer) -> None:
     chunked = (
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
