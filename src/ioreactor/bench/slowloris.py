@@ -43,8 +43,11 @@ RAMP_BATCH = 256
 #: Trickle schedule: each connection sends in one of this many slots per interval, so the
 #: bytes of thousands of connections are spread evenly over time.
 SLOTS = 20
-#: Extra lifetime allowed beyond the header timeout (sweep period, scheduling, the load).
+#: Extra time allowed beyond the header timeout (sweep period, scheduling, the load).
 LIFETIME_SLACK = 3.0
+#: A close this much sooner than the header timeout is early (the two ends' clocks start
+#: a moment apart).
+EARLY_MARGIN = 0.9
 #: The normal load's throughput under attack, as a fraction of the unattacked, at least.
 THROUGHPUT_TARGET = 0.8
 
@@ -61,10 +64,15 @@ class SlowTally:
     other: dict[str, int] = field(default_factory=dict)
     #: Closed by the server sooner than the header timeout allows.
     early: int = 0
-    #: Still open past the allowed lifetime (checked when the attack stops).
+    #: Closed (or still open when the attack stopped) more than the header timeout plus
+    #: ``LIFETIME_SLACK`` after the head began.
     overdue: int = 0
     #: Seconds from connect to close, per closed connection.
     lifetimes: list[float] = field(default_factory=list)
+    #: Seconds from the first byte of the request target to the close: the time the
+    #: server's header timeout governs (llhttp starts a request at its target; the
+    #: bytes of the method before it only keep an idle connection open).
+    head_times: list[float] = field(default_factory=list)
 
     @property
     def closed(self) -> int:
@@ -75,31 +83,58 @@ class SlowTally:
         )
 
     def lifetime(self, q: float) -> float:
-        if not self.lifetimes:
-            return math.nan
-        ordered = sorted(self.lifetimes)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return _quantile(self.lifetimes, q)
+
+    def head_time(self, q: float) -> float:
+        return _quantile(self.head_times, q)
+
+    def merge(self, other: SlowTally) -> None:
+        self.opened += other.opened
+        self.bytes_sent += other.bytes_sent
+        self.closed_408 += other.closed_408
+        self.closed_silent += other.closed_silent
+        self.early += other.early
+        self.overdue += other.overdue
+        self.lifetimes.extend(other.lifetimes)
+        self.head_times.extend(other.head_times)
+        for kind, n in other.other.items():
+            self.other[kind] = self.other.get(kind, 0) + n
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class _Slow:
     """One slow connection's progress."""
 
-    __slots__ = ("connected_at", "sent", "slot", "status")
+    __slots__ = ("connected_at", "last_sent_at", "sent", "slot", "status", "target_at")
 
     def __init__(self, slot: int, now: float) -> None:
         self.slot = slot
         self.connected_at = now
         self.sent = 0
+        self.last_sent_at = now
+        #: When the first byte of the request target went out (None: not yet).
+        self.target_at: float | None = None
         self.status: bytes | None = None
+
+    def deadline_basis(self) -> float:
+        """What the server's header deadline counts from: the target's first byte, or
+        before it the last byte sent (each keeps an idle connection open)."""
+        return self.target_at if self.target_at is not None else self.last_sent_at
 
 
 class SlowClients(Handler):
     """Keeps ``count`` slowloris connections to ``address`` open on ``loop``.
 
     Each sends one byte of :data:`HEAD` every ``interval`` seconds; when the server closes
-    one, another takes its place until :meth:`stop` is called. ``min_life`` and
-    ``max_life`` bound the lifetime the server's header timeout implies: a connection
-    closed sooner counts as ``early``, one still open later as ``overdue``.
+    one, another takes its place until :meth:`stop` is called. The server must close
+    each one ``header_timeout`` after its head began (see :meth:`_Slow.deadline_basis`):
+    sooner is ``early``, more than ``LIFETIME_SLACK`` later is ``overdue``.
     """
 
     def __init__(
@@ -109,8 +144,7 @@ class SlowClients(Handler):
         count: int,
         *,
         interval: float,
-        min_life: float,
-        max_life: float,
+        header_timeout: float,
         tally: SlowTally | None = None,
         ramp_batch: int = RAMP_BATCH,
     ) -> None:
@@ -118,8 +152,7 @@ class SlowClients(Handler):
         self.address = address
         self.count = count
         self.interval = interval
-        self.min_life = min_life
-        self.max_life = max_life
+        self.header_timeout = header_timeout
         self.tally = tally if tally is not None else SlowTally()
         self.ramp_batch = ramp_batch
         self.slots: list[set[TcpConnection]] = [set() for _ in range(SLOTS)]
@@ -165,13 +198,14 @@ class SlowClients(Handler):
         self.running = False
 
     def close(self) -> None:
-        """Count the connections still open beyond ``max_life`` and close them all."""
+        """Count the connections overdue, and close them all."""
         now = self.loop.time()
         self.running = False
         self._timer.cancel()
         for slot in self.slots:
             for conn in list(slot):
-                if now - conn.context.connected_at > self.max_life:
+                state: _Slow = conn.context
+                if now - state.deadline_basis() > self.header_timeout + LIFETIME_SLACK:
                     self.tally.overdue += 1
                 conn.context = None
                 conn.force_close()
@@ -186,13 +220,16 @@ class SlowClients(Handler):
         self._tick += 1
         if not slot:
             return
-        tally = self.tally
+        now = self.loop.time()
         for conn in slot:
             state: _Slow = conn.context
             i = state.sent % len(HEAD)
             conn.send(HEAD[i : i + 1])
             state.sent += 1
-        tally.bytes_sent += len(slot)
+            state.last_sent_at = now
+            if i == PREFIX:
+                state.target_at = now
+        self.tally.bytes_sent += len(slot)
 
     # -- Handler callbacks ---------------------------------------------------------------
 
@@ -219,8 +256,11 @@ class SlowClients(Handler):
             return  # closed by close(): counted there
         self.slots[state.slot].discard(conn)
         tally = self.tally
-        lifetime = self.loop.time() - state.connected_at
-        tally.lifetimes.append(lifetime)
+        now = self.loop.time()
+        tally.lifetimes.append(now - state.connected_at)
+        if state.target_at is not None:
+            tally.head_times.append(now - state.target_at)
+        waited = now - state.deadline_basis()
         if state.status is None:
             tally.closed_silent += 1
         elif state.status == b"408":
@@ -228,8 +268,10 @@ class SlowClients(Handler):
         else:
             kind = f"status:{state.status.decode('latin-1')}"
             tally.other[kind] = tally.other.get(kind, 0) + 1
-        if lifetime < self.min_life:
+        if waited < self.header_timeout * EARLY_MARGIN:
             tally.early += 1
+        elif waited > self.header_timeout + LIFETIME_SLACK:
+            tally.overdue += 1
         if self.running:
             self._top_up()
 
@@ -247,16 +289,10 @@ class AttackConfig:
     poller: str | None = None
 
     @property
-    def min_life(self) -> float:
-        """No slow connection may be closed before its header timeout ran out (less a
-        margin: the two ends' clocks start a moment apart)."""
-        return self.header_timeout * 0.9
-
-    @property
-    def max_life(self) -> float:
-        """The bytes before the target do not start a request in llhttp, and each resets
-        the server's idle clock; then the header timeout runs, checked once per sweep."""
-        return PREFIX * self.interval + self.header_timeout + LIFETIME_SLACK
+    def drain_time(self) -> float:
+        """How long the last slow connections may take to be closed after the attack
+        stops: the bytes before the target, then the header timeout, and the slack."""
+        return (PREFIX + 1) * self.interval + self.header_timeout + LIFETIME_SLACK
 
 
 def _attack_main(config: AttackConfig, pipe: multiprocessing.connection.Connection) -> None:
@@ -268,8 +304,7 @@ def _attack_main(config: AttackConfig, pipe: multiprocessing.connection.Connecti
         (config.host, config.port),
         config.slow,
         interval=config.interval,
-        min_life=config.min_life,
-        max_life=config.max_life,
+        header_timeout=config.header_timeout,
     )
     phase = ["ramp"]
 
@@ -294,7 +329,7 @@ def _attack_main(config: AttackConfig, pipe: multiprocessing.connection.Connecti
             loop.unwatch(pipe.fileno())
             attack.stop()  # the open ones trickle on until the server closes them
             loop.call_every(0.1, drained)
-            loop.call_later(config.max_life, finish)
+            loop.call_later(config.drain_time, finish)
 
     loop.watch(pipe.fileno(), READ, on_pipe)
     loop.call_every(0.1, check_ramp)
@@ -336,7 +371,7 @@ class Attack:
     def stop(self) -> SlowTally:
         """Stop opening connections; wait until the server closed the open ones."""
         self.pipe.send("stop")
-        tally: SlowTally = self._expect("done", self.config.max_life + 30)
+        tally: SlowTally = self._expect("done", self.config.drain_time + 30)
         return tally
 
     def __enter__(self) -> Attack:
@@ -422,15 +457,21 @@ class SlowlorisReport:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["tally"]["lifetimes"] = {
-            "count": len(self.tally.lifetimes),
-            "p50": self.tally.lifetime(0.5),
-            "p99": self.tally.lifetime(0.99),
-            "max": max(self.tally.lifetimes, default=math.nan),
-        }
+        data["tally"]["lifetimes"] = distribution(self.tally.lifetimes)
+        data["tally"]["head_times"] = distribution(self.tally.head_times)
         data["throughput_ratio"] = self.throughput_ratio
         data["every_slow_connection_closed"] = self.every_slow_connection_closed
         return data
+
+
+def distribution(values: list[float]) -> dict[str, float]:
+    """Count, p50, p99 and max of ``values`` (for the JSON: not every value)."""
+    return {
+        "count": len(values),
+        "p50": _quantile(values, 0.5),
+        "p99": _quantile(values, 0.99),
+        "max": max(values, default=math.nan),
+    }
 
 
 def server_command(port: int, config: SlowlorisConfig) -> list[str]:
@@ -500,10 +541,11 @@ def summary_lines(report: SlowlorisReport) -> list[str]:
         f"slow connections: {t.opened:,} opened ({report.slow_connected:,} held at once), "
         f"{t.closed_408:,} answered 408 and closed, {t.closed_silent:,} closed silently, "
         f"{t.early} early, {t.overdue} overdue, other {dict(t.other) or 'none'}",
-        f"slow connection lifetime: p50 {t.lifetime(0.5):.1f} s, p99 {t.lifetime(0.99):.1f} s, "
-        f"max {max(t.lifetimes, default=math.nan):.1f} s (header timeout "
-        f"{report.config.header_timeout:g} s, allowed {PREFIX} x {report.config.interval:g} s "
-        f"+ {report.config.header_timeout:g} s + {LIFETIME_SLACK:g} s)",
+        f"slow connection lifetime from connect: p50 {t.lifetime(0.5):.1f} s, "
+        f"p99 {t.lifetime(0.99):.1f} s, max {max(t.lifetimes, default=math.nan):.1f} s; "
+        f"from the request target: p50 {t.head_time(0.5):.1f} s, "
+        f"max {max(t.head_times, default=math.nan):.1f} s (header timeout "
+        f"{report.config.header_timeout:g} s, allowed + {LIFETIME_SLACK:g} s)",
         "every slow connection closed by the header timeout: "
         + ("yes" if report.every_slow_connection_closed else "NO"),
     ]

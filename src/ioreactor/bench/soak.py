@@ -48,7 +48,7 @@ import httptools
 
 from ioreactor.bench.latency import LatencyHistogram
 from ioreactor.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
-from ioreactor.bench.slowloris import LIFETIME_SLACK, PREFIX, SlowClients, SlowTally
+from ioreactor.bench.slowloris import SlowClients, SlowTally, distribution
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import READ
 from ioreactor.net.buffer import Buffer
@@ -85,9 +85,11 @@ LAG_INTERVAL = 1.0
 #: RSS or fd growth after the warm-up above this fraction fails the "flat" bar.
 FLAT_TOLERANCE = 0.10
 HELLO = b"Hello, World!"
+#: What the flatness bar is checked on (attributes of :class:`Sample`).
+TRACKED = ("http_rss", "echo_rss", "http_fds", "echo_fds")
 
 
-# -- counting -------------------------------------------------------------------------------
+# -- counting ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -120,17 +122,7 @@ class Tally:
         self.bytes_checked += other.bytes_checked
         for kind, hist in other.latency.items():
             self.latency.setdefault(kind, LatencyHistogram()).merge(hist)
-        slow = self.slow
-        theirs_slow = other.slow
-        slow.opened += theirs_slow.opened
-        slow.bytes_sent += theirs_slow.bytes_sent
-        slow.closed_408 += theirs_slow.closed_408
-        slow.closed_silent += theirs_slow.closed_silent
-        slow.early += theirs_slow.early
-        slow.overdue += theirs_slow.overdue
-        slow.lifetimes.extend(theirs_slow.lifetimes)
-        for key, n in theirs_slow.other.items():
-            self.count(slow.other, key, n)
+        self.slow.merge(other.slow)
 
     def progress(self) -> dict[str, Any]:
         """The counters only (no histograms): what a process reports while it runs."""
@@ -147,7 +139,7 @@ def _errno_name(exc: BaseException | None) -> str:
     return type(exc).__name__ if exc is not None else "eof"
 
 
-# -- the load: fleets of connections that replace themselves -----------------------------------
+# -- the load: fleets of connections that replace themselves -------------------------------
 
 
 class Fleet(Handler):
@@ -445,14 +437,12 @@ class SoakLoad:
             HttpFleet(self, share.http, counts["pipelined"], share.pipeline),
             EchoFleet(self, share.echo, counts["echo"]),
         ]
-        max_life = PREFIX * share.slow_interval + share.header_timeout + LIFETIME_SLACK
         self.slow = SlowClients(
             self.loop,
             share.http,
             counts["slow"],
             interval=share.slow_interval,
-            min_life=share.header_timeout * 0.9,
-            max_life=max_life,
+            header_timeout=share.header_timeout,
             tally=self.tally.slow,
         )
 
@@ -534,7 +524,7 @@ def _load_main(
         raise
 
 
-# -- the servers: ioreactor serve / echo plus a lag sampler ---------------------------------------
+# -- the servers: ioreactor serve / echo plus a lag sampler --------------------------------
 
 
 def serve_main(argv: list[str] | None = None) -> int:
@@ -606,7 +596,7 @@ def server_command(app: str, port: int, config: SoakConfig, lag_file: Path) -> l
     return command + (["--poller", config.poller] if config.poller else [])
 
 
-# -- the run ---------------------------------------------------------------------------------
+# -- the run -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -720,6 +710,20 @@ class SoakReport:
         last = sorted(getattr(s, attribute) for s in after[-fifth:])[fifth // 2]
         return (last - first) / first if first else math.nan
 
+    def slope(self, attribute: str) -> float:
+        """Least-squares trend of ``attribute`` per minute after the warm-up: a leak
+        shows as a steady positive slope, a one-off rise (a burst that grew the heap) as
+        growth with a slope near zero."""
+        after = self._after_warmup()
+        if len(after) < 2:
+            return math.nan
+        n = len(after)
+        mean_t = sum(s.t for s in after) / n
+        mean_v = sum(getattr(s, attribute) for s in after) / n
+        var = sum((s.t - mean_t) ** 2 for s in after)
+        cov = sum((s.t - mean_t) * (getattr(s, attribute) - mean_v) for s in after)
+        return 60 * cov / var if var else math.nan
+
     def lag_p99(self, q: float = 0.5) -> float:
         """A quantile of the per-sample lag p99s (seconds)."""
         if not self.lag_p99s:
@@ -729,7 +733,7 @@ class SoakReport:
 
     @property
     def flat(self) -> bool:
-        growths = [self.growth(a) for a in ("http_rss", "echo_rss", "http_fds", "echo_fds")]
+        growths = [self.growth(a) for a in TRACKED]
         return all(not math.isnan(g) and g <= FLAT_TOLERANCE for g in growths)
 
     def to_dict(self) -> dict[str, Any]:
@@ -761,12 +765,11 @@ class SoakReport:
                 "other": slow.other,
                 "early": slow.early,
                 "overdue": slow.overdue,
-                "lifetime_p50": slow.lifetime(0.5),
-                "lifetime_max": max(slow.lifetimes, default=math.nan),
+                "lifetime": distribution(slow.lifetimes),
+                "from_target": distribution(slow.head_times),
             },
-            "growth_after_warmup": {
-                a: self.growth(a) for a in ("http_rss", "echo_rss", "http_fds", "echo_fds")
-            },
+            "growth_after_warmup": {a: self.growth(a) for a in TRACKED},
+            "slope_per_minute_after_warmup": {a: self.slope(a) for a in TRACKED},
             "loop_lag_ms": {
                 "p99_median": self.lag_p99(0.5) * 1000,
                 "p99_max": self.lag_p99(1.0) * 1000,

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ioreactor.bench.soak import SoakConfig, parse_mix, plot, run_soak
+    from ioreactor.bench.soak import TRACKED, SoakConfig, parse_mix, plot, run_soak
 
     try:
         config = SoakConfig(
@@ -132,11 +132,14 @@ def run(args: argparse.Namespace) -> int:
         f"timeout {slow.closed_408 + slow.closed_silent:,} (408: {slow.closed_408:,})"
     )
     console.print(f"bytes checked: {tally.bytes_checked:,}")
-    growth = {a: report.growth(a) for a in ("http_rss", "echo_rss", "http_fds", "echo_fds")}
+    growth = {a: report.growth(a) for a in TRACKED}
     console.print(
-        "growth after warm-up: "
+        f"after the {config.warmup_seconds:g} s warm-up: growth "
         + ", ".join(f"{a} {'n/a' if math.isnan(g) else f'{g:+.1%}'}" for a, g in growth.items())
         + ("  (flat)" if report.flat else "  (NOT flat)")
+        + f"; trend RSS {report.slope('http_rss') / 2**20:+.2f} / "
+        f"{report.slope('echo_rss') / 2**20:+.2f} MiB/min, fds "
+        f"{report.slope('http_fds'):+.1f} / {report.slope('echo_fds'):+.1f} per min"
     )
     console.print(
         f"loop lag p99: median {report.lag_p99(0.5) * 1000:.2f} ms, worst "
