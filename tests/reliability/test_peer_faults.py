@@ -213,12 +213,6 @@ def test_clients_that_connect_and_never_send_are_closed(tmp_path: Path) -> None:
                 sock.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http/protocol.py: bytes llhttp consumes before a request line (empty lines) "
-    "refresh conn.last_read, and the IDLE-phase deadline is measured from it, so a "
-    "slowloris sending CRLF never meets the header timeout (reported to the HTTP engineer)",
-)
 def test_empty_lines_trickled_before_a_request_meet_the_header_timeout(
     http_server: tuple[LoopThread, HttpServer],
 ) -> None:

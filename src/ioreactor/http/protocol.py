@@ -773,7 +773,10 @@ class HttpProtocol:
             if not self.pending and self.active is None:
                 served = self.requests_left < limits.max_requests_per_connection
                 timeout = limits.keepalive_timeout if served else limits.header_timeout
-                if now - max(conn.last_read, conn.last_write) > timeout:
+                # Not last_read: bytes that start no request (empty lines, which llhttp
+                # skips) must not keep an idle connection open. A served request's
+                # response moves last_write; ``since`` is the connection's start.
+                if now - max(self.since, conn.last_write) > timeout:
                     self.phase = DONE
                     conn.close()
                     return
