@@ -111,21 +111,21 @@ def _quantile(values: list[float], q: float) -> float:
 class _Slow:
     """One slow connection's progress."""
 
-    __slots__ = ("connected_at", "last_sent_at", "sent", "slot", "status", "target_at")
+    __slots__ = ("connected_at", "sent", "slot", "status", "target_at")
 
     def __init__(self, slot: int, now: float) -> None:
         self.slot = slot
         self.connected_at = now
         self.sent = 0
-        self.last_sent_at = now
         #: When the first byte of the request target went out (None: not yet).
         self.target_at: float | None = None
         self.status: bytes | None = None
 
     def deadline_basis(self) -> float:
-        """What the server's header deadline counts from: the target's first byte, or
-        before it the last byte sent (each keeps an idle connection open)."""
-        return self.target_at if self.target_at is not None else self.last_sent_at
+        """What the server's header deadline counts from: the connection's start until a
+        request begins, then the read that holds the request target (llhttp reports a
+        request from its target on; the method bytes before it start none)."""
+        return self.target_at if self.target_at is not None else self.connected_at
 
 
 class SlowClients(Handler):
@@ -226,7 +226,6 @@ class SlowClients(Handler):
             i = state.sent % len(HEAD)
             conn.send(HEAD[i : i + 1])
             state.sent += 1
-            state.last_sent_at = now
             if i == PREFIX:
                 state.target_at = now
         self.tally.bytes_sent += len(slot)
