@@ -159,6 +159,7 @@ class HttpProtocol:
         "batch",
         "pending",
         "head_fed",
+        "body_fed",
         "callbacks",
         "active",
         "advancing",
@@ -197,6 +198,9 @@ class HttpProtocol:
         #: Bytes fed since a read first ended inside the current head; -1 while the head
         #: in progress (if any) began in the current read.
         self.head_fed = -1
+        #: Bytes read while in the BODY phase: bounds what no other limit counts (chunk
+        #: extensions, which llhttp skips without a limit: CVE-2024-22019 in Node.js).
+        self.body_fed = 0
         #: Heads parsed from now on take the general path, which checks everything: set
         #: per read when a head began in an earlier read or the read is larger than
         #: ``HttpHandler.small_read``, and by on_header for a field the protocol must act on.
@@ -289,6 +293,8 @@ class HttpProtocol:
             callbacks.protocol = previous
         if self.url and self.phase <= HEADERS:
             self._bound_head(len(data))
+        elif self.phase == BODY:
+            self._bound_body(len(data))
 
     def _bound_head(self, fed: int) -> None:
         """A read ended inside a request head (its target is known: ``url``). httptools
@@ -305,6 +311,14 @@ class HttpProtocol:
         limits = self.limits
         if self.head_fed > limits.max_request_line + limits.max_header_bytes:
             self._fail(HttpError(431, "Request Header Fields Too Large", close=True))
+
+    def _bound_body(self, fed: int) -> None:
+        """A read ended inside a request body: the bytes of the body phase may exceed
+        ``max_body`` by at most ``max_header_bytes`` (chunk framing and extensions)."""
+        self.body_fed += fed
+        limits = self.limits
+        if self.body_fed > limits.max_body + limits.max_header_bytes:
+            self._fail(HttpError(413, "Content Too Large", close=True))
 
     def _parser_failed(self, exc: httptools.HttpParserError) -> None:
         if isinstance(exc, httptools.HttpParserCallbackError):
@@ -870,17 +884,19 @@ class ParserCallbacks:
         plain = p.routes.get(parser.get_method())
         if plain is None or p.careful or not parser.should_keep_alive():
             p.phase = BODY
+            p.body_fed = 0
             p._general_route(p._general_head(raw, url))
             return
         # The short path. Keep-alive without a Connection field: HTTP/1.1. Neither
         # Content-Length nor Transfer-Encoding: no body, so the request is complete now
         # and is answered here (on_message_complete follows at once). The head lay within
         # one read no larger than the header limit, so it is within that limit too.
-        method, table = plain
-        target = url.decode("latin-1")
-        route = table.get(target)
-        if route is not None:
-            # The target is the path (no query, nothing escaped). incoming(), inlined:
+        method, targets, paths = plain
+        hit = targets.get(url)
+        if hit is not None:
+            # The target is a route's path (no query, nothing escaped): the route's own
+            # string serves as target and path. incoming(), inlined:
+            route, target = hit
             request = new_request(Request)
             request.method = method
             request.target = target
@@ -893,14 +909,17 @@ class ParserCallbacks:
             request.params = NO_PARAMS
             request.keep_alive = True
         else:
+            target = url.decode("latin-1")
             path, query = split_target(target)
             request = incoming(method, target, path, query, raw, p.conn.peer)
-            route = table.get(path)
-            if route is None:
+            found = paths.get(path)
+            if found is None:
                 p.phase = BODY
+                p.body_fed = 0
                 p.request = request
                 p._general_route(request)
                 return
+            route = found
         left = p.requests_left - 1
         p.requests_left = left
         if left <= 0:
@@ -1000,6 +1019,8 @@ def receive(http: HttpHandler, conn: TcpConnection, buffer: Buffer) -> None:
         callbacks.protocol = previous
     if protocol.url and protocol.phase <= HEADERS:
         protocol._bound_head(n)
+    elif protocol.phase == BODY:
+        protocol._bound_body(n)
     buffer.retrieve_all()
     protocol.batch = None
     if batch:
