@@ -48,12 +48,17 @@ def test_router_plain_table_holds_only_literal_loop_routes() -> None:
     router.add("/a%20b", handler)
     router.add("/q?x", handler)
     router.add("/any", handler, ["HEAD", "PROPFIND"])
-    assert router.plain[b"GET"] == ("GET", {"/": root})
-    assert router.plain[b"POST"] == ("POST", {"/": root})
+    assert router.plain[b"GET"] == ("GET", {b"/": (root, "/")}, {"/": root})
+    assert router.plain[b"POST"] == ("POST", {b"/": (root, "/")}, {"/": root})
     assert b"HEAD" not in router.plain and b"CONNECT" not in router.plain
     assert all(
-        not table for method, (_, table) in router.plain.items() if method not in (b"GET", b"POST")
+        not targets and not paths
+        for method, (_, targets, paths) in router.plain.items()
+        if method not in (b"GET", b"POST")
     )
+    router.add("/caf\u00e9", handler)  # not ASCII: found by its decoded path only
+    assert router.plain[b"GET"][2]["/caf\u00e9"].pattern == "/caf\u00e9"
+    assert len(router.plain[b"GET"][1]) == 1
 
 
 def test_router_rejects_bad_routes() -> None:

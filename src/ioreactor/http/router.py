@@ -41,6 +41,10 @@ class Route:
     regex: re.Pattern[str] | None = field(default=None, repr=False)
 
 
+#: One method's plain routes: (method, raw target -> (route, path), path -> route).
+PlainRoutes = tuple[str, dict[bytes, tuple[Route, str]], dict[str, Route]]
+
+
 def _escaped(pattern: str) -> bool:
     """A literal pattern that a raw target cannot equal as is (a query, an escape)."""
     return "%" in pattern or "?" in pattern
@@ -71,12 +75,11 @@ class Router:
 
     def __init__(self) -> None:
         self._literal: dict[str, dict[str, Route]] = {}
-        #: Method as httptools names it (bytes) -> (method, path -> route), for the literal
-        #: routes that run on the loop and take the whole body: the server's first lookup
-        #: (with the raw target first: a path without '%' is its own decoded form).
-        self.plain: dict[bytes, tuple[str, dict[str, Route]]] = {
-            m.encode(): (m, {}) for m in PLAIN_METHODS
-        }
+        #: The server's first lookup, for the literal routes that run on the loop and take
+        #: the whole body: method as httptools names it (bytes) -> (method, raw target ->
+        #: (route, path), path -> route). A raw target equal to a pattern with no '%' or
+        #: '?' is that path, decoded: the server takes the pattern's own string for it.
+        self.plain: dict[bytes, PlainRoutes] = {m.encode(): (m, {}, {}) for m in PLAIN_METHODS}
         self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
 
     def add(
@@ -109,7 +112,9 @@ class Router:
                 and regex is None
                 and not (blocking or stream_body or _escaped(pattern))
             ):
-                entry[1][pattern] = route
+                if pattern.isascii():
+                    entry[1][pattern.encode("ascii")] = (route, pattern)
+                entry[2][pattern] = route
         return route
 
     def _pattern_table(self, regex: re.Pattern[str]) -> dict[str, Route]:
