@@ -22,6 +22,8 @@ import logging
 import resource
 import selectors
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -248,3 +250,95 @@ def test_out_of_fds_sheds_new_connections_cleanly_and_recovers(tmp_path: Path) -
         # fds are free again: new connections are served
         assert wait_until(lambda: http_get(server.port) == 200)
         assert server.proc.poll() is None
+
+
+# -- out of fds with no spare to shed with (what ENFILE's race leaves behind) ----------------
+
+#: A server whose acceptor has lost its spare fd, in a process with no fd to spare: the
+#: state ENFILE leaves when another process takes the slot the spare freed. Prints its
+#: port, then how often the acceptor ran while a client waited (``wakeups N``), then
+#: frees fds and keeps serving. (Run as a script: the fd limit is lowered only there.)
+NO_SPARE_SERVER = """
+import os, resource, sys, time
+from ioreactor.echo import EchoHandler
+from ioreactor.loop.event_loop import EventLoop
+from ioreactor.net.server import TcpServer
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+loop = EventLoop(sys.argv[1], slow_iteration=float("inf"))
+server = TcpServer(loop, ("127.0.0.1", 0), EchoHandler()).start()
+acceptor = server._acceptor
+wakeups = [0]
+handle_read = acceptor.handle_read
+def counting(events):
+    wakeups[0] += 1
+    handle_read(events)
+acceptor.handle_read = counting
+loop.unwatch(acceptor.listener.fileno())  # watched again, through the counter
+loop.watch(acceptor.listener.fileno(), 1, counting)
+os.close(acceptor._spare_fd)
+acceptor._spare_fd = -1
+print(server.port, flush=True)
+sys.stdout.close()  # its fd too: every fd goes to the filler
+filler = []
+while True:
+    try:
+        filler.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        break
+sys.stdin.readline()  # the client has connected
+deadline = time.monotonic() + 2.0
+while time.monotonic() < deadline:
+    loop.run_once(0.05)
+for fd in filler[:8]:
+    os.close(fd)
+sys.stderr.write(f"wakeups {wakeups[0]}\\n")
+sys.stderr.flush()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    loop.run_once(0.05)
+"""
+#: Wakeups allowed in the 2 s the client waits: a pause between attempts, not a spin.
+NO_SPARE_WAKEUPS = 100
+
+
+@pytest.mark.parametrize("poller", ["epoll", "epoll-et"])
+def test_out_of_fds_without_a_spare_pauses_instead_of_spinning(poller: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", NO_SPARE_SERVER, poller],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            lines = iter(proc.stderr.readline, "")
+            line = next((x for x in lines if x.startswith("wakeups ")), "")  # after warnings
+            assert line, proc.stderr.read()
+            wakeups = int(line.split()[1])
+            print(f"\n{poller}: {wakeups} wakeups in 2 s without fds or a spare")
+            assert wakeups <= NO_SPARE_WAKEUPS, "the acceptor spins on a full fd table"
+            # fds are free again: the waiting client is either served or shed, not left
+            client.sendall(PING)
+            data, closed = b"", False
+            try:
+                data = client.recv(100)
+            except ConnectionResetError:
+                closed = True
+            assert data == PING or closed or data == b""
+        assert wait_until(lambda: http_free(port))
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+
+
+def http_free(port: int) -> bool:
+    """A new connection to the echo server is served."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(PING)
+        return sock.recv(100) == PING

@@ -5,6 +5,11 @@ connection stays in the backlog, the listening fd stays readable, and a level-tr
 loop spins at 100% CPU without serving anyone. The fix (libev's and muduo's) is a spare
 fd held in reserve: on EMFILE, close the spare, accept the connection, close it at once
 (the peer sees a clean close instead of a hang), and take the spare back.
+
+The spare can be lost: under ENFILE (the system's table is full) another process may
+take the slot it freed, and with sub-loop threads another thread may. Then nothing can
+be shed, so the acceptor stops watching the listener for ``EXHAUSTED_PAUSE`` and tries
+again (reopening the spare first) instead of spinning.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ioreactor.net.unix import UnixSocket, bind_unix
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
+    from ioreactor.loop.timers import TimerHandle
 
 log = logging.getLogger("ioreactor.acceptor")
 
@@ -30,6 +36,8 @@ log = logging.getLogger("ioreactor.acceptor")
 ACCEPT_BATCH = 64
 #: Default listen() backlog (the kernel caps it at net.core.somaxconn).
 BACKLOG = 1024
+#: Seconds the acceptor stops watching the listener when out of fds with no spare fd.
+EXHAUSTED_PAUSE = 0.1
 
 _FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 #: Errors for one pending connection only (it died in the backlog): skip it.
@@ -97,10 +105,11 @@ class Acceptor:
         self.listener = listener
         self.on_accept = on_accept
         self.batch = batch
-        self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._spare_fd = _open_spare()
         self._last_exhausted_log = 0.0
         self.rejected_for_fds = 0
         self._listening = False
+        self._paused: TimerHandle | None = None
 
     @property
     def listening(self) -> bool:
@@ -111,8 +120,8 @@ class Acceptor:
         self._listening = True
 
     def handle_read(self, events: int) -> None:
-        if not self._listening:
-            return  # a continuation queued before close()
+        if not self._listening or self._paused is not None:
+            return  # a continuation queued before close() or a pause
         accept = self.listener.accept
         for _ in range(self.batch):
             try:
@@ -121,7 +130,9 @@ class Acceptor:
                 return
             except OSError as exc:
                 if exc.errno in _FD_EXHAUSTED:
-                    self._shed_one(exc)
+                    if not self._shed_one(exc):
+                        self._pause()
+                        return
                     break
                 if exc.errno in _TRANSIENT:
                     continue
@@ -135,8 +146,11 @@ class Acceptor:
             # the other ready fds have had their turn.
             self.loop.call_soon(self.handle_read, events)
 
-    def _shed_one(self, exc: OSError) -> None:
-        """Out of fds: accept the oldest pending connection with the spare fd and close it."""
+    def _shed_one(self, exc: OSError) -> bool:
+        """Out of fds: accept the oldest pending connection with the spare fd and close it.
+
+        False when there is no spare fd to do it with (and none can be opened now).
+        """
         self.rejected_for_fds += 1
         now = time.monotonic()
         if now - self._last_exhausted_log >= 1.0:
@@ -147,7 +161,9 @@ class Acceptor:
                 self.rejected_for_fds,
             )
         if self._spare_fd < 0:
-            return
+            self._spare_fd = _open_spare()  # fds may have been freed since it was lost
+            if self._spare_fd < 0:
+                return False
         os.close(self._spare_fd)
         self._spare_fd = -1
         try:
@@ -155,17 +171,36 @@ class Acceptor:
             sock.close()
         except OSError:
             pass
-        try:
-            self._spare_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self._spare_fd = -1
+        self._spare_fd = _open_spare()
+        return True
+
+    def _pause(self) -> None:
+        """Nothing to shed with: stop watching the listener for a moment, not spin."""
+        self.loop.unwatch(self.listener.fileno())
+        self._paused = self.loop.call_later(EXHAUSTED_PAUSE, self._resume)
+
+    def _resume(self) -> None:
+        self._paused = None
+        if self._listening:
+            self.loop.watch(self.listener.fileno(), READ, self.handle_read)
 
     def close(self) -> None:
         """Stop accepting and close the listening socket."""
-        if self._listening:
+        if self._paused is not None:
+            self._paused.cancel()
+            self._paused = None
+        elif self._listening:
             self.loop.unwatch(self.listener.fileno())
-            self._listening = False
+        self._listening = False
         self.listener.close()
         if self._spare_fd >= 0:
             os.close(self._spare_fd)
             self._spare_fd = -1
+
+
+def _open_spare() -> int:
+    """The spare fd, or -1 when there is no fd for it."""
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
