@@ -299,13 +299,6 @@ def send_quietly(sock: socket.socket, data: bytes) -> None:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http/protocol.py: parsing paused on the high water mark resumes on a poll "
-    "(RESUME_POLL), but the connection resumes reading as soon as its output drains; input "
-    "that arrives in between goes to _feed_held, which drops the peer past "
-    "max_buffered_input although the peer is reading (reported to the HTTP engineer)",
-)
 def test_a_slow_reader_of_pipelined_responses_gets_them_all(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

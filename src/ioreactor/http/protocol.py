@@ -238,9 +238,19 @@ class HttpProtocol:
         """Input while no more is parsed, or while parsing waits for output to drain."""
         if self.phase >= DONE:
             buffer.retrieve_all()
+            return
+        conn = self.conn
+        pending = self.pending
+        if conn.output_size <= conn.low_water_mark and not (
+            pending and len(pending) >= self.limits.max_pending_responses
+        ):
+            # The output drained (so the connection reads again) before the resume poll
+            # came: parse now instead of holding input a reading peer may send.
+            self.paused = False
+            receive(self.http, conn, buffer)
         elif len(buffer) > self.limits.max_buffered_input:
             log.debug("%r: input keeps growing while paused; dropping", self)
-            self.conn.force_close()
+            conn.force_close()
 
     def _feed_large(self, buffer: Buffer) -> None:
         """Much input at once: slices (see ``FEED_SLICE``)."""
