@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
+import weakref
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
     from ioreactor.http.handler import HttpHandler
     from ioreactor.http.router import Route
+    from ioreactor.loop.event_loop import EventLoop
     from ioreactor.net.buffer import Buffer
     from ioreactor.net.connection import TcpConnection
 
@@ -186,8 +187,8 @@ class HttpProtocol:
         self.server = http.server_line
         # With the access log on, every request takes the general path (which logs).
         self.routes = {} if http.access_log else http.router.plain
-        #: The callbacks its parser calls, shared by the connections of this thread.
-        self.callbacks = thread_callbacks()
+        #: The callbacks its parser calls, shared by the connections of this loop.
+        self.callbacks = loop_callbacks(conn.loop)
         self.parser = httptools.HttpRequestParser(self.callbacks)
         self.phase = IDLE
         self.since = conn.loop.now
@@ -827,11 +828,11 @@ class HttpProtocol:
 
 
 class ParserCallbacks:
-    """The httptools callbacks of every connection a thread serves.
+    """The httptools callbacks of every connection a loop serves.
 
     httptools keeps the callbacks its protocol object has when the parser is made: with
     the connection's own methods, five bound method objects per connection, and a
-    reference cycle through the parser. One set per thread serves every parser (312
+    reference cycle through the parser. One set per loop serves every parser (312
     bytes fewer per idle connection): ``protocol`` is the connection whose input is being
     parsed, set around each ``feed_data`` (in :func:`receive` and ``_parse``; restored
     after, so even a nested feed would find its own).
@@ -981,15 +982,15 @@ class ParserCallbacks:
             p._complete_general()
 
 
-_THREAD = threading.local()
+#: Each loop's callbacks (a loop parses one input at a time, on its own thread).
+_LOOP_CALLBACKS: weakref.WeakKeyDictionary[EventLoop, ParserCallbacks] = weakref.WeakKeyDictionary()
 
 
-def thread_callbacks() -> ParserCallbacks:
-    """The calling thread's :class:`ParserCallbacks` (a connection is parsed on its loop's
-    thread only)."""
-    callbacks: ParserCallbacks | None = getattr(_THREAD, "callbacks", None)
+def loop_callbacks(loop: EventLoop) -> ParserCallbacks:
+    """The :class:`ParserCallbacks` of ``loop`` (call on its thread)."""
+    callbacks = _LOOP_CALLBACKS.get(loop)
     if callbacks is None:
-        callbacks = _THREAD.callbacks = ParserCallbacks()
+        callbacks = _LOOP_CALLBACKS[loop] = ParserCallbacks()
     return callbacks
 
 
