@@ -72,7 +72,11 @@ def test_slowloris_tiny(tmp_path: Path) -> None:
     assert data["every_slow_connection_closed"] is True
     tally = data["tally"]
     assert isinstance(tally, dict)
-    assert tally["opened"] >= 50 and tally["closed_408"] == tally["opened"]
+    # A slow connection still sending its method when the header timeout expires is
+    # closed silently by the idle deadline (nothing to answer yet); the rest get a 408.
+    assert tally["opened"] >= 50
+    assert tally["closed_408"] + tally["closed_silent"] == tally["opened"]
+    assert tally["closed_408"] >= tally["opened"] // 2
     for phase in ("baseline", "attacked"):
         run = data[phase]
         assert isinstance(run, dict)
