@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--duration", type=float, default=600.0, help="seconds after the ramp-up")
     mix = ",".join(f"{k}={v:g}" for k, v in DEFAULT_MIX.items())
     p.add_argument("--mix", default=mix, help="share of each kind (default %(default)s)")
-    p.add_argument("--think", type=float, default=1.0, help="mean seconds between two exchanges")
+    p.add_argument("--think", type=float, default=2.0, help="mean seconds between two exchanges")
     p.add_argument("--pipeline", type=int, default=4, help="requests per pipelined write")
     p.add_argument(
         "--slow-interval", type=float, default=2.0, help="seconds between two slowloris bytes"
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--warmup",
         type=float,
         default=0.0,
-        help="seconds before the flatness baseline (0: a tenth of the duration)",
+        help="seconds before the flatness baseline (0: half the duration)",
     )
     add_poller_option(p)
     p.add_argument("--out", default=str(RESULTS_DIR), help="directory for JSON and PNG")
