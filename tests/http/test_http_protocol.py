@@ -468,3 +468,18 @@ def test_trailer_fields_never_reach_the_next_request() -> None:
         assert (post.status, post.body) == (200, b"Wiki")
         assert (get.status, get.body) == (200, b"GET /echo HTTP/1.1\nHost: h\n")
         assert not h.eof
+
+
+def test_bytes_answer_on_the_short_path_and_the_general_one() -> None:
+    app = App()
+    app.add_route("/raw", lambda request: b"\x00\x01binary")
+    with Harness(app) as h:
+        h.send(b"GET /raw HTTP/1.1\r\nHost: t\r\n\r\n" + b"GET /raw?q HTTP/1.0\r\n\r\n")
+        short, general = h.responses()
+        for response in (short, general):
+            assert response.status == 200 and response.body == b"\x00\x01binary"
+            assert response.header("content-type") == "application/octet-stream"
+            assert response.header("content-length") == "8"
+            assert response.header("server") == "ioreactor" and response.header("date")
+        assert short.header("connection") is None
+        assert general.header("connection") == "close"

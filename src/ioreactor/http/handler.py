@@ -9,7 +9,7 @@ from ioreactor.http.date import DATE
 from ioreactor.http.headers import encode_field
 from ioreactor.http.limits import Limits
 from ioreactor.http.protocol import HttpProtocol, receive
-from ioreactor.http.response import TEXT_FIELD
+from ioreactor.http.response import OCTET_FIELD, TEXT_FIELD
 from ioreactor.http.sweep import ConnectionSweep
 from ioreactor.net.handler import Handler
 
@@ -50,6 +50,8 @@ class HttpHandler(Handler):
         self._text: tuple[bytes, dict[str, bytes]] = (b"", {})
         #: The cache of ``_text``, for the lookup on every text response.
         self.text_cache: dict[str, bytes] = self._text[1]
+        #: The same head for an ``application/octet-stream`` body (a handler's ``bytes``).
+        self.octet_prefix = b""
         self._prefix_date = b""
         self.tick()
         self._sweeps: dict[EventLoop, ConnectionSweep] = {}
@@ -69,6 +71,7 @@ class HttpHandler(Handler):
             # The tuple first: a lookup that misses the old cache builds with the new head.
             self._text = (prefix, {})
             self.text_cache = self._text[1]
+            self.octet_prefix = prefix.replace(TEXT_FIELD, OCTET_FIELD)
 
     def text_response(self, text: str) -> bytes:
         """The whole keep-alive HTTP/1.1 ``200 OK`` response with ``text`` as its body.
@@ -83,6 +86,10 @@ class HttpHandler(Handler):
         if len(body) <= TEXT_CACHE_BODY and len(cache) < TEXT_CACHE_ENTRIES:
             cache[text] = data
         return data
+
+    def octet_response(self, body: bytes) -> bytes:
+        """The whole keep-alive HTTP/1.1 ``200 OK`` response with ``body`` as it is."""
+        return b"%s%d\r\n\r\n%s" % (self.octet_prefix, len(body), body)
 
     def sweep_of(self, loop: EventLoop) -> ConnectionSweep:
         """The sweep of ``loop``, started on first use (call on that loop's thread)."""

@@ -949,6 +949,8 @@ class ParserCallbacks:
             p.batch.append(  # type: ignore[union-attr]  # always a list while parsing
                 http.text_cache.get(result) or http.text_response(result)
             )
+        elif type(result) is bytes and request.keep_alive and not p.pending:
+            p.batch.append(p.http.octet_response(result))  # type: ignore[union-attr]
         else:
             p._respond(request, result)
 
