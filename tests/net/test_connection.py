@@ -101,6 +101,22 @@ class Echo(Recorder):
         conn.send(chunk)
 
 
+class EchoInPlace(Echo):
+    """Echoes from ``on_read``: the loop's read buffer, copied once (by ``send``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_place = 0
+
+    def on_read(self, conn: TcpConnection, data: memoryview) -> int:
+        self._note(conn, "on_read")
+        self.in_place += 1
+        self.received[conn] += len(data)
+        self.data[conn] += data
+        conn.send(data)
+        return len(data)
+
+
 def serve(lt: LoopThread, handler: Handler, **options: Any) -> TcpServer:
     """A TcpServer on 127.0.0.1, port 0, started on the loop thread."""
     return lt.call(lambda: TcpServer(lt.loop, ("127.0.0.1", 0), handler, **options).start())
@@ -198,8 +214,12 @@ def echo_many(addr: tuple[str, int], payloads: list[bytes], timeout: float) -> l
     return [bytes(r) for r in received]
 
 
-def test_echo_integrity_random_payloads_200_connections(loop_thread: LoopThread) -> None:
-    """1 B to 4 MiB (log-uniform) through 200 concurrent connections, every byte compared."""
+@pytest.mark.parametrize("handler_class", [Echo, EchoInPlace])
+def test_echo_integrity_random_payloads_200_connections(
+    loop_thread: LoopThread, handler_class: type[Echo]
+) -> None:
+    """1 B to 4 MiB (log-uniform) through 200 concurrent connections, every byte compared:
+    through ``on_message`` and through ``on_read`` (views of the loop's read buffer)."""
     rng = random.Random(20240602)
     blob = rng.randbytes(8 * MiB)
     sizes = [int(math.exp(rng.uniform(0, math.log(4 * MiB)))) for _ in range(200)]
@@ -208,7 +228,7 @@ def test_echo_integrity_random_payloads_200_connections(loop_thread: LoopThread)
     for size in sizes:
         start = rng.randrange(0, len(blob) - size)  # a distinct slice per connection
         payloads.append(blob[start : start + size])
-    handler = Echo()
+    handler = handler_class()
     server = serve(loop_thread, handler)
     echoed = echo_many(address(loop_thread, server), payloads, timeout=45)
     for i, (want, got) in enumerate(zip(payloads, echoed, strict=True)):
@@ -217,6 +237,8 @@ def test_echo_integrity_random_payloads_200_connections(loop_thread: LoopThread)
     assert set(handler.closes.values()) == {1}
     assert handler.after_close == []
     assert handler.threads == {loop_thread._thread.ident}
+    if isinstance(handler, EchoInPlace):
+        assert handler.in_place > 0
 
 
 def test_echo_handler_of_the_package(loop_thread: LoopThread) -> None:
@@ -237,6 +259,81 @@ def test_edge_triggered_reads_everything_available(loop_thread: LoopThread) -> N
         sock.sendall(data)
         wait(loop_thread, lambda: sum(handler.received.values()) == len(data), "all bytes")
         assert bytes(handler.data[handler.conns[0]]) == data
+
+
+# -- on_read: a handler parsing the loop's read buffer in place ----------------------------
+
+
+class WholeLines(Recorder):
+    """Answers whole lines upper-cased: ``on_read`` takes the complete lines of a read in
+    place and leaves a partial one to ``conn.input``; ``on_message`` finishes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, bytes]] = []
+
+    def on_read(self, conn: TcpConnection, data: memoryview) -> int:
+        self.calls.append(("on_read", bytes(data)))
+        if bytes(data) == b"close\n":
+            conn.force_close()
+            return 0  # unconsumed, but the connection is gone: nothing reaches on_message
+        if bytes(data) == b"boom\n":
+            raise RuntimeError("on_read failed")
+        end = bytes(data).rfind(b"\n") + 1
+        if end:
+            conn.send(bytes(data[:end]).upper())
+        return end
+
+    def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
+        self.calls.append(("on_message", bytes(buffer.peek())))
+        end = bytes(buffer.peek()).rfind(b"\n") + 1
+        if end:
+            conn.send(buffer.read(end).upper())
+
+
+def test_on_read_consumes_in_place_and_leaves_the_rest_to_on_message(
+    loop_thread: LoopThread,
+) -> None:
+    handler = WholeLines()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server)) as sock:
+        sock.sendall(b"ab\ncd")
+        assert recv_exactly(sock, 3) == b"AB\n"
+        wait(loop_thread, lambda: len(handler.calls) == 2, "on_read, then on_message")
+        # What on_read left ("cd") went to conn.input and on_message at once; it stays
+        # there (no whole line), so the next read goes to on_message, not on_read.
+        assert handler.calls == [("on_read", b"ab\ncd"), ("on_message", b"cd")]
+        sock.sendall(b"e\n")
+        assert recv_exactly(sock, 4) == b"CDE\n"
+        # conn.input is empty again: reads go to on_read.
+        sock.sendall(b"fg\n")
+        assert recv_exactly(sock, 3) == b"FG\n"
+        wait(loop_thread, lambda: len(handler.calls) == 4, "4 calls")
+        assert handler.calls[2:] == [("on_message", b"cde\n"), ("on_read", b"fg\n")]
+
+
+def test_on_read_that_closes_or_raises_ends_that_connection_only(
+    loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = WholeLines()
+    server = serve(loop_thread, handler)
+    addr = address(loop_thread, server)
+    with connect(addr) as good, connect(addr) as closing, connect(addr) as failing:
+        wait(loop_thread, lambda: len(handler.conns) == 3, "three connections")
+        closing.sendall(b"close\n")
+        assert recv_until_eof(closing) == b""
+        with caplog.at_level(logging.ERROR, logger="ioreactor.connection"):
+            failing.sendall(b"boom\n")
+            assert recv_until_eof(failing) == b""
+        good.sendall(b"ok\n")
+        assert recv_exactly(good, 3) == b"OK\n"
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 3, "3 closes")
+    assert set(handler.closes.values()) == {1}
+    assert handler.after_close == []
+    assert [name for name, _ in handler.calls].count("on_message") == 0
+    assert any("on_read" in r.getMessage() for r in caplog.records)
+    assert isinstance(handler.conns[2].error, RuntimeError)
+    no_unhandled_errors(caplog)
 
 
 # -- write coalescing -----------------------------------------------------------------------

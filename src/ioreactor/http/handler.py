@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ioreactor.http.date import DATE
 from ioreactor.http.headers import encode_field
 from ioreactor.http.limits import Limits
-from ioreactor.http.protocol import HttpProtocol, receive
+from ioreactor.http.protocol import HttpProtocol, receive, receive_read
 from ioreactor.http.response import OCTET_FIELD, TEXT_FIELD
 from ioreactor.http.sweep import ConnectionSweep
 from ioreactor.net.handler import Handler
@@ -108,8 +108,10 @@ class HttpHandler(Handler):
         conn.context = protocol
         self.sweep_of(conn.loop).protocols.add(protocol)
 
-    #: Parse what arrived (a module function: one Python call per read).
+    #: Parse a read in place, or what ``conn.input`` holds (module functions: one
+    #: Python call per read).
     on_message = receive
+    on_read = receive_read
 
     def on_eof(self, conn: TcpConnection) -> bool:
         protocol = conn.context

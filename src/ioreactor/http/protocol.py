@@ -997,23 +997,36 @@ def loop_callbacks(loop: EventLoop) -> ParserCallbacks:
 
 
 def receive(http: HttpHandler, conn: TcpConnection, buffer: Buffer) -> None:
-    """``HttpHandler.on_message``: parse what arrived on ``conn``; the responses it
-    produces leave in one ``conn.send``.
+    """``HttpHandler.on_message``: parse what ``conn.input`` holds (input kept from an
+    earlier read, held while paused, or too large for one parse)."""
+    protocol: HttpProtocol = conn.context
+    if protocol.phase >= DONE or protocol.paused:
+        protocol._feed_held(buffer)
+        return
+    if len(buffer) > FEED_SLICE:
+        protocol._feed_large(buffer)
+        return
+    with buffer.peek() as data:
+        receive_read(http, conn, data)
+    buffer.retrieve_all()
+
+
+def receive_read(http: HttpHandler, conn: TcpConnection, data: memoryview) -> int:
+    """``HttpHandler.on_read``: parse a read straight from the loop's read buffer; the
+    responses it produces leave in one ``conn.send``.
 
     A function of the handler rather than a method of the protocol, so a read costs one
     Python call before the parser; the state is the connection's :class:`HttpProtocol`.
+    Returns 0 (the connection keeps the read in ``conn.input`` for :func:`receive`)
+    when parsing waits for output to drain or the read needs slicing.
     """
     protocol: HttpProtocol = conn.context
     phase = protocol.phase
-    if phase >= DONE or protocol.paused:
-        protocol._feed_held(buffer)
-        return
-    data = buffer.peek()
     n = len(data)
-    if n > FEED_SLICE:
-        data.release()
-        protocol._feed_large(buffer)
-        return
+    if phase >= DONE:
+        return n  # nothing more is parsed: discarded
+    if protocol.paused or n > FEED_SLICE:
+        return 0
     batch: list[bytes] = []
     protocol.batch = batch
     # Heads must be measured if one began in an earlier read or this read is large.
@@ -1028,15 +1041,14 @@ def receive(http: HttpHandler, conn: TcpConnection, buffer: Buffer) -> None:
     except httptools.HttpParserUpgrade:
         pass  # the upgrade request was answered with Connection: close
     finally:
-        data.release()
         callbacks.protocol = previous
     if protocol.url and protocol.phase <= HEADERS:
         protocol._bound_head(n)
     elif protocol.phase == BODY:
         protocol._bound_body(n)
-    buffer.retrieve_all()
     protocol.batch = None
     if batch:
         conn.send(batch[0] if len(batch) == 1 else b"".join(batch))
     if protocol.pending and len(protocol.pending) >= http.limits.max_pending_responses:
         protocol.paused = True
+    return n

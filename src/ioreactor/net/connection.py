@@ -3,6 +3,7 @@
 Data flow::
 
     kernel -> recv_into(loop.scratch) -> input Buffer -> handler.on_message(conn, buffer)
+                                      or handler.on_read(conn, view) in place
     conn.send(data) -> output chunks -> loop.flush() at the end of the iteration
                     -> one send()/sendmsg() -> kernel
 
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
 from ioreactor.net.buffer import CHEAP_PREPEND, Buffer
-from ioreactor.net.handler import Handler, overrides
+from ioreactor.net.handler import Handler, overrides, reads_in_place
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
@@ -82,6 +83,7 @@ class TcpConnection:
         "_above_high",
         "_close_after_drain",
         "_close_timer",
+        "_direct",
         "_events",
         "_flush_queued",
         "_in_read",
@@ -151,6 +153,7 @@ class TcpConnection:
         self._shut_wr = False
         self._peer_eof = False
         self._notify_drain = overrides(handler, "on_write_complete")
+        self._direct = reads_in_place(handler)
         #: Loop time (``loop.now``) of the last bytes received / handed to the kernel:
         #: what idle detection reads; recording it costs one attribute store.
         self.last_read = self.last_write = loop.now
@@ -210,7 +213,8 @@ class TcpConnection:
             self._events = events
             self.loop.modify(self.fd, events)
 
-    def _handle_event(self, mask: int) -> None:
+    def _handle_mixed(self, mask: int) -> None:
+        """Any event but plain readable: errors, hang-ups, writability."""
         if mask & READ or (mask & (HUP | ERROR) and self._events & READ):
             self._handle_read()
         elif mask & (HUP | ERROR):
@@ -219,6 +223,14 @@ class TcpConnection:
             self._handle_write()
 
     def _handle_read(self) -> None:
+        self._handle_event(READ)
+
+    def _handle_event(self, mask: int) -> None:
+        """The loop's callback for this fd. Readable only (the common case) is the read
+        path itself: one Python call per read from the poller to the handler."""
+        if mask != READ:
+            self._handle_mixed(mask)
+            return
         loop = self.loop
         scratch = loop.scratch_view
         try:
@@ -231,28 +243,41 @@ class TcpConnection:
         if not n:
             self._handle_eof()
             return
-        buffer = self.input
-        if buffer._r == buffer._w:
-            # Empty buffer (the common case): Buffer.append() inlined.
-            buffer._data[CHEAP_PREPEND:] = scratch[:n]
-            buffer._r = CHEAP_PREPEND
-            buffer._w = CHEAP_PREPEND + n
-        else:
-            buffer.append(scratch[:n])
-        # _deliver(), inlined: this is the per-message path.
         self.last_read = loop.now
         self._in_read = True
-        try:
-            self.handler.on_message(self, buffer)
-        except Exception as exc:
-            self._in_read = False
-            self._callback_failed("on_message", exc)
-            return
+        buffer = self.input
+        used = 0
+        if self._direct and buffer._r == buffer._w:
+            # Nothing kept from earlier reads: the handler parses the loop's read buffer
+            # in place, and only what it leaves is copied into conn.input.
+            try:
+                used = self.handler.on_read(self, scratch[:n])
+            except Exception as exc:
+                self._in_read = False
+                self._callback_failed("on_read", exc)
+                return
+            if self._state == DISCONNECTED:
+                used = n
+        if used < n:
+            if buffer._r == buffer._w:
+                # Empty buffer (the common case): Buffer.append() inlined.
+                buffer._data[CHEAP_PREPEND:] = scratch[used:n]
+                buffer._r = CHEAP_PREPEND
+                buffer._w = CHEAP_PREPEND + n - used
+            else:
+                buffer.append(scratch[used:n])
+            # _deliver(), inlined: this is the per-message path.
+            try:
+                self.handler.on_message(self, buffer)
+            except Exception as exc:
+                self._in_read = False
+                self._callback_failed("on_message", exc)
+                return
+            if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
+                del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
         self._in_read = False
-        if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
-            del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
         if self._out and not self._writing:
-            self._flush()  # read complete: what on_message sent leaves in one call
+            self._flush()  # read complete: what the handler sent leaves in one call
         if loop.edge_triggered:
             self._drain_edge_triggered(scratch)
 

@@ -29,6 +29,18 @@ class Handler:
         """
         buffer.retrieve_all()
 
+    def on_read(self, conn: TcpConnection, data: memoryview) -> int:
+        """Optional fast path: bytes that arrived while ``conn.input`` was empty, as a
+        view of the loop's read buffer, valid during this call only (copy what you keep).
+
+        Return how many bytes were consumed. The rest is copied into ``conn.input`` and
+        :meth:`on_message` runs at once; later reads go to on_message until the buffer
+        is empty again. Only a handler that overrides this method gets it (and not a
+        subclass that overrides only on_message: see :func:`reads_in_place`): a protocol
+        that consumes whole reads saves the copy into the buffer and one call per read.
+        """
+        return 0
+
     def on_write_complete(self, conn: TcpConnection) -> None:
         """All queued output reached the kernel (the output buffer is empty again)."""
 
@@ -56,3 +68,23 @@ class Handler:
 def overrides(handler: Handler, name: str) -> bool:
     """True when ``handler``'s class replaces :class:`Handler`'s method ``name``."""
     return getattr(type(handler), name) is not getattr(Handler, name)
+
+
+def reads_in_place(handler: Handler) -> bool:
+    """Whether the connection hands reads to ``handler.on_read``: when its class has one
+    of its own, defined no higher up its classes than its ``on_message`` (a subclass that
+    replaces only ``on_message`` of, say, ``EchoHandler`` means its on_message to run)."""
+    cls = type(handler)
+    known = _READS_IN_PLACE.get(cls)
+    if known is None:
+        known = False
+        if overrides(handler, "on_read"):
+            mro = cls.__mro__
+            owner = {n: next(c for c in mro if n in vars(c)) for n in ("on_read", "on_message")}
+            known = mro.index(owner["on_read"]) <= mro.index(owner["on_message"])
+        _READS_IN_PLACE[cls] = known
+    return known
+
+
+#: ``reads_in_place`` per handler class (decided once, not per connection).
+_READS_IN_PLACE: dict[type[Handler], bool] = {}

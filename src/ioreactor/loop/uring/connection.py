@@ -11,9 +11,10 @@ path; only the I/O steps change::
 
 Reading: one multishot ``RECV`` with ``IOSQE_BUFFER_SELECT`` stays armed for the whole
 connection. The kernel picks a buffer from the loop's provided-buffer ring only when
-bytes arrive; the completion handler copies them into ``input``, gives the buffer back at
-once (nothing is ever parsed in place, so the kernel can never overwrite bytes still in
-use) and calls ``on_message``. An idle connection holds no buffer at all. Pausing reading
+bytes arrive; the completion handler copies them into ``input`` (or lets ``on_read`` parse
+them in place, within that call), gives the buffer back, and calls ``on_message``. The
+kernel sees returned buffers only when the completion batch ends, so it can never
+overwrite bytes still in use. An idle connection holds no buffer at all. Pausing reading
 (high water mark, ``close()``, EOF) cancels the receive; resuming re-arms it.
 
 Writing: one send in flight per connection (two sends on one socket could complete out
@@ -176,20 +177,28 @@ class UringConnection(TcpConnection):
         self._recv_state = self._recv_state & _HELD | _ARMED
 
     def _recv_done(self, res: int, flags: int) -> None:
-        """A receive completion: bytes in a provided buffer, EOF, or an error."""
+        """A receive completion: bytes in a provided buffer, EOF, or an error.
+
+        A buffer recycled here goes back to the kernel only when the completion batch
+        ends (``ProvidedBuffers.publish``), so a handler's ``on_read`` may read it in
+        place within this call.
+        """
+        data: memoryview | None = None  # the bytes on_read gets in place
         if flags & CQE_F_BUFFER:
             buffers = self.loop.port.buffers
             if res > 0 and self._state != DISCONNECTED:
                 start = (flags >> CQE_BUFFER_SHIFT) * buffers.bufsize
                 buffer = self.input
-                if buffer._r == buffer._w:
+                if buffer._r != buffer._w:
+                    buffer.append(buffers.data[start : start + res])
+                elif self._direct and self._events & READ:
+                    data = buffers.data[start : start + res]
+                else:
                     # Empty buffer (the common case): Buffer.append() inlined.
                     buffer._data[CHEAP_PREPEND:] = buffers.data[start : start + res]
                     buffer._r = CHEAP_PREPEND
                     buffer._w = CHEAP_PREPEND + res
-                else:
-                    buffer.append(buffers.data[start : start + res])
-            buffers.recycle(flags)  # copied out: the kernel may fill it again
+            buffers.recycle(flags)
         if not flags & CQE_F_MORE:
             del self.loop.port.ops[channel_key(self) | RECV]
             self._recv_state &= _HELD  # _IDLE
@@ -206,17 +215,27 @@ class UringConnection(TcpConnection):
         buffer = self.input
         self.last_read = self.loop.now
         self._in_read = True
-        try:
-            self.handler.on_message(self, buffer)
-        except Exception as exc:
-            self._in_read = False
-            self._callback_failed("on_message", exc)
-            return
+        if data is not None:
+            try:
+                used = self.handler.on_read(self, data)
+            except Exception as exc:
+                self._in_read = False
+                self._callback_failed("on_read", exc)
+                return
+            if used < res and self._state != DISCONNECTED:
+                buffer.append(data[used:])
+        if buffer._r != buffer._w:
+            try:
+                self.handler.on_message(self, buffer)
+            except Exception as exc:
+                self._in_read = False
+                self._callback_failed("on_message", exc)
+                return
+            if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
+                del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
         self._in_read = False
-        if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
-            del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
         if self._out and not self._writing:
-            self._flush()  # read complete: what on_message sent leaves in one operation
+            self._flush()  # read complete: what the handler sent leaves in one operation
 
     def _recv_ended(self, res: int) -> None:
         """The receive's final completion without data: EOF, cancelled, dry, or failed."""
