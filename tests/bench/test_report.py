@@ -27,6 +27,7 @@ def result(name: str, conns: int, cpu: float, ops: int = 100_000) -> BenchResult
         ops=ops,
         duration=10.0,
         server_cpu_seconds=cpu,
+        server_user_seconds=cpu / 4,
         p50_us=80.0,
         p99_us=300.0,
         p999_us=900.0,
@@ -50,6 +51,10 @@ def test_cpu_per_op_and_ratio_at_the_same_conns():
     assert ratio(ours, RESULTS, "asyncio") == pytest.approx(0.8)
     assert ratio(RESULTS[2], RESULTS, "asyncio") == pytest.approx(0.9)
     assert ratio(ours, RESULTS, "uvloop") is None
+    assert ours.user_us_per_op == pytest.approx(2.0)
+    assert ours.system_us_per_op == pytest.approx(6.0)
+    unknown = BenchResult("x", 1, 10, 1.0, 1.0, 1.0, 1.0, 1.0, 0)
+    assert unknown.user_us_per_op != unknown.user_us_per_op  # NaN: not measured
 
 
 def test_table_shows_every_server_and_the_ratio_column():
@@ -60,7 +65,7 @@ def test_table_shows_every_server_and_the_ratio_column():
     assert "integrity 1" in text
     md = markdown_table(RESULTS, ["asyncio"])
     assert md.count("\n") == 1 + len(RESULTS)
-    assert "| ioreactor | 1,000 | 18.00 |" in md
+    assert "| ioreactor | 1,000 | 18.00 | 4.50 |" in md  # CPU, then its user part
 
 
 def test_json_round_trip(tmp_path: Path):

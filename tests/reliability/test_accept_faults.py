@@ -39,6 +39,7 @@ from reliability_support import (
     wait_until,
 )
 
+from ioreactor.loop.backends import new_loop
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handler import Handler
@@ -269,21 +270,28 @@ def _served(port: int) -> bool:
 NO_SPARE_SERVER = """
 import os, resource, sys, time
 from ioreactor.echo import EchoHandler
-from ioreactor.loop.event_loop import EventLoop
+from ioreactor.loop.backends import new_loop
 from ioreactor.net.server import TcpServer
 
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-loop = EventLoop(sys.argv[1], slow_iteration=float("inf"))
+loop = new_loop(sys.argv[1], slow_iteration=float("inf"))
 server = TcpServer(loop, ("127.0.0.1", 0), EchoHandler()).start()
 acceptor = server._acceptor
 wakeups = [0]
-handle_read = acceptor.handle_read
-def counting(events):
-    wakeups[0] += 1
-    handle_read(events)
-acceptor.handle_read = counting
-loop.unwatch(acceptor.listener.fileno())  # watched again, through the counter
-loop.watch(acceptor.listener.fileno(), 1, counting)
+if sys.argv[1] == "uring":  # count failed accept completions
+    accept_failed = acceptor._accept_failed
+    def counting_failures(err):
+        wakeups[0] += 1
+        return accept_failed(err)
+    acceptor._accept_failed = counting_failures
+else:  # count readiness events of the listener
+    handle_read = acceptor.handle_read
+    def counting(events):
+        wakeups[0] += 1
+        handle_read(events)
+    acceptor.handle_read = counting
+    loop.unwatch(acceptor.listener.fileno())  # watched again, through the counter
+    loop.watch(acceptor.listener.fileno(), 1, counting)
 os.close(acceptor._spare_fd)
 acceptor._spare_fd = -1
 print(server.port, flush=True)
@@ -310,7 +318,25 @@ while time.monotonic() < deadline:
 NO_SPARE_WAKEUPS = 100
 
 
-@pytest.mark.parametrize("poller", ["epoll", "epoll-et"])
+def _uring_unavailable() -> str | None:
+    try:
+        new_loop("uring").close()
+    except (ImportError, OSError, ValueError) as exc:
+        return f"io_uring is unavailable here: {exc}"
+    return None
+
+
+@pytest.mark.parametrize(
+    "poller",
+    [
+        "epoll",
+        "epoll-et",
+        pytest.param(
+            "uring",
+            marks=pytest.mark.skipif(_uring_unavailable() is not None, reason="no io_uring"),
+        ),
+    ],
+)
 def test_out_of_fds_without_a_spare_pauses_instead_of_spinning(poller: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", NO_SPARE_SERVER, poller],

@@ -139,8 +139,6 @@ def measure_echo_server(
         before=before,
         after=after,
         extra={
-            "server_user_seconds": after.user_seconds - before.user_seconds,
-            "server_system_seconds": after.system_seconds - before.system_seconds,
             "size": config.size,
             "pipeline": config.pipeline,
             "connected": load.connected,

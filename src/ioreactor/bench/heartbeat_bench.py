@@ -439,15 +439,12 @@ def _result(
         ops=ops,
         duration=window,
         server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
+        server_user_seconds=after.user_seconds - before.user_seconds,
         p50_us=latency.percentile(0.5) / 1000,
         p99_us=latency.percentile(0.99) / 1000,
         p999_us=latency.percentile(0.999) / 1000,
         rss_bytes=after.rss_bytes,
         unit=unit,
-        extra={
-            "server_user_seconds": after.user_seconds - before.user_seconds,
-            "server_system_seconds": after.system_seconds - before.system_seconds,
-        },
     )
 
 

@@ -47,6 +47,9 @@ class BenchResult:
     unit: str = "msg"
     #: Anything else worth keeping (payload size, poller, pipeline depth, fds, ...).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The user-mode part of ``server_cpu_seconds`` (the rest is the kernel's: system
+    #: calls and the TCP stack), where the run measured it.
+    server_user_seconds: float | None = None
 
     @property
     def ops_per_s(self) -> float:
@@ -58,6 +61,18 @@ class BenchResult:
         return self.server_cpu_seconds * 1e6 / self.ops if self.ops else float("nan")
 
     @property
+    def user_us_per_op(self) -> float:
+        """The user-mode (interpreter) part of :attr:`cpu_us_per_op`; NaN if unknown."""
+        if self.server_user_seconds is None or not self.ops:
+            return float("nan")
+        return self.server_user_seconds * 1e6 / self.ops
+
+    @property
+    def system_us_per_op(self) -> float:
+        """The kernel-mode part of :attr:`cpu_us_per_op`; NaN if unknown."""
+        return self.cpu_us_per_op - self.user_us_per_op
+
+    @property
     def error_count(self) -> int:
         return sum(self.errors.values())
 
@@ -65,6 +80,7 @@ class BenchResult:
         data = asdict(self)
         data["ops_per_s"] = self.ops_per_s
         data["cpu_us_per_op"] = self.cpu_us_per_op
+        data["user_us_per_op"] = self.user_us_per_op
         return data
 
     @classmethod
@@ -95,6 +111,7 @@ def window_result(
         ops=ops,
         duration=duration,
         server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
+        server_user_seconds=after.user_seconds - before.user_seconds,
         p50_us=latency_us(0.5),
         p99_us=latency_us(0.99),
         p999_us=latency_us(0.999),
@@ -114,6 +131,12 @@ def ratio(result: BenchResult, results: Sequence[BenchResult], baseline: str) ->
     return None
 
 
+def _user_text(result: BenchResult) -> str:
+    """The user-mode µs per op; the rest of the CPU column is the kernel's."""
+    value = result.user_us_per_op
+    return "—" if value != value else f"{value:.2f}"  # NaN: not measured
+
+
 def _errors_text(result: BenchResult) -> str:
     if not result.errors:
         return "0"
@@ -131,6 +154,7 @@ def render_table(
     table.add_column("server")
     table.add_column("conns", justify="right")
     table.add_column(f"CPU µs/{unit}", justify="right")
+    table.add_column("user µs", justify="right")
     table.add_column(f"{unit}/s", justify="right")
     table.add_column("p50 µs", justify="right")
     table.add_column("p99 µs", justify="right")
@@ -148,6 +172,7 @@ def render_table(
             r.name,
             f"{r.conns:,}",
             f"{r.cpu_us_per_op:.2f}",
+            _user_text(r),
             f"{r.ops_per_s:,.0f}",
             f"{r.p50_us:,.0f}",
             f"{r.p99_us:,.0f}",
@@ -162,7 +187,8 @@ def render_table(
 def markdown_table(results: Sequence[BenchResult], baselines: Sequence[str]) -> str:
     """The same table as GitHub markdown, for the README."""
     unit = results[0].unit if results else "op"
-    head = ["server", "conns", f"CPU µs/{unit}", f"{unit}/s", "p50 µs", "p99 µs", "RSS MiB"]
+    head = ["server", "conns", f"CPU µs/{unit}", "user µs", f"{unit}/s", "p50 µs", "p99 µs"]
+    head.append("RSS MiB")
     head += [f"x {name}" for name in baselines]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -170,6 +196,7 @@ def markdown_table(results: Sequence[BenchResult], baselines: Sequence[str]) -> 
             r.name,
             f"{r.conns:,}",
             f"{r.cpu_us_per_op:.2f}",
+            _user_text(r),
             f"{r.ops_per_s:,.0f}",
             f"{r.p50_us:,.0f}",
             f"{r.p99_us:,.0f}",

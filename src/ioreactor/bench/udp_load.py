@@ -480,8 +480,6 @@ def measure_server(
             "address": config.address,
             "size": config.size,
             "inflight": config.inflight,
-            "server_user_seconds": after.user_seconds - before.user_seconds,
-            "server_system_seconds": after.system_seconds - before.system_seconds,
             "command": " ".join(command),
         },
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,13 @@ from ioreactor.loop.uring.ring import Ring, UringUnavailable
 from ioreactor.testing import open_fds
 
 RealSyscall = Callable[..., int]
+
+
+def settled_fds() -> int:
+    """Open fds once sockets dropped by earlier tests are collected (a collection during
+    the test would close them and skew the count)."""
+    gc.collect()
+    return open_fds()
 
 
 def _failing_setup(err: int, calls: list[int]) -> Callable[..., int]:
@@ -230,7 +238,7 @@ def test_completion_loop_without_io_uring_raises_and_leaks_nothing(
     monkeypatch: pytest.MonkeyPatch, sysctl: Callable[[int], None]
 ) -> None:
     sysctl(0)
-    before = open_fds()
+    before = settled_fds()
     monkeypatch.setattr(ring_mod, "_syscall", _failing_setup(errno.ENOSYS, []))
     with pytest.raises(UringUnavailable, match="no io_uring") as exc:
         create_loop()
@@ -253,7 +261,7 @@ def test_completion_loop_without_provided_buffer_rings_says_so_and_closes_the_ri
             return -1
         return real(nr, *args)
 
-    before = open_fds()
+    before = settled_fds()
     monkeypatch.setattr(ring_mod, "_syscall", no_pbuf_ring)
     with pytest.raises(UringUnavailable, match=r"5\.19"):
         create_loop()

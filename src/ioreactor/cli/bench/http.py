@@ -177,6 +177,7 @@ def measure(
         ops=requests,
         duration=duration,
         server_cpu_seconds=end.cpu_seconds - start.cpu_seconds,
+        server_user_seconds=end.user_seconds - start.user_seconds,
         p50_us=p50,
         p99_us=p99,
         p999_us=p999,

@@ -15,7 +15,6 @@ import tempfile
 from ioreactor.bench.pinning import core_plan, pin_current_process
 from ioreactor.bench.report import (
     RESULTS_DIR,
-    BenchResult,
     print_table,
     ratio,
 )
@@ -82,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         value = ratio(unix, results, tcp.name)
         if value is None:
             continue
-        user = _split(unix, "server_user_seconds") / _split(tcp, "server_user_seconds")
-        system = _split(unix, "server_system_seconds") / _split(tcp, "server_system_seconds")
+        user = unix.user_us_per_op / tcp.user_us_per_op
+        system = unix.system_us_per_op / tcp.system_us_per_op
         console.print(
             f"{server}: unix / tcp CPU per message = {value:.2f} (Unix is "
             f"{(1 - value) * 100:.0f}% cheaper; user {user:.2f}x, kernel {system:.2f}x)"
@@ -97,8 +96,3 @@ def run(args: argparse.Namespace) -> int:
         console, args.out, "unix-echo", results, command, {"cores": dataclasses.asdict(plan)}
     )
     return 0
-
-
-def _split(result: BenchResult, key: str) -> float:
-    """Per-message seconds of one CPU part (user or system) of a result."""
-    return float(result.extra[key]) / max(1, result.ops) or float("nan")

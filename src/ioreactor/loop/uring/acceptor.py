@@ -8,7 +8,8 @@ it falls back to a one-shot accept re-armed after each completion.
 EMFILE/ENFILE end the multishot like any error: the spare-fd trick of the base class
 (``_shed_one``) closes the oldest pending connection, then the accept is re-armed --
 so an fd-exhausted server serves one shed per iteration instead of spinning, exactly
-as on epoll. A connection that died in the backlog is skipped. Closing cancels the
+as on epoll. With no spare fd left to shed with, the accept is re-armed only after
+``EXHAUSTED_PAUSE``. A connection that died in the backlog is skipped. Closing cancels the
 accept by its user_data before the listener is closed.
 """
 
@@ -29,7 +30,13 @@ from ioreactor.loop.uring.completion import (
     register_kind,
 )
 from ioreactor.loop.uring.ring import CQE_F_MORE
-from ioreactor.net.acceptor import _FD_EXHAUSTED, _TRANSIENT, ACCEPT_BATCH, Acceptor
+from ioreactor.net.acceptor import (
+    _FD_EXHAUSTED,
+    _TRANSIENT,
+    ACCEPT_BATCH,
+    EXHAUSTED_PAUSE,
+    Acceptor,
+)
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
@@ -108,8 +115,13 @@ class UringAcceptor(Acceptor):
             self.multishot = False
             return True
         if err in _FD_EXHAUSTED:
-            self._shed_one(OSError(err, os.strerror(err)))
-            return True
+            if self._shed_one(OSError(err, os.strerror(err))):
+                return True
+            # Nothing to shed with (the spare fd is gone too): try again after a pause,
+            # not at once -- an accept re-armed now fails again now, a spin.
+            if not self._armed:
+                self.loop.call_later(EXHAUSTED_PAUSE, self._rearm_after_error)
+            return False
         if err in _TRANSIENT:
             return True
         log.error("accept on %s failed: %s", self.listener.getsockname(), os.strerror(err))
