@@ -225,14 +225,7 @@ class UringConnection(TcpConnection):
             if used < res and self._state != DISCONNECTED:
                 buffer.append(data[used:])
         if buffer._r != buffer._w:
-            try:
-                self.handler.on_message(self, buffer)
-            except Exception as exc:
-                self._in_read = False
-                self._callback_failed("on_message", exc)
-                return
-            if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
-                del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
+            self._deliver()  # on_message
         self._in_read = False
         if self._out and not self._writing:
             self._flush()  # read complete: what the handler sent leaves in one operation
