@@ -208,6 +208,38 @@ def test_poll_with_nothing_registered_is_a_sleep(poller: Poller) -> None:
     assert time.monotonic() - start >= 0.02
 
 
+def test_fd_closed_while_registered_is_reported_once_then_forgotten(
+    poller_name: str, poller: Poller, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An owner that closes before unregistering: select() would fail with EBADF on
+    every call and poll() report POLLNVAL forever; each backend must neither raise nor
+    spin. select/poll report it once as ERROR|HUP (so the owner cleans up) and log it;
+    epoll drops a closed fd by itself."""
+    a, b = socket.socketpair()
+    other, peer = socket.socketpair()
+    try:
+        poller.register(a.fileno(), READ)
+        poller.register(other.fileno(), READ)
+        b.send(b"x")
+        peer.send(b"y")
+        closed = a.fileno()
+        a.close()
+        first = ready(poller, 0.5)
+        if poller_name.startswith("epoll"):
+            assert closed not in first
+        else:
+            assert first[closed] == ERROR | HUP
+            assert any(f"fd {closed} was closed" in r.getMessage() for r in caplog.records)
+        assert first[other.fileno()] & READ  # the other fds are still served
+        if not poller.edge_triggered:
+            assert ready(poller, 0.05) == {other.fileno(): READ}  # reported once only
+        poller.unregister(other.fileno())
+        assert ready(poller, 0.05) == {}
+    finally:
+        for sock in (a, b, other, peer):
+            sock.close()
+
+
 def test_select_refuses_fds_beyond_fd_setsize(pair: tuple[socket.socket, socket.socket]) -> None:
     high = os.dup2(pair[0].fileno(), FD_SETSIZE + 10)
     try:

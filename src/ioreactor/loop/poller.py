@@ -15,10 +15,18 @@ epoll       O(ready) per call; level-triggered (the default).
 epoll-et    edge-triggered epoll: a channel must drain until EAGAIN on every event.
 kqueue      BSD/macOS equivalent of epoll (only where the OS has it).
 ==========  ===========================================================================
+
+An fd closed while still registered (an owner that forgot to unregister first) makes
+select() fail with EBADF and poll() report POLLNVAL on every call; epoll forgets it on
+its own. The select and poll backends drop such an fd, log it, and report it once as
+``ERROR | HUP`` so its owner cleans up: the loop neither raises nor spins.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
 import select
 import sys
 from abc import ABC, abstractmethod
@@ -28,6 +36,8 @@ READ = 0x001  # EPOLLIN / POLLIN
 WRITE = 0x004  # EPOLLOUT / POLLOUT
 ERROR = 0x008  # EPOLLERR / POLLERR
 HUP = 0x010  # EPOLLHUP / POLLHUP
+
+log = logging.getLogger("ioreactor.loop")
 
 #: FD_SETSIZE of the C library (1024 on Linux and macOS): select() cannot watch fds above it.
 FD_SETSIZE = 1024
@@ -98,7 +108,15 @@ class SelectPoller(Poller):
             # select() with three empty sets is only a sleep; keep the same contract.
             select.select([], [], [], timeout)
             return []
-        r, w, x = select.select(self._readers, self._writers, self._readers, timeout)
+        try:
+            r, w, x = select.select(self._readers, self._writers, self._readers, timeout)
+        except OSError as exc:
+            if exc.errno != errno.EBADF:
+                raise
+            closed = self._drop_closed()
+            if not closed:
+                raise
+            return self.poll(0.0) + closed  # the others, without the closed ones
         if not w and not x:
             return [(fd, READ) for fd in r]
         ready: dict[int, int] = {}
@@ -109,6 +127,27 @@ class SelectPoller(Poller):
         for fd in x:
             ready[fd] = ready.get(fd, 0) | ERROR
         return list(ready.items())
+
+    def _drop_closed(self) -> list[tuple[int, int]]:
+        """select() said EBADF: find the registered fds that are closed and drop them."""
+        closed = []
+        for fd in self._readers | self._writers:
+            try:
+                os.fstat(fd)
+            except OSError:
+                closed.append(fd)
+                self.unregister(fd)
+        return _report_closed(closed)
+
+
+def _report_closed(fds: list[int]) -> list[tuple[int, int]]:
+    for fd in fds:
+        log.error(
+            "fd %d was closed while the loop still watched it (unwatch before closing); "
+            "dropped, and reported to its handler as an error",
+            fd,
+        )
+    return [(fd, ERROR | HUP) for fd in fds]
 
 
 class PollPoller(Poller):
@@ -130,7 +169,14 @@ class PollPoller(Poller):
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         ms = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
-        return self._poll.poll(ms)
+        events = self._poll.poll(ms)
+        closed = [fd for fd, mask in events if mask & select.POLLNVAL]
+        if not closed:
+            return events
+        for fd in closed:
+            self._poll.unregister(fd)
+        dropped = set(closed)
+        return [e for e in events if e[0] not in dropped] + _report_closed(closed)
 
 
 class EpollPoller(Poller):
