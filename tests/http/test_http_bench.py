@@ -15,8 +15,8 @@ from http_support import live_server, raw_exchange
 from ioreactor.bench.http_load import HttpLoadConfig, parse_wrk_output, run_http_load
 from ioreactor.bench.http_peers import http_peer_command, unavailable
 from ioreactor.bench.pinning import free_port, wait_for_port
-from ioreactor.bench.report import BenchResult
-from ioreactor.cli.bench.http import median_rounds, round_ratios, target_lines
+from ioreactor.bench.report import BenchResult, median_rounds, round_ratios
+from ioreactor.cli.bench.http import target_lines
 from ioreactor.http.limits import Limits
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from ioreactor.bench.pinning import (
     pin_current_process,
 )
 from ioreactor.bench.procstat import TreeSample
-from ioreactor.bench.report import BenchResult, ratio, window_result
+from ioreactor.bench.report import BenchResult, round_ratios, window_result
 from ioreactor.net.sockopt import raise_nofile_limit
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class EchoBenchConfig:
     pipeline: int = 1
     poller: str | None = None
     servers: tuple[str, ...] = tuple(ECHO_SERVERS)
+    #: Repeat the whole comparison (servers interleaved); verdicts use the median.
+    rounds: int = 1
 
 
 def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
@@ -163,31 +166,37 @@ def run_echo_bench(
     for name, reason in skipped.items():
         console.print(f"[yellow]skipping {name}: {reason}[/]")
     results = []
-    for conns in config.conns:
-        for name in config.servers:
-            if name in skipped:
-                continue
-            port = free_port()
-            command = ECHO_SERVERS[name](port, config.poller, conns)
-            console.print(f"[dim]{name}: {conns:,} conns, {config.duration:g} s ...[/]")
-            results.append(
-                measure_echo_server(name, command, port, conns, config, plan, progress=progress)
-            )
+    for round_no in range(config.rounds):
+        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
+        for conns in config.conns:
+            for name in config.servers:
+                if name in skipped:
+                    continue
+                port = free_port()
+                command = ECHO_SERVERS[name](port, config.poller, conns)
+                console.print(f"[dim]{label}{name}: {conns:,} conns, {config.duration:g} s ...[/]")
+                result = measure_echo_server(
+                    name, command, port, conns, config, plan, progress=progress
+                )
+                result.extra["round"] = round_no
+                results.append(result)
     return results
 
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:
-    """One line per connection count: ioreactor's ratio to each peer against its target."""
+    """One line per connection count and peer: ioreactor's ratio against its target --
+    with several rounds, the median of the per-round ratios (each in brackets)."""
     lines = []
-    for r in results:
-        if r.name != "ioreactor":
-            continue
+    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
         for peer, target in TARGETS.items():
-            value = ratio(r, results, peer)
-            if value is not None:
-                verdict = "meets" if value <= target else "MISSES"
-                lines.append(
-                    f"{r.conns:,} conns: ioreactor / {peer} = {value:.2f} "
-                    f"({verdict} the target <= {target:.2f})"
-                )
+            values = round_ratios(results, "ioreactor", conns, peer)
+            if not values:
+                continue
+            value = statistics.median(values)
+            verdict = "meets" if value <= target else "MISSES"
+            each = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+            lines.append(
+                f"{conns:,} conns: ioreactor / {peer} = {value:.2f} "
+                f"({verdict} the target <= {target:.2f}){each}"
+            )
     return lines

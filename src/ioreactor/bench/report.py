@@ -131,6 +131,34 @@ def ratio(result: BenchResult, results: Sequence[BenchResult], baseline: str) ->
     return None
 
 
+def median_rounds(results: Sequence[BenchResult]) -> list[BenchResult]:
+    """Each server's median round (by CPU per op) at each connection count, for runs
+    that repeat the comparison (``extra["round"]``: a shared machine moves one window's
+    ratio by tenths)."""
+    groups: dict[tuple[str, int], list[BenchResult]] = {}
+    for r in results:
+        groups.setdefault((r.name, r.conns), []).append(r)
+    medians = []
+    for rows in groups.values():
+        rows = sorted(rows, key=lambda r: r.cpu_us_per_op)
+        medians.append(rows[(len(rows) - 1) // 2])
+    return medians
+
+
+def round_ratios(
+    results: Sequence[BenchResult], name: str, conns: int, baseline: str
+) -> list[float]:
+    """``name``'s CPU per op over ``baseline``'s, each divided within its own round."""
+    ratios = []
+    for r in results:
+        if r.name == name and r.conns == conns:
+            same_round = [o for o in results if o.extra.get("round") == r.extra.get("round")]
+            value = ratio(r, same_round, baseline)
+            if value is not None:
+                ratios.append(value)
+    return ratios
+
+
 def _user_text(result: BenchResult) -> str:
     """The user-mode µs per op; the rest of the CPU column is the kernel's."""
     value = result.user_us_per_op

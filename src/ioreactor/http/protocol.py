@@ -254,58 +254,27 @@ class HttpProtocol:
             conn.force_close()
 
     def _feed_large(self, buffer: Buffer) -> None:
-        """Much input at once: slices (see ``FEED_SLICE``)."""
-        batch: list[bytes] = []
-        self.batch = batch
+        """Much input at once: parse it in slices (see ``FEED_SLICE``), each slice's
+        responses queued on the connection before the next is parsed, and stop when
+        responses pile up or the output crosses the high water mark."""
         n = len(buffer)
+        consumed = 0
+        conn = self.conn
         with buffer.peek() as data:
-            consumed = self._parse_slices(data)
+            while consumed < n and self.phase < DONE:
+                with data[consumed : consumed + FEED_SLICE] as piece:
+                    receive_read(self.http, conn, piece)
+                consumed += FEED_SLICE
+                if self.paused:
+                    break  # responses piled up: _advance() resumes once they went out
+                if conn.output_size >= conn.high_water_mark:
+                    self.paused = True
+                    self.loop.call_later(RESUME_POLL, self._resume)
+                    break
         if consumed >= n or self.phase >= DONE:
             buffer.retrieve_all()
         else:
             buffer.retrieve(consumed)
-        self.batch = None
-        if batch:
-            self.conn.send(b"".join(batch))
-        if self.pending and len(self.pending) >= self.limits.max_pending_responses:
-            self.paused = True
-
-    def _parse_slices(self, data: memoryview) -> int:
-        """Much input at once: parse it in slices, stopping when responses pile up."""
-        consumed = 0
-        n = len(data)
-        limit = self.limits.max_pending_responses
-        conn = self.conn
-        while consumed < n and self.phase < DONE:
-            with data[consumed : consumed + FEED_SLICE] as piece:
-                self._parse(piece)
-            consumed += FEED_SLICE
-            if self.pending and len(self.pending) >= limit:
-                break  # _advance() resumes once responses went out
-            self._flush_batch()  # into the connection's queue: output_size counts it
-            if conn.output_size >= conn.high_water_mark:
-                self.paused = True
-                self.loop.call_later(RESUME_POLL, self._resume)
-                break
-        return min(consumed, n)
-
-    def _parse(self, data: memoryview) -> None:
-        self.careful = self.phase == HEADERS or len(data) > self.http.small_read
-        callbacks = self.callbacks
-        previous = callbacks.protocol
-        callbacks.protocol = self
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._parser_failed(exc)
-        except httptools.HttpParserUpgrade:
-            pass  # the upgrade request was answered with Connection: close
-        finally:
-            callbacks.protocol = previous
-        if self.url and self.phase <= HEADERS:
-            self._bound_head(len(data))
-        elif self.phase == BODY:
-            self._bound_body(len(data))
 
     def _bound_head(self, fed: int) -> None:
         """A read ended inside a request head (its target is known: ``url``). httptools
@@ -834,7 +803,7 @@ class ParserCallbacks:
     the connection's own methods, five bound method objects per connection, and a
     reference cycle through the parser. One set per loop serves every parser (312
     bytes fewer per idle connection): ``protocol`` is the connection whose input is being
-    parsed, set around each ``feed_data`` (in :func:`receive` and ``_parse``; restored
+    parsed, set around each ``feed_data`` (in :func:`receive_read`; restored
     after, so even a nested feed would find its own).
 
     Four calls per request, each as short as it can be: on_url, on_header (per field),

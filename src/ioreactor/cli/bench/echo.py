@@ -14,7 +14,7 @@ from ioreactor.bench.echo_bench import (
     target_lines,
 )
 from ioreactor.bench.pinning import core_plan
-from ioreactor.bench.report import RESULTS_DIR, print_table
+from ioreactor.bench.report import RESULTS_DIR, median_rounds, print_table
 from ioreactor.cli.bench._args import (
     add_poller_option,
     bench_console,
@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
     p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
     p.add_argument("--pipeline", type=int, default=1, help="messages in flight per connection")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the whole comparison N times, servers interleaved; the table shows "
+        "each server's median round, the verdicts the median of the per-round ratios",
+    )
     add_poller_option(p, help="ioreactor's backend")
     p.add_argument(
         "--servers",
@@ -65,6 +72,8 @@ def reproduce_command(config: EchoBenchConfig) -> str:
         parts.append(f"--poller {config.poller}")
     if config.servers != tuple(ECHO_SERVERS):
         parts.append(f"--servers {','.join(config.servers)}")
+    if config.rounds > 1:
+        parts.append(f"--rounds {config.rounds}")
     return " ".join(parts)
 
 
@@ -78,18 +87,24 @@ def run(args: argparse.Namespace) -> int:
         pipeline=args.pipeline,
         poller=args.poller,
         servers=args.servers,
+        rounds=args.rounds,
     )
+    if config.rounds < 1:
+        console.print("[red]ioreactor bench echo: --rounds must be >= 1[/]")
+        return 2
     plan = core_plan()
     warn_if_unpinned(console, plan)
     results = run_echo_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal
     )
     baselines = [name for name in ("asyncio", "uvloop") if any(r.name == name for r in results)]
+    rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
     title = (
-        f"TCP echo, {args.size} B ping-pong, {args.duration:g} s per server "
+        f"TCP echo, {args.size} B ping-pong, {args.duration:g} s per server{rounds} "
         f"(server on core {plan.server}, load on core {plan.load})"
     )
-    print_table(results, baselines, title=title, console=console)
+    shown = median_rounds(results) if config.rounds > 1 else results
+    print_table(shown, baselines, title=title, console=console)
     for line in target_lines(results):
         console.print(line)
     command = reproduce_command(config)
@@ -102,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         command,
         {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
     )
-    chart = bar_chart(results, json_path.with_suffix(".png"), title=title)
+    chart = bar_chart(shown, json_path.with_suffix(".png"), title=title)
     if chart is not None:
         console.print(f"chart:   {chart}")
     return 1 if any(r.error_count for r in results) else 0

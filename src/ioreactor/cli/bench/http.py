@@ -225,34 +225,6 @@ def run_http_bench(
     return results
 
 
-def median_rounds(results: Sequence[BenchResult]) -> list[BenchResult]:
-    """Each server's median round (by CPU per request) at each connection count."""
-    groups: dict[tuple[str, int], list[BenchResult]] = {}
-    for r in results:
-        groups.setdefault((r.name, r.conns), []).append(r)
-    medians = []
-    for rows in groups.values():
-        rows = sorted(rows, key=lambda r: r.cpu_us_per_op)
-        medians.append(rows[(len(rows) - 1) // 2])
-    return medians
-
-
-def round_ratios(
-    results: Sequence[BenchResult], name: str, conns: int, baseline: str
-) -> list[float]:
-    """``name``'s CPU per request over ``baseline``'s, round by round."""
-    from ioreactor.bench.report import ratio
-
-    ratios = []
-    for r in results:
-        if r.name == name and r.conns == conns:
-            same_round = [o for o in results if o.extra.get("round") == r.extra.get("round")]
-            value = ratio(r, same_round, baseline)
-            if value is not None:
-                ratios.append(value)
-    return ratios
-
-
 def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
     """One verdict per connection count against the issue's targets; with several rounds,
     the median of the rounds (each round's figure in brackets)."""
@@ -261,6 +233,8 @@ def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
     lines = []
     for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
         if pipeline == 1:
+            from ioreactor.bench.report import round_ratios
+
             values = round_ratios(results, "ioreactor", conns, "uvloop")
             what = "ioreactor / uvloop CPU per request ="
             target, unit = f"{UVLOOP_RATIO_TARGET:.2f}", ""
@@ -408,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ioreactor.bench.pinning import core_plan
-    from ioreactor.bench.report import print_table, timestamped, write_json
+    from ioreactor.bench.report import median_rounds, print_table, timestamped, write_json
 
     if args.pipeline < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
         raise SystemExit(
