@@ -10,6 +10,7 @@ parts and adds only its own load generator and peers:
 ``latency``    :class:`LatencyHistogram`, an HDR-like log-bucket histogram (mergeable)
 ``report``     :class:`BenchResult`, the ratio table (rich) and the JSON next to it
 ``chart``      a PNG bar chart of one metric (matplotlib, optional)
+``tcp_load``   what the TCP load generators share: phases, results, processes
 ``echo_load``  the echo load generator (``ioreactor echo-client``) as a function
 ``echo_bench`` ``ioreactor bench echo`` as a function (one server after another)
 ``idle_bench`` ``ioreactor bench idle``: RSS and Python heap per idle connection

@@ -144,7 +144,7 @@ class EventLoop:
         #: Loop time when the current iteration's poll returned: a cheap clock for
         #: per-event bookkeeping such as a connection's last activity (no syscall).
         self.now = time.monotonic()
-        self._handlers: dict[int, Callable[[int], None]] = {}
+        self._handlers: dict[int, Callable[[int], object]] = {}
         self._ready: collections.deque[Handle] = collections.deque()
         self._timers = TimerQueue()
         self._thread_id: int | None = threading.get_ident()
@@ -189,7 +189,7 @@ class EventLoop:
 
     # -- fds --------------------------------------------------------------------------
 
-    def watch(self, fd: int, events: int, callback: Callable[[int], None]) -> None:
+    def watch(self, fd: int, events: int, callback: Callable[[int], object]) -> None:
         """Call ``callback(events)`` whenever ``fd`` is ready for ``events``."""
         if fd in self._handlers:
             raise ValueError(f"fd {fd} is already watched by {self!r}")

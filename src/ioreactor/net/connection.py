@@ -193,8 +193,9 @@ class TcpConnection:
         once and its owner told; the handler never hears of it.
         """
         self._events = READ
+        callback = self._handle_edge if self.loop.edge_triggered else self._handle_event
         try:
-            self.loop.watch(self.fd, READ, self._handle_event)
+            self.loop.watch(self.fd, READ, callback)
         except (ValueError, OSError) as exc:
             log.error("cannot serve peer %s: %s; closing it", self.peer, exc)
             self.error = exc
@@ -216,33 +217,31 @@ class TcpConnection:
     def _handle_mixed(self, mask: int) -> None:
         """Any event but plain readable: errors, hang-ups, writability."""
         if mask & READ or (mask & (HUP | ERROR) and self._events & READ):
-            self._handle_read()
+            self._handle_event(READ)
         elif mask & (HUP | ERROR):
             self._handle_hangup()
         if mask & WRITE and self._state != DISCONNECTED:
             self._handle_write()
 
-    def _handle_read(self) -> None:
-        self._handle_event(READ)
-
-    def _handle_event(self, mask: int) -> None:
-        """The loop's callback for this fd. Readable only (the common case) is the read
-        path itself: one Python call per read from the poller to the handler."""
+    def _handle_event(self, mask: int) -> bool:
+        """The loop's callback for this fd (level-triggered pollers). Readable only (the
+        common case) is the read path itself: one Python call per read from the poller
+        to the handler. True when a chunk was read and delivered."""
         if mask != READ:
             self._handle_mixed(mask)
-            return
+            return False
         loop = self.loop
         scratch = loop.scratch_view
         try:
             n = self.sock.recv_into(scratch)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError as exc:
             self._handle_error(exc)
-            return
+            return False
         if not n:
             self._handle_eof()
-            return
+            return False
         self.last_read = loop.now
         self._in_read = True
         buffer = self.input
@@ -255,7 +254,7 @@ class TcpConnection:
             except Exception as exc:
                 self._in_read = False
                 self._callback_failed("on_read", exc)
-                return
+                return False
             if self._state == DISCONNECTED:
                 used = n
         if used < n:
@@ -272,46 +271,40 @@ class TcpConnection:
             except Exception as exc:
                 self._in_read = False
                 self._callback_failed("on_message", exc)
-                return
+                return False
             if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
                 del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
         self._in_read = False
         if self._out and not self._writing:
             self._flush()  # read complete: what the handler sent leaves in one call
-        if loop.edge_triggered:
-            self._drain_edge_triggered(scratch)
+        return True
 
-    def _drain_edge_triggered(self, scratch: memoryview) -> None:
-        """Edge-triggered: the kernel reports the fd again only when new data arrives,
-        so read on until EAGAIN.
+    def _handle_edge(self, mask: int) -> None:
+        """The loop's callback for this fd on edge-triggered pollers: the kernel reports
+        the fd again only when new data arrives, so read on until EAGAIN.
 
-        Each chunk is delivered as on a level-triggered poller, so back-pressure and
-        closing still apply: the drain stops once reading is paused (the high water
-        mark) or the connection closed -- nothing runs after on_close, and resuming
-        re-arms the fd with epoll_ctl, which reports the data still queued. After
-        ``EDGE_READS_PER_EVENT`` chunks the rest waits for the next iteration, so a
-        peer that never stops sending cannot keep the loop from its other fds.
+        Each chunk takes the level-triggered read path (on_read or on_message, then the
+        flush), so back-pressure and closing still apply: the drain stops once reading is
+        paused (the high water mark) or the connection closed -- nothing runs after
+        on_close, and resuming re-arms the fd with epoll_ctl, which reports the data
+        still queued. After ``EDGE_READS_PER_EVENT`` chunks the rest waits for the next
+        iteration, so a peer that never stops sending cannot keep the loop from its
+        other fds.
         """
+        if mask != READ:
+            self._handle_mixed(mask)  # reads one chunk if readable, then the drain goes on
+        elif not self._handle_event(READ):
+            return
         for _ in range(EDGE_READS_PER_EVENT):
             if self._state != CONNECTED or not self._events & READ:
                 return
-            try:
-                n = self.sock.recv_into(scratch)
-            except (BlockingIOError, InterruptedError):
+            if not self._handle_event(READ):
                 return
-            except OSError as exc:
-                self._handle_error(exc)
-                return
-            if not n:
-                self._handle_eof()
-                return
-            self.input.append(scratch[:n])
-            self._deliver()
         self.loop.call_soon(self._resume_edge_read)
 
     def _resume_edge_read(self) -> None:
         if self._state == CONNECTED and self._events & READ:
-            self._handle_read()
+            self._handle_edge(READ)
 
     def _deliver(self) -> None:
         if self._state == DISCONNECTED:
