@@ -245,6 +245,34 @@ def test_release_frees_storage_only_when_empty() -> None:
     assert buf.capacity == CHEAP_PREPEND
 
 
+@pytest.mark.parametrize("operation", ["append", "compact", "ensure_writable", "release"])
+def test_a_kept_peek_view_never_makes_a_resize_fail(operation: str) -> None:
+    """A view kept past a change pins the bytearray (resizing it raises BufferError):
+    the buffer moves to new storage instead, and the view keeps the old bytes."""
+    buf = Buffer()
+    buf.append(b"a" * (COMPACT_THRESHOLD + 100))
+    kept = buf.peek(4)
+    if operation == "append":
+        buf.append(b"b" * 100_000)  # grows the storage
+        expected = b"a" * (COMPACT_THRESHOLD + 100) + b"b" * 100_000
+    elif operation == "compact":
+        buf.retrieve(COMPACT_THRESHOLD + 90)
+        buf.append(b"b" * 5)  # compacts first: shrinks the storage
+        expected = b"a" * 10 + b"b" * 5
+    elif operation == "ensure_writable":
+        buf.ensure_writable(1_000_000)
+        expected = b"a" * (COMPACT_THRESHOLD + 100)
+    else:
+        buf.retrieve_all()
+        buf.release()
+        assert buf.capacity == CHEAP_PREPEND
+        expected = b""
+    check_regions(buf)
+    assert bytes(kept) == b"aaaa"
+    assert buf.read_all() == expected
+    kept.release()
+
+
 def test_read_from_socket_through_scratch() -> None:
     a, b = socket.socketpair()
     a.setblocking(False)

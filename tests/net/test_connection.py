@@ -336,6 +336,33 @@ def test_on_read_that_closes_or_raises_ends_that_connection_only(
     no_unhandled_errors(caplog)
 
 
+class KeepsAView(Recorder):
+    """Keeps a ``peek()`` view of each read in ``conn.context`` past the callback (which
+    the docs advise against): it pins the input buffer's storage."""
+
+    def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
+        conn.context = buffer.peek()
+        conn.send(bytes(conn.context))
+        buffer.retrieve_all()
+
+
+def test_a_handler_keeping_a_peek_view_does_not_wedge_its_connection(
+    loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Resizing a bytearray with a live view raises BufferError: the read path must move
+    the buffer to new storage, not let the error escape (which left the connection
+    unanswered, logging an error per read)."""
+    handler = KeepsAView()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server)) as sock:
+        for size in (3, 10, 70_000, 5):
+            data = payload(size, size)
+            sock.sendall(data)
+            assert recv_exactly(sock, size) == data
+    no_unhandled_errors(caplog)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 # -- write coalescing -----------------------------------------------------------------------
 
 

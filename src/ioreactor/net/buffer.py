@@ -88,8 +88,10 @@ class Buffer:
     def peek(self, n: int | None = None) -> memoryview:
         """A view of the first ``n`` readable bytes (all of them by default), not consumed.
 
-        Let the view go before the buffer changes: a live view pins the storage (the next
-        resize raises BufferError). Copy it (``bytes(...)``) to keep the bytes.
+        Let the view go before the buffer changes; copy it (``bytes(...)``) to keep the
+        bytes. A view kept anyway pins the storage (a bytearray with a live view cannot
+        be resized): the buffer then moves to new storage at its next resize
+        (:meth:`detach`) and the view keeps the old bytes.
         """
         end = self._w if n is None else min(self._w, self._r + n)
         return memoryview(self._data)[self._r : end]
@@ -159,7 +161,11 @@ class Buffer:
         n = len(data)
         # A slice assignment past the end grows the bytearray in place (CPython
         # over-allocates), so appending never needs a temporary zero-filled block.
-        self._data[w : w + n] = data
+        try:
+            self._data[w : w + n] = data
+        except BufferError:  # a peek() view pins the storage
+            self.detach()
+            self._data[w : w + n] = data
         self._w = w + n
 
     def append_int(self, value: int, width: int, signed: bool = False) -> None:
@@ -183,14 +189,22 @@ class Buffer:
                 self._compact()  # reuse the consumed front (this trims the storage)
             short = self._w + n - len(self._data)
             if short > 0:
-                self._data.extend(bytes(short))
+                try:
+                    self._data.extend(bytes(short))
+                except BufferError:  # a peek() view pins the storage
+                    self.detach()
+                    self._data.extend(bytes(short))
 
     def _compact(self) -> None:
         """Slide the readable bytes back to the front, reusing the consumed space."""
         readable = self._w - self._r
+        content = self._data[self._r : self._w]
         data = self._data
-        data[CHEAP_PREPEND : CHEAP_PREPEND + readable] = data[self._r : self._w]
-        del data[CHEAP_PREPEND + readable :]
+        try:
+            del data[CHEAP_PREPEND + readable :]
+        except BufferError:  # a peek() view pins the storage: compact into new storage
+            data = self._data = bytearray(CHEAP_PREPEND + readable)
+        data[CHEAP_PREPEND : CHEAP_PREPEND + readable] = content
         self._r = CHEAP_PREPEND
         self._w = CHEAP_PREPEND + readable
 
@@ -205,8 +219,17 @@ class Buffer:
     def release(self) -> None:
         """If empty, give the storage back (an idle connection keeps no read buffer)."""
         if self._w == self._r and len(self._data) > CHEAP_PREPEND:
-            del self._data[CHEAP_PREPEND:]
+            try:
+                del self._data[CHEAP_PREPEND:]
+            except BufferError:  # a peek() view pins the storage: leave it to the view
+                self._data = bytearray(CHEAP_PREPEND)
             self._r = self._w = CHEAP_PREPEND
+
+    def detach(self) -> None:
+        """Move to a copy of the storage, leaving the old one to whoever still holds a
+        :meth:`peek` view of it (resizing a bytearray with a live view raises
+        BufferError): a handler that keeps a view too long costs a copy, not an error."""
+        self._data = bytearray(self._data)
 
     # -- sockets -----------------------------------------------------------------------
 

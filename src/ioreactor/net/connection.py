@@ -260,7 +260,11 @@ class TcpConnection:
         if used < n:
             if buffer._r == buffer._w:
                 # Empty buffer (the common case): Buffer.append() inlined.
-                buffer._data[CHEAP_PREPEND:] = scratch[used:n]
+                try:
+                    buffer._data[CHEAP_PREPEND:] = scratch[used:n]
+                except BufferError:  # the handler kept a peek() view: new storage
+                    buffer.detach()
+                    buffer._data[CHEAP_PREPEND:] = scratch[used:n]
                 buffer._r = CHEAP_PREPEND
                 buffer._w = CHEAP_PREPEND + n - used
             else:
@@ -273,7 +277,10 @@ class TcpConnection:
                 self._callback_failed("on_message", exc)
                 return False
             if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
-                del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
+                try:
+                    del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
+                except BufferError:  # the handler kept a peek() view
+                    buffer.release()
         self._in_read = False
         if self._out and not self._writing:
             self._flush()  # read complete: what the handler sent leaves in one call

@@ -195,7 +195,11 @@ class UringConnection(TcpConnection):
                     data = buffers.data[start : start + res]
                 else:
                     # Empty buffer (the common case): Buffer.append() inlined.
-                    buffer._data[CHEAP_PREPEND:] = buffers.data[start : start + res]
+                    try:
+                        buffer._data[CHEAP_PREPEND:] = buffers.data[start : start + res]
+                    except BufferError:  # the handler kept a peek() view: new storage
+                        buffer.detach()
+                        buffer._data[CHEAP_PREPEND:] = buffers.data[start : start + res]
                     buffer._r = CHEAP_PREPEND
                     buffer._w = CHEAP_PREPEND + res
             buffers.recycle(flags)
