@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import errno
 import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
-from net_support import fd_count, free_port, run_until
+from net_support import LIVENESS, fd_count, free_port, run_until
 
 from ioreactor.echo import EchoHandler
 from ioreactor.loop.event_loop import EventLoop
@@ -121,3 +124,67 @@ def test_stop_keeps_the_connection_but_ends_reconnecting(loop: EventLoop) -> Non
     for _ in range(10):
         loop.run_once(0.02)
     assert client.connections_made == 1, "a stopped client does not reconnect"
+
+
+class Events(Handler):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_connection(self, conn: TcpConnection) -> None:
+        self.events.append("on_connection")
+
+    def on_close(self, conn: TcpConnection) -> None:
+        self.events.append("on_close")
+
+
+def test_close_from_another_thread_while_the_connect_completes_leaves_nothing_open(
+    loop: EventLoop,
+) -> None:
+    """close() from another thread while the handshake completes: the loop sees the
+    connect's writable event before the queued close, and must abandon that socket
+    instead of starting a connection nobody will close."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    handler = Events()
+    client = TcpClient(loop, listener.getsockname(), handler)
+
+    def connect_then_close_from_a_thread() -> None:
+        client.connect()  # on the loop thread: the connect is in flight (EINPROGRESS)
+        closer = threading.Thread(target=client.close)
+        closer.start()
+        closer.join()
+        time.sleep(0.05)  # the handshake completes while the loop is busy here
+
+    loop.call_soon(connect_then_close_from_a_thread)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        loop.run_once(0.05)
+    assert handler.events == []
+    assert client.connection is None
+    peer, _ = listener.accept()
+    peer.settimeout(LIVENESS)
+    assert peer.recv(10) == b"", "the client's socket is closed"
+    peer.close()
+    listener.close()
+
+
+def test_unix_client_waits_for_the_socket_file_and_reconnects_after_a_restart(
+    loop: EventLoop, tmp_path: Path
+) -> None:
+    """A stopped Unix server removes its socket file: connect() then fails with ENOENT,
+    which for AF_UNIX means "not listening yet" and is retried like ECONNREFUSED."""
+    path = tmp_path / "s.sock"
+    handler = Events()
+    client = TcpClient(
+        loop, f"unix://{path}", handler, reconnect=True, backoff_initial=0.05, backoff_max=0.1
+    ).connect()
+    run_until(loop, lambda: client.connector.attempts >= 2)  # ENOENT, retried
+    server = TcpServer(loop, f"unix://{path}", EchoHandler()).start()
+    run_until(loop, lambda: handler.events == ["on_connection"])
+    server.close()  # removes the socket file
+    run_until(loop, lambda: handler.events == ["on_connection", "on_close"])
+    assert not path.exists()
+    server = TcpServer(loop, f"unix://{path}", EchoHandler()).start()
+    run_until(loop, lambda: client.connections_made == 2)
+    client.close()
+    server.close()
+    run_until(loop, lambda: handler.events[-1] == "on_close")

@@ -363,6 +363,69 @@ def test_a_handler_keeping_a_peek_view_does_not_wedge_its_connection(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+class BadCount(Recorder):
+    """``on_read`` returning something that is not a count of the read's bytes."""
+
+    def __init__(self, result: object) -> None:
+        super().__init__()
+        self.result = result
+
+    def on_read(self, conn: TcpConnection, data: memoryview) -> int:
+        conn.send(b"queued before the bad return")
+        return self.result  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("result", [None, -1, 10**6, "3"])
+def test_on_read_returning_a_bad_count_closes_that_connection(
+    loop_thread: LoopThread, caplog: pytest.LogCaptureFixture, result: object
+) -> None:
+    """A TypeError/ValueError from the count used to escape the read path and leave the
+    connection wedged (never closed, its sends never flushed): it is the handler's
+    error, so it closes that connection, logged, as any exception in a callback does."""
+    handler = BadCount(result)
+    server = serve(loop_thread, handler)
+    with caplog.at_level(logging.ERROR, logger="ioreactor.connection"):
+        with connect(address(loop_thread, server)) as sock:
+            sock.sendall(b"hello")
+            recv_until_eof(sock)
+        wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "on_close")
+    assert any("on_read" in r.getMessage() for r in caplog.records)
+    no_unhandled_errors(caplog)
+
+
+class Relay(Recorder):
+    """The first connection's message is sent to the second one."""
+
+    def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
+        data = buffer.read_all()
+        if conn is self.conns[0]:
+            self.conns[1].send(b"relayed:" + data)
+
+
+def test_on_write_complete_fires_once_per_drain(loop: EventLoop) -> None:
+    """B gets output queued by A's callback (B waits in the loop's flush list), then B's
+    own read in the same iteration flushes it: the end-of-iteration flush must not
+    report that drain a second time."""
+    handler = Relay()
+    server = TcpServer(loop, ("127.0.0.1", 0), handler).start()
+    a = socket.create_connection(("127.0.0.1", server.port), timeout=LIVENESS)
+    run_until(loop, lambda: len(handler.conns) == 1)
+    b = socket.create_connection(("127.0.0.1", server.port), timeout=LIVENESS)
+    run_until(loop, lambda: len(handler.conns) == 2)
+    a.sendall(b"A")
+    b.sendall(b"B")
+    time.sleep(0.1)  # both readable in one poll: A's event first (accepted first)
+    loop.run_once(1.0)
+    run_until(loop, lambda: handler.write_completes >= 1)  # (uring: sent by the next enter)
+    for _ in range(3):
+        loop.run_once(0.05)
+    assert recv_exactly(b, 9) == b"relayed:A"
+    assert handler.write_completes == 1
+    a.close()
+    b.close()
+    server.close()
+
+
 # -- write coalescing -----------------------------------------------------------------------
 
 

@@ -286,3 +286,62 @@ def test_select_refusing_a_high_fd_fails_the_attempt_cleanly(outcome: Outcome) -
         spare.close()
         listener.close()
         loop.close()
+
+
+#: A connector whose retry finds the process out of fds (socket() fails with EMFILE),
+#: then fds and the server come back. Run as a script: the fd limit is lowered only there.
+OUT_OF_FDS_CLIENT = """
+import logging, os, resource, socket, sys
+from ioreactor.loop.event_loop import EventLoop
+from ioreactor.net.address import to_address
+from ioreactor.net.connector import Connector
+
+logging.basicConfig(level=logging.INFO)
+port = int(sys.argv[1])
+loop = EventLoop("epoll")
+connected, failed = [], []
+connector = Connector(
+    loop, to_address(f"127.0.0.1:{port}"), lambda sock, peer: connected.append(sock),
+    failed.append, backoff_initial=0.1, backoff_max=0.2,
+)
+connector.start()  # nothing listens yet: refused, retried
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+hogs = []
+def exhaust():
+    while True:
+        try:
+            hogs.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            return
+def release():
+    for fd in hogs:
+        os.close(fd)
+    hogs.clear()
+listener = []
+def listen():
+    listener.append(socket.create_server(("127.0.0.1", port)))
+loop.call_later(0.02, exhaust)  # the pending retry's socket() fails with EMFILE
+loop.call_later(0.6, release)
+loop.call_later(0.7, listen)
+loop.call_later(5.0, loop.stop)
+loop.call_every(0.05, lambda: connected and loop.stop())
+loop.run()
+print(len(connected), connector.attempts, [e.errno for e in failed])
+"""
+
+
+def test_running_out_of_fds_for_the_socket_itself_is_retried() -> None:
+    """socket() failing with EMFILE raised out of the retry timer and left the connector
+    dead (no timer, no socket, no on_failed): it is a retryable failure like any other."""
+    proc = subprocess.run(
+        [sys.executable, "-c", OUT_OF_FDS_CLIENT, str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=LIVENESS,
+    )
+    assert proc.returncode == 0, proc.stderr
+    connected, attempts, failed = proc.stdout.split(maxsplit=2)
+    assert connected == "1", proc.stdout + proc.stderr
+    assert int(attempts) >= 3 and failed.strip() == "[]"
+    assert "Too many open files" in proc.stderr  # the EMFILE retry was logged, not raised
+    assert "Traceback" not in proc.stderr

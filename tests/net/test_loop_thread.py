@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -10,6 +11,7 @@ import pytest
 
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.loop_thread import EventLoopThread, EventLoopThreadPool
+from ioreactor.testing import open_fds
 
 TIMEOUT = 30.0
 T = TypeVar("T")
@@ -117,3 +119,17 @@ def test_loop_factory_builds_the_loop_in_its_thread() -> None:
     finally:
         pool.stop()
         base.close()
+
+
+def test_a_failing_on_start_closes_the_loop_it_was_given() -> None:
+    def fail(loop: EventLoop) -> None:
+        raise RuntimeError("on_start failed")
+
+    gc.collect()
+    before = open_fds()
+    for _ in range(5):
+        thread = EventLoopThread("io-test", on_start=fail)
+        with pytest.raises(RuntimeError, match="failed to start"):
+            thread.start()
+        thread.thread.join(5)
+    assert open_fds() == before, "the loop's waker and poller fds are closed"

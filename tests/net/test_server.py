@@ -307,3 +307,20 @@ def test_invalid_arguments_are_named() -> None:
             TcpServer(lt.loop, "127.0.0.1:0", Handler(), loops=-1)
         with pytest.raises(ValueError, match="balance"):
             TcpServer(lt.loop, "127.0.0.1:0", Handler(), balance="random")  # type: ignore[arg-type]
+
+
+def test_a_failed_start_starts_nothing_and_may_be_retried(lt: LoopThread) -> None:
+    """Binding a busy address fails before any sub-loop thread starts; once the address
+    is free, start() on the same server listens."""
+    busy = socket.create_server(("127.0.0.1", 0))
+    port = busy.getsockname()[1]
+    server = TcpServer(lt.loop, f"127.0.0.1:{port}", Handler(), loops=2, reuse_port=False)
+    threads = threading.active_count()
+    with pytest.raises(OSError):
+        lt.call(server.start)
+    assert threading.active_count() == threads, "no sub-loop thread left running"
+    busy.close()
+    lt.call(server.start)
+    with socket.create_connection(("127.0.0.1", port), timeout=10):
+        assert lt.wait_until(lambda: len(server.connections) == 1, 10)
+    lt.call(server.close)

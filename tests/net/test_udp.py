@@ -409,3 +409,56 @@ def test_sockopts_are_applied_to_the_endpoint() -> None:
         sock = lt.call(lambda: server.sock)
         assert [opt.read(sock) for opt in opts] == [128 * 1024, True]
         lt.call(server.close)
+
+
+def test_close_gives_up_on_a_peer_that_never_reads(tmp_path: Path) -> None:
+    """A Unix datagram peer that is alive but never reads would keep a graceful close
+    waiting for ever (the queue never drains): after ``close_timeout`` the queued
+    datagrams are dropped and the endpoint closes."""
+    path = f"{tmp_path}/deaf.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver, LoopThread() as lt:
+        receiver.bind(path)
+        recorder = Recorder()
+        endpoint = lt.call(lambda: udp_client(lt.loop, f"unix-dgram://{path}", recorder))
+
+        def fill_and_close() -> None:
+            endpoint.close_timeout = 0.3
+            while endpoint.output_size == 0:
+                endpoint.send(b"q" * 1024)
+            endpoint.close()
+
+        lt.call(fill_and_close)
+        assert lt.call(lambda: not endpoint.closed), "still draining at first"
+        assert lt.wait_until(lambda: "closed" in recorder.events, TIMEOUT)
+        assert recorder.events.count("closed") == 1
+        assert lt.call(lambda: endpoint.output_size) == 0
+
+
+def test_on_error_may_close_the_endpoint_while_its_queue_drains(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The docs invite closing in on_error: doing so while queued datagrams are being
+    sent (the receiver vanished) must not break the drain loop (IndexError)."""
+    path = f"{tmp_path}/gone.sock"
+
+    class CloseOnError(Recorder):
+        def on_error(self, endpoint: UdpEndpoint, exc: OSError) -> None:
+            super().on_error(endpoint, exc)
+            endpoint.force_close()
+
+    with LoopThread() as lt:
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(path)
+        recorder = CloseOnError()
+        endpoint = lt.call(lambda: udp_client(lt.loop, f"unix-dgram://{path}", recorder))
+
+        def fill() -> None:
+            while endpoint.output_size == 0:
+                endpoint.send(b"q" * 1024)
+
+        lt.call(fill)
+        receiver.close()  # the queued sends now fail
+        assert lt.wait_until(lambda: "closed" in recorder.events, TIMEOUT)
+        assert recorder.events.count("closed") == 1 and recorder.errors
+    escaped = [r for r in caplog.records if r.name == "ioreactor.loop" and r.levelno >= 40]
+    assert not escaped, escaped[0].getMessage()

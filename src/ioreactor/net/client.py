@@ -75,6 +75,11 @@ class TcpClient:
         return self
 
     def _on_connected(self, sock: socket.socket, peer: Any) -> None:
+        if self._stopped:
+            # stop()/close() came from another thread while this connect completed: the
+            # loop ran the connect's event before the queued stop. Abandon it.
+            sock.close()
+            return
         if is_tcp(sock):
             if self.nodelay:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -118,7 +123,11 @@ class TcpClient:
 
     def close(self) -> None:
         """Stop reconnecting and close the connection gracefully (thread-safe)."""
-        self.stop()
+        self._stopped = True
+        self.loop.run_in_loop(self._close_in_loop)
+
+    def _close_in_loop(self) -> None:
+        self.connector.stop()
         conn = self.connection
         if conn is not None:
             conn.close()

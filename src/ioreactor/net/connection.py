@@ -251,6 +251,8 @@ class TcpConnection:
             # in place, and only what it leaves is copied into conn.input.
             try:
                 used = self.handler.on_read(self, scratch[:n])
+                if not 0 <= used <= n:  # (None or a non-int raises TypeError here)
+                    raise ValueError(f"on_read returned {used!r}, not a count in 0..{n}")
             except Exception as exc:
                 self._in_read = False
                 self._callback_failed("on_read", exc)
@@ -418,11 +420,15 @@ class TcpConnection:
             self._callback_failed("on_high_water_mark", exc)
 
     def _flush(self) -> None:
-        """End of iteration: hand all queued output to the kernel in one call."""
+        """End of iteration: hand all queued output to the kernel in one call.
+
+        Nothing queued (the connection's own read already flushed what another callback
+        queued for it this iteration): nothing to do -- on_write_complete fired then.
+        """
         self._flush_queued = False
-        if self._state == DISCONNECTED or self._writing:
-            return
         out = self._out
+        if self._state == DISCONNECTED or self._writing or not out:
+            return
         if len(out) == 1 and not self._above_high:
             # One chunk (the common case): _write_out() inlined.
             try:

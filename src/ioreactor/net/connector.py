@@ -46,8 +46,16 @@ _RETRYABLE = frozenset(
         errno.ENETUNREACH,
         errno.EHOSTUNREACH,
         errno.ECONNABORTED,
+        # Out of fds or memory for the socket itself: free again later.
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOBUFS,
+        errno.ENOMEM,
     }
 )
+#: A Unix socket path that does not exist yet (the server has not started, or removed
+#: its socket file when it stopped) is "connection refused" for AF_UNIX.
+_RETRYABLE_UNIX = _RETRYABLE | {errno.ENOENT}
 
 
 class Connector:
@@ -110,7 +118,11 @@ class Connector:
         if self._stopped:
             return
         self.attempts += 1
-        sock = socket.socket(self.address.family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(self.address.family, socket.SOCK_STREAM)
+        except OSError as exc:  # out of fds (EMFILE/ENFILE) or memory: retryable
+            self._failed(exc)
+            return
         sock.setblocking(False)
         try:
             err = sock.connect_ex(self.address.sockaddr)
@@ -123,7 +135,7 @@ class Connector:
                 self.loop.watch(sock.fileno(), WRITE, self._handle_write)
             except ValueError as exc:  # select() and an fd >= FD_SETSIZE: not retryable
                 sock.close()
-                self._failed(OSError(errno.EMFILE, str(exc)))
+                self._failed(OSError(errno.EINVAL, str(exc)))
                 return
             self._sock = sock
             self._timer = self.loop.call_later(self.timeout, self._on_timeout)
@@ -166,7 +178,8 @@ class Connector:
 
     def _failed(self, exc: OSError) -> None:
         exhausted = self.max_attempts is not None and self.attempts >= self.max_attempts
-        if self.retry and not exhausted and exc.errno in _RETRYABLE and not self._stopped:
+        retryable = _RETRYABLE_UNIX if self.address.family == socket.AF_UNIX else _RETRYABLE
+        if self.retry and not exhausted and exc.errno in retryable and not self._stopped:
             delay = self.next_delay()
             log.info(
                 "connect to %s failed (%s); retry %d in %.2f s",

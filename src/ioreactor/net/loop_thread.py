@@ -105,9 +105,15 @@ class EventLoopThread:
                 loop = self.loop_factory(name=self.name)
             else:
                 loop = new_loop(self.poller, name=self.name)
+        except BaseException as exc:
+            self._start_error = exc
+            self._ready.set()
+            return
+        try:
             if self.on_start is not None:
                 self.on_start(loop)
         except BaseException as exc:
+            loop.close()  # its waker and poller fds: nobody else holds the loop
             self._start_error = exc
             self._ready.set()
             return

@@ -217,17 +217,20 @@ class TcpServer:
         """
         if self._started:
             return self
-        self._started = True
-        if self.num_loops:
-            self._pool.start()
-            self._owners = [LoopConnections(self, sub) for sub in self._pool.loops]
+        listener = None
         if listen:
+            # Bind first: if that fails, nothing has started and start() may be retried.
             listener = self._listener or open_listener(
                 self.address.family,
                 self.address.sockaddr,
                 backlog=self.backlog,
                 reuse_port=self.reuse_port,
             )
+        self._started = True
+        if self.num_loops:
+            self._pool.start()
+            self._owners = [LoopConnections(self, sub) for sub in self._pool.loops]
+        if listener is not None:
             make = self.loop.acceptor_class or Acceptor
             self._acceptor = make(self.loop, listener, self._on_accept, batch=self.accept_batch)
             self._acceptor.start()

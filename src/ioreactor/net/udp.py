@@ -57,6 +57,9 @@ READ_BATCH = 64
 #: Wait before retrying a send when the socket reported writable but took nothing (a
 #: Unix datagram receiver's queue is full: its sender's poll cannot wait for that).
 WRITE_RETRY_DELAY = 0.002
+#: Seconds a graceful close() waits for the queued datagrams to leave (a Unix datagram
+#: peer that never reads would keep the endpoint closing for ever); then it drops them.
+CLOSE_TIMEOUT = 30.0
 
 _LINUX = sys.platform.startswith("linux")
 #: With MSG_TRUNC, Linux returns a datagram's real length even if the buffer was shorter.
@@ -116,6 +119,7 @@ class UdpEndpoint:
 
     __slots__ = (
         "_above_high",
+        "_close_timer",
         "_events",
         "_on_datagram",
         "_queue",
@@ -125,6 +129,7 @@ class UdpEndpoint:
         "_send",
         "_sendto",
         "_state",
+        "close_timeout",
         "context",
         "error",
         "fd",
@@ -196,6 +201,9 @@ class UdpEndpoint:
         self._queued = 0
         self._above_high = False
         self._retry_timer: TimerHandle | None = None
+        self._close_timer: TimerHandle | None = None
+        #: Seconds a graceful close() waits for queued datagrams (None: no limit).
+        self.close_timeout: float | None = CLOSE_TIMEOUT
         self._on_datagram = handler.on_datagram
 
     def __repr__(self) -> str:
@@ -469,11 +477,11 @@ class UdpEndpoint:
                     self._set_events(self._events & ~WRITE)
                     self._retry_timer = self.loop.call_later(WRITE_RETRY_DELAY, self._retry)
                 return
+            if self._state == CLOSED:
+                return  # on_error closed the endpoint (and emptied the queue)
             progress = True
             queue.popleft()
             self._queued -= len(data)
-            if self._state == CLOSED:
-                return
             if self._above_high and self._queued <= self.low_water_mark:
                 self._above_high = False
                 if self._state == OPEN:
@@ -506,6 +514,19 @@ class UdpEndpoint:
             return
         self._state = CLOSING
         self._set_events(self._events & ~READ)
+        if self.close_timeout is not None:
+            self._close_timer = self.loop.call_later(self.close_timeout, self._close_expired)
+
+    def _close_expired(self) -> None:
+        self._close_timer = None
+        if self._state == CLOSING:
+            log.info(
+                "%r: %d queued datagrams not taken in %.1f s; dropping them",
+                self,
+                len(self._queue),
+                self.close_timeout,
+            )
+            self._close_now()
 
     def force_close(self) -> None:
         """Close now, dropping queued datagrams. Any thread."""
@@ -515,9 +536,10 @@ class UdpEndpoint:
         if self._state == CLOSED:
             return
         self._state = CLOSED
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
+        for timer in (self._retry_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._retry_timer = self._close_timer = None
         if self.fd >= 0:
             self.loop.unwatch(self.fd)
         self._events = 0

@@ -222,6 +222,8 @@ class UringConnection(TcpConnection):
         if data is not None:
             try:
                 used = self.handler.on_read(self, data)
+                if not 0 <= used <= res:  # (None or a non-int raises TypeError here)
+                    raise ValueError(f"on_read returned {used!r}, not a count in 0..{res}")
             except Exception as exc:
                 self._in_read = False
                 self._callback_failed("on_read", exc)
@@ -258,13 +260,9 @@ class UringConnection(TcpConnection):
     def _flush(self) -> None:
         """Hand everything queued to the kernel in one operation (none is in flight)."""
         self._flush_queued = False
-        if self._state == DISCONNECTED or self._writing:
-            return
         out = self._out
-        if not out:
-            if self._notify_drain or self._shutdown_requested or self._close_after_drain:
-                self._drained()
-            return
+        if self._state == DISCONNECTED or self._writing or not out:
+            return  # nothing queued: a read-complete flush took it (and notified)
         chunk = out[0]
         if len(out) == 1 and type(chunk) is bytes:
             # One chunk (the common case): _submit_send() inlined.
