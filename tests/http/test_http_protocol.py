@@ -242,6 +242,27 @@ def test_response_header_injection_never_reaches_the_wire() -> None:
         Response("x", headers=[("Content-Length", "5")])
 
 
+@pytest.mark.parametrize("blocking", [False, True])
+def test_http_error_with_close_ends_the_connection(blocking: bool) -> None:
+    """``HttpError(..., close=True)`` from a handler (on the loop or in the pool): the
+    response says ``Connection: close`` and nothing after it is answered."""
+    app = App()
+
+    @app.route("/fail", blocking=blocking)
+    def fail(request: Request) -> str:
+        raise HttpError(503, "go away", close=True)
+
+    with Harness(app) as h:
+        h.send(b"GET /fail HTTP/1.1\r\n\r\n" + GET)
+        deadline = time.monotonic() + 10
+        while not h.responses() and time.monotonic() < deadline:
+            h.loop.run_once(0.05)
+            h.spin()
+        (response,) = h.responses()
+        assert response.status == 503 and response.header("connection") == "close"
+        assert h.protocol.phase == LINGER
+
+
 def test_handler_may_ask_to_close() -> None:
     app = App()
 

@@ -192,3 +192,23 @@ def test_parse_range_unit() -> None:
     assert parse_range("bytes=a-b", 10) is None
     assert parse_range("bytes=3-1", 10) is None
     assert parse_range(" BYTES = 1 - 2 ", 10) == (1, 2)
+    # Positions longer than any file offset are ignored (whole file), not a 500 from
+    # int()'s 4,300-digit limit.
+    assert parse_range("bytes=" + "1" * 5000 + "-", 10) is None
+    assert parse_range("bytes=0-" + "9" * 20, 10) is None
+    assert parse_range("bytes=-" + "9" * 5000, 10) is None
+
+
+def test_if_range_with_another_version_gets_the_whole_file(server: HttpServer, tree: Path) -> None:
+    """RFC 9110 13.1.5: a Range under an If-Range that does not match the file's
+    Last-Modified (or names an entity tag, which we never send) is ignored."""
+    _, headers, _ = get(server.port, "/static/a.txt")
+    current = headers["Last-Modified"]
+    stale = "Sun, 09 Sep 2001 01:46:40 GMT"
+    status, _, body = get(server.port, "/static/a.txt", {"Range": "bytes=7-", "If-Range": current})
+    assert (status, body) == (206, b"hello\n")
+    for other in (stale, '"some-etag"'):
+        status, _, body = get(
+            server.port, "/static/a.txt", {"Range": "bytes=7-", "If-Range": other}
+        )
+        assert (status, body) == (200, b"static hello\n")

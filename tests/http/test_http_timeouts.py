@@ -88,6 +88,26 @@ def test_lingering_close_ends_after_the_linger_timeout() -> None:
         assert h.conn.closed
 
 
+def test_linger_waits_for_the_last_response_to_leave() -> None:
+    """A closing response still being read by a slow client is not cut by the linger
+    deadline: it runs from the moment the output has drained."""
+    with Harness(big_app(4 * 1024 * 1024), LIMITS) as h:
+        h.send(b"GET /big HTTP/1.1\r\nConnection: close\r\n\r\n", read=False)
+        assert h.protocol.phase == LINGER and h.conn.output_size > 0
+        since = h.protocol.since
+        h.protocol.check_timeouts(since + 3.5)  # past the linger timeout, output queued
+        assert not h.conn.closed
+        h.spin(2000)  # the client reads everything
+        assert h.received.endswith(b"x" * 1000) and len(h.received) > 4 * 1024 * 1024
+        assert h.conn.output_size == 0
+        done = max(h.protocol.since, h.conn.last_write)
+        h.protocol.check_timeouts(done + 2.9)
+        assert not h.conn.closed or h.eof  # (the client's own close may end it first)
+        h.protocol.check_timeouts(done + 3.1)
+        h.spin()
+        assert h.conn.closed
+
+
 def big_app(size: int) -> App:
     app = App()
     payload = b"x" * size

@@ -125,11 +125,13 @@ class _Slot:
 
 
 def error_response(err: HttpError) -> Response:
-    return Response(
+    response = Response(
         f"{err.status} {err.detail}".rstrip() + "\n",
         err.status,
         headers=err.headers,
     )
+    response.close = response.close or err.close  # HttpError(close=True) ends the connection
+    return response
 
 
 def _parser_error(exc: httptools.HttpParserError) -> HttpError:
@@ -294,10 +296,12 @@ class HttpProtocol:
 
     def _bound_body(self, fed: int) -> None:
         """A read ended inside a request body: the bytes of the body phase may exceed
-        ``max_body`` by at most ``max_header_bytes`` (chunk framing and extensions)."""
+        ``max_body`` by at most ``max_body + max_header_bytes`` of chunk framing and
+        extensions (a chunked body of small chunks doubles in size on the wire; the body
+        itself is held to ``max_body`` by ``on_body``)."""
         self.body_fed += fed
         limits = self.limits
-        if self.body_fed > limits.max_body + limits.max_header_bytes:
+        if self.body_fed > 2 * limits.max_body + limits.max_header_bytes:
             self._fail(HttpError(413, "Content Too Large", close=True))
 
     def _parser_failed(self, exc: httptools.HttpParserError) -> None:
@@ -780,7 +784,13 @@ class HttpProtocol:
         elif phase == BODY:
             if now - max(self.since, conn.last_read) > limits.body_timeout:
                 self._fail(HttpError(408, "Request Timeout", close=True))
-        elif phase == LINGER and now - self.since > limits.linger_timeout:
+        elif (
+            phase == LINGER
+            and not conn.output_size
+            and now - max(self.since, conn.last_write) > limits.linger_timeout
+        ):
+            # Only once the last response has gone out: until then a slow reader is
+            # still being served (the write timeout drops one that stops reading).
             conn.force_close()
             return
         if conn.output_size or self.sender is not None:

@@ -18,7 +18,9 @@ from email.utils import formatdate
 from ioreactor.http.request import Request
 from ioreactor.http.response import OCTET_STREAM, FileResponse, Response
 
-_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*\Z", re.IGNORECASE)
+#: Positions of at most 19 digits (any file offset fits): a longer number is ignored, as
+#: an unsupported Range is, rather than handed to int() (4,300 digits raise ValueError).
+_RANGE = re.compile(r"\s*bytes\s*=\s*([0-9]{0,19})\s*-\s*([0-9]{0,19})\s*\Z", re.IGNORECASE)
 
 
 def parse_range(value: str, size: int) -> tuple[int, int] | bool | None:
@@ -88,12 +90,15 @@ class StaticFiles:
         self, request: Request, fd: int, size: int, mtime: float, path: str
     ) -> Response | FileResponse:
         content_type = mimetypes.guess_type(path)[0] or OCTET_STREAM
-        headers = [
-            ("Accept-Ranges", "bytes"),
-            ("Last-Modified", formatdate(mtime, usegmt=True)),
-        ]
+        last_modified = formatdate(mtime, usegmt=True)
+        headers = [("Accept-Ranges", "bytes"), ("Last-Modified", last_modified)]
         wanted = request.headers.get("range")
         span = parse_range(wanted, size) if wanted is not None else None
+        if_range = request.headers.get("if-range")
+        if span is not None and if_range is not None and if_range.strip() != last_modified:
+            # RFC 9110 13.1.5: the client's copy is of another version (or names an entity
+            # tag, which we never send): the whole file, not a slice of the new one.
+            span = None
         if span is False:
             os.close(fd)
             return Response(
