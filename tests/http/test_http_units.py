@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ioreactor.http.app import App
@@ -168,6 +170,22 @@ def test_streaming_response_buffers_until_bound_and_drops_after_cancel() -> None
     cancelled.write("dropped")
     assert out[-1] == b"0\r\n\r\n"
     loop.close()
+
+
+@pytest.mark.parametrize("status", [204, 304, 101])
+def test_body_framed_responses_refuse_statuses_without_a_body(status: int) -> None:
+    """A chunked or Content-Length body after a 204/304/1xx head would desynchronise
+    the client's parser (and every pipelined response after it)."""
+    with pytest.raises(ValueError, match=f"a {status} response has no body"):
+        StreamingResponse(status)
+    r, w = os.pipe()
+    try:
+        with pytest.raises(ValueError, match=f"a {status} response has no body"):
+            FileResponse(r, length=0, status=status)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert Response(status=status).encode(b"", b"").endswith(b"\r\n\r\n")
 
 
 def test_file_response_owns_its_fd(tmp_path: pytest.TempPathFactory) -> None:

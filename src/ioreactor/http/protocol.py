@@ -249,7 +249,7 @@ class HttpProtocol:
         ):
             # The output drained (so the connection reads again) before the resume poll
             # came: parse now instead of holding input a reading peer may send.
-            self.paused = False
+            self._unpause()
             receive(self.http, conn, buffer)
         elif len(buffer) > self.limits.max_buffered_input:
             log.debug("%r: input keeps growing while paused; dropping", self)
@@ -325,9 +325,17 @@ class HttpProtocol:
             return
         if self.pending and len(self.pending) >= self.limits.max_pending_responses:
             return  # _advance() calls again when one goes out
-        self.paused = False
+        self._unpause()
         if len(conn.input):
             self.feed(conn.input)
+
+    def _unpause(self) -> None:
+        """Parsing goes on. A head or body it stopped in the middle of gets its deadline
+        from now: the wait was the server's (responses or output draining), not the
+        client's."""
+        self.paused = False
+        if self.phase == HEADERS or self.phase == BODY:
+            self.since = self.loop.now
 
     def _send(self, data: bytes) -> None:
         """Send now: into this read's batch while parsing, else straight to the connection."""
@@ -778,11 +786,13 @@ class HttpProtocol:
                     self.phase = DONE
                     conn.close()
                     return
+        # While parsing is paused the wait is the server's (responses or output still
+        # draining), not the client's: no head or body deadline runs (see _unpause).
         elif phase == HEADERS:
-            if now - self.since > limits.header_timeout:
+            if not self.paused and now - self.since > limits.header_timeout:
                 self._fail(HttpError(408, "Request Timeout", close=True))
         elif phase == BODY:
-            if now - max(self.since, conn.last_read) > limits.body_timeout:
+            if not self.paused and now - max(self.since, conn.last_read) > limits.body_timeout:
                 self._fail(HttpError(408, "Request Timeout", close=True))
         elif (
             phase == LINGER

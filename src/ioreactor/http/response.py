@@ -57,6 +57,13 @@ def has_body(status: int) -> bool:
     return status >= 200 and status != 204 and status != 304
 
 
+def _refuse_bodiless(status: int, kind: str) -> None:
+    """A body-framed response type with a status that has no body would frame one on the
+    wire anyway (chunks or Content-Length) and desynchronise the client's parser."""
+    if not has_body(status):
+        raise ValueError(f"a {status} response has no body: return Response(status={status})")
+
+
 def encode_fields(headers: HeaderInput) -> tuple[bytes, bool]:
     """Encode handler-set fields; returns ``(field lines, connection close requested)``."""
     if not headers:
@@ -162,6 +169,7 @@ class StreamingResponse:
         self, status: int = 200, headers: HeaderInput = None, content_type: str = TEXT_PLAIN
     ) -> None:
         status_line(status)
+        _refuse_bodiless(status, "StreamingResponse")
         self.status = status
         fields, self.close = encode_fields(headers)
         self.fields = encode_field("Content-Type", content_type) + fields
@@ -269,6 +277,7 @@ class FileResponse:
         content_type: str = OCTET_STREAM,
     ) -> None:
         status_line(status)
+        _refuse_bodiless(status, "FileResponse")
         self.fd = fd
         self.offset = offset
         self.length = length
