@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -429,6 +430,33 @@ def test_half_close_after_request_still_gets_the_response() -> None:
         (response,) = h.responses()
         assert response.body == b"late"
         assert h.conn.closed
+
+
+def test_half_close_after_a_pipelined_burst_still_answers_every_request() -> None:
+    """``printf requests | nc``: many pipelined requests, then FIN. Parsing pauses when
+    responses pile up, so the FIN arrives while requests are held unparsed; each one
+    must still be answered before the connection closes."""
+    app = App()
+    release = threading.Event()
+
+    @app.route("/slow", blocking=True)
+    def slow(request: Request) -> str:
+        release.wait(10)
+        return "slow"
+
+    with Harness(app, Limits(max_pending_responses=4)) as h:
+        h.send(b"GET /slow HTTP/1.1\r\n\r\n" * 20)  # parsed at once: parsing pauses
+        h.send(b"GET /slow HTTP/1.1\r\n\r\n" * 20)  # held unparsed in conn.input
+        assert h.protocol.paused and len(h.conn.input)
+        h.client.shutdown(socket.SHUT_WR)
+        h.spin()
+        release.set()
+        deadline = time.monotonic() + 20
+        while not h.eof and time.monotonic() < deadline:
+            h.loop.run_once(0.02)
+            h.spin()
+        assert [r.body for r in h.responses()] == [b"slow"] * 40
+        assert h.eof
 
 
 def test_graceful_shutdown_closes_idle_and_finishes_in_flight() -> None:

@@ -179,6 +179,7 @@ class HttpProtocol:
         "since",
         "stall_mark",
         "stall_since",
+        "eof_held",
     )
 
     def __init__(self, conn: TcpConnection, http: HttpHandler) -> None:
@@ -222,6 +223,9 @@ class HttpProtocol:
         self.sender: FileSender | None = None
         self.advancing = False
         self.paused = False
+        #: The peer half-closed while input was held unparsed (parsing paused): the
+        #: connection finishes once that input has been parsed.
+        self.eof_held = False
         self.requests_left = self.limits.max_requests_per_connection
         self.batch: list[bytes] | None = None
         self.stall_mark = -1.0
@@ -251,6 +255,7 @@ class HttpProtocol:
             # came: parse now instead of holding input a reading peer may send.
             self._unpause()
             receive(self.http, conn, buffer)
+            self._finish_after_held_input()
         elif len(buffer) > self.limits.max_buffered_input:
             log.debug("%r: input keeps growing while paused; dropping", self)
             conn.force_close()
@@ -328,6 +333,7 @@ class HttpProtocol:
         self._unpause()
         if len(conn.input):
             self.feed(conn.input)
+        self._finish_after_held_input()
 
     def _unpause(self) -> None:
         """Parsing goes on. A head or body it stopped in the middle of gets its deadline
@@ -733,13 +739,23 @@ class HttpProtocol:
         self.conn.shutdown()
 
     def on_eof(self) -> bool:
-        """The peer half-closed. Keep writing if responses are still on their way."""
+        """The peer half-closed. Keep writing if responses are still on their way, and
+        parse first what was held while parsing paused (pipelined requests, then FIN)."""
         if self.phase == LINGER:
             return False
+        if self.paused and len(self.conn.input) and self.phase < DONE:
+            self.eof_held = True
+            return True
         if self.pending:
             self._finish_connection()
             return True
         return False
+
+    def _finish_after_held_input(self) -> None:
+        """The held input of a half-closed peer is parsed: finish the connection."""
+        if self.eof_held and not self.paused and not len(self.conn.input):
+            self.eof_held = False
+            self._finish_connection()
 
     def shutdown(self) -> None:
         """Graceful server shutdown: finish the request in flight, then close."""
