@@ -14,7 +14,15 @@ from http_support import Harness, live_server, status_of
 
 from ioreactor.http.app import App
 from ioreactor.http.limits import Limits
-from ioreactor.http.protocol import BODY, FEED_SLICE, HEADERS, IDLE, LINGER
+from ioreactor.http.protocol import (
+    BODY,
+    FEED_SLICE,
+    HEADERS,
+    IDLE,
+    LINGER,
+    RESUME_POLL,
+    RESUME_POLL_MAX,
+)
 from ioreactor.http.request import Request
 
 LIMITS = Limits(
@@ -175,6 +183,23 @@ def test_a_client_that_never_reads_is_bounded_then_dropped() -> None:
         assert not h.conn.closed
         h.protocol.check_timeouts(t0 + 13.5)
         assert h.conn.closed
+
+
+def test_the_resume_check_of_a_reader_that_stays_full_backs_off() -> None:
+    """Parsing paused on full output checks for the drain after RESUME_POLL, then ever
+    less often (up to RESUME_POLL_MAX): a client that never reads costs a few checks a
+    second until the write timeout, not a hundred."""
+    high = 256 * 1024
+    with Harness(big_app(64 * 1024), LIMITS, high_water_mark=high) as h:
+        burst = b"GET /big HTTP/1.1\r\n\r\n" * 400  # one read larger than FEED_SLICE
+        h.send(burst, read=False)  # parsed slice by slice until the output is full
+        assert h.protocol.paused and h.protocol.resume_delay == RESUME_POLL
+        delays = []
+        for _ in range(8):
+            h.protocol._resume()  # the output is still full
+            delays.append(h.protocol.resume_delay)
+        assert delays == sorted(delays) and delays[0] == 2 * RESUME_POLL
+        assert delays[-1] == RESUME_POLL_MAX
 
 
 def test_a_burst_of_small_requests_for_large_responses_is_paced() -> None:

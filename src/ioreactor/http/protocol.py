@@ -83,8 +83,12 @@ LINGER = 4
 #: client that pipelines small requests for large responses and never reads them gets
 #: at most one slice's worth of responses past the connection's high water mark.
 FEED_SLICE = 4 * 1024
-#: Seconds between checks for drained output while parsing is paused on it.
+#: Seconds before the first check for drained output while parsing is paused on it;
+#: each check that finds the output still full doubles the wait, up to RESUME_POLL_MAX
+#: (a client that never reads costs a few checks a second until the write timeout, not
+#: a hundred).
 RESUME_POLL = 0.01
+RESUME_POLL_MAX = 0.32
 
 _METHODS = {
     m.encode(): m
@@ -180,6 +184,7 @@ class HttpProtocol:
         "stall_mark",
         "stall_since",
         "eof_held",
+        "resume_delay",
     )
 
     def __init__(self, conn: TcpConnection, http: HttpHandler) -> None:
@@ -226,6 +231,8 @@ class HttpProtocol:
         #: The peer half-closed while input was held unparsed (parsing paused): the
         #: connection finishes once that input has been parsed.
         self.eof_held = False
+        #: The current wait between checks for drained output (see RESUME_POLL).
+        self.resume_delay = RESUME_POLL
         self.requests_left = self.limits.max_requests_per_connection
         self.batch: list[bytes] | None = None
         self.stall_mark = -1.0
@@ -276,6 +283,7 @@ class HttpProtocol:
                     break  # responses piled up: _advance() resumes once they went out
                 if conn.output_size >= conn.high_water_mark:
                     self.paused = True
+                    self.resume_delay = RESUME_POLL
                     self.loop.call_later(RESUME_POLL, self._resume)
                     break
         if consumed >= n or self.phase >= DONE:
@@ -326,7 +334,8 @@ class HttpProtocol:
         if not self.paused or conn.closed or self.phase >= DONE:
             return
         if conn.output_size > conn.low_water_mark:
-            self.loop.call_later(RESUME_POLL, self._resume)
+            self.resume_delay = delay = min(2 * self.resume_delay, RESUME_POLL_MAX)
+            self.loop.call_later(delay, self._resume)
             return
         if self.pending and len(self.pending) >= self.limits.max_pending_responses:
             return  # _advance() calls again when one goes out
