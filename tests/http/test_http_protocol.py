@@ -432,6 +432,41 @@ def test_half_close_after_request_still_gets_the_response() -> None:
         assert h.conn.closed
 
 
+def test_pipelined_blocking_requests_run_one_at_a_time_and_none_after_a_close() -> None:
+    """RFC 9112 9.3.2: pipelined requests with unsafe methods must not run in parallel;
+    9.6: none may run after a response that closes the connection. A connection's
+    blocking handlers run one at a time, in order, and those queued behind a closing
+    response never run."""
+    app = App()
+    running = [0, 0]  # now, peak
+    executed: list[bytes] = []
+    lock = threading.Lock()
+
+    @app.route("/charge", methods=["POST"], blocking=True)
+    def charge(request: Request) -> Response:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.01)
+        executed.append(request.body or b"")
+        with lock:
+            running[0] -= 1
+        close = request.body == b"1"
+        return Response("charged", headers={"Connection": "close"} if close else None)
+
+    with Harness(app) as h:
+        h.send(
+            b"".join(b"POST /charge HTTP/1.1\r\nContent-Length: 1\r\n\r\n%d" % i for i in range(4))
+        )
+        deadline = time.monotonic() + 10
+        while not h.eof and time.monotonic() < deadline:
+            h.loop.run_once(0.02)
+            h.spin()
+        assert [r.body for r in h.responses()] == [b"charged", b"charged"]
+        assert executed == [b"0", b"1"], "nothing runs after the closing response"
+        assert running[1] == 1, "never two at once"
+
+
 def test_half_close_after_a_pipelined_burst_still_answers_every_request() -> None:
     """``printf requests | nc``: many pipelined requests, then FIN. Parsing pauses when
     responses pile up, so the FIN arrives while requests are held unparsed; each one

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -185,6 +186,8 @@ class HttpProtocol:
         "stall_since",
         "eof_held",
         "resume_delay",
+        "pool_busy",
+        "pool_waiting",
     )
 
     def __init__(self, conn: TcpConnection, http: HttpHandler) -> None:
@@ -233,6 +236,10 @@ class HttpProtocol:
         self.eof_held = False
         #: The current wait between checks for drained output (see RESUME_POLL).
         self.resume_delay = RESUME_POLL
+        #: A blocking handler of this connection is running in the pool; the requests
+        #: parsed meanwhile for blocking routes wait here, in order (None when none).
+        self.pool_busy = False
+        self.pool_waiting: list[tuple[_Slot, Callable[[Request], object]]] | None = None
         self.requests_left = self.limits.max_requests_per_connection
         self.batch: list[bytes] | None = None
         self.stall_mark = -1.0
@@ -498,9 +505,16 @@ class HttpProtocol:
         elif route.blocking:
             slot = _Slot(request)
             self._queue(slot)
-            self.loop.run_in_pool(
-                route.handler, request, on_done=functools.partial(self._pool_done, slot)
-            )
+            if self.pool_busy:
+                # One blocking handler at a time per connection: pipelined requests run
+                # in order (RFC 9112 9.3.2: unsafe ones must not run in parallel), and
+                # those behind a response that closes the connection never run at all.
+                if self.pool_waiting is None:
+                    self.pool_waiting = [(slot, route.handler)]
+                else:
+                    self.pool_waiting.append((slot, route.handler))
+            else:
+                self._submit(slot, route.handler)
             if not request.keep_alive:
                 self.phase = DONE
                 raise _StopParsing
@@ -585,8 +599,16 @@ class HttpProtocol:
         else:
             self._send(data)
 
+    def _submit(self, slot: _Slot, handler: Callable[[Request], object]) -> None:
+        self.pool_busy = True
+        self.loop.run_in_pool(
+            handler, slot.request, on_done=functools.partial(self._pool_done, slot)
+        )
+
     def _pool_done(self, slot: _Slot, future: Future[object]) -> None:
-        """A blocking handler finished (loop thread): fill its slot and send what is due."""
+        """A blocking handler finished (loop thread): fill its slot, start the next
+        waiting one, and send what is due."""
+        self.pool_busy = False
         request = slot.request
         try:
             result = future.result()
@@ -604,6 +626,12 @@ class HttpProtocol:
         slot.result = self._render(request, result)
         if not request.keep_alive:
             self._close_after(slot)
+            self.pool_waiting = None  # after the close: never run, never answered
+        elif self.pool_waiting:
+            following, handler = self.pool_waiting.pop(0)
+            if not self.pool_waiting:
+                self.pool_waiting = None
+            self._submit(following, handler)
         self._advance()
 
     def _close_after(self, slot: _Slot) -> None:
