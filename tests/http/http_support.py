@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,14 @@ class Harness:
                     return
             else:
                 idle = 0
+
+    def spin_until(self, done: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Spin until ``done()`` (work may finish on pool threads meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            self.loop.run_once(0.02)
+            self.spin()
 
     def _drain(self) -> None:
         while not self.eof:
@@ -217,6 +226,20 @@ def parse_responses(data: bytes) -> list[Response]:
 def status_of(data: bytes) -> int:
     """The status code of the first response in ``data``."""
     return int(data.split(b" ", 2)[1])
+
+
+def gated_slow_app() -> tuple[App, threading.Event]:
+    """An app whose ``GET /slow`` runs in the worker pool and answers ``slow`` only once
+    the returned event is set: responses pile up behind it until the test says so."""
+    app = App()
+    release = threading.Event()
+
+    @app.route("/slow", blocking=True)
+    def slow(request: Any) -> str:
+        release.wait(10)
+        return "slow"
+
+    return app, release
 
 
 @contextlib.contextmanager

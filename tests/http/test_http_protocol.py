@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from http_support import Harness, parse_responses, status_of
+from http_support import Harness, gated_slow_app, parse_responses, status_of
 
 from ioreactor.http.app import App
 from ioreactor.http.errors import HttpError
@@ -255,10 +255,7 @@ def test_http_error_with_close_ends_the_connection(blocking: bool) -> None:
 
     with Harness(app) as h:
         h.send(b"GET /fail HTTP/1.1\r\n\r\n" + GET)
-        deadline = time.monotonic() + 10
-        while not h.responses() and time.monotonic() < deadline:
-            h.loop.run_once(0.05)
-            h.spin()
+        h.spin_until(lambda: bool(h.responses()))
         (response,) = h.responses()
         assert response.status == 503 and response.header("connection") == "close"
         assert h.protocol.phase == LINGER
@@ -458,10 +455,7 @@ def test_pipelined_blocking_requests_run_one_at_a_time_and_none_after_a_close() 
         h.send(
             b"".join(b"POST /charge HTTP/1.1\r\nContent-Length: 1\r\n\r\n%d" % i for i in range(4))
         )
-        deadline = time.monotonic() + 10
-        while not h.eof and time.monotonic() < deadline:
-            h.loop.run_once(0.02)
-            h.spin()
+        h.spin_until(lambda: h.eof)
         assert [r.body for r in h.responses()] == [b"charged", b"charged"]
         assert executed == [b"0", b"1"], "nothing runs after the closing response"
         assert running[1] == 1, "never two at once"
@@ -471,14 +465,7 @@ def test_half_close_after_a_pipelined_burst_still_answers_every_request() -> Non
     """``printf requests | nc``: many pipelined requests, then FIN. Parsing pauses when
     responses pile up, so the FIN arrives while requests are held unparsed; each one
     must still be answered before the connection closes."""
-    app = App()
-    release = threading.Event()
-
-    @app.route("/slow", blocking=True)
-    def slow(request: Request) -> str:
-        release.wait(10)
-        return "slow"
-
+    app, release = gated_slow_app()
     with Harness(app, Limits(max_pending_responses=4)) as h:
         h.send(b"GET /slow HTTP/1.1\r\n\r\n" * 20)  # parsed at once: parsing pauses
         h.send(b"GET /slow HTTP/1.1\r\n\r\n" * 20)  # held unparsed in conn.input
@@ -486,10 +473,7 @@ def test_half_close_after_a_pipelined_burst_still_answers_every_request() -> Non
         h.client.shutdown(socket.SHUT_WR)
         h.spin()
         release.set()
-        deadline = time.monotonic() + 20
-        while not h.eof and time.monotonic() < deadline:
-            h.loop.run_once(0.02)
-            h.spin()
+        h.spin_until(lambda: h.eof)
         assert [r.body for r in h.responses()] == [b"slow"] * 40
         assert h.eof
 
