@@ -519,3 +519,44 @@ def test_wakeup_after_close_writes_to_no_reused_fd(poller_name: str) -> None:
         os.close(waker_fd)
         a.close()
         b.close()
+
+
+def test_an_event_for_an_fd_unwatched_earlier_in_the_batch_is_not_delivered(
+    loop: EventLoop,
+) -> None:
+    """A callback closes another watched socket, and a new socket gets the freed fd
+    number and is watched in the same iteration: the rest of the poll's batch still
+    holds the old socket's event, which must not reach the new socket's callback (a
+    connector would read it as a completed connect)."""
+    first, first_peer = socket.socketpair()
+    second, second_peer = socket.socketpair()
+    replacement: list[socket.socket] = []
+    stale: list[int] = []
+
+    def on_first(mask: int) -> None:
+        first.recv(1)
+        if replacement:
+            return
+        number = second.fileno()
+        loop.unwatch(number)
+        second.close()
+        sock, other = socket.socketpair()  # the lowest free number: the one just freed
+        replacement.extend((sock, other))
+        assert sock.fileno() == number
+        loop.watch(number, READ, stale.append)
+
+    loop.watch(first.fileno(), READ, on_first)
+    loop.watch(second.fileno(), READ, lambda mask: pytest.fail("closed, yet called"))
+    first_peer.send(b"1")
+    second_peer.send(b"2")
+    time.sleep(0.05)  # both readable before the poll
+    if first.fileno() > second.fileno():
+        pytest.skip("needs the first socket to be reported first")  # pragma: no cover
+    for _ in range(3):
+        loop.run_once(0.05)
+    assert replacement, "the first callback ran"
+    assert stale == [], "the new socket got the old socket's event"
+    loop.unwatch(replacement[0].fileno())
+    loop.unwatch(first.fileno())
+    for sock in (first, first_peer, second_peer, *replacement):
+        sock.close()

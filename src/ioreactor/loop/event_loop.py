@@ -145,6 +145,9 @@ class EventLoop:
         #: per-event bookkeeping such as a connection's last activity (no syscall).
         self.now = time.monotonic()
         self._handlers: dict[int, Callable[[int], object]] = {}
+        #: Fds unwatched since the current poll returned: the rest of its batch may still
+        #: name them, and the number may already belong to a new socket (see run_once).
+        self._unwatched: set[int] = set()
         self._ready: collections.deque[Handle] = collections.deque()
         self._timers = TimerQueue()
         self._thread_id: int | None = threading.get_ident()
@@ -202,6 +205,7 @@ class EventLoop:
 
     def unwatch(self, fd: int) -> None:
         if self._handlers.pop(fd, None) is not None:
+            self._unwatched.add(fd)
             try:
                 self.poller.unregister(fd)
             except (OSError, KeyError, ValueError):
@@ -360,7 +364,15 @@ class EventLoop:
         events = self.poller.poll(wait)
         self.now = start = time.monotonic()
         handlers = self._handlers
+        unwatched = self._unwatched
+        if unwatched:
+            unwatched.clear()
         for fd, mask in events:
+            if unwatched and fd in unwatched:
+                # Unwatched by a callback earlier in this batch (and perhaps watched
+                # again for a new socket that got the same number): the event was for
+                # the old one.
+                continue
             callback = handlers.get(fd)
             if callback is not None:
                 try:
