@@ -70,6 +70,9 @@ class _Waker:
 
     def __init__(self) -> None:
         self._pair: tuple[socket.socket, socket.socket] | None = None
+        #: wake() runs on any thread, close() on the loop's: without the lock a wake that
+        #: read the fd just before close() could write into a file that reused the number.
+        self._lock = threading.Lock()
         if hasattr(os, "eventfd"):
             self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self.kind = "eventfd"
@@ -81,16 +84,17 @@ class _Waker:
             self.kind = "socketpair"
 
     def wake(self) -> None:
-        fd = self.fd
-        if fd < 0:
-            return  # closed: the old fd number may belong to another file by now
-        try:
-            if self._pair is None:
-                os.eventfd_write(fd, 1)
-            else:  # pragma: no cover - non-Linux
-                self._pair[1].send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already signalled (counter or pipe full), or closing
+        with self._lock:
+            fd = self.fd
+            if fd < 0:
+                return  # closed: the old fd number may belong to another file by now
+            try:
+                if self._pair is None:
+                    os.eventfd_write(fd, 1)
+                else:  # pragma: no cover - non-Linux
+                    self._pair[1].send(b"\0")
+            except (BlockingIOError, OSError):
+                pass  # already signalled (counter or pipe full)
 
     def drain(self) -> None:
         try:
@@ -103,12 +107,13 @@ class _Waker:
             pass
 
     def close(self) -> None:
-        fd, self.fd = self.fd, -1
-        if self._pair is None:
-            os.close(fd)
-        else:  # pragma: no cover - non-Linux
-            for s in self._pair:
-                s.close()
+        with self._lock:
+            fd, self.fd = self.fd, -1
+            if self._pair is None:
+                os.close(fd)
+            else:  # pragma: no cover - non-Linux
+                for s in self._pair:
+                    s.close()
 
 
 class EventLoop:
