@@ -8,6 +8,8 @@ hanging, the warning is rate-limited, and accepting resumes once fds are free.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import select
 import signal
@@ -199,3 +201,53 @@ def test_emfile_is_survived_with_the_spare_fd(poller_name: str) -> None:
     shed = [int(m.group(1)) for line in warnings if (m := re.search(r"\((\d+) so far\)", line))]
     assert shed and shed[0] >= 1 and shed == sorted(shed)
     assert "clean exit" in "".join(stderr)
+
+
+class FailingOnce:
+    """A listener whose first accept() fails with ``err``, as Linux's accept() does when
+    the connection it was about to return had a network error pending (accept(2)).
+    A stand-in: loopback cannot produce ENETDOWN or EHOSTUNREACH on demand."""
+
+    def __init__(self, sock: socket.socket, err: int) -> None:
+        self.sock = sock
+        self.err: int | None = err
+
+    def accept(self) -> tuple[socket.socket, object]:
+        if self.err is not None:
+            err, self.err = self.err, None
+            raise OSError(err, os.strerror(err))
+        return self.sock.accept()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def getsockname(self) -> object:
+        return self.sock.getsockname()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("name", ["epoll", "epoll-et"])
+@pytest.mark.parametrize("err", [errno.ENETDOWN, errno.EHOSTUNREACH, errno.ENETUNREACH])
+def test_a_network_error_passed_on_by_accept_is_skipped_like_eagain(
+    listener: socket.socket, name: str, err: int
+) -> None:
+    """accept(2): "treat them like EAGAIN by retrying". On an edge-triggered poller an
+    accept loop that stopped at such an error would leave the rest of the backlog
+    waiting for the next new connection."""
+    loop = EventLoop(name)
+    accepted: list[socket.socket] = []
+    acceptor = Acceptor(loop, FailingOnce(listener, err), lambda s, peer: accepted.append(s))  # type: ignore[arg-type]
+    acceptor.start()
+    clients = connect_many(listener.getsockname(), 3)
+    try:
+        deadline = time.monotonic() + LIVENESS
+        while len(accepted) < 3:
+            assert time.monotonic() < deadline, f"{len(accepted)} of 3 accepted"
+            loop.run_once(0.05)
+    finally:
+        for s in accepted + clients:
+            s.close()
+        acceptor.close()
+        loop.close()

@@ -40,8 +40,26 @@ BACKLOG = 1024
 EXHAUSTED_PAUSE = 0.1
 
 _FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-#: Errors for one pending connection only (it died in the backlog): skip it.
-_TRANSIENT = (errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR)
+#: Errors for one pending connection only (it died in the backlog): skip it. Linux's
+#: accept() also passes a pending network error of the new connection on as its own
+#: error; accept(2) says to treat those like EAGAIN and retry (the rest of the tuple).
+_TRANSIENT = tuple(
+    code
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "EPERM",
+        "EINTR",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if (code := getattr(errno, name, None)) is not None
+)
 
 
 def open_listener(
