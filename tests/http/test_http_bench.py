@@ -55,13 +55,13 @@ def test_peers_answer_keep_alive_and_close(peer: str) -> None:
     try:
         wait_for_port("127.0.0.1", port, 20, proc)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\n\r\n" * 2)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 2)
             data = b""
             deadline = time.monotonic() + 10
             while data.count(b"Hello, World!") < 2 and time.monotonic() < deadline:
                 data += sock.recv(4096)
             assert data.count(b"HTTP/1.1 200 OK") == 2
-        data, closed = raw_exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        data, closed = raw_exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert data.endswith(b"Hello, World!") and closed
     finally:
         proc.terminate()

@@ -24,14 +24,15 @@ LIMITS = Limits(max_request_line=512, max_header_bytes=2048, max_headers=20, max
 VALID = [
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"GET /echo?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nContent-Type: t/x\r\n\r\nhello",
-    b"PUT /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
-    b"POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
-    b"HEAD /healthz HTTP/1.1\r\n\r\n",
-    b"GET /missing HTTP/1.1\r\nConnection: close\r\n\r\n",
-    b"DELETE /echo HTTP/1.1\r\n\r\n",
-    b"GET /p/%41%ff/b?q=%20&r HTTP/1.1\r\nX-A: 1\r\nX-a: 2\r\n\r\n",
-    b"GET http://host/p/abs HTTP/1.1\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Type: t/x\r\n\r\nhello",
+    b"PUT /echo HTTP/1.1\r\nHost: t\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
+    b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+    b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    b"DELETE /echo HTTP/1.1\r\nHost: t\r\n\r\n",
+    b"GET /p/%41%ff/b?q=%20&r HTTP/1.1\r\nHost: t\r\nX-A: 1\r\nX-a: 2\r\n\r\n",
+    b"GET http://host/p/abs HTTP/1.1\r\nHost: t\r\n\r\n",
 ]
 
 

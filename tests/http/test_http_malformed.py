@@ -21,67 +21,86 @@ CORPUS: list[tuple[str, bytes, int]] = [
     ("lowercase version", b"GET / http/1.1\r\n\r\n", 400),
     ("bare LF line", b"GET / HTTP/1.1\nHost: t\n\n", 400),
     ("bare LF header", b"GET / HTTP/1.1\r\nHost: t\n\r\n", 400),
-    ("bare CR header", b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400),
+    ("bare CR header", b"GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", 400),
     ("obs-fold", b"GET / HTTP/1.1\r\nHost: t\r\n folded\r\n\r\n", 400),
-    ("space before colon", b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400),
+    ("space before colon", b"GET / HTTP/1.1\r\nHost: t\r\nHost : t\r\n\r\n", 400),
     ("NUL in header", b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", 400),
     ("NUL in target", b"GET /\x00 HTTP/1.1\r\n\r\n", 400),
+    # RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host field.
+    ("no Host in 1.1", b"GET / HTTP/1.1\r\n\r\n", 400),
+    ("two Host fields", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    ("two Host fields, POST", b"POST /echo HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", 400),
     (
         "duplicate CL",
-        b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
         400,
     ),
     (
         "CL and TE",
-        b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         400,
     ),
     (
         "TE and CL",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
         400,
     ),
-    ("CL with letters", b"POST /echo HTTP/1.1\r\nContent-Length: 3x\r\n\r\nabc", 400),
-    ("negative CL", b"POST /echo HTTP/1.1\r\nContent-Length: -3\r\n\r\nabc", 400),
-    ("CL list", b"POST /echo HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
-    ("CL overflow", b"POST /echo HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400),
+    ("CL with letters", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3x\r\n\r\nabc", 400),
+    ("negative CL", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -3\r\n\r\nabc", 400),
+    ("CL list", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3, 3\r\n\r\nabc", 400),
+    (
+        "CL overflow",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        400,
+    ),
     (
         "huge chunk size",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n",
         400,
     ),
-    ("bad chunk size", b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (
+        "bad chunk size",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    ),
     (
         "chunk size then space",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3 ;a=b\r\nabc\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3 ;a=b\r\nabc\r\n0\r\n\r\n",
         400,
     ),
     (
         "control char in chunk ext",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;\x01\r\nabc\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3;\x01\r\nabc\r\n0\r\n\r\n",
         400,
     ),
     (
         "chunk without CRLF",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
         400,
     ),
     (
         "TE not chunked last",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
         400,
     ),
     (
         "TE twice",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         400,
     ),
     ("TE in HTTP/1.0", b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
-    ("TE gzip", b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc", 501),
+    ("TE gzip", b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc", 501),
     (
         "TE gzip, chunked",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\n"
+        b"Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         501,
     ),
     ("HTTP/0.9", b"GET /\r\n\r\n", 505),
@@ -90,14 +109,20 @@ CORPUS: list[tuple[str, bytes, int]] = [
     ("long target", b"GET /" + b"a" * 300 + b" HTTP/1.1\r\n\r\n", 414),
     (
         "too many headers",
-        b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(11)) + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(11))
+        + b"\r\n",
         431,
     ),
-    ("header block too big", b"GET / HTTP/1.1\r\n" + b"X-A: " + b"v" * 1100 + b"\r\n\r\n", 431),
-    ("body too big (CL)", b"POST /echo HTTP/1.1\r\nContent-Length: 4097\r\n\r\n", 413),
+    (
+        "header block too big",
+        b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-A: " + b"v" * 1100 + b"\r\n\r\n",
+        431,
+    ),
+    ("body too big (CL)", b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4097\r\n\r\n", 413),
     (
         "body too big (chunked)",
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
         + b"800\r\n"
         + b"x" * 2048
         + b"\r\n"
@@ -108,7 +133,7 @@ CORPUS: list[tuple[str, bytes, int]] = [
     ),
     (
         "unknown expectation",
-        b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nExpect: 200-ok\r\n\r\nx",
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nExpect: 200-ok\r\n\r\nx",
         417,
     ),
 ]
@@ -141,7 +166,8 @@ def test_small_chunks_of_a_body_within_max_body_are_accepted(chunk: int) -> None
     chunks were 413 at 70 % of the limit."""
     body = bytes(range(256)) * 16  # 4,096 bytes: max_body exactly
     framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in _pieces(body, chunk))
-    wire = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + framed + b"0\r\n\r\n"
+    head = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    wire = head + framed + b"0\r\n\r\n"
     with Harness(limits=LIMITS) as h:
         for part in _pieces(wire, 512):  # reads that end inside the body are measured
             h.send(part)
@@ -158,7 +184,7 @@ def _pieces(data: bytes, size: int) -> list[bytes]:
 
 def test_valid_requests_before_a_bad_one_are_answered_first() -> None:
     with Harness(limits=LIMITS) as h:
-        h.send(b"GET /healthz HTTP/1.1\r\n\r\n" * 2 + b"GET / HTTP/1.1\nbad\n\n")
+        h.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 2 + b"GET / HTTP/1.1\nbad\n\n")
         data = h.take()
         statuses = [int(part[:3]) for part in data.split(b"HTTP/1.1 ")[1:]]
         assert statuses == [200, 200, 400]
@@ -167,7 +193,7 @@ def test_valid_requests_before_a_bad_one_are_answered_first() -> None:
 def test_header_split_across_reads_is_bounded() -> None:
     """A field value that never ends, sent in pieces: 431 before it grows without bound."""
     with Harness(limits=LIMITS) as h:
-        h.send(b"GET / HTTP/1.1\r\nX-Long: ")
+        h.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-Long: ")
         for _ in range(10):
             h.send(b"v" * 300)
             if h.eof:
@@ -187,7 +213,7 @@ def test_malformed_over_a_real_socket() -> None:
 def test_header_block_over_the_limit_across_small_reads() -> None:
     """Each read is small, the head they make is not: the header limit still holds."""
     with Harness(limits=LIMITS) as h:
-        h.send(b"GET / HTTP/1.1\r\nX-A: " + b"a" * 600 + b"\r\n")
+        h.send(b"GET / HTTP/1.1\r\nHost: t\r\nX-A: " + b"a" * 600 + b"\r\n")
         assert not h.eof
         h.send(b"X-B: " + b"b" * 600 + b"\r\n\r\n" + SMUGGLED)
         data = h.take()
@@ -198,5 +224,5 @@ def test_header_block_over_the_limit_across_small_reads() -> None:
 
 def test_many_small_headers_in_one_small_read_are_counted() -> None:
     with Harness(limits=LIMITS) as h:
-        h.send(b"GET / HTTP/1.1\r\n" + b"a:\r\n" * 11 + b"\r\n")
+        h.send(b"GET / HTTP/1.1\r\nHost: t\r\n" + b"a:\r\n" * 11 + b"\r\n")
         assert status_of(h.take()) == 431

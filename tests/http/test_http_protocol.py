@@ -50,7 +50,7 @@ def test_echo_routes() -> None:
         )
         h.send(b"GET /echo?x=1 HTTP/1.1\r\nHost: t\r\nX-Thing: A b\r\n\r\n")
         h.send(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
-        h.send(b"GET /healthz HTTP/1.1\r\n\r\nGET /missing HTTP/1.1\r\n\r\n")
+        h.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /missing HTTP/1.1\r\nHost: t\r\n\r\n")
         post, get, put, health, missing = h.responses()
         assert (post.status, post.body, post.header("content-type")) == (
             200,
@@ -70,7 +70,7 @@ def test_echo_routes() -> None:
 
 def test_method_not_allowed_lists_allow() -> None:
     with Harness() as h:
-        h.send(b"DELETE /echo HTTP/1.1\r\n\r\n")
+        h.send(b"DELETE /echo HTTP/1.1\r\nHost: t\r\n\r\n")
         (response,) = h.responses()
         assert response.status == 405
         assert response.header("allow") == "GET, HEAD, POST, PUT"
@@ -91,7 +91,7 @@ def test_split_at_every_byte(request_bytes: bytes) -> None:
 
 def test_chunked_body_split_at_every_byte() -> None:
     body = (
-        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nX-Trailer: t\r\n\r\n"
     )
     with Harness() as h:
@@ -116,7 +116,10 @@ def test_responses_of_one_read_coalesce_with_mixed_routes() -> None:
     with Harness() as h:
         h.spin()
         before = h.sock.sends
-        h.send(GET + b"GET /healthz HTTP/1.1\r\n\r\n" + b"GET /nope HTTP/1.1\r\n\r\n" + GET)
+        h.send(
+            GET + b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+            b"\r\n" + b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n" + GET
+        )
         assert [r.status for r in h.responses()] == [200, 200, 404, 200]
         assert h.sock.sends - before == 1
 
@@ -138,7 +141,7 @@ def test_http10_closes_by_default_and_keeps_alive_on_request() -> None:
 
 def test_connection_close_closes_after_response_and_ignores_the_rest() -> None:
     with Harness() as h:
-        h.send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n" + GET)
+        h.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" + GET)
         responses = h.responses()
         assert len(responses) == 1
         assert responses[0].header("connection") == "close"
@@ -150,7 +153,7 @@ def test_close_waits_for_the_peer_then_lingers_out() -> None:
     """After the last response the server sends FIN and reads until the peer closes."""
     limits = Limits(linger_timeout=5.0)
     with Harness(limits=limits) as h:
-        h.send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        h.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert h.protocol.phase == LINGER
         assert h.eof  # FIN received by the client
         assert not h.conn.closed  # still reading what the peer may send
@@ -163,7 +166,7 @@ def test_close_waits_for_the_peer_then_lingers_out() -> None:
 
 def test_head_sends_no_body_but_the_length() -> None:
     with Harness() as h:
-        h.send(b"HEAD / HTTP/1.1\r\n\r\n" + GET)
+        h.send(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n" + GET)
         data = h.take()
         head, _, rest = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK")
@@ -174,7 +177,9 @@ def test_head_sends_no_body_but_the_length() -> None:
 
 def test_expect_100_continue() -> None:
     with Harness() as h:
-        h.send(b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        h.send(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
         assert h.take() == b"HTTP/1.1 100 Continue\r\n\r\n"
         h.send(b"hello")
         (response,) = parse_responses(h.take())
@@ -183,7 +188,9 @@ def test_expect_100_continue() -> None:
 
 def test_expect_100_continue_refused_when_too_large() -> None:
     with Harness(limits=Limits(max_body=10)) as h:
-        h.send(b"POST /echo HTTP/1.1\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n")
+        h.send(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
+        )
         data = h.take()
         assert status_of(data) == 413
         assert b"100 Continue" not in data
@@ -192,7 +199,7 @@ def test_expect_100_continue_refused_when_too_large() -> None:
 
 def test_unknown_expectation_is_417() -> None:
     with Harness() as h:
-        h.send(b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nExpect: teapot\r\n\r\nx")
+        h.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nExpect: teapot\r\n\r\nx")
         assert status_of(h.take()) == 417
 
 
@@ -212,7 +219,10 @@ def test_handler_errors() -> None:
         return None
 
     with Harness(app) as h:
-        h.send(b"GET /boom HTTP/1.1\r\n\r\nGET /teapot HTTP/1.1\r\n\r\nGET /none HTTP/1.1\r\n\r\n")
+        h.send(
+            b"GET /boom HTTP/1.1\r\nHost: t\r\n"
+            b"\r\nGET /teapot HTTP/1.1\r\nHost: t\r\n\r\nGET /none HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
         assert [r.status for r in h.responses()] == [500, 418, 500]
         assert not h.eof  # the framing is intact: the connection goes on
 
@@ -231,7 +241,7 @@ def test_response_header_injection_never_reaches_the_wire() -> None:
         return response
 
     with Harness(app) as h:
-        h.send(b"GET /inject HTTP/1.1\r\n\r\nGET /later HTTP/1.1\r\n\r\n")
+        h.send(b"GET /inject HTTP/1.1\r\nHost: t\r\n\r\nGET /later HTTP/1.1\r\nHost: t\r\n\r\n")
         data = h.take()
         assert b"stolen" not in data
         assert [r.status for r in parse_responses(data)] == [500, 500]
@@ -254,7 +264,7 @@ def test_http_error_with_close_ends_the_connection(blocking: bool) -> None:
         raise HttpError(503, "go away", close=True)
 
     with Harness(app) as h:
-        h.send(b"GET /fail HTTP/1.1\r\n\r\n" + GET)
+        h.send(b"GET /fail HTTP/1.1\r\nHost: t\r\n\r\n" + GET)
         h.spin_until(lambda: bool(h.responses()))
         (response,) = h.responses()
         assert response.status == 503 and response.header("connection") == "close"
@@ -269,7 +279,7 @@ def test_handler_may_ask_to_close() -> None:
         return Response("bye", headers={"Connection": "close"})
 
     with Harness(app) as h:
-        h.send(b"GET /bye HTTP/1.1\r\n\r\n" + GET)
+        h.send(b"GET /bye HTTP/1.1\r\nHost: t\r\n\r\n" + GET)
         (response,) = h.responses()
         assert response.header("connection") == "close"
         assert h.protocol.phase == LINGER
@@ -283,8 +293,10 @@ def test_path_parameters_and_query() -> None:
         return f"{request.params['user']}:{request.params['post']}:{request.query_params()}"
 
     with Harness(app) as h:
-        h.send(b"GET /users/ann%20b/posts/7?x=1&y=2 HTTP/1.1\r\n\r\n")
-        h.send(b"GET /users/%ff%c3%a9/posts/8 HTTP/1.1\r\n\r\n")  # bad UTF-8 kept as bytes
+        h.send(b"GET /users/ann%20b/posts/7?x=1&y=2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        h.send(
+            b"GET /users/%ff%c3%a9/posts/8 HTTP/1.1\r\nHost: t\r\n\r\n"
+        )  # bad UTF-8 kept as bytes
         first, second = h.responses()
         assert first.body == b"ann b:7:{'x': '1', 'y': '2'}"
         assert second.body == b"\xff\xc3\xa9:8:{}"
@@ -305,7 +317,10 @@ def test_blocking_handlers_answer_in_request_order() -> None:
         return "fast"
 
     with Harness(app) as h:
-        h.send(b"GET /slow HTTP/1.1\r\n\r\nGET /fast HTTP/1.1\r\n\r\nGET /fast HTTP/1.1\r\n\r\n")
+        h.send(
+            b"GET /slow HTTP/1.1\r\nHost: t\r\n"
+            b"\r\nGET /fast HTTP/1.1\r\nHost: t\r\n\r\nGET /fast HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
         assert h.take() == b""  # the fast ones wait behind the slow one
         release.set()
         deadline = time.monotonic() + 10
@@ -330,7 +345,7 @@ def test_streaming_response_is_chunked_and_ordered() -> None:
     app.add_route("/", lambda request: "Hello, World!")
 
     with Harness(app) as h:
-        h.send(b"GET /stream HTTP/1.1\r\n\r\n" + GET)
+        h.send(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n" + GET)
         (stream_response,) = streams
         stream_response.write(b"more")
         h.spin()
@@ -381,7 +396,7 @@ def test_streamed_request_body_reaches_a_consumer_in_chunks() -> None:
         return Collect()
 
     with Harness(app) as h:
-        h.send(b"PUT /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        h.send(b"PUT /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
         for _ in range(3):
             h.send(b"400\r\n" + b"x" * 1024 + b"\r\n")
         h.send(b"0\r\n\r\n")
@@ -400,7 +415,9 @@ def test_max_requests_per_connection() -> None:
 
 def test_upgrade_requests_are_answered_and_closed() -> None:
     with Harness() as h:
-        h.send(b"GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + GET)
+        h.send(
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + GET
+        )
         responses = h.responses()
         assert len(responses) == 1
         assert responses[0].header("connection") == "close"
@@ -416,7 +433,7 @@ def test_half_close_after_request_still_gets_the_response() -> None:
         return "late"
 
     with Harness(app) as h:
-        h.send(b"GET /slow HTTP/1.1\r\n\r\n")
+        h.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         h.half_close()
         assert not h.conn.closed
         release.set()
@@ -453,7 +470,10 @@ def test_pipelined_blocking_requests_run_one_at_a_time_and_none_after_a_close() 
 
     with Harness(app) as h:
         h.send(
-            b"".join(b"POST /charge HTTP/1.1\r\nContent-Length: 1\r\n\r\n%d" % i for i in range(4))
+            b"".join(
+                b"POST /charge HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n%d" % i
+                for i in range(4)
+            )
         )
         h.spin_until(lambda: h.eof)
         assert [r.body for r in h.responses()] == [b"charged", b"charged"]
@@ -467,8 +487,8 @@ def test_half_close_after_a_pipelined_burst_still_answers_every_request() -> Non
     must still be answered before the connection closes."""
     app, release = gated_slow_app()
     with Harness(app, Limits(max_pending_responses=4)) as h:
-        h.send(b"GET /slow HTTP/1.1\r\n\r\n" * 20)  # parsed at once: parsing pauses
-        h.send(b"GET /slow HTTP/1.1\r\n\r\n" * 20)  # held unparsed in conn.input
+        h.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n" * 20)  # parsed at once: parsing pauses
+        h.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n" * 20)  # held unparsed in conn.input
         assert h.protocol.paused and len(h.conn.input)
         h.client.shutdown(socket.SHUT_WR)
         h.spin()
@@ -486,7 +506,7 @@ def test_graceful_shutdown_closes_idle_and_finishes_in_flight() -> None:
         idle.spin()
         assert idle.conn.closed
     with Harness() as busy:
-        busy.send(b"POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nab")
+        busy.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
         busy.handler.on_shutdown(busy.conn)
         busy.spin()
         assert not busy.conn.closed  # a request is in flight
@@ -509,7 +529,7 @@ def test_pool_response_after_an_earlier_close_is_dropped(
         return Response(request.params["name"], headers={"Connection": "close"})
 
     with Harness(app) as h:
-        h.send(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")
+        h.send(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
         for name in ("a", "b"):
             gates[name].set()
             deadline = time.monotonic() + 10
@@ -524,11 +544,24 @@ def test_pool_response_after_an_earlier_close_is_dropped(
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 
+def test_host_is_required_once_in_1_1_and_counted_per_request() -> None:
+    """HTTP/1.0 may omit Host; a Host field in a chunked body's trailer does not count
+    for the next request (which has its own, once)."""
+    with Harness() as h:
+        h.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        h.send(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\nHost: trailer\r\n\r\n" + GET
+        )
+        assert [r.status for r in h.responses()] == [200, 200, 200]
+        assert not h.eof
+
+
 def test_trailer_fields_never_reach_the_next_request() -> None:
     """Trailers of a chunked body are dropped, not taken as the next request's fields."""
     with Harness() as h:
         h.send(
-            b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"4\r\nWiki\r\n0\r\nX-Trailer: t\r\nExpect: nothing\r\n\r\n"
             b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n"
         )

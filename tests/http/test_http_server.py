@@ -104,7 +104,9 @@ def test_blocking_handlers_run_in_the_pool_concurrently() -> None:
         results: list[bytes] = []
 
         def client() -> None:
-            data, _ = raw_exchange(server.port, b"GET /wait HTTP/1.1\r\nConnection: close\r\n\r\n")
+            data, _ = raw_exchange(
+                server.port, b"GET /wait HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            )
             results.append(data)
 
         threads = [threading.Thread(target=client) for _ in range(3)]
@@ -128,7 +130,7 @@ def test_graceful_shutdown_in_process() -> None:
     with live_server(app) as (lt, server):
         idle = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         busy = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        busy.sendall(b"GET /slow HTTP/1.1\r\n\r\n")
+        busy.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
         assert lt.wait_until(lambda: len(server.tcp.connections) == 2)
         done = threading.Event()
         lt.call(server.shutdown, 10.0, done.set)
@@ -151,7 +153,7 @@ def test_access_log(caplog: pytest.LogCaptureFixture) -> None:
         caplog.at_level(logging.INFO, logger="ioreactor.http.access"),
         live_server(access_log=True) as (_, server),
     ):
-        raw_exchange(server.port, b"GET /nope?q=1 HTTP/1.1\r\nConnection: close\r\n\r\n")
+        raw_exchange(server.port, b"GET /nope?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     lines = [r.getMessage() for r in caplog.records if r.name == "ioreactor.http.access"]
     assert any('"GET /nope?q=1 HTTP/1.1" 404' in line for line in lines)
 
@@ -187,10 +189,10 @@ def test_serve_answers_and_stops_gracefully_on_sigterm(
     serve_process: tuple[subprocess.Popen[str], int],
 ) -> None:
     proc, port = serve_process
-    data, closed = raw_exchange(port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    data, closed = raw_exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert data.endswith(b"Hello, World!") and closed
     keepalive = socket.create_connection(("127.0.0.1", port), timeout=10)
-    keepalive.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+    keepalive.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
     assert status_of(keepalive.recv(4096)) == 200
     proc.send_signal(signal.SIGTERM)
     assert keepalive.recv(100) == b""  # the idle keep-alive connection is closed
@@ -251,7 +253,9 @@ def test_serve_on_several_cores(mode: list[str]) -> None:
                 time.sleep(0.05)
         conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
         for sock in conns:
-            sock.sendall(b"GET / HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
         for sock in conns:
             data = b""
             while data.count(b"HTTP/1.1 200") < 2:

@@ -84,7 +84,9 @@ def test_ranges(server: HttpServer, tree: Path) -> None:
 def test_head_has_length_and_no_body(server: HttpServer) -> None:
     status, headers, body = get(server.port, "/static/big.bin", method="HEAD")
     assert (status, body, headers["Content-Length"]) == (200, b"", str(BIG))
-    data, _ = raw_exchange(server.port, b"HEAD /static/a.txt HTTP/1.1\r\nConnection: close\r\n\r\n")
+    data, _ = raw_exchange(
+        server.port, b"HEAD /static/a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     assert data.endswith(b"\r\n\r\n")
 
 
@@ -107,7 +109,7 @@ def test_head_has_length_and_no_body(server: HttpServer) -> None:
 )
 def test_no_path_leaves_the_directory(server: HttpServer, target: bytes) -> None:
     data, _ = raw_exchange(
-        server.port, b"GET " + target + b" HTTP/1.1\r\nConnection: close\r\n\r\n"
+        server.port, b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     )
     assert status_of(data) == 404
     assert b"SECRET" not in data
@@ -117,10 +119,10 @@ def test_no_path_leaves_the_directory(server: HttpServer, target: bytes) -> None
 def test_pipelined_files_and_text_stay_in_order(server: HttpServer, tree: Path) -> None:
     data, _ = raw_exchange(
         server.port,
-        b"GET /static/big.bin HTTP/1.1\r\n\r\n"
-        b"GET / HTTP/1.1\r\n\r\n"
-        b"GET /static/a.txt HTTP/1.1\r\nRange: bytes=7-11\r\n\r\n"
-        b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=7-11\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     )
     responses = parse_responses(data)
     assert [r.status for r in responses] == [200, 200, 206, 200]
@@ -172,7 +174,7 @@ def test_no_fd_leaks_when_clients_abort_file_transfers(tree: Path) -> None:
         fds_before = lt.call(open_fds)
         for _ in range(5):
             sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-            sock.sendall(b"GET /static/big.bin HTTP/1.1\r\n\r\n")
+            sock.sendall(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
             sock.recv(1000)
             sock.close()  # mid-transfer
         assert lt.wait_until(lambda: not srv.tcp.connections, timeout=30)

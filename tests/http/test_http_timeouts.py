@@ -46,7 +46,7 @@ def test_fresh_connection_that_sends_nothing_closes_after_the_header_timeout() -
 
 def test_idle_keepalive_connection_closes_after_the_keepalive_timeout() -> None:
     with Harness(limits=LIMITS) as h:
-        h.send(b"GET / HTTP/1.1\r\n\r\n")
+        h.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
         h.take()
         served = max(h.conn.last_read, h.conn.last_write)
         h.protocol.check_timeouts(served + 10.9)
@@ -75,7 +75,7 @@ def test_slow_head_gets_408_after_the_header_timeout() -> None:
 
 def test_stalled_body_gets_408_after_the_body_timeout() -> None:
     with Harness(limits=LIMITS) as h:
-        h.send(b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+        h.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
         assert h.protocol.phase == BODY
         h.protocol.check_timeouts(h.conn.last_read + 6.9)
         assert h.take() == b""
@@ -86,7 +86,7 @@ def test_stalled_body_gets_408_after_the_body_timeout() -> None:
 
 def test_lingering_close_ends_after_the_linger_timeout() -> None:
     with Harness(limits=LIMITS) as h:
-        h.send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        h.send(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         assert h.protocol.phase == LINGER
         since = h.protocol.since
         h.protocol.check_timeouts(since + 2.9)
@@ -100,7 +100,7 @@ def test_linger_waits_for_the_last_response_to_leave() -> None:
     """A closing response still being read by a slow client is not cut by the linger
     deadline: it runs from the moment the output has drained."""
     with Harness(big_app(4 * 1024 * 1024), LIMITS) as h:
-        h.send(b"GET /big HTTP/1.1\r\nConnection: close\r\n\r\n", read=False)
+        h.send(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", read=False)
         assert h.protocol.phase == LINGER and h.conn.output_size > 0
         since = h.protocol.since
         h.protocol.check_timeouts(since + 3.5)  # past the linger timeout, output queued
@@ -123,7 +123,7 @@ def test_no_head_deadline_runs_while_the_server_holds_parsing() -> None:
     app, release = gated_slow_app()
     limits = Limits(header_timeout=5.0, max_pending_responses=2)
     with Harness(app, limits) as h:
-        h.send(b"GET /slow HTTP/1.1\r\n\r\n" * 2 + b"GET /slow HTTP/1.1\r\nHost:")
+        h.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n" * 2 + b"GET /slow HTTP/1.1\r\nHost:")
         assert h.protocol.paused and h.protocol.phase == HEADERS
         h.protocol.check_timeouts(h.loop.now + 60.0)
         assert h.protocol.phase == HEADERS, "no 408 for a head the server holds"
@@ -151,7 +151,7 @@ def test_a_client_that_never_reads_is_bounded_then_dropped() -> None:
     then drops the connection."""
     high = 256 * 1024
     with Harness(big_app(64 * 1024), LIMITS, high_water_mark=high) as h:
-        request = b"GET /big HTTP/1.1\r\n\r\n"
+        request = b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n"
         sent = 0
         try:
             for _ in range(2000):
@@ -178,7 +178,7 @@ def test_the_resume_check_of_a_reader_that_stays_full_backs_off() -> None:
     second until the write timeout, not a hundred."""
     high = 256 * 1024
     with Harness(big_app(64 * 1024), LIMITS, high_water_mark=high) as h:
-        burst = b"GET /big HTTP/1.1\r\n\r\n" * 400  # one read larger than FEED_SLICE
+        burst = b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n" * 400  # one read larger than FEED_SLICE
         h.send(burst, read=False)  # parsed slice by slice until the output is full
         assert h.protocol.paused and h.protocol.resume_delay == RESUME_POLL
         delays = []
@@ -195,7 +195,7 @@ def test_a_burst_of_small_requests_for_large_responses_is_paced() -> None:
     high = 256 * 1024
     size = 64 * 1024
     with Harness(big_app(size), LIMITS, high_water_mark=high) as h:
-        h.send(b"GET /big HTTP/1.1\r\n\r\n" * 1000, read=False)
+        h.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n" * 1000, read=False)
         peak = h.conn.output_size
         assert peak < high + FEED_SLICE // 21 * size
         assert len(h.conn.input) > 0  # the rest waits, unparsed
@@ -218,7 +218,7 @@ def test_slowloris_gets_408_and_is_closed_by_the_real_sweep() -> None:
     limits = Limits(header_timeout=0.3, sweep_interval=0.05)
     with live_server(limits=limits) as (_, server):
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\n")
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n")
             received = b""
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -241,6 +241,6 @@ def test_slowloris_gets_408_and_is_closed_by_the_real_sweep() -> None:
 def test_idle_state_is_back_after_each_request() -> None:
     with Harness(limits=LIMITS) as h:
         for _ in range(3):
-            h.send(b"POST /echo HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+            h.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi")
             assert h.protocol.phase == IDLE
         assert len(h.responses()) == 3

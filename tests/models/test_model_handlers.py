@@ -55,7 +55,7 @@ def test_http_request_split_at_every_byte(http_peer: socket.socket) -> None:
 
 
 def test_http_unknown_path_is_404(http_peer: socket.socket) -> None:
-    http_peer.sendall(b"GET /nope HTTP/1.1\r\n\r\n")
+    http_peer.sendall(b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
     assert http_peer.recv(4096).startswith(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n")
 
 

@@ -25,7 +25,7 @@ from ioreactor.models.base import ModelOptions, ServerModel
 from ioreactor.models.registry import MODELS, create_model
 
 CLIENTS = 20
-PINGS = {"echo": (b"ping", b"ping"), "http": (b"GET / HTTP/1.1\r\n\r\n", HELLO_RESPONSE)}
+PINGS = {"echo": (b"ping", b"ping"), "http": (b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", HELLO_RESPONSE)}
 
 
 def run_clients(address: tuple[str, int], protocol: str, clients: int = CLIENTS) -> None:

@@ -111,7 +111,9 @@ _COLLECT: list[bytes] = []
 _SPECIAL_FIELDS = frozenset(
     {b"expect", b"upgrade", b"connection", b"content-length", b"transfer-encoding"}
 )
-_SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL_FIELDS)
+#: Field name lengths worth lowering to compare: the special fields', and ``host`` (each
+#: HTTP/1.1 request needs exactly one: RFC 9112 3.2), which is counted, not special.
+_SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL_FIELDS | {b"host"})
 
 
 class _StopParsing(Exception):
@@ -156,6 +158,7 @@ class HttpProtocol:
         "phase",
         "paused",
         "careful",
+        "hosts",
         "special",
         "parser",
         "raw",
@@ -217,6 +220,8 @@ class HttpProtocol:
         #: per read when a head began in an earlier read or the read is larger than
         #: ``HttpHandler.small_read``, and by on_header for a field the protocol must act on.
         self.careful = False
+        #: ``Host`` fields in the current head (the short path takes exactly one).
+        self.hosts = 0
         self.special = False
         self.request: Request | None = None
         self.route: Route | None = None
@@ -389,6 +394,12 @@ class HttpProtocol:
         else:
             version = "1.1"  # as on the short path
             send_continue = False
+        hosts = self.hosts
+        self.hosts = 0
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            # RFC 9112 3.2: a 1.1 request names exactly one host; several are ambiguous
+            # (which one does a proxy in front of us route by?).
+            raise HttpError(400, f"{hosts} Host fields: exactly one is required", close=True)
         target = url.decode("latin-1")
         path, query = split_target(target)
         request = incoming(method, target, path, query, raw, self.conn.peer, version)
@@ -475,6 +486,7 @@ class HttpProtocol:
         self.special = False
         self.phase = IDLE
         self.raw = None  # the trailer fields of a chunked body, if any: ignored
+        self.hosts = 0  # (a Host among them too)
         request = self.request
         if request is None:  # pragma: no cover - llhttp always completes a begun head
             return
@@ -924,8 +936,12 @@ class ParserCallbacks:
             raw.append(value)
             if len(raw) > p.http.max_raw_fields:
                 raise HttpError(431, "Request Header Fields Too Large", close=True)
-        if len(name) in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
-            p.careful = True  # the general path reads the fields
+        if len(name) in _SPECIAL_LENGTHS:
+            lower = name.lower()
+            if lower == b"host":
+                p.hosts += 1
+            elif lower in _SPECIAL_FIELDS:
+                p.careful = True  # the general path reads the fields
 
     def headers_complete(self) -> None:
         p = self.protocol
@@ -935,11 +951,12 @@ class ParserCallbacks:
         url = p.url
         p.url = b""
         plain = p.routes.get(parser.get_method())
-        if plain is None or p.careful or not parser.should_keep_alive():
+        if plain is None or p.careful or p.hosts != 1 or not parser.should_keep_alive():
             p.phase = BODY
             p.body_fed = 0
             p._general_route(p._general_head(raw, url))
             return
+        p.hosts = 0
         # The short path. Keep-alive without a Connection field: HTTP/1.1. Neither
         # Content-Length nor Transfer-Encoding: no body, so the request is complete now
         # and is answered here (on_message_complete follows at once). The head lay within
