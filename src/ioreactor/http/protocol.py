@@ -111,9 +111,7 @@ _COLLECT: list[bytes] = []
 _SPECIAL_FIELDS = frozenset(
     {b"expect", b"upgrade", b"connection", b"content-length", b"transfer-encoding"}
 )
-#: Field name lengths worth lowering to compare: the special fields', and ``host`` (each
-#: HTTP/1.1 request needs exactly one: RFC 9112 3.2), which is counted, not special.
-_SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL_FIELDS | {b"host"})
+_SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL_FIELDS)
 
 
 class _StopParsing(Exception):
@@ -936,12 +934,11 @@ class ParserCallbacks:
             raw.append(value)
             if len(raw) > p.http.max_raw_fields:
                 raise HttpError(431, "Request Header Fields Too Large", close=True)
-        if len(name) in _SPECIAL_LENGTHS:
-            lower = name.lower()
-            if lower == b"host":
-                p.hosts += 1
-            elif lower in _SPECIAL_FIELDS:
-                p.careful = True  # the general path reads the fields
+        n = len(name)
+        if n == 4 and (name == b"Host" or name.lower() == b"host"):
+            p.hosts += 1  # each HTTP/1.1 request needs exactly one (RFC 9112 3.2)
+        elif n in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
+            p.careful = True  # the general path reads the fields
 
     def headers_complete(self) -> None:
         p = self.protocol
