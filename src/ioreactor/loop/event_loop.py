@@ -72,7 +72,9 @@ class _Waker:
         self._pair: tuple[socket.socket, socket.socket] | None = None
         #: wake() runs on any thread, close() on the loop's: without the lock a wake that
         #: read the fd just before close() could write into a file that reused the number.
-        self._lock = threading.Lock()
+        #: Reentrant: a signal handler that wakes the loop may run on the main thread
+        #: while that thread is inside wake() or close().
+        self._lock = threading.RLock()
         if hasattr(os, "eventfd"):
             self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             self.kind = "eventfd"
