@@ -58,7 +58,16 @@ def test_one_server_serves_tcp_udp_and_unix_with_a_socket_option(tmp_path: Path)
             assert s.recv(4) == b"unix"
     finally:
         server.terminate()
-        assert server.wait(20) == 0
+        try:
+            # communicate(), not wait(): a server that logs a lot must not block on a
+            # full stderr pipe while the test waits for it to exit.
+            _, err = server.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            _, err = server.communicate()
+            raise AssertionError(f"no exit 20 s after SIGTERM: {err[-3000:]}") from None
+    assert server.returncode == 0, err[-3000:]
+    assert "Traceback" not in err and " ERROR " not in err, err[-3000:]
     assert not path.exists(), "the socket file is removed on shutdown"
 
 
