@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ioreactor.cli.bench._args import int_list
 from ioreactor.loop.poller import available_pollers
 
 if TYPE_CHECKING:
@@ -298,18 +299,6 @@ def line_plot(results: Sequence[BenchResult], path: Path, title: str) -> Path | 
     return path
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part.replace("_", "")) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"connection counts must be >= 1, got {text!r}")
-    return values
-
-
 def _server_list(text: str) -> tuple[str, ...]:
     names = tuple(text.split(","))
     unknown = [n for n in names if n not in HTTP_SERVERS]
@@ -331,7 +320,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--conns",
-        type=_int_list,
+        type=int_list,
         default=None,
         help="e.g. 100,1000,10000 (default: that, or 256 with --pipeline > 1)",
     )
