@@ -13,7 +13,7 @@ import pytest
 
 SERVER = (
     "import sys\n"
-    "from ioreactor.net.endpoints import serve_echo\n"
+    "from ioreactor.echo import serve_echo\n"
     "sys.exit(serve_echo(sys.argv[1:]))\n"
 )
 

@@ -12,12 +12,12 @@ import time
 import pytest
 from http_support import live_server, raw_exchange
 
-from ioreactor.bench.http_load import HttpLoadConfig, parse_wrk_output, run_http_load
-from ioreactor.bench.http_peers import http_peer_command, unavailable
-from ioreactor.bench.pinning import free_port, wait_for_port
-from ioreactor.bench.report import BenchResult, median_rounds, round_ratios
-from ioreactor.cli.bench.http import target_lines
 from ioreactor.http.limits import Limits
+from ioreactor_tools.bench.http_load import HttpLoadConfig, parse_wrk_output, run_http_load
+from ioreactor_tools.bench.http_peers import http_peer_command, unavailable
+from ioreactor_tools.bench.pinning import free_port, wait_for_port
+from ioreactor_tools.bench.report import BenchResult, median_rounds, round_ratios
+from ioreactor_tools.cli.bench.http import target_lines
 
 
 @pytest.mark.parametrize("pipeline", [1, 8])

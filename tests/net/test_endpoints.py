@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from net_support import HAS_IPV6, fd_count, needs_ipv6
 
-from ioreactor.echo import EchoHandler
+from ioreactor.echo import DatagramEchoHandler, EchoHandler, start_echo
 from ioreactor.net.address import AddressError, parse_address
-from ioreactor.net.endpoints import DatagramEchoHandler, Endpoints, StreamServer, start_echo
+from ioreactor.net.endpoints import Endpoints, StreamServer
 from ioreactor.net.sockopt import KeepAlive, SockOptError, parse_sockopt
 from ioreactor.testing import LoopThread
 
@@ -272,7 +272,7 @@ def test_serve_echo_runs_until_sigterm_and_cleans_up(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "ioreactor.bench.udp_load",
+            "ioreactor_tools.bench.udp_load",
             "ioreactor",
             "--listen",
             f"unix://{path}",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httptools
 
-from ioreactor.bench.procstat import sample_tree
+from ioreactor_tools.bench.procstat import sample_tree
 
 #: Liveness bound for anything a test waits for.
 TIMEOUT = 30.0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ioreactor.bench.soak import SoakConfig, parse_mix
+from ioreactor_tools.bench.soak import SoakConfig, parse_mix
 
 TINY_TIMEOUT = 120
 

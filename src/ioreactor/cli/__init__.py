@@ -1,9 +1,13 @@
 """The one entry point, ``ioreactor``.
 
-Every module in this package (and in its ``bench`` and ``lab`` sub-packages) that defines
-``register(subparsers)`` adds the sub-command named after the module (``echo_client`` ->
-``echo-client``), so each capability owns its CLI code and this file never changes when
-one lands.
+Every module in this package that defines ``register(subparsers)`` adds the sub-command
+named after the module (``echo_client`` -> ``echo-client``), so each capability owns its
+CLI code and this file never changes when one lands.
+
+Other distributions add commands through the ``ioreactor.commands`` entry-point group
+(``ioreactor[tools]`` adds ``lab``, ``bench``, ``model`` and ``echo-client`` that way):
+an entry point names a module with ``register(subparsers)``, or a package, which becomes
+a command group whose sub-commands are its modules (``ioreactor bench echo``).
 
 Only the module of the command being run is imported: a server started with
 ``ioreactor echo`` does not pay for the benchmarks' imports (asyncio, rich, matplotlib)
@@ -18,30 +22,35 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from types import ModuleType
 
-GROUPS = {
-    "bench": "benchmarks against the peer servers, side by side",
-    "lab": "experiments on the real kernel, one per course concept",
-}
+#: The entry-point group through which other distributions add commands.
+PLUGIN_GROUP = "ioreactor.commands"
 
 
-def _command_name(module_name: str) -> str:
-    return module_name.replace("_", "-")
+def command_name(module_name: str) -> str:
+    """The command a module defines: its last name, ``_`` spelled ``-``."""
+    return module_name.rsplit(".", 1)[-1].replace("_", "-")
 
 
-def _modules(package: str, wanted: str | None) -> list[ModuleType]:
+def command_modules(package: str, wanted: str | None) -> list[ModuleType]:
     """The command modules of ``package``: only ``wanted``'s when it names one."""
     pkg = importlib.import_module(package)
     names = sorted(
         info.name
         for info in pkgutil.iter_modules(pkg.__path__)
-        if not info.name.startswith("_") and info.name not in GROUPS
+        if not info.name.startswith("_") and not info.ispkg
     )
-    if wanted is not None and wanted in {_command_name(n) for n in names}:
-        names = [n for n in names if _command_name(n) == wanted]
+    if wanted is not None and wanted in {command_name(n) for n in names}:
+        names = [n for n in names if command_name(n) == wanted]
     modules = [importlib.import_module(f"{package}.{name}") for name in names]
     return [m for m in modules if hasattr(m, "register")]
+
+
+def _plugins() -> dict[str, str]:
+    """Command name -> module path, for every installed ``ioreactor.commands`` plugin."""
+    return {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)}
 
 
 def _first_positional(argv: Sequence[str]) -> tuple[str | None, list[str]]:
@@ -51,6 +60,25 @@ def _first_positional(argv: Sequence[str]) -> tuple[str | None, list[str]]:
         if option == "--log-level" and args:
             args.pop(0)
     return (args[0] if args else None), args[1:]
+
+
+def _add_plugin(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    module_path: str,
+    rest: list[str],
+) -> None:
+    module = importlib.import_module(module_path)
+    if not hasattr(module, "__path__"):
+        module.register(subparsers)
+        return
+    # A package: a command group, one sub-command per module.
+    help_text = (module.__doc__ or name).strip().splitlines()[0]
+    group = subparsers.add_parser(name, help=help_text)
+    group_sub = group.add_subparsers(dest=f"{name}_command", metavar="NAME", required=True)
+    sub_command, _ = _first_positional(rest)
+    for sub in command_modules(module_path, sub_command):
+        sub.register(group_sub)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -63,15 +91,17 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING, ...)"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in _modules("ioreactor.cli", None if command in GROUPS else command):
+    plugins = _plugins()
+    if command in plugins:
+        _add_plugin(subparsers, command, plugins[command], rest)
+        return parser
+    own = command_modules("ioreactor.cli", command)
+    for module in own:
         module.register(subparsers)
-    for name, help_text in GROUPS.items():
-        group = subparsers.add_parser(name, help=help_text)
-        group_sub = group.add_subparsers(dest=f"{name}_command", metavar="NAME", required=True)
-        if command is None or command == name:
-            sub_command, _ = _first_positional(rest)
-            for module in _modules(f"ioreactor.cli.{name}", sub_command):
-                module.register(group_sub)
+    if command not in {command_name(m.__name__) for m in own}:
+        # --help, or a name nobody has: every command, so argparse can list them.
+        for name, module_path in sorted(plugins.items()):
+            _add_plugin(subparsers, name, module_path, rest)
     return parser
 
 

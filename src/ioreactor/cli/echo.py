@@ -3,7 +3,7 @@
 One stream address (TCP or Unix) runs on the multi-core layer: one loop, sub-reactor
 threads or worker processes. Several addresses, a datagram address, socket options or
 a peer-credential check run one process with one loop serving every listener
-(:func:`ioreactor.net.endpoints.serve_echo`).
+(:func:`ioreactor.echo.serve_echo`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if single_stream and not args.sockopt and not args.allow_uid:
         args.listen = listens[0]
         return run_server(EchoHandler, **serving_options(args))
-    from ioreactor.net.endpoints import serve_echo
+    from ioreactor.echo import serve_echo
     from ioreactor.net.sockopt import SockOptError
 
     try:

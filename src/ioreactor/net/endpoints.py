@@ -1,4 +1,4 @@
-"""Start any mix of TCP, UDP and Unix listeners from address strings: ``ioreactor echo``.
+"""Start any mix of TCP, UDP and Unix listeners from address strings (``ioreactor echo``).
 
 One stream :class:`Handler` serves every ``tcp://`` and ``unix://`` listener, one
 :class:`DatagramHandler` every ``udp://`` and ``unix-dgram://`` one. Everything is
@@ -19,13 +19,10 @@ socket IPv6-only automatically (else the two would collide on the IPv4 side), un
 from __future__ import annotations
 
 import logging
-import signal
 import socket
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from typing import Any
 
-from ioreactor.echo import EchoHandler
-from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.acceptor import BACKLOG, open_listener
 from ioreactor.net.address import (
@@ -114,14 +111,6 @@ class StreamServer(TcpServer):
             except OSError as exc:  # the peer already reset it; TcpServer drops it too
                 log.debug("%s on an accepted socket: %s", opt, exc)
         super()._on_accept(sock, peer)
-
-
-class DatagramEchoHandler(DatagramHandler):
-    """Sends every datagram back to where it came from (RFC 862 over UDP)."""
-
-    def on_datagram(self, endpoint: UdpEndpoint, data: bytes, addr: Any) -> None:
-        if addr is not None or endpoint.peer is not None:  # None: an unbound Unix sender
-            endpoint.send(data, addr)
 
 
 def parse_listen_addresses(items: Iterable[str | Address]) -> list[Address]:
@@ -250,56 +239,3 @@ class Endpoints:
             server.close()
         for endpoint in self.datagram_endpoints:
             endpoint.force_close()
-
-
-def start_echo(
-    loop: EventLoop,
-    addresses: Sequence[str | Address],
-    *,
-    sockopts: Iterable[str | SockOpt] = (),
-    allowed_uids: Collection[int] | None = None,
-    backlog: int = BACKLOG,
-) -> Endpoints:
-    """Echo on every address, any mix of kinds: what ``ioreactor echo --listen ...`` runs."""
-    return Endpoints(
-        loop,
-        addresses,
-        handler=EchoHandler(),
-        datagram_handler=DatagramEchoHandler(),
-        sockopts=sockopts,
-        allowed_uids=allowed_uids,
-        backlog=backlog,
-    ).start()
-
-
-def serve_echo(
-    addresses: Sequence[str | Address],
-    *,
-    sockopts: Iterable[str | SockOpt] = (),
-    allowed_uids: Collection[int] | None = None,
-    poller: str | None = None,
-    backlog: int = BACKLOG,
-) -> int:
-    """Echo on ``addresses`` in this process until SIGINT/SIGTERM; the exit status.
-
-    Bad addresses or options raise before anything binds (:class:`AddressError`,
-    :class:`SockOptError`, ``ValueError``); a bind failure raises ``OSError`` naming the
-    address, with nothing left open.
-    """
-    loop = new_loop(poller, name="echo")
-    try:
-        endpoints = start_echo(
-            loop, addresses, sockopts=sockopts, allowed_uids=allowed_uids, backlog=backlog
-        )
-    except BaseException:
-        loop.close()
-        raise
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, loop.stop)
-    log.info("echo on %s (poller %s)", ", ".join(endpoints.bound()), loop.poller.name)
-    try:
-        loop.run()
-    finally:
-        endpoints.close()
-        loop.close()
-    return 0

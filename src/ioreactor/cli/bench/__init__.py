@@ -1,1 +1,0 @@
-"""`ioreactor bench ...`: one module per benchmark."""

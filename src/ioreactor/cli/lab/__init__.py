@@ -1,1 +1,0 @@
-"""`ioreactor lab ...`: one module per experiment."""

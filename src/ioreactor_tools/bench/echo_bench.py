@@ -1,0 +1,202 @@
+"""``ioreactor bench echo``: the echo server against the asyncio and uvloop peers.
+
+For each connection count, each server in turn runs pinned to the server core while the
+echo load (:mod:`ioreactor_tools.bench.echo_load`) runs on the load core; the server's process
+tree CPU time is read from ``/proc`` right before and right after the measured window
+(after a warm-up on the same connections), so ``CPU µs/msg`` is server CPU over exactly
+the messages counted. All servers run in one invocation, so their ratios compare like
+with like on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
+from ioreactor_tools.bench.pinning import (
+    CorePlan,
+    ServerProcess,
+    core_plan,
+    free_port,
+    pin_current_process,
+)
+from ioreactor_tools.bench.procstat import TreeSample
+from ioreactor_tools.bench.report import BenchResult, round_ratios, window_result
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: Seconds of unmeasured traffic on the same connections before each window.
+WARMUP = 1.0
+#: fds a load process keeps for itself besides its connections.
+FD_RESERVE = 100
+#: The issue's targets: ioreactor's CPU per message over each peer's, at most.
+TARGETS = {"asyncio": 0.9, "uvloop": 1.0}
+
+
+def echo_server_args(port: int, poller: str | None = None, workers: int = 0) -> list[str]:
+    """``ioreactor`` arguments for the echo server: one process with one loop by default
+    (like for like with the peers), or ``workers`` processes."""
+    args = ["echo", "--listen", f"127.0.0.1:{port}", "--workers", str(workers)]
+    return [*args, "--poller", poller] if poller else args
+
+
+def ioreactor_echo_command(port: int, poller: str | None = None, conns: int = 0) -> list[str]:
+    """One process, unless ``conns`` needs more fds than one process may hold here:
+    then as many worker processes as that takes (``--conns 20000`` on a 20,000-fd limit)."""
+    needed = load_processes(conns) if conns else 1
+    workers = 0 if needed == 1 else max(needed, os.cpu_count() or 1)
+    return [sys.executable, "-m", "ioreactor", *echo_server_args(port, poller, workers)]
+
+
+def _peer(name: str) -> Callable[[int, str | None, int], list[str]]:
+    def command(port: int, poller: str | None, conns: int) -> list[str]:  # one loop kind
+        from ioreactor_tools.bench.peers import echo_peer_command  # asyncio: load only here
+
+        return echo_peer_command(name, port)
+
+    return command
+
+
+#: Server name -> command for (port, poller, conns).
+ECHO_SERVERS: dict[str, Callable[[int, str | None, int], list[str]]] = {
+    "ioreactor": ioreactor_echo_command,
+    "asyncio": _peer("asyncio-echo"),
+    "uvloop": _peer("uvloop-echo"),
+}
+
+
+@dataclass(frozen=True)
+class EchoBenchConfig:
+    conns: tuple[int, ...] = (100, 1000)
+    size: int = 1024
+    duration: float = 10.0
+    warmup: float = WARMUP
+    pipeline: int = 1
+    poller: str | None = None
+    servers: tuple[str, ...] = tuple(ECHO_SERVERS)
+    #: Repeat the whole comparison (servers interleaved); verdicts use the median.
+    rounds: int = 1
+
+
+def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
+    """Servers that cannot run here, with the reason."""
+    from ioreactor_tools.bench.peers import uvloop_available
+
+    skipped = {}
+    if "uvloop" in servers and (reason := uvloop_available()) is not None:
+        skipped["uvloop"] = reason
+    return skipped
+
+
+def load_processes(conns: int) -> int:
+    """Processes the load needs so that none exceeds its fd limit."""
+    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
+    return max(1, math.ceil(conns / per_process))
+
+
+def measure_echo_server(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    conns: int,
+    config: EchoBenchConfig,
+    plan: CorePlan,
+    *,
+    progress: bool = False,
+) -> BenchResult:
+    """Start ``command`` pinned, drive the echo load, and charge its CPU per message."""
+    samples: dict[str, TreeSample] = {}
+    with ServerProcess(command, port=port, core=plan.server) as server:
+        load = run_echo_load(
+            EchoLoadConfig(
+                host="127.0.0.1",
+                port=port,
+                conns=conns,
+                size=config.size,
+                duration=config.duration,
+                pipeline=config.pipeline,
+                procs=load_processes(conns),
+                warmup=config.warmup,
+                poller=config.poller,
+            ),
+            on_start=lambda: samples.__setitem__("before", server.sample(count_fds=False)),
+            on_end=lambda: samples.__setitem__("after", server.sample()),
+            progress=progress,
+        )
+    before, after = samples["before"], samples["after"]
+    return window_result(
+        name,
+        conns,
+        ops=load.messages,
+        duration=load.duration,
+        latency_us=load.latency_us,
+        errors=load.errors,
+        before=before,
+        after=after,
+        extra={
+            "size": config.size,
+            "pipeline": config.pipeline,
+            "connected": load.connected,
+            "server_fds": after.fds,
+            "server_processes": len(after.pids),
+            "load_processes": load.procs,
+            "command": " ".join(command),
+        },
+    )
+
+
+def run_echo_bench(
+    config: EchoBenchConfig, *, console: Console | None = None, progress: bool = False
+) -> list[BenchResult]:
+    """Every server at every connection count, in one run; the load pins this process."""
+    from rich.console import Console
+
+    plan = core_plan()
+    console = console or Console()
+    pin_current_process(plan.load)
+    skipped = skipped_servers(config.servers)
+    for name, reason in skipped.items():
+        console.print(f"[yellow]skipping {name}: {reason}[/]")
+    results = []
+    for round_no in range(config.rounds):
+        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
+        for conns in config.conns:
+            for name in config.servers:
+                if name in skipped:
+                    continue
+                port = free_port()
+                command = ECHO_SERVERS[name](port, config.poller, conns)
+                console.print(f"[dim]{label}{name}: {conns:,} conns, {config.duration:g} s ...[/]")
+                result = measure_echo_server(
+                    name, command, port, conns, config, plan, progress=progress
+                )
+                result.extra["round"] = round_no
+                results.append(result)
+    return results
+
+
+def target_lines(results: Sequence[BenchResult]) -> list[str]:
+    """One line per connection count and peer: ioreactor's ratio against its target --
+    with several rounds, the median of the per-round ratios (each in brackets)."""
+    lines = []
+    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
+        for peer, target in TARGETS.items():
+            values = round_ratios(results, "ioreactor", conns, peer)
+            if not values:
+                continue
+            value = statistics.median(values)
+            verdict = "meets" if value <= target else "MISSES"
+            each = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+            lines.append(
+                f"{conns:,} conns: ioreactor / {peer} = {value:.2f} "
+                f"({verdict} the target <= {target:.2f}){each}"
+            )
+    return lines

@@ -1,0 +1,199 @@
+"""Pin the server to one core and the load to another; run a server as a subprocess.
+
+The method of every ``ioreactor bench`` command: the server under test runs alone on
+core 0 (``taskset -c 0``), the load generator on core 1, so the server's CPU time is its
+own and the two never fight for one core. :class:`ServerProcess` starts a server command
+pinned, waits until its port accepts connections, samples its process tree and stops it
+with SIGTERM, then SIGKILL for the whole process group after a grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from ioreactor_tools.bench.procstat import TreeSample, sample_tree
+
+log = logging.getLogger("ioreactor_tools.bench")
+
+#: How long a server may take to accept its first connection.
+READY_TIMEOUT = 15.0
+#: How long a server has to exit after SIGTERM before the group gets SIGKILL.
+STOP_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class CorePlan:
+    """Which cores the server and the load run on (None: not pinned)."""
+
+    server: int | None
+    load: int | None
+
+    @property
+    def pinned(self) -> bool:
+        return self.server is not None
+
+
+def core_plan() -> CorePlan:
+    """Server on the first core this process may use, load on the second.
+
+    With a single usable core nothing is pinned (server and load then share it, and the
+    report says so through ``CorePlan.pinned``).
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return CorePlan(None, None)
+    return CorePlan(cores[0], cores[1])
+
+
+def pinned_command(command: Sequence[str], core: int | None) -> list[str]:
+    """``command`` prefixed with ``taskset -c CORE`` (unchanged when taskset is missing)."""
+    if core is None or shutil.which("taskset") is None:
+        return list(command)
+    return ["taskset", "-c", str(core), *command]
+
+
+def pin_current_process(core: int | None) -> None:
+    """Pin this process (the load generator) to ``core``; its children inherit it."""
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel reports free now (a small race with other binders, fine here)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for_port(
+    host: str,
+    port: int,
+    timeout: float = READY_TIMEOUT,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    """Return once ``host:port`` accepts a TCP connection; raise if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"nothing accepted on {host}:{port} within {timeout} s"
+                ) from None
+            time.sleep(0.05)
+
+
+class ServerProcess:
+    """A server command run as a pinned subprocess in its own process group.
+
+    ``command`` must make the server listen on ``host:port``. Use as a context manager::
+
+        with ServerProcess(["ioreactor", "echo", "--listen", f"127.0.0.1:{port}"],
+                           port=port, core=plan.server) as server:
+            before = server.sample()
+            ...
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        port: int,
+        host: str = "127.0.0.1",
+        core: int | None = None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+        stop_grace: float = STOP_GRACE,
+        quiet: bool = True,
+    ) -> None:
+        self.command = list(command)
+        self.host = host
+        self.port = port
+        self.core = core
+        self.env = env
+        self.ready_timeout = ready_timeout
+        self.stop_grace = stop_grace
+        self.quiet = quiet
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise RuntimeError("server not started")
+        return self.proc.pid
+
+    def start(self) -> ServerProcess:
+        command = pinned_command(self.command, self.core)
+        use_taskset = command[0] == "taskset"
+        core = self.core
+
+        def pin_in_child() -> None:  # fallback when taskset is missing
+            if core is not None and not use_taskset:
+                os.sched_setaffinity(0, {core})
+
+        env = None if self.env is None else {**os.environ, **self.env}
+        output = subprocess.DEVNULL if self.quiet else None
+        self.proc = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,  # its own group: SIGKILL reaches forked workers too
+            preexec_fn=None if use_taskset or core is None else pin_in_child,
+        )
+        try:
+            wait_for_port(self.host, self.port, self.ready_timeout, self.proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def sample(self, *, count_fds: bool = True) -> TreeSample:
+        """CPU, RSS and fds of the server's process tree (taskset execs in place)."""
+        return sample_tree(self.pid, count_fds=count_fds)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL to the process group after the grace period; the status."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(self.stop_grace)
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "%s ignored SIGTERM for %.1f s; killing", self.command[0], self.stop_grace
+                )
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the leader or any worker left behind
+        except (ProcessLookupError, PermissionError):
+            pass
+        return proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

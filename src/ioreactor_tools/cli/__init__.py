@@ -1,0 +1,2 @@
+"""The tools' commands, added to ``ioreactor`` through the ``ioreactor.commands`` entry
+points (see :mod:`ioreactor.cli`): ``lab``, ``bench``, ``model`` and ``echo-client``."""

@@ -1,0 +1,123 @@
+"""`ioreactor bench echo`: echo server CPU per message against the asyncio/uvloop peers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ioreactor_tools.bench.chart import bar_chart
+from ioreactor_tools.bench.echo_bench import (
+    ECHO_SERVERS,
+    WARMUP,
+    EchoBenchConfig,
+    run_echo_bench,
+    target_lines,
+)
+from ioreactor_tools.bench.pinning import core_plan
+from ioreactor_tools.bench.report import RESULTS_DIR, median_rounds, print_table
+from ioreactor_tools.cli.bench._args import (
+    add_poller_option,
+    bench_console,
+    int_list,
+    name_list,
+    save_results,
+    warn_if_unpinned,
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "echo",
+        help="TCP echo: ioreactor vs asyncio vs uvloop, server CPU µs per message",
+        description="Runs each echo server pinned to one core with the load on another, "
+        "reads the server's CPU time from /proc around a fixed window, and prints CPU µs "
+        "per message, messages/s, latency and RSS with the ratio to each peer.",
+    )
+    p.add_argument("--conns", type=int_list, default=(100, 1000), help="e.g. 100,1000")
+    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
+    p.add_argument("--pipeline", type=int, default=1, help="messages in flight per connection")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the whole comparison N times, servers interleaved; the table shows "
+        "each server's median round, the verdicts the median of the per-round ratios",
+    )
+    add_poller_option(p, help="ioreactor's backend")
+    p.add_argument(
+        "--servers",
+        type=name_list(ECHO_SERVERS),
+        default=tuple(ECHO_SERVERS),
+        help="comma-separated",
+    )
+    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for JSON and PNG")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def reproduce_command(config: EchoBenchConfig) -> str:
+    """The command line that reruns this benchmark."""
+    parts = [
+        "ioreactor bench echo",
+        f"--conns {','.join(map(str, config.conns))}",
+        f"--size {config.size}",
+        f"--duration {config.duration:g}",
+        f"--warmup {config.warmup:g}",
+    ]
+    if config.pipeline != 1:
+        parts.append(f"--pipeline {config.pipeline}")
+    if config.poller:
+        parts.append(f"--poller {config.poller}")
+    if config.servers != tuple(ECHO_SERVERS):
+        parts.append(f"--servers {','.join(config.servers)}")
+    if config.rounds > 1:
+        parts.append(f"--rounds {config.rounds}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = bench_console()
+    config = EchoBenchConfig(
+        conns=args.conns,
+        size=args.size,
+        duration=args.duration,
+        warmup=args.warmup,
+        pipeline=args.pipeline,
+        poller=args.poller,
+        servers=args.servers,
+        rounds=args.rounds,
+    )
+    if config.rounds < 1:
+        console.print("[red]ioreactor bench echo: --rounds must be >= 1[/]")
+        return 2
+    plan = core_plan()
+    warn_if_unpinned(console, plan)
+    results = run_echo_bench(
+        config, console=console, progress=not args.no_progress and console.is_terminal
+    )
+    baselines = [name for name in ("asyncio", "uvloop") if any(r.name == name for r in results)]
+    rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
+    title = (
+        f"TCP echo, {args.size} B ping-pong, {args.duration:g} s per server{rounds} "
+        f"(server on core {plan.server}, load on core {plan.load})"
+    )
+    shown = median_rounds(results) if config.rounds > 1 else results
+    print_table(shown, baselines, title=title, console=console)
+    for line in target_lines(results):
+        console.print(line)
+    command = reproduce_command(config)
+    console.print(f"command: {command}")
+    json_path = save_results(
+        console,
+        args.out,
+        "echo",
+        results,
+        command,
+        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+    )
+    chart = bar_chart(shown, json_path.with_suffix(".png"), title=title)
+    if chart is not None:
+        console.print(f"chart:   {chart}")
+    return 1 if any(r.error_count for r in results) else 0

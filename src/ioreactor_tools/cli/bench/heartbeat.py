@@ -1,0 +1,55 @@
+"""`ioreactor bench heartbeat`: idle heartbeating connections and frame decoding cost.
+
+Only the arguments live here; the benchmark is :mod:`ioreactor_tools.bench.heartbeat_bench`,
+imported when the command runs so that other commands do not load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ioreactor_tools.bench import PEER_SERVERS
+from ioreactor_tools.cli.bench._args import add_poller_option, int_list, name_list
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "heartbeat",
+        help="server CPU of N idle heartbeating connections, and per length-prefixed frame",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--only", choices=("idle", "frames"), default=None, help="one part only")
+    p.add_argument(
+        "--conns",
+        type=int_list,
+        default=(1000, 5000, 10_000),
+        help="idle: connection counts (default 1000,5000,10000)",
+    )
+    p.add_argument("--interval", type=float, default=1.0, help="idle: heartbeat interval (s)")
+    p.add_argument("--misses", type=int, default=3, help="idle: unanswered pings allowed")
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="unmeasured seconds first (default: 2 intervals idle, 1 s frames)",
+    )
+    p.add_argument("--frame-conns", type=int, default=100, help="frames: connections")
+    p.add_argument("--frame-size", type=int, default=64, help="frames: payload bytes")
+    p.add_argument("--frames-per-write", type=int, default=16, help="frames: per write")
+    p.add_argument(
+        "--servers",
+        type=name_list(PEER_SERVERS),
+        default=PEER_SERVERS,
+        help="ioreactor,asyncio,uvloop",
+    )
+    add_poller_option(p)
+    p.add_argument("--out", default="bench-results", help="directory for the JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ioreactor_tools.bench.heartbeat_bench import run as run_benchmark
+
+    return run_benchmark(args)

@@ -1,0 +1,424 @@
+"""`ioreactor bench http`: the HTTP server against minimal asyncio/uvloop+httptools peers.
+
+For each connection count, each server in turn runs alone, pinned to the server core,
+while the load (wrk when installed, else ioreactor's own generator) runs on the load
+core: keep-alive ``GET /``, ``--pipeline`` requests per write. The server's process-tree
+CPU time is read from ``/proc`` right before and after the measured window (after a
+warm-up on the same connections), so ``CPU µs/req`` is server CPU over exactly the
+requests counted. All servers run in one invocation: their ratios compare like with like.
+On a shared machine one window's ratio moves by tenths: ``--rounds N`` repeats the whole
+cycle N times (servers interleaved, so a busy spell hits them alike), shows each server's
+median round and judges the targets by the median of the per-round ratios. Prints the
+table, the targets, and writes JSON (every round) and a PNG (req/s and CPU µs/req
+against connections).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ioreactor.loop.poller import available_pollers
+from ioreactor_tools.cli.bench._args import int_list
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ioreactor_tools.bench.pinning import CorePlan
+    from ioreactor_tools.bench.report import BenchResult
+
+#: Seconds of unmeasured traffic on the same connections before each window.
+WARMUP = 1.0
+#: Default connection counts: keep-alive, and pipelined.
+KEEPALIVE_CONNS = (100, 1000, 10_000)
+PIPELINED_CONNS = (256,)
+#: The targets: ioreactor's CPU per request over uvloop's (keep-alive), and the absolute
+#: CPU per request with 16 pipelined requests per write.
+UVLOOP_RATIO_TARGET = 1.0
+PIPELINED_CPU_TARGET_US = 1.5
+#: fds a load process keeps for itself besides its connections.
+FD_RESERVE = 100
+#: Console width when the output is not a terminal.
+TABLE_WIDTH = 160
+
+
+def ioreactor_command(port: int, poller: str | None) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "ioreactor",
+        "serve",
+        "--workers",
+        "0",
+        "--listen",
+        f"127.0.0.1:{port}",
+        # the peers never close a connection or time one out: neither do we, here (a
+        # ramp-up of 10,000 connections on a busy machine outlasts the header timeout)
+        "--max-requests",
+        str(10**9),
+        "--keepalive-timeout",
+        "3600",
+        "--header-timeout",
+        "3600",
+    ]
+    return [*command, "--poller", poller] if poller else command
+
+
+def _peer(name: str) -> Callable[[int, str | None], list[str]]:
+    def command(port: int, poller: str | None) -> list[str]:
+        from ioreactor_tools.bench.http_peers import http_peer_command
+
+        return http_peer_command(name, port)
+
+    return command
+
+
+#: Server name -> command for (port, poller); the peers ignore the poller.
+HTTP_SERVERS: dict[str, Callable[[int, str | None], list[str]]] = {
+    "ioreactor": ioreactor_command,
+    "asyncio": _peer("asyncio-http"),
+    "uvloop": _peer("uvloop-http"),
+    "aiohttp": _peer("aiohttp-http"),
+}
+DEFAULT_SERVERS = ("ioreactor", "asyncio", "uvloop", "aiohttp")
+
+
+@dataclass(frozen=True)
+class HttpBenchConfig:
+    conns: tuple[int, ...] = KEEPALIVE_CONNS
+    duration: float = 10.0
+    warmup: float = WARMUP
+    pipeline: int = 1
+    poller: str | None = None
+    servers: tuple[str, ...] = DEFAULT_SERVERS
+    load: str = "auto"
+    rounds: int = 1
+
+
+def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
+    from ioreactor_tools.bench.http_peers import unavailable
+
+    skipped = {}
+    for name in servers:
+        if name != "ioreactor" and (reason := unavailable(f"{name}-http")) is not None:
+            skipped[name] = reason
+    return skipped
+
+
+def load_kind(requested: str) -> str:
+    """``wrk`` or ``ioreactor``: ``auto`` picks wrk when it is installed."""
+    from ioreactor_tools.bench.http_load import wrk_path
+
+    if requested == "auto":
+        return "wrk" if wrk_path() is not None else "ioreactor"
+    if requested == "wrk" and wrk_path() is None:
+        raise SystemExit("ioreactor bench http: --load wrk, but wrk is not installed")
+    return requested
+
+
+def measure(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    conns: int,
+    config: HttpBenchConfig,
+    plan: CorePlan,
+    load: str,
+    *,
+    progress: bool = False,
+) -> BenchResult:
+    """Start ``command`` pinned, drive the load, and charge its CPU per request."""
+    import math
+
+    from ioreactor.net.sockopt import raise_nofile_limit
+    from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load, run_wrk
+    from ioreactor_tools.bench.pinning import ServerProcess
+    from ioreactor_tools.bench.procstat import TreeSample
+    from ioreactor_tools.bench.report import BenchResult
+
+    samples: dict[str, TreeSample] = {}
+    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
+    load_config = HttpLoadConfig(
+        host="127.0.0.1",
+        port=port,
+        conns=conns,
+        duration=config.duration,
+        warmup=config.warmup,
+        pipeline=config.pipeline,
+        procs=max(1, math.ceil(conns / per_process)),
+        poller=config.poller,
+    )
+    with ServerProcess(command, port=port, core=plan.server) as server:
+
+        def before() -> None:
+            samples["before"] = server.sample(count_fds=False)
+
+        def after() -> None:
+            samples["after"] = server.sample()
+
+        if load == "wrk":
+            wrk = run_wrk(load_config, core=plan.load, on_start=before, on_end=after)
+            requests, duration, errors = wrk.requests, wrk.duration, wrk.errors
+            p50, p99, p999 = wrk.p50_us, wrk.p99_us, float("nan")
+            connected = conns
+        else:
+            result = run_http_load(load_config, on_start=before, on_end=after, progress=progress)
+            requests, duration, errors = result.requests, result.duration, result.errors
+            p50, p99, p999 = (result.latency_us(q) for q in (0.5, 0.99, 0.999))
+            connected = result.connected
+    start, end = samples["before"], samples["after"]
+    return BenchResult(
+        name=name,
+        conns=conns,
+        ops=requests,
+        duration=duration,
+        server_cpu_seconds=end.cpu_seconds - start.cpu_seconds,
+        server_user_seconds=end.user_seconds - start.user_seconds,
+        p50_us=p50,
+        p99_us=p99,
+        p999_us=p999,
+        rss_bytes=end.rss_bytes,
+        errors=errors,
+        unit="req",
+        extra={
+            "pipeline": config.pipeline,
+            "load": load,
+            "connected": connected,
+            "server_fds": end.fds,
+            "command": " ".join(command),
+        },
+    )
+
+
+def run_http_bench(
+    config: HttpBenchConfig, *, console: Console, progress: bool = False
+) -> list[BenchResult]:
+    """Every server at every connection count, in one run; the load pins this process."""
+    from ioreactor_tools.bench.pinning import core_plan, free_port, pin_current_process
+
+    plan = core_plan()
+    load = load_kind(config.load)
+    pin_current_process(plan.load)
+    skipped = skipped_servers(config.servers)
+    for name, reason in skipped.items():
+        console.print(f"[yellow]skipping {name}: {reason}[/]")
+    results = []
+    for round_no in range(config.rounds):
+        for conns in config.conns:
+            for name in config.servers:
+                if name in skipped:
+                    continue
+                port = free_port()
+                command = HTTP_SERVERS[name](port, config.poller)
+                label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
+                console.print(
+                    f"[dim]{label}{name}: {conns:,} conns, pipeline {config.pipeline}, "
+                    f"{config.duration:g} s, load {load} ...[/]"
+                )
+                result = measure(name, command, port, conns, config, plan, load, progress=progress)
+                result.extra["round"] = round_no
+                results.append(result)
+    return results
+
+
+def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
+    """One verdict per connection count against the issue's targets; with several rounds,
+    the median of the rounds (each round's figure in brackets)."""
+    import statistics
+
+    lines = []
+    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
+        if pipeline == 1:
+            from ioreactor_tools.bench.report import round_ratios
+
+            values = round_ratios(results, "ioreactor", conns, "uvloop")
+            what = "ioreactor / uvloop CPU per request ="
+            target, unit = f"{UVLOOP_RATIO_TARGET:.2f}", ""
+            where = f"{conns:,} conns"
+        else:
+            values = [
+                r.cpu_us_per_op for r in results if r.name == "ioreactor" and r.conns == conns
+            ]
+            what = "ioreactor µs CPU per request ="
+            target, unit = f"{PIPELINED_CPU_TARGET_US:g}", " µs"
+            where = f"{conns:,} conns, {pipeline} pipelined"
+        if not values:
+            continue
+        value = statistics.median(values)
+        verdict = "meets" if value <= float(target) else "MISSES"
+        rounds = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+        lines.append(
+            f"{where}: {what} {value:.2f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
+        )
+    return lines
+
+
+def line_plot(results: Sequence[BenchResult], path: Path, title: str) -> Path | None:
+    """req/s and CPU µs/req against connections, one line per server; None without
+    matplotlib."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None or not results:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rate_ax, cpu_ax) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for server in dict.fromkeys(r.name for r in results):
+        rows = sorted((r for r in results if r.name == server), key=lambda r: r.conns)
+        xs = [r.conns for r in rows]
+        rate_ax.plot(xs, [r.ops_per_s for r in rows], marker="o", label=server)
+        cpu_ax.plot(xs, [r.cpu_us_per_op for r in rows], marker="o", label=server)
+    for ax, label in (
+        (rate_ax, "requests/s (higher is better)"),
+        (cpu_ax, "server CPU µs per request (lower is better)"),
+    ):
+        ax.set_xscale("log")
+        ax.set_xlabel("connections")
+        ax.set_ylabel(label)
+        ax.set_xticks(sorted({r.conns for r in results}))
+        ax.get_xaxis().set_major_formatter(
+            matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}")
+        )
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    cpu_ax.set_ylim(bottom=0)
+    rate_ax.set_ylim(bottom=0)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _server_list(text: str) -> tuple[str, ...]:
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in HTTP_SERVERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown server(s) {unknown}; known: {list(HTTP_SERVERS)}"
+        )
+    return names
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "http",
+        help="HTTP keep-alive GET /: ioreactor vs asyncio/uvloop+httptools, CPU µs per request",
+        description="Runs each HTTP server pinned to one core with the load (wrk if installed, "
+        "else ioreactor's own generator) on another, reads the server's CPU time from /proc "
+        "around a fixed window, and prints CPU µs per request, req/s, latency and RSS with "
+        "the ratio to each peer; writes JSON and a PNG.",
+    )
+    p.add_argument(
+        "--conns",
+        type=int_list,
+        default=None,
+        help="e.g. 100,1000,10000 (default: that, or 256 with --pipeline > 1)",
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
+    p.add_argument("--pipeline", type=int, default=1, help="requests per write (default 1)")
+    p.add_argument(
+        "--poller", choices=available_pollers(), default=None, help="ioreactor's backend"
+    )
+    p.add_argument("--servers", type=_server_list, default=DEFAULT_SERVERS, help="comma-separated")
+    p.add_argument(
+        "--load",
+        choices=("auto", "wrk", "ioreactor"),
+        default="auto",
+        help="load generator (default: wrk when installed)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the whole cycle; show each server's median round and judge the targets "
+        "by the median per-round ratio (default 1; odd counts have a true median)",
+    )
+    p.add_argument("--out", default="bench-results", help="directory for JSON and PNG")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def reproduce_command(config: HttpBenchConfig, load: str) -> str:
+    parts = [
+        "ioreactor bench http",
+        f"--conns {','.join(map(str, config.conns))}",
+        f"--duration {config.duration:g}",
+        f"--warmup {config.warmup:g}",
+        f"--pipeline {config.pipeline}",
+        f"--load {load}",
+    ]
+    if config.poller:
+        parts.append(f"--poller {config.poller}")
+    if config.servers != DEFAULT_SERVERS:
+        parts.append(f"--servers {','.join(config.servers)}")
+    if config.rounds > 1:
+        parts.append(f"--rounds {config.rounds}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ioreactor_tools.bench.pinning import core_plan
+    from ioreactor_tools.bench.report import median_rounds, print_table, timestamped, write_json
+
+    if args.pipeline < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
+        raise SystemExit(
+            "ioreactor bench http: --pipeline >= 1, --duration > 0, --warmup >= 0, --rounds >= 1"
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=TABLE_WIDTH)
+    conns = args.conns or (PIPELINED_CONNS if args.pipeline > 1 else KEEPALIVE_CONNS)
+    config = HttpBenchConfig(
+        conns=conns,
+        duration=args.duration,
+        warmup=args.warmup,
+        pipeline=args.pipeline,
+        poller=args.poller,
+        servers=args.servers,
+        load=args.load,
+        rounds=args.rounds,
+    )
+    load = load_kind(config.load)
+    plan = core_plan()
+    if not plan.pinned:
+        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    results = run_http_bench(
+        config, console=console, progress=not args.no_progress and console.is_terminal
+    )
+    baselines = [n for n in ("asyncio", "uvloop") if any(r.name == n for r in results)]
+    rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
+    title = (
+        f"HTTP keep-alive GET /, {config.pipeline} request(s) per write, "
+        f"{config.duration:g} s per server{rounds}, load {load} "
+        f"(server on core {plan.server}, load on core {plan.load})"
+    )
+    shown = median_rounds(results) if config.rounds > 1 else results
+    print_table(shown, baselines, title=title, console=console)
+    for line in target_lines(results, config.pipeline):
+        console.print(line)
+    command = reproduce_command(config, load)
+    console.print(f"command: {command}")
+    json_path = write_json(
+        timestamped("http", "json", Path(args.out)),
+        results,
+        command=command,
+        meta={"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+    )
+    console.print(f"results: {json_path}")
+    chart = line_plot(shown, json_path.with_suffix(".png"), title)
+    if chart is not None:
+        console.print(f"chart:   {chart}")
+    return 1 if any(r.error_count for r in results) else 0

@@ -1,0 +1,132 @@
+"""`ioreactor echo-client`: the echo load generator (ping-pong, every byte checked)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from ioreactor.loop.poller import available_pollers
+from ioreactor.net.address import parse_address
+from ioreactor_tools.bench.echo_load import (
+    CONNECT_TIMEOUT,
+    RAMP_BATCH,
+    EchoLoadConfig,
+    EchoLoadResult,
+    run_echo_load,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "echo-client",
+        help="echo load generator: ping-pong messages, every byte checked",
+        description="Each connection sends SIZE random bytes, checks the echo byte for byte, "
+        "and sends the next message; prints messages/s, latency percentiles and errors.",
+    )
+    p.add_argument(
+        "--connect",
+        default="127.0.0.1:7000",
+        help="HOST:PORT, udp://HOST:PORT, unix:///path or unix-dgram:///path "
+        "(default %(default)s)",
+    )
+    p.add_argument("--conns", type=int, default=100, help="connections (default %(default)s)")
+    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds measured")
+    p.add_argument("--pipeline", type=int, default=1, help="messages in flight per connection")
+    p.add_argument(
+        "--procs", type=int, default=1, help="processes sharing the connections (fd limit)"
+    )
+    p.add_argument("--warmup", type=float, default=0.0, help="unmeasured seconds first")
+    p.add_argument("--ramp-batch", type=int, default=RAMP_BATCH, help="connects at once")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT)
+    p.add_argument("--poller", choices=available_pollers(), default=None)
+    p.add_argument("--seed", type=int, default=None, help="payload seed (default random)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def print_result(result: EchoLoadResult, console: Console) -> None:
+    console.print(
+        f"connections  {result.connected:,} of {result.conns:,} "
+        f"({result.procs} process{'es' if result.procs > 1 else ''})"
+    )
+    console.print(
+        f"messages     {result.messages:,} in {result.duration:.2f} s = "
+        f"[bold]{result.messages_per_s:,.0f} msg/s[/]  ({result.bytes / 2**20:,.1f} MiB echoed)"
+    )
+    console.print(
+        "latency µs   "
+        + "  ".join(
+            f"{label} {result.latency_us(q):,.0f}"
+            for label, q in (("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999))
+        )
+        + f"  max {result.latency.max / 1000:,.0f}"
+    )
+    if result.errors:
+        console.print(
+            "[red]errors[/]       "
+            + ", ".join(f"{kind} {n:,}" for kind, n in sorted(result.errors.items()))
+        )
+    else:
+        console.print("errors       none")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        address = parse_address(args.connect)
+        if address.kind != "tcp":
+            return _run_other_kind(args)
+        config = EchoLoadConfig(
+            host=address.host,
+            port=address.port,
+            conns=args.conns,
+            size=args.size,
+            duration=args.duration,
+            pipeline=args.pipeline,
+            procs=args.procs,
+            warmup=args.warmup,
+            poller=args.poller,
+            ramp_batch=args.ramp_batch,
+            connect_timeout=args.connect_timeout,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"ioreactor echo-client: {exc}") from None
+    from rich.console import Console
+
+    console = Console()
+    result = run_echo_load(config, progress=not args.no_progress and console.is_terminal)
+    print_result(result, console)
+    return 1 if result.error_count else 0
+
+
+def _run_other_kind(args: argparse.Namespace) -> int:
+    """UDP, Unix stream and Unix datagram echo: the sequence-checked load of bench.udp_load.
+
+    Datagrams may be lost or reordered, so that load numbers each message instead of
+    comparing a byte stream; it reports losses as errors.
+    """
+    from rich.console import Console
+
+    from ioreactor_tools.bench.udp_load import LoadConfig, run_load
+
+    if args.procs != 1:
+        raise SystemExit("ioreactor echo-client: --procs applies to TCP only")
+    try:
+        config = LoadConfig(
+            args.connect,
+            conns=args.conns,
+            size=args.size,
+            duration=args.duration,
+            warmup=args.warmup,
+            inflight=args.pipeline,
+            poller=args.poller,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"ioreactor echo-client: {exc}") from None
+    result = run_load(config)
+    print_result(result, Console())
+    return 1 if result.error_count else 0

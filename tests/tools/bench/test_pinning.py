@@ -1,0 +1,72 @@
+"""ServerProcess: pinned start, readiness, SIGTERM then SIGKILL; the echo peers answer."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import textwrap
+
+import pytest
+
+from ioreactor_tools.bench import pinning
+from ioreactor_tools.bench.peers import ECHO_PEERS, echo_peer_command, uvloop_available
+from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port
+
+CORE = core_plan().server
+
+
+def echo_round_trip(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+@pytest.mark.parametrize("peer", ECHO_PEERS)
+def test_peer_is_pinned_and_echoes(peer: str):
+    if peer == "uvloop-echo" and (reason := uvloop_available()):
+        pytest.skip(reason)
+    port = free_port()
+    with ServerProcess(echo_peer_command(peer, port), port=port, core=CORE) as server:
+        payload = os.urandom(100_000)
+        assert echo_round_trip(port, payload) == payload
+        if CORE is not None:
+            assert os.sched_getaffinity(server.pid) == {CORE}
+        assert server.sample().cpu_seconds >= 0
+    assert server.proc is not None and server.proc.returncode == 0  # clean SIGTERM exit
+
+
+def test_pinning_falls_back_to_sched_setaffinity(monkeypatch: pytest.MonkeyPatch):
+    if CORE is None:
+        pytest.skip("needs two usable cores")
+    monkeypatch.setattr(pinning.shutil, "which", lambda name: None)  # taskset missing
+    port = free_port()
+    command = echo_peer_command("asyncio-echo", port)
+    assert pinning.pinned_command(command, CORE) == command
+    with ServerProcess(command, port=port, core=CORE) as server:
+        assert os.sched_getaffinity(server.pid) == {CORE}
+
+
+def test_server_ignoring_sigterm_is_killed_after_the_grace_period():
+    port = free_port()
+    code = textwrap.dedent(
+        f"""
+        import signal, socket, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        s = socket.create_server(("127.0.0.1", {port}))
+        time.sleep(120)
+        """
+    )
+    server = ServerProcess([sys.executable, "-c", code], port=port, stop_grace=0.5).start()
+    assert server.stop() == -9
+
+
+def test_server_that_never_listens_fails_fast():
+    with pytest.raises(RuntimeError, match="exited"):
+        ServerProcess([sys.executable, "-c", "pass"], port=free_port()).start()

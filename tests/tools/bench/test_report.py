@@ -1,0 +1,83 @@
+"""BenchResult, the ratio table, the JSON round trip and the chart."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from ioreactor_tools.bench.chart import bar_chart
+from ioreactor_tools.bench.report import (
+    BenchResult,
+    markdown_table,
+    print_table,
+    ratio,
+    read_json,
+    write_json,
+)
+
+
+def result(name: str, conns: int, cpu: float, ops: int = 100_000) -> BenchResult:
+    return BenchResult(
+        name=name,
+        conns=conns,
+        ops=ops,
+        duration=10.0,
+        server_cpu_seconds=cpu,
+        server_user_seconds=cpu / 4,
+        p50_us=80.0,
+        p99_us=300.0,
+        p999_us=900.0,
+        rss_bytes=30 * 2**20,
+        errors={"integrity": 1} if name == "ioreactor" else {},
+    )
+
+
+RESULTS = [
+    result("ioreactor", 100, 0.8),
+    result("asyncio", 100, 1.0),
+    result("ioreactor", 1000, 1.8),
+    result("asyncio", 1000, 2.0),
+]
+
+
+def test_cpu_per_op_and_ratio_at_the_same_conns():
+    ours = RESULTS[0]
+    assert ours.cpu_us_per_op == pytest.approx(8.0)
+    assert ours.ops_per_s == pytest.approx(10_000)
+    assert ratio(ours, RESULTS, "asyncio") == pytest.approx(0.8)
+    assert ratio(RESULTS[2], RESULTS, "asyncio") == pytest.approx(0.9)
+    assert ratio(ours, RESULTS, "uvloop") is None
+    assert ours.user_us_per_op == pytest.approx(2.0)
+    assert ours.system_us_per_op == pytest.approx(6.0)
+    unknown = BenchResult("x", 1, 10, 1.0, 1.0, 1.0, 1.0, 1.0, 0)
+    assert unknown.user_us_per_op != unknown.user_us_per_op  # NaN: not measured
+
+
+def test_table_shows_every_server_and_the_ratio_column():
+    out = io.StringIO()
+    print_table(RESULTS, ["asyncio"], console=Console(file=out, width=200))
+    text = out.getvalue()
+    assert "x asyncio" in text and "0.80" in text and "0.90" in text
+    assert "integrity 1" in text
+    md = markdown_table(RESULTS, ["asyncio"])
+    assert md.count("\n") == 1 + len(RESULTS)
+    assert "| ioreactor | 1,000 | 18.00 | 4.50 |" in md  # CPU, then its user part
+
+
+def test_json_round_trip(tmp_path: Path):
+    path = write_json(tmp_path / "r.json", RESULTS, command="ioreactor bench echo", meta={"x": 1})
+    doc, loaded = read_json(path)
+    assert doc["command"] == "ioreactor bench echo"
+    assert doc["results"][0]["cpu_us_per_op"] == pytest.approx(8.0)
+    assert loaded == RESULTS
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+def test_chart_is_a_png(tmp_path: Path):
+    path = bar_chart(RESULTS, tmp_path / "c.png", title="echo")
+    assert path is not None
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
