@@ -1,0 +1,110 @@
+"""A real HAProxy started by a test: from a configuration text, ready once every port
+it binds listens, stopped when the test ends. Needs Debian's ``haproxy`` package; a test
+that asks for it without it is skipped saying so (never passed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+#: Where Debian installs it (``/usr/sbin`` is not on every user's PATH).
+HAPROXY_PATHS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
+#: Seconds HAProxy has to bind its ports, and to exit once told to stop.
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+def haproxy_program() -> str:
+    """The haproxy executable, or skip the test naming what it needs."""
+    found = shutil.which("haproxy") or next(
+        (path for path in HAPROXY_PATHS if os.access(path, os.X_OK)), None
+    )
+    if found is None:
+        pytest.skip(
+            "needs HAProxy: no haproxy in PATH, /usr/sbin or /usr/local/sbin "
+            "(Debian: apt-get install haproxy)"
+        )
+    return found
+
+
+def listening_tcp_ports() -> set[int]:
+    """Local TCP ports in the LISTEN state in this network namespace (from /proc, so
+    that waiting for a listener opens no connection through it)."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class HAProxy:
+    """``with HAProxy(config, workdir, ports) as proxy:`` runs ``haproxy -db -f`` on
+    ``config`` (checked with ``haproxy -c`` first) until every port in ``ports`` listens.
+    Its output goes to ``workdir/haproxy.log`` and is shown if it fails."""
+
+    def __init__(self, config: str, workdir: Path, ports: list[int]) -> None:
+        self.program = haproxy_program()
+        self.config_path = workdir / "haproxy.cfg"
+        self.log_path = workdir / "haproxy.log"
+        self.config = config
+        self.ports = ports
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> HAProxy:
+        self.config_path.write_text(self.config)
+        check = subprocess.run(
+            [self.program, "-c", "-f", str(self.config_path)],
+            capture_output=True,
+            timeout=START_TIMEOUT,
+        )
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy -c refused the configuration:\n{check.stdout!r}")
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [self.program, "-db", "-f", str(self.config_path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not set(self.ports) <= listening_tcp_ports():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"haproxy did not start; its output:\n{self.output()}")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
