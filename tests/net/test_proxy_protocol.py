@@ -245,7 +245,7 @@ def test_v1_address_field_lengths_meet_the_107_byte_bound() -> None:
 
 
 def test_tlv_accessor_and_crc32c_of_the_tlv_example() -> None:
-    raw = EXAMPLES[15][1]
+    [raw] = [raw for name, raw, _ in EXAMPLES if name == "v2 tcp4 with every registered TLV"]
     header = parse_header(raw)
     assert header is not None
     assert header.tlv(0xE0) == b"custom" and header.tlv(0xE1) is None

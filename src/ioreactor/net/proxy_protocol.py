@@ -276,12 +276,14 @@ def _v1_address(raw: bytes, family: socket.AddressFamily, what: str) -> str:
                 "(four decimal numbers 0-255 without leading zeros)"
             )
         return text
-    try:
-        if not _V1_IPV6.fullmatch(text):
-            raise OSError
-        packed = socket.inet_pton(socket.AF_INET6, text)
-    except OSError:
-        raise ProxyProtocolError(f"PROXY v1: {what} {text!r} is not an IPv6 address") from None
+    packed = None
+    if _V1_IPV6.fullmatch(text):  # inet_pton alone would take what the spec does not
+        try:
+            packed = socket.inet_pton(socket.AF_INET6, text)
+        except OSError:
+            pass
+    if packed is None:
+        raise ProxyProtocolError(f"PROXY v1: {what} {text!r} is not an IPv6 address")
     return socket.inet_ntop(socket.AF_INET6, packed)
 
 
