@@ -48,12 +48,21 @@ from dataclasses import dataclass
 from ioreactor.codec.websocket_deflate import PerMessageDeflate
 from ioreactor.net.buffer import Buffer
 
-#: Default limit on one frame's payload (as sent: compressed when it is).
-MAX_FRAME_SIZE = 1024 * 1024
 #: Default limit on one message's payload (once decompressed), all fragments together.
 MAX_MESSAGE_SIZE = 1024 * 1024
 #: Longest payload of a control frame (RFC 6455 §5.5).
 MAX_CONTROL_PAYLOAD = 125
+
+
+def default_frame_size(max_message_size: int) -> int:
+    """The default limit on one frame's payload as sent, for a message limit: a whole
+    message in one frame, plus what deflate adds to incompressible data (measured with
+    zlib: 0.03 % at memLevel 8, 0.25 % at 5, 4 % at 1; a 1/16 margin covers them all)."""
+    return max_message_size + (max_message_size >> 4) + MAX_CONTROL_PAYLOAD
+
+
+#: Default limit on one frame's payload as sent (compressed when it is).
+MAX_FRAME_SIZE = default_frame_size(MAX_MESSAGE_SIZE)
 #: Longest close reason: the control payload less the 2-byte code.
 MAX_CLOSE_REASON = MAX_CONTROL_PAYLOAD - 2
 
@@ -98,7 +107,7 @@ def valid_close_code(code: int) -> bool:
     return code in _SENDABLE_CODES or 3000 <= code <= 4999
 
 
-# -- errors ----------------------------------------------------------------------------------
+# -- errors ------------------------------------------------------------------------------
 
 
 class WebSocketError(ValueError):
@@ -126,7 +135,7 @@ class MessageTooBigError(WebSocketError):
     code = CloseCode.MESSAGE_TOO_BIG
 
 
-# -- events ----------------------------------------------------------------------------------
+# -- events ------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -160,7 +169,7 @@ class Close:
 Event = TextMessage | BinaryMessage | Ping | Pong | Close
 
 
-# -- masking ---------------------------------------------------------------------------------
+# -- masking -----------------------------------------------------------------------------
 
 #: Up to this size a payload is unmasked as one big integer XOR; above it, by translating
 #: each of the four byte lanes through a table (measured here: the integer way costs
@@ -189,7 +198,7 @@ def apply_mask(payload: bytes | bytearray | memoryview, key: bytes) -> bytes:
     return bytes(out)
 
 
-# -- decoding --------------------------------------------------------------------------------
+# -- decoding ----------------------------------------------------------------------------
 
 _FIN = 0x80
 _RSV1 = 0x40
@@ -206,7 +215,9 @@ class WebSocketDecoder:
 
     ``server``: True on the server end (every frame must be masked), False on a client
     (none may be). ``deflate``: the connection's permessage-deflate state when it was
-    negotiated (a frame with RSV1 is refused otherwise).
+    negotiated (a frame with RSV1 is refused otherwise). ``max_message_size`` bounds
+    what the application gets (decompressed); ``max_frame_size`` bounds the bytes of
+    one frame buffered before it is decoded (None: :func:`default_frame_size`).
     """
 
     __slots__ = (
@@ -227,10 +238,12 @@ class WebSocketDecoder:
         self,
         *,
         server: bool,
-        max_frame_size: int = MAX_FRAME_SIZE,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
         deflate: PerMessageDeflate | None = None,
     ) -> None:
+        if max_frame_size is None:
+            max_frame_size = default_frame_size(max_message_size)
         if max_frame_size < MAX_CONTROL_PAYLOAD:
             raise ValueError(f"max_frame_size must be >= {MAX_CONTROL_PAYLOAD}")
         if max_message_size < 1:
@@ -463,7 +476,7 @@ def parse_close(payload: bytes) -> Close:
     return Close(code, reason)
 
 
-# -- encoding --------------------------------------------------------------------------------
+# -- encoding ----------------------------------------------------------------------------
 
 _HEADER_16 = struct.Struct("!BBH")
 _HEADER_64 = struct.Struct("!BBQ")

@@ -121,7 +121,7 @@ def parse_extensions(values: Iterable[str]) -> list[Extension]:
     return extensions
 
 
-# -- parameters ------------------------------------------------------------------------------
+# -- parameters --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +219,7 @@ class DeflateConfig:
         if not 1 <= self.mem_level <= 9:
             raise ValueError(f"mem_level must be 1-9, got {self.mem_level}")
 
-    # -- server side ---------------------------------------------------------------------
+    # -- server side ----------------------------------------------------------------------
 
     def accept_offers(self, extensions: list[Extension]) -> DeflateParameters | None:
         """The parameters for the first permessage-deflate offer this server can honour
@@ -254,7 +254,7 @@ class DeflateConfig:
             )
         return None
 
-    # -- client side ---------------------------------------------------------------------
+    # -- client side ----------------------------------------------------------------------
 
     def offer(self) -> str:
         """This client's ``Sec-WebSocket-Extensions`` offer."""
@@ -320,7 +320,7 @@ class DeflateConfig:
         )
 
 
-# -- compression -------------------------------------------------------------------------------
+# -- compression -------------------------------------------------------------------------
 
 
 class PerMessageDeflate:

@@ -106,7 +106,7 @@ class Handshake:
     deflate: DeflateParameters | None = None
 
 
-# -- header fields ---------------------------------------------------------------------------
+# -- header fields -----------------------------------------------------------------------
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _FIELD = re.compile(
@@ -196,7 +196,7 @@ def _head(first_line: str, fields: Iterable[tuple[str, str]]) -> bytes:
     return "\r\n".join(lines).encode("latin-1")
 
 
-# -- keys ------------------------------------------------------------------------------------
+# -- keys --------------------------------------------------------------------------------
 
 
 def accept_key(key: str) -> str:
@@ -210,7 +210,7 @@ def new_key() -> str:
     return base64.b64encode(os.urandom(16)).decode("ascii")
 
 
-# -- server side -----------------------------------------------------------------------------
+# -- server side -------------------------------------------------------------------------
 
 _UPGRADE_REQUIRED = (("Upgrade", "websocket"), ("Sec-WebSocket-Version", VERSION))
 
@@ -304,7 +304,7 @@ def error_response(error: HandshakeError) -> bytes:
     return _head(f"HTTP/1.1 {error.status} {reason}", fields) + body
 
 
-# -- client side -----------------------------------------------------------------------------
+# -- client side -------------------------------------------------------------------------
 
 
 def client_request(

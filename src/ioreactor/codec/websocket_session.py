@@ -42,7 +42,6 @@ from typing import Protocol
 
 from ioreactor.codec.websocket import (
     MAX_CLOSE_REASON,
-    MAX_FRAME_SIZE,
     MAX_MESSAGE_SIZE,
     BinaryMessage,
     Close,
@@ -161,8 +160,8 @@ class WebSocketSession:
         server: bool = True,
         subprotocol: str | None = None,
         deflate: PerMessageDeflate | None = None,
-        max_frame_size: int = MAX_FRAME_SIZE,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
         ping_interval: float | None = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
         close_timeout: float = CLOSE_TIMEOUT,
@@ -205,7 +204,7 @@ class WebSocketSession:
     def __repr__(self) -> str:
         return f"<WebSocketSession {self.state.value} close_code={self.close_code}>"
 
-    # -- input ---------------------------------------------------------------------------
+    # -- input ----------------------------------------------------------------------------
 
     def receive(self, buffer: Buffer) -> list[Event]:
         """Decode what ``buffer`` holds: the events, in order. Pings are answered and a
@@ -251,7 +250,7 @@ class WebSocketSession:
         if self.close_code is None:
             self.close_code = CloseCode.ABNORMAL
 
-    # -- output --------------------------------------------------------------------------
+    # -- output ---------------------------------------------------------------------------
 
     def send_text(self, data: str) -> bool:
         """Send a text message; False (and nothing sent) once the session is not OPEN."""
@@ -321,7 +320,7 @@ class WebSocketSession:
         if self._on_deadline_moved is not None:
             self._on_deadline_moved(self)
 
-    # -- timers --------------------------------------------------------------------------
+    # -- timers ---------------------------------------------------------------------------
 
     @property
     def deadline(self) -> float | None:
@@ -368,7 +367,7 @@ class WebSocketSession:
             self.transport.close()
 
 
-# -- serving WebSocket straight from a TCP server ----------------------------------------------
+# -- serving WebSocket straight from a TCP server ----------------------------------------
 
 
 class _Refused:
@@ -401,8 +400,8 @@ class WebSocketHandler(Handler):
         *,
         subprotocols: Sequence[str] = (),
         deflate: DeflateConfig | None = None,
-        max_frame_size: int = MAX_FRAME_SIZE,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        max_frame_size: int | None = None,
         max_handshake_size: int = MAX_HANDSHAKE_SIZE,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         ping_interval: float | None = PING_INTERVAL,
@@ -434,7 +433,7 @@ class WebSocketHandler(Handler):
         """Connections open (in the handshake or after it)."""
         return len(self._entries)
 
-    # -- connection lifecycle ------------------------------------------------------------
+    # -- connection lifecycle -------------------------------------------------------------
 
     def on_connection(self, conn: TcpConnection) -> None:
         wheel = self._wheel if self._wheel is not None else self._wheels.for_loop(conn.loop)
@@ -474,7 +473,7 @@ class WebSocketHandler(Handler):
         else:
             conn.close()
 
-    # -- the opening handshake -----------------------------------------------------------
+    # -- the opening handshake ------------------------------------------------------------
 
     def _handshake(self, conn: TcpConnection, buffer: Buffer) -> None:
         end = buffer.find(b"\r\n\r\n")
@@ -535,7 +534,7 @@ class WebSocketHandler(Handler):
         conn.send(error_response(error))
         conn.shutdown()  # the handshake timer closes it if the peer never does
 
-    # -- events --------------------------------------------------------------------------
+    # -- events ---------------------------------------------------------------------------
 
     def _deliver(self, session: WebSocketSession, events: list[Event]) -> None:
         try:
@@ -596,7 +595,7 @@ class WebSocketHandler(Handler):
         its close frame; 1006: no close frame at all) and reason. ``session.error`` says
         why when this end failed it."""
 
-    # -- the timing wheel ----------------------------------------------------------------
+    # -- the timing wheel -----------------------------------------------------------------
 
     def _wheel_of(self, conn: TcpConnection) -> TimingWheel:
         return self._wheel if self._wheel is not None else self._wheels.for_loop(conn.loop)
