@@ -18,7 +18,7 @@ entry per connection; the session reports a deadline that moves earlier through
 =======  ====================================  ============================================
 state    a close frame from the peer           close(), a violation, a timer
 =======  ====================================  ============================================
-OPEN     echo it, close TCP -> CLOSED         close(): send a close frame -> CLOSING
+OPEN     echo it, close TCP -> CLOSED          close(): send a close frame -> CLOSING
                                                violation: close frame with its code
                                                (1002/1007/1009), FIN -> CLOSED
                                                silent after a ping: 1011, FIN -> CLOSED
