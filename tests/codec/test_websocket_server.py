@@ -302,6 +302,49 @@ def test_frames_sent_right_behind_the_request(served: Served) -> None:
         assert client.recv_frame().payload == b"\x01"  # type: ignore[union-attr]
 
 
+class Ordered(Echo):
+    """Records every hook call in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def on_text(self, session: WebSocketSession, data: str) -> None:
+        self.calls.append(f"text {data}")
+        super().on_text(session, data)
+
+    def on_disconnect(self, session: WebSocketSession, code: int, reason: str) -> None:
+        self.calls.append(f"disconnect {code}")
+        super().on_disconnect(session, code, reason)
+
+
+def test_messages_before_the_close_are_delivered_before_the_disconnect(
+    loop_thread: LoopThread,
+) -> None:
+    """The server starts the close; the peer's last messages and its close arrive in one
+    read: every message is delivered, then the disconnect."""
+    handler = Ordered()
+    served = Served(loop_thread, handler)
+    with RawClient(served.port) as client:
+        client.handshake()
+        client.send(build_frame(TEXT, b"close 4100 please"))
+        frame = client.recv_frame()
+        assert frame is not None and frame.close_code() == (4100, b"please")
+        client.send(
+            build_frame(TEXT, b"last 1")
+            + build_frame(TEXT, b"last 2")
+            + build_frame(CLOSE, close_payload(4100))
+        )
+        assert client.read_to_eof() == b""
+    served.wait_ended()
+    assert handler.calls == [
+        "text close 4100 please",
+        "text last 1",
+        "text last 2",
+        "disconnect 4100",
+    ]
+
+
 def test_graceful_shutdown_sends_1001(served: Served) -> None:
     with RawClient(served.port) as client:
         client.handshake()

@@ -125,7 +125,7 @@ def test_peer_close_is_echoed_exactly_and_the_connection_closed(code: int, reaso
     assert events == [Close(code, reason.decode())]
     assert (session.close_code, session.close_reason) == (code, reason.decode())
     assert transport.frames[-1].close_code() == (code, reason)
-    assert transport.calls == ["send", "close"]
+    assert transport.calls == ["send", "shutdown"], "echo, then FIN: the peer closes next"
     assert session.state is CLOSED and session.error is None
     assert feed(session, build_frame(TEXT, b"more")) == []
     assert not session.send_text("too late")
@@ -148,8 +148,18 @@ def test_our_close_waits_for_the_peer_then_closes() -> None:
     # Messages the peer sent before it saw our close still arrive.
     events = feed(session, build_frame(TEXT, b"in flight"), build_frame(CLOSE, close_payload(4000)))
     assert events == [TextMessage("in flight"), Close(4000, "")]
-    assert transport.calls == ["send", "close"], "no second close frame: the handshake is done"
+    assert transport.calls == ["send", "shutdown"], "no second close frame, then FIN"
     assert session.state is CLOSED and session.error is None
+
+
+def test_a_peer_that_keeps_its_side_open_is_closed_after_close_timeout() -> None:
+    session, transport, clock, moved = make(close_timeout=5.0)
+    feed(session, build_frame(CLOSE, close_payload(1000)))
+    assert moved == [clock.now + 5.0]
+    clock.now += 5.0
+    session.on_timer(clock.now)
+    assert transport.calls == ["send", "shutdown", "close"]
+    assert session.error is None, "the handshake itself was complete"
 
 
 def test_close_timeout_when_the_peer_never_answers() -> None:
