@@ -42,9 +42,11 @@ class Recorder:
     def __init__(self) -> None:
         self.reader = FrameReader()
         self.frames: list[Frame] = []
+        self.raw: list[bytes] = []
         self.calls: list[str] = []
 
     def send(self, data: bytes) -> None:
+        self.raw.append(data)
         self.frames.extend(self.reader.feed(data))
         self.calls.append("send")
 
@@ -292,3 +294,15 @@ def test_options_are_validated() -> None:
     for bad in ({"ping_interval": 0}, {"ping_timeout": 0}, {"close_timeout": -1}):
         with pytest.raises(ValueError):
             make(**bad)
+
+
+def test_a_client_session_masks_and_expects_unmasked_frames() -> None:
+    transport = Recorder()
+    session = WebSocketSession(transport, server=False, clock=FakeClock())
+    session.send_text("from the client")
+    assert transport.raw[-1][1] & 0x80, "the mask bit is set"
+    assert transport.frames[-1].payload == b"from the client"
+    events = feed(session, build_frame(TEXT, b"from the server", mask=False))
+    assert events == [TextMessage("from the server")]
+    feed(session, build_frame(TEXT, b"masked", mask=True))
+    assert transport.frames[-1].close_code()[0] == 1002

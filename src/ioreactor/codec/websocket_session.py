@@ -18,18 +18,20 @@ entry per connection; the session reports a deadline that moves earlier through
 =======  ====================================  ============================================
 state    a close frame from the peer           close(), a violation, a timer
 =======  ====================================  ============================================
-OPEN     echo it, close TCP -> CLOSED          close(): send a close frame -> CLOSING
+OPEN     echo it, FIN -> CLOSED                close(): send a close frame -> CLOSING
                                                violation: close frame with its code
                                                (1002/1007/1009), FIN -> CLOSED
                                                silent after a ping: 1011, FIN -> CLOSED
-CLOSING  close TCP -> CLOSED                   close_timeout: close TCP -> CLOSED
-CLOSED   (input discarded)                     close_timeout after a FIN: close TCP
+CLOSING  FIN -> CLOSED                         close_timeout: close TCP -> CLOSED
+CLOSED   (input discarded)                     close_timeout: close TCP
 =======  ====================================  ============================================
 
-After a violation the session sends its close frame and then half-closes (FIN) instead
-of closing: a peer still sending would otherwise get a reset that can destroy the close
-frame in flight. It keeps reading and discarding until the peer closes its side, or
-``close_timeout`` passes.
+Once the close frames have crossed (or this end failed the connection) the session
+half-closes: its FIN tells the peer to close its side, which ends the connection
+(``connection_lost``); a peer that does not is closed ``close_timeout`` later. Closing
+at once instead would turn any bytes still arriving into a reset, which can destroy
+the close frame in flight; so after a violation the session reads and discards until
+then.
 """
 
 from __future__ import annotations
@@ -209,7 +211,10 @@ class WebSocketSession:
     def receive(self, buffer: Buffer) -> list[Event]:
         """Decode what ``buffer`` holds: the events, in order. Pings are answered and a
         close frame is echoed here; a violation fails the connection (the events before
-        it are still returned). Once closed, input is discarded."""
+        it are still returned). Once closed, input is discarded.
+
+        It never closes the transport (it sends and half-closes at most), so the driver
+        delivers every event of the read before the connection can end."""
         events: list[Event] = []
         if self.state is CLOSED:
             buffer.retrieve_all()
@@ -231,6 +236,8 @@ class WebSocketSession:
         return events
 
     def _peer_closed(self, event: Close) -> None:
+        """The close handshake is complete: FIN, then the peer closes its side (or the
+        close timer closes the transport)."""
         self.close_code = event.code
         self.close_reason = event.reason
         if self.state is OPEN:
@@ -239,8 +246,8 @@ class WebSocketSession:
             self.sent_close_code = code
             self.transport.send(self.encoder.close(code, event.reason))
         self.state = CLOSED
-        self._close_deadline = None
-        self.transport.close()
+        self.transport.shutdown()
+        self._start_close_timer()
 
     def connection_lost(self) -> None:
         """The transport ended (call it from ``on_close``): without a close frame from
@@ -614,15 +621,20 @@ class WebSocketHandler(Handler):
     def _on_deadline(self, conn: TcpConnection, now: float) -> None:
         session = conn.context
         if type(session) is not WebSocketSession:
-            log.info(
-                "closing %s: no WebSocket handshake within %.1f s",
-                conn.peer,
-                self.handshake_timeout,
-            )
-            conn.error = TimeoutError(f"no handshake within {self.handshake_timeout} s")
+            if session is _REFUSED:
+                log.info(
+                    "closing %s: refused, and still open after %.1f s",
+                    conn.peer,
+                    self.handshake_timeout,
+                )
+            else:
+                log.info(
+                    "closing %s: no handshake within %.1f s", conn.peer, self.handshake_timeout
+                )
+                conn.error = TimeoutError(f"no handshake within {self.handshake_timeout} s")
             conn.force_close()
             return
         session.on_timer(now)
-        if session.error is not None and session.state is CLOSED:
+        if session.error is not None:
             conn.error = session.error
         self._deadline_moved(session)
