@@ -1,1 +1,1 @@
-"""Test helpers shared by several test folders (imported as ``support.<module>``)."""
+"""Helpers shared by the test suites: ``from support.<module> import ...``."""
