@@ -2,13 +2,36 @@
 
 poller -> event loop -> connection -> input Buffer -> codec -> handler
        -> conn.send() -> output chunks -> one send per loop iteration -> kernel
+
+What this package exports (everything else lives in its layer: ``ioreactor.loop``,
+``ioreactor.net``, ``ioreactor.codec``, ``ioreactor.http``, ``ioreactor.multicore``):
+
+The reactor
+    :class:`EventLoop` (``EventLoop()``, ``EventLoop("poll")``, ``EventLoop("uring")``...)
+    and :func:`available_pollers`, the backend names it takes here.
+Streams and addresses
+    :class:`TcpServer`, :class:`TcpClient`, :class:`TcpConnection`, :class:`Buffer`,
+    :class:`KeepAlive`, :class:`Address`, :func:`parse_address`, :class:`AddressError`.
+The callbacks you implement (one handler object serves every connection)
+    :class:`Handler` (stream connections), :class:`DatagramHandler` (UDP and Unix
+    datagrams), :class:`FrameHandler` (frames decoded by a codec),
+    :class:`IdleStateHandler` (a Handler told about idle connections),
+    :class:`HeartbeatHandler` (a FrameHandler with heartbeats: data and pong callbacks).
+``__version__``
+    The installed distribution's version.
 """
 
+import importlib.metadata
+
+from ioreactor.codec import FrameHandler
+from ioreactor.heartbeat import HeartbeatHandler
+from ioreactor.idle import IdleStateHandler
 from ioreactor.loop import EventLoop, available_pollers
 from ioreactor.net import (
     Address,
     AddressError,
     Buffer,
+    DatagramHandler,
     Handler,
     KeepAlive,
     TcpClient,
@@ -17,18 +40,23 @@ from ioreactor.net import (
     parse_address,
 )
 
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("ioreactor")
 
 __all__ = [
     "Address",
     "AddressError",
     "Buffer",
+    "DatagramHandler",
     "EventLoop",
+    "FrameHandler",
     "Handler",
+    "HeartbeatHandler",
+    "IdleStateHandler",
     "KeepAlive",
     "TcpClient",
     "TcpConnection",
     "TcpServer",
+    "__version__",
     "available_pollers",
     "parse_address",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ioreactor.echo import EchoHandler
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler, overrides, reads_in_place
+from ioreactor.net.handlers import Handler, overrides, reads_in_place
 
 
 class OwnOnMessage(EchoHandler):
