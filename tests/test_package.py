@@ -7,6 +7,8 @@ import importlib.metadata
 import subprocess
 import sys
 
+import pytest
+
 import ioreactor
 from ioreactor.codec import FrameHandler
 from ioreactor.heartbeat import HeartbeatHandler
@@ -33,13 +35,18 @@ def test_every_public_handler_type_is_exported_from_the_top() -> None:
 
 def test_version_is_single_sourced() -> None:
     assert ioreactor.__version__ == importlib.metadata.version("ioreactor")
+    from ioreactor import __version__
+
+    assert __version__ == ioreactor.__version__
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ioreactor.nope  # noqa: B018
 
 
-def test_importing_the_package_loads_no_io_uring_and_no_tools() -> None:
+def test_importing_the_package_loads_no_io_uring_no_tools_no_metadata() -> None:
     code = (
         "import sys, ioreactor\n"
         "print(sorted(m for m in ('ctypes', 'ioreactor.loop.uring', 'ioreactor_tools', "
-        "'argparse', 'rich') if m in sys.modules))\n"
+        "'argparse', 'rich', 'importlib.metadata') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -610,6 +610,30 @@ def test_pause_reading_holds_input_until_resume_from_any_thread(loop_thread: Loo
     assert not conn.is_reading(), "a closed connection does not read"
 
 
+def test_reading_paused_before_start_stays_paused(loop: EventLoop) -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    handler = Recorder()
+    conn = connection_class(loop)(loop, a, "pair", handler)
+    try:
+        conn.pause_reading()
+        conn.start()
+        b.sendall(b"early")
+        for _ in range(5):
+            loop.run_once(0.02)
+        assert not conn.reading and handler.received[conn] == 0
+        conn.resume_reading()
+        for _ in range(50):
+            loop.run_once(0.02)
+            if handler.received[conn]:
+                break
+        assert bytes(handler.data[conn]) == b"early"
+    finally:
+        conn.force_close()
+        loop.run_once(0)
+        b.close()
+
+
 def test_the_handlers_pause_and_the_water_marks_both_hold_reading(
     loop_thread: LoopThread,
 ) -> None:

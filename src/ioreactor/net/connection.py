@@ -283,10 +283,10 @@ class TcpConnection:
         A socket the loop cannot watch (select() and an fd >= FD_SETSIZE) is closed at
         once and its owner told; the handler never hears of it.
         """
-        self._events = READ
+        self._events = 0 if self._read_paused else READ
         callback = self._handle_edge if self.loop.edge_triggered else self._handle_event
         try:
-            self.loop.watch(self.fd, READ, callback)
+            self.loop.watch(self.fd, self._events, callback)
         except (ValueError, OSError) as exc:
             log.error("cannot serve peer %s: %s; closing it", self.peer, exc)
             self.error = exc

@@ -120,9 +120,11 @@ class UringConnection(TcpConnection):
     # -- reading -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Arm the receive and announce the connection (loop thread only)."""
-        self._events = READ
-        self._arm_recv()
+        """Arm the receive (unless reading is paused already) and announce the
+        connection (loop thread only)."""
+        if not self._read_paused:
+            self._events = READ
+            self._arm_recv()
         self._announce()
 
     def _set_events(self, events: int) -> None:
