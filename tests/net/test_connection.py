@@ -8,6 +8,7 @@ what the kernel delivered. Loop-owned objects are only touched through
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
@@ -19,7 +20,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -529,26 +530,40 @@ class SmallSendBuffer(Echo):
         super().on_connection(conn)
 
 
-def test_slow_reader_stops_output_at_high_water_mark_and_resumes(loop_thread: LoopThread) -> None:
-    high, low = 256 * 1024, 64 * 1024
-    handler = SmallSendBuffer()
-    server = serve(loop_thread, handler, high_water_mark=high, low_water_mark=low)
-    data = payload(4 * MiB, 11)
-    sock = connect(address(loop_thread, server), small_buffers=True)
+HIGH, LOW = 256 * 1024, 64 * 1024  # the water marks of the flooded servers below
+
+
+@contextlib.contextmanager
+def flooded(
+    lt: LoopThread, handler: Recorder, data: bytes
+) -> Iterator[tuple[TcpConnection, socket.socket, threading.Thread]]:
+    """A peer that sends ``data`` (from a thread) and reads nothing until the test
+    does: yields once the server's output crossed ``HIGH``."""
+    server = serve(lt, handler, high_water_mark=HIGH, low_water_mark=LOW)
+    sock = connect(address(lt, server), small_buffers=True)
     sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
     sender.start()
     try:
-        wait(loop_thread, lambda: bool(handler.high_water), "on_high_water_mark")
-        conn = handler.conns[0]
+        wait(lt, lambda: bool(handler.high_water), "on_high_water_mark")
+        yield handler.conns[0], sock, sender
+    finally:
+        sock.close()
+        sender.join(LIVENESS)
+
+
+def test_slow_reader_stops_output_at_high_water_mark_and_resumes(loop_thread: LoopThread) -> None:
+    handler = SmallSendBuffer()
+    data = payload(4 * MiB, 11)
+    with flooded(loop_thread, handler, data) as (conn, sock, sender):
         size, was_reading = handler.high_water[0]
-        assert size >= high and not was_reading, "reading pauses before the callback"
+        assert size >= HIGH and not was_reading, "reading pauses before the callback"
         assert not loop_thread.call(lambda: conn.reading)
         first = loop_thread.call(lambda: conn.output_size)
         time.sleep(0.3)  # the peer reads nothing meanwhile
         second = loop_thread.call(lambda: conn.output_size)
         # The kernel may still take a little (TCP window updates); nothing is added.
         assert second <= first <= size, "output kept growing while the peer did not read"
-        assert size <= high + SCRATCH_SIZE, "at most one read's worth past the mark"
+        assert size <= HIGH + SCRATCH_SIZE, "at most one read's worth past the mark"
         assert not loop_thread.call(lambda: conn.reading)
         assert sender.is_alive(), "the sender must be blocked by the paused reader"
         echoed = recv_exactly(sock, len(data))  # the peer reads: reading resumes
@@ -556,9 +571,6 @@ def test_slow_reader_stops_output_at_high_water_mark_and_resumes(loop_thread: Lo
         sender.join(LIVENESS)
         wait(loop_thread, lambda: conn.reading and conn.output_size == 0, "resumed reading")
         assert len(handler.high_water) >= 1
-    finally:
-        sock.close()
-        sender.join(LIVENESS)
 
 
 # -- what the handler controls: pausing, water marks, switching handlers ---------------------
@@ -610,6 +622,13 @@ def test_pause_reading_holds_input_until_resume_from_any_thread(loop_thread: Loo
     assert not conn.is_reading(), "a closed connection does not read"
 
 
+def drop(loop: EventLoop, conn: TcpConnection, peer: socket.socket) -> None:
+    """End a test's connection and its peer socket (the loop releases the fd)."""
+    conn.force_close()
+    loop.run_once(0)
+    peer.close()
+
+
 def test_reading_paused_before_start_stays_paused(loop: EventLoop) -> None:
     a, b = socket.socketpair()
     a.setblocking(False)
@@ -623,15 +642,10 @@ def test_reading_paused_before_start_stays_paused(loop: EventLoop) -> None:
             loop.run_once(0.02)
         assert not conn.reading and handler.received[conn] == 0
         conn.resume_reading()
-        for _ in range(50):
-            loop.run_once(0.02)
-            if handler.received[conn]:
-                break
+        run_until(loop, lambda: bool(handler.received[conn]))
         assert bytes(handler.data[conn]) == b"early"
     finally:
-        conn.force_close()
-        loop.run_once(0)
-        b.close()
+        drop(loop, conn, b)
 
 
 def test_the_handlers_pause_and_the_water_marks_both_hold_reading(
@@ -641,14 +655,8 @@ def test_the_handlers_pause_and_the_water_marks_both_hold_reading(
     output draining does not resume what the handler paused, and resuming does not
     override output that is still above the mark."""
     handler = SmallSendBuffer()
-    server = serve(loop_thread, handler, high_water_mark=256 * 1024, low_water_mark=64 * 1024)
     data = payload(4 * MiB, 21)
-    sock = connect(address(loop_thread, server), small_buffers=True)
-    sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
-    sender.start()
-    try:
-        wait(loop_thread, lambda: bool(handler.high_water), "on_high_water_mark")
-        conn = handler.conns[0]
+    with flooded(loop_thread, handler, data) as (conn, sock, sender):
         loop_thread.call(conn.pause_reading)
         loop_thread.call(conn.resume_reading)  # the water mark still holds reading
         assert not loop_thread.call(lambda: conn.reading)
@@ -665,9 +673,6 @@ def test_the_handlers_pause_and_the_water_marks_both_hold_reading(
         assert echoed == data
         sender.join(LIVENESS)
         wait(loop_thread, lambda: conn.reading and conn.output_size == 0, "reading again")
-    finally:
-        sock.close()
-        sender.join(LIVENESS)
 
 
 def stalled_output(loop: EventLoop, size: int) -> tuple[TcpConnection, socket.socket, Recorder]:
@@ -712,9 +717,7 @@ def test_water_mark_setters_judge_the_queued_output(loop: EventLoop) -> None:
         assert (conn.high_water_mark, conn.low_water_mark) == (8 * MiB, queued), "unchanged"
         assert len(handler.high_water) == 1
     finally:
-        conn.force_close()
-        loop.run_once(0)
-        peer.close()
+        drop(loop, conn, peer)
 
 
 def test_output_size_and_shutdown(loop: EventLoop) -> None:
@@ -741,15 +744,10 @@ def test_output_size_and_shutdown(loop: EventLoop) -> None:
         assert got == payload(2 * MiB, 31)
         assert conn.output_size == 0 and not conn.closed, "half-closed, still reading"
         peer.sendall(b"still read")
-        for _ in range(50):
-            loop.run_once(0.01)
-            if handler.data[conn]:
-                break
+        run_until(loop, lambda: bool(handler.data[conn]))
         assert bytes(handler.data[conn]) == b"still read"
     finally:
-        conn.force_close()
-        loop.run_once(0)
-        peer.close()
+        drop(loop, conn, peer)
 
 
 class SwitchesAfterHeader(Recorder):
