@@ -40,7 +40,7 @@ from ioreactor.multicore import run_server
 from ioreactor.multicore.arguments import add_serving_arguments, serving_options
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 
 #: Longest request line; a longer one is a protocol error.
 MAX_LINE = 256

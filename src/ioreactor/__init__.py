@@ -2,13 +2,34 @@
 
 poller -> event loop -> connection -> input Buffer -> codec -> handler
        -> conn.send() -> output chunks -> one send per loop iteration -> kernel
+
+What this package exports (everything else lives in its layer: ``ioreactor.loop``,
+``ioreactor.net``, ``ioreactor.codec``, ``ioreactor.http``, ``ioreactor.multicore``):
+
+The reactor
+    :class:`EventLoop` (``EventLoop()``, ``EventLoop("poll")``, ``EventLoop("uring")``...)
+    and :func:`available_pollers`, the backend names it takes here.
+Streams and addresses
+    :class:`TcpServer`, :class:`TcpClient`, :class:`TcpConnection`, :class:`Buffer`,
+    :class:`KeepAlive`, :class:`Address`, :func:`parse_address`, :class:`AddressError`.
+The callbacks you implement (one handler object serves every connection)
+    :class:`Handler` (stream connections), :class:`DatagramHandler` (UDP and Unix
+    datagrams), :class:`FrameHandler` (frames decoded by a codec),
+    :class:`IdleStateHandler` (a Handler told about idle connections),
+    :class:`HeartbeatHandler` (a FrameHandler with heartbeats: data and pong callbacks).
+``__version__``
+    The installed distribution's version (read from its metadata on first use).
 """
 
+from ioreactor.codec import FrameHandler
+from ioreactor.heartbeat import HeartbeatHandler
+from ioreactor.idle import IdleStateHandler
 from ioreactor.loop import EventLoop, available_pollers
 from ioreactor.net import (
     Address,
     AddressError,
     Buffer,
+    DatagramHandler,
     Handler,
     KeepAlive,
     TcpClient,
@@ -17,18 +38,35 @@ from ioreactor.net import (
     parse_address,
 )
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    """``__version__``, single-sourced from the distribution's metadata and read on first
+    use: importing importlib.metadata costs ~60 ms here, about as much as the rest of
+    ``import ioreactor``, which servers and worker processes should not pay for."""
+    if name == "__version__":
+        import importlib.metadata
+
+        version = importlib.metadata.version("ioreactor")
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Address",
     "AddressError",
     "Buffer",
+    "DatagramHandler",
     "EventLoop",
+    "FrameHandler",
     "Handler",
+    "HeartbeatHandler",
+    "IdleStateHandler",
     "KeepAlive",
     "TcpClient",
     "TcpConnection",
     "TcpServer",
+    "__version__",
     "available_pollers",
     "parse_address",
 ]

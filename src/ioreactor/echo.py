@@ -19,9 +19,9 @@ from ioreactor.net.address import Address
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.endpoints import Endpoints
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import DatagramHandler, Handler
 from ioreactor.net.sockopt import SockOpt
-from ioreactor.net.udp import DatagramHandler, UdpEndpoint
+from ioreactor.net.udp import UdpEndpoint
 
 log = logging.getLogger("ioreactor.echo")
 

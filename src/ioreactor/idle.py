@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from ioreactor.loop.timing_wheel import SLOTS, PerLoopWheels, TimingWheel, WheelEntry
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 
 #: Wheel ticks per (shortest) timeout when the monitor creates its own wheels: events
 #: come at most a tenth of the timeout late.

@@ -13,7 +13,7 @@ from ioreactor.http.sendfile import FileSender
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.testing import open_fds
 
 SIZE = 4 * 1024 * 1024 + 3

@@ -21,6 +21,7 @@ from ioreactor.loop.poller import (
     FD_SETSIZE,
     HUP,
     READ,
+    URING_POLLERS,
     WRITE,
     Poller,
     available_pollers,
@@ -32,9 +33,9 @@ from ioreactor.loop.poller import (
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(params=available_pollers())
+@pytest.fixture(params=[n for n in available_pollers() if n not in URING_POLLERS])
 def poller_name(request: pytest.FixtureRequest) -> str:
-    """Poller backends only (the suite-wide fixture also offers whole-loop backends)."""
+    """The OS's readiness pollers (io_uring's have their own tests in tests/loop/uring)."""
     name: str = request.param
     return name
 

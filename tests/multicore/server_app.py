@@ -24,7 +24,7 @@ from ioreactor.multicore import run_server
 from ioreactor.multicore.arguments import add_serving_arguments, serving_options
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 
 BIG_REPLY = 8 * 1024 * 1024
 

@@ -245,7 +245,9 @@ def test_release_frees_storage_only_when_empty() -> None:
     assert buf.capacity == CHEAP_PREPEND
 
 
-@pytest.mark.parametrize("operation", ["append", "compact", "ensure_writable", "release"])
+@pytest.mark.parametrize(
+    "operation", ["append", "append_received", "compact", "ensure_writable", "release"]
+)
 def test_a_kept_peek_view_never_makes_a_resize_fail(operation: str) -> None:
     """A view kept past a change pins the bytearray (resizing it raises BufferError):
     the buffer moves to new storage instead, and the view keeps the old bytes."""
@@ -255,6 +257,10 @@ def test_a_kept_peek_view_never_makes_a_resize_fail(operation: str) -> None:
     if operation == "append":
         buf.append(b"b" * 100_000)  # grows the storage
         expected = b"a" * (COMPACT_THRESHOLD + 100) + b"b" * 100_000
+    elif operation == "append_received":
+        buf.retrieve_all()
+        buf.append_received(b"b" * 5)  # the empty-buffer path replaces the storage's tail
+        expected = b"b" * 5
     elif operation == "compact":
         buf.retrieve(COMPACT_THRESHOLD + 90)
         buf.append(b"b" * 5)  # compacts first: shrinks the storage
@@ -271,6 +277,24 @@ def test_a_kept_peek_view_never_makes_a_resize_fail(operation: str) -> None:
     assert bytes(kept) == b"aaaa"
     assert buf.read_all() == expected
     kept.release()
+
+
+def test_append_received_fills_an_empty_buffer_and_appends_to_the_rest() -> None:
+    scratch = memoryview(bytearray(b"0123456789" * 10))
+    buf = Buffer()
+    assert buf.is_empty()
+    buf.ensure_writable(4096)
+    buf.append_received(scratch[:10])  # empty: the bytes become the whole content
+    check_regions(buf)
+    assert not buf.is_empty() and buf.capacity == CHEAP_PREPEND + 10, "no spare storage kept"
+    buf.append_received(scratch[10:15])  # not empty: an ordinary append after the rest
+    assert buf.read(12) == b"012345678901"
+    buf.retrieve(1)
+    buf.append_received(scratch[20:23])
+    assert buf.read_all() == b"34012"
+    assert buf.is_empty()
+    buf.release()
+    assert buf.capacity == CHEAP_PREPEND
 
 
 def test_read_from_socket_through_scratch() -> None:
@@ -301,6 +325,7 @@ chunks = st.binary(min_size=0, max_size=3000)
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("append"), chunks),
+        st.tuples(st.just("append_received"), chunks),
         st.tuples(st.just("retrieve"), st.integers(0, 4000)),
         st.tuples(st.just("read"), st.integers(0, 4000)),
         st.tuples(st.just("prepend"), st.binary(min_size=0, max_size=CHEAP_PREPEND)),
@@ -325,6 +350,10 @@ def test_any_sequence_of_operations_matches_a_bytes_model(
         if op == "append":
             assert isinstance(arg, bytes)
             buf.append(arg)
+            model += arg
+        elif op == "append_received":
+            assert isinstance(arg, bytes)
+            buf.append_received(memoryview(arg))
             model += arg
         elif op == "retrieve":
             assert isinstance(arg, int)
@@ -364,6 +393,7 @@ def test_any_sequence_of_operations_matches_a_bytes_model(
             model = b""
         check_regions(buf)
         assert bytes(buf.peek()) == model
+        assert buf.is_empty() == (not model)
     assert buf.read_all() == model
 
 

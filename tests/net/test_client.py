@@ -21,7 +21,7 @@ from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 
 pytestmark = pytest.mark.timeout(60)

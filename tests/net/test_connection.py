@@ -8,6 +8,7 @@ what the kernel delivered. Loop-owned objects are only touched through
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
@@ -19,7 +20,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -28,8 +29,9 @@ from ioreactor.echo import EchoHandler
 from ioreactor.loop.event_loop import SCRATCH_SIZE, EventLoop
 from ioreactor.loop.poller import FD_SETSIZE
 from ioreactor.net.buffer import CHEAP_PREPEND, Buffer
+from ioreactor.net.channels import connection_class
 from ioreactor.net.connection import IOV_MAX, TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.testing import LoopThread, open_fds
 
@@ -528,26 +530,40 @@ class SmallSendBuffer(Echo):
         super().on_connection(conn)
 
 
-def test_slow_reader_stops_output_at_high_water_mark_and_resumes(loop_thread: LoopThread) -> None:
-    high, low = 256 * 1024, 64 * 1024
-    handler = SmallSendBuffer()
-    server = serve(loop_thread, handler, high_water_mark=high, low_water_mark=low)
-    data = payload(4 * MiB, 11)
-    sock = connect(address(loop_thread, server), small_buffers=True)
+HIGH, LOW = 256 * 1024, 64 * 1024  # the water marks of the flooded servers below
+
+
+@contextlib.contextmanager
+def flooded(
+    lt: LoopThread, handler: Recorder, data: bytes
+) -> Iterator[tuple[TcpConnection, socket.socket, threading.Thread]]:
+    """A peer that sends ``data`` (from a thread) and reads nothing until the test
+    does: yields once the server's output crossed ``HIGH``."""
+    server = serve(lt, handler, high_water_mark=HIGH, low_water_mark=LOW)
+    sock = connect(address(lt, server), small_buffers=True)
     sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
     sender.start()
     try:
-        wait(loop_thread, lambda: bool(handler.high_water), "on_high_water_mark")
-        conn = handler.conns[0]
+        wait(lt, lambda: bool(handler.high_water), "on_high_water_mark")
+        yield handler.conns[0], sock, sender
+    finally:
+        sock.close()
+        sender.join(LIVENESS)
+
+
+def test_slow_reader_stops_output_at_high_water_mark_and_resumes(loop_thread: LoopThread) -> None:
+    handler = SmallSendBuffer()
+    data = payload(4 * MiB, 11)
+    with flooded(loop_thread, handler, data) as (conn, sock, sender):
         size, was_reading = handler.high_water[0]
-        assert size >= high and not was_reading, "reading pauses before the callback"
+        assert size >= HIGH and not was_reading, "reading pauses before the callback"
         assert not loop_thread.call(lambda: conn.reading)
         first = loop_thread.call(lambda: conn.output_size)
         time.sleep(0.3)  # the peer reads nothing meanwhile
         second = loop_thread.call(lambda: conn.output_size)
         # The kernel may still take a little (TCP window updates); nothing is added.
         assert second <= first <= size, "output kept growing while the peer did not read"
-        assert size <= high + SCRATCH_SIZE, "at most one read's worth past the mark"
+        assert size <= HIGH + SCRATCH_SIZE, "at most one read's worth past the mark"
         assert not loop_thread.call(lambda: conn.reading)
         assert sender.is_alive(), "the sender must be blocked by the paused reader"
         echoed = recv_exactly(sock, len(data))  # the peer reads: reading resumes
@@ -555,9 +571,232 @@ def test_slow_reader_stops_output_at_high_water_mark_and_resumes(loop_thread: Lo
         sender.join(LIVENESS)
         wait(loop_thread, lambda: conn.reading and conn.output_size == 0, "resumed reading")
         assert len(handler.high_water) >= 1
+
+
+# -- what the handler controls: pausing, water marks, switching handlers ---------------------
+
+
+class PausesAtOnce(Echo):
+    """An echo that pauses reading as soon as the connection is announced."""
+
+    def on_connection(self, conn: TcpConnection) -> None:
+        super().on_connection(conn)
+        conn.pause_reading()
+
+
+def quiet_recv(sock: socket.socket, quiet: float = 0.3) -> bytes:
+    """Everything the peer receives until nothing more arrives for ``quiet`` seconds."""
+    got = bytearray()
+    sock.settimeout(quiet)
+    try:
+        while chunk := sock.recv(MiB):
+            got += chunk
+    except TimeoutError:
+        pass
     finally:
-        sock.close()
+        sock.settimeout(LIVENESS)
+    return bytes(got)
+
+
+def test_pause_reading_holds_input_until_resume_from_any_thread(loop_thread: LoopThread) -> None:
+    handler = PausesAtOnce()
+    server = serve(loop_thread, handler)
+    with connect(address(loop_thread, server)) as sock:
+        wait(loop_thread, lambda: bool(handler.conns), "connection")
+        conn = handler.conns[0]
+        sock.sendall(b"held")
+        assert quiet_recv(sock) == b"", "nothing is read while paused"
+        assert loop_thread.call(lambda: (conn.reading, conn.is_reading())) == (False, False)
+        assert handler.received[conn] == 0
+        loop_thread.call(conn.resume_reading)
+        assert recv_exactly(sock, 4) == b"held"
+        assert loop_thread.call(lambda: (conn.reading, conn.is_reading())) == (True, True)
+        conn.pause_reading()  # from this thread: handed to the loop
+        wait(loop_thread, lambda: not conn.reading, "paused from another thread")
+        sock.sendall(b"again")
+        assert quiet_recv(sock) == b""
+        conn.resume_reading()
+        assert recv_exactly(sock, 5) == b"again"
+        assert bytes(handler.data[conn]) == b"heldagain"
+    wait(loop_thread, lambda: handler.closes[conn] == 1, "close")
+    assert not conn.is_reading(), "a closed connection does not read"
+
+
+def drop(loop: EventLoop, conn: TcpConnection, peer: socket.socket) -> None:
+    """End a test's connection and its peer socket (the loop releases the fd)."""
+    conn.force_close()
+    loop.run_once(0)
+    peer.close()
+
+
+def test_reading_paused_before_start_stays_paused(loop: EventLoop) -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    handler = Recorder()
+    conn = connection_class(loop)(loop, a, "pair", handler)
+    try:
+        conn.pause_reading()
+        conn.start()
+        b.sendall(b"early")
+        for _ in range(5):
+            loop.run_once(0.02)
+        assert not conn.reading and handler.received[conn] == 0
+        conn.resume_reading()
+        run_until(loop, lambda: bool(handler.received[conn]))
+        assert bytes(handler.data[conn]) == b"early"
+    finally:
+        drop(loop, conn, b)
+
+
+def test_the_handlers_pause_and_the_water_marks_both_hold_reading(
+    loop_thread: LoopThread,
+) -> None:
+    """Output above the high water mark pauses reading; the handler pauses it too; the
+    output draining does not resume what the handler paused, and resuming does not
+    override output that is still above the mark."""
+    handler = SmallSendBuffer()
+    data = payload(4 * MiB, 21)
+    with flooded(loop_thread, handler, data) as (conn, sock, sender):
+        loop_thread.call(conn.pause_reading)
+        loop_thread.call(conn.resume_reading)  # the water mark still holds reading
+        assert not loop_thread.call(lambda: conn.reading)
+        loop_thread.call(conn.pause_reading)
+        echoed = bytearray(quiet_recv(sock))  # drains the output below the low mark
+        assert echoed and data.startswith(echoed)
+        assert loop_thread.call(lambda: conn.output_size) == 0
+        assert loop_thread.call(lambda: (conn.reading, conn.is_reading())) == (False, False), (
+            "the drained output resumed what the handler paused"
+        )
+        assert sender.is_alive(), "the sender is blocked while reading stays paused"
+        loop_thread.call(conn.resume_reading)
+        echoed += recv_exactly(sock, len(data) - len(echoed))
+        assert echoed == data
         sender.join(LIVENESS)
+        wait(loop_thread, lambda: conn.reading and conn.output_size == 0, "reading again")
+
+
+def stalled_output(loop: EventLoop, size: int) -> tuple[TcpConnection, socket.socket, Recorder]:
+    """A connection (the loop's kind) whose peer reads nothing, with ``size`` bytes sent
+    through small kernel buffers: most of them stay queued."""
+    a, b = socket.socketpair()
+    for s in (a, b):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUF)
+    a.setblocking(False)
+    handler = Recorder()
+    conn = connection_class(loop)(loop, a, "pair", handler, high_water_mark=8 * MiB)
+    conn.start()
+    loop.run_once(0)
+    conn.send(payload(size, 31))
+    for _ in range(5):
+        loop.run_once(0.01)
+    return conn, b, handler
+
+
+def test_water_mark_setters_judge_the_queued_output(loop: EventLoop) -> None:
+    conn, peer, handler = stalled_output(loop, 4 * MiB)
+    try:
+        queued = conn.output_size
+        assert 0 < queued <= 4 * MiB, "the peer reads nothing: output stays queued"
+        assert conn.reading and not handler.high_water
+        conn.set_water_marks(high=queued // 2, low=queued // 4)  # below what is queued
+        assert handler.high_water == [(queued, False)], "crossed now: paused, then told"
+        assert (conn.high_water_mark, conn.low_water_mark) == (queued // 2, queued // 4)
+        conn.resume_reading()
+        assert not conn.reading and conn.is_reading(), "the water mark still holds it"
+        conn.low_water_mark = queued // 2  # still below what is queued
+        assert not conn.reading
+        conn.set_water_marks(high=8 * MiB, low=queued)  # the output is now at the low mark
+        assert conn.reading, "reading resumes at the new low water mark"
+        with pytest.raises(ValueError, match="low_water_mark"):
+            conn.set_water_marks(high=100, low=200)
+        with pytest.raises(ValueError, match="low_water_mark"):
+            conn.low_water_mark = -1
+        with pytest.raises(ValueError, match="low_water_mark"):
+            conn.high_water_mark = queued - 1  # below the low mark
+        assert (conn.high_water_mark, conn.low_water_mark) == (8 * MiB, queued), "unchanged"
+        assert len(handler.high_water) == 1
+    finally:
+        drop(loop, conn, peer)
+
+
+def test_output_size_and_shutdown(loop: EventLoop) -> None:
+    """``output_size`` counts what the kernel has not taken; ``shutdown`` sends FIN only
+    once it is all taken, and drops what is sent after it."""
+    conn, peer, handler = stalled_output(loop, 2 * MiB)
+    try:
+        assert 0 < conn.output_size <= 2 * MiB
+        conn.shutdown()
+        conn.send(b"after shutdown")
+        assert conn.output_size <= 2 * MiB and not conn.closed
+        peer.setblocking(False)
+        got = bytearray()
+        deadline = time.monotonic() + LIVENESS
+        while time.monotonic() < deadline:
+            loop.run_once(0.01)
+            try:
+                chunk = peer.recv(MiB)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break  # FIN: after everything queued, and nothing after it
+            got += chunk
+        assert got == payload(2 * MiB, 31)
+        assert conn.output_size == 0 and not conn.closed, "half-closed, still reading"
+        peer.sendall(b"still read")
+        run_until(loop, lambda: bool(handler.data[conn]))
+        assert bytes(handler.data[conn]) == b"still read"
+    finally:
+        drop(loop, conn, peer)
+
+
+class SwitchesAfterHeader(Recorder):
+    """Reads one header line, then hands the connection to ``then`` (and announces it)."""
+
+    def __init__(self, then: Handler) -> None:
+        super().__init__()
+        self.then = then
+        self.headers: list[bytes] = []
+
+    def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
+        end = buffer.find(b"\n")
+        if end >= 0:
+            self.headers.append(buffer.read(end + 1))
+            conn.set_handler(self.then)
+            self.then.on_connection(conn)  # set_handler does not announce the connection
+
+
+class UpperInPlace(EchoInPlace):
+    def on_read(self, conn: TcpConnection, data: memoryview) -> int:
+        self.in_place += 1
+        conn.send(bytes(data).upper())
+        return len(data)
+
+    def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+        conn.send(chunk.upper())
+
+
+def test_set_handler_hands_a_live_connection_on(loop_thread: LoopThread) -> None:
+    upper = UpperInPlace()
+    first = SwitchesAfterHeader(upper)
+    server = serve(loop_thread, first)
+    with connect(address(loop_thread, server)) as sock:
+        sock.sendall(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nhello")
+        assert recv_exactly(sock, 5) == b"HELLO", "the rest of that read went to the new one"
+        wait(loop_thread, lambda: bool(first.conns), "connection")
+        conn = first.conns[0]
+        assert first.headers == [b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"]
+        assert loop_thread.call(lambda: conn.handler) is upper
+        before = upper.in_place
+        sock.sendall(b"world")
+        assert recv_exactly(sock, 5) == b"WORLD"
+        assert upper.in_place > before, "the new handler's on_read is used"
+        wait(loop_thread, lambda: upper.write_completes > 0, "the new on_write_complete")
+        assert first.write_completes == 0
+        with pytest.raises(AttributeError):
+            conn.handler = first  # type: ignore[misc]  # switching goes through set_handler
+    wait(loop_thread, lambda: upper.closes[conn] == 1, "on_close of the new handler")
+    assert first.closes[conn] == 0
 
 
 # -- half-close and closing -----------------------------------------------------------------
@@ -944,7 +1183,7 @@ def test_select_refusing_a_high_fd_closes_only_that_socket(
         def __init__(self) -> None:
             self.closed: list[TcpConnection] = []
 
-        def _connection_closed(self, conn: TcpConnection) -> None:
+        def connection_closed(self, conn: TcpConnection) -> None:
             self.closed.append(conn)
 
     loop = EventLoop("select")

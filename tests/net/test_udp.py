@@ -15,8 +15,9 @@ import pytest
 from net_support import fd_count, needs_ipv6
 
 from ioreactor.net.address import AddressError
+from ioreactor.net.handlers import DatagramHandler
 from ioreactor.net.sockopt import parse_sockopt
-from ioreactor.net.udp import MAX_DATAGRAM, DatagramHandler, UdpEndpoint, udp_client, udp_server
+from ioreactor.net.udp import MAX_DATAGRAM, UdpEndpoint, udp_client, udp_server
 from ioreactor.testing import LoopThread
 
 TIMEOUT = 10.0

@@ -19,9 +19,9 @@ from ioreactor.net.acceptor import open_listener
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import DatagramHandler, Handler
 from ioreactor.net.server import TcpServer
-from ioreactor.net.udp import DatagramHandler, udp_server
+from ioreactor.net.udp import udp_server
 from ioreactor.net.unix import (
     PeerCredentials,
     UnixSocket,

@@ -42,7 +42,7 @@ from reliability_support import (
 from ioreactor.loop.backends import new_loop
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.testing import LoopThread
 

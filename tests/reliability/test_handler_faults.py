@@ -24,7 +24,7 @@ from ioreactor.http.request import Request
 from ioreactor.http.server import HttpServer
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.testing import LoopThread
 

@@ -37,7 +37,7 @@ from ioreactor.http.protocol import BODY
 from ioreactor.http.server import HttpServer
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.testing import LoopThread, open_fds
 

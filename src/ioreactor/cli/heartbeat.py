@@ -12,8 +12,9 @@ import logging
 import signal
 
 from ioreactor.heartbeat import INTERVAL, MISSES, HeartbeatHandler
-from ioreactor.loop.backends import backend_names, new_loop
+from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
+from ioreactor.loop.poller import available_pollers
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
@@ -129,7 +130,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="exit after this many seconds (default: run until SIGINT/SIGTERM)",
     )
-    p.add_argument("--poller", choices=backend_names(), default=None)
+    p.add_argument("--poller", choices=available_pollers(), default=None)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -20,7 +20,7 @@ import logging
 from ioreactor.codec.base import Codec, FrameError
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.codec")
 

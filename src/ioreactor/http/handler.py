@@ -11,7 +11,7 @@ from ioreactor.http.limits import Limits
 from ioreactor.http.protocol import HttpProtocol, receive, receive_read
 from ioreactor.http.response import OCTET_FIELD, TEXT_FIELD
 from ioreactor.http.sweep import ConnectionSweep
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 
 if TYPE_CHECKING:
     from ioreactor.http.app import App

@@ -49,9 +49,11 @@ LAG_WINDOW = 1024
 
 
 class Flushable(Protocol):
-    """Anything that queued output during this iteration (a connection)."""
+    """Anything that queued output during this iteration (a connection, a channel): the
+    loop's internal callback, run once at the end of the iteration."""
 
-    def _flush(self) -> None: ...
+    def _flush(self) -> None:
+        """Hand what was queued this iteration to the kernel (one send)."""
 
 
 @dataclass(frozen=True)
@@ -121,15 +123,10 @@ class _Waker:
 class EventLoop:
     """A single-threaded reactor.
 
-    ``poller`` is a backend name (``select``, ``poll``, ``epoll``, ``epoll-et``, ...), a
-    :class:`Poller` instance, or None for the best backend of this OS.
+    ``poller`` is a backend name (``select``, ``poll``, ``epoll``, ``epoll-et``,
+    ``uring``, ... -- see :func:`~ioreactor.loop.poller.available_pollers`), a
+    :class:`Poller` instance, or None for the best readiness backend of this OS.
     """
-
-    #: Channel classes TcpServer/TcpClient build for this loop's sockets; None means the
-    #: readiness ones (TcpConnection, Acceptor). A completion-mode loop subclass
-    #: (ioreactor.loop.uring.UringEventLoop) names its own.
-    connection_class: type[Any] | None = None
-    acceptor_class: type[Any] | None = None
 
     def __init__(
         self,
@@ -139,8 +136,17 @@ class EventLoop:
         slow_iteration: float = SLOW_ITERATION,
     ) -> None:
         self.poller: Poller = poller if isinstance(poller, Poller) else create_poller(poller)
+        try:
+            self._waker = _Waker()
+        except BaseException:
+            if self.poller is not poller:
+                self.poller.close()  # ours (built from a name): not left to the GC
+            raise
         #: Channels on an edge-triggered poller must read until EAGAIN on every event.
         self.edge_triggered = self.poller.edge_triggered
+        #: The kernel performs the sockets' I/O (io_uring completion mode): the net layer
+        #: builds completion-mode connections and acceptors for this loop.
+        self.completion_mode = self.poller.completion_mode
         self.name = name
         self.slow_iteration = slow_iteration
         #: Every socket read lands here first; only the bytes received are copied out.
@@ -162,9 +168,11 @@ class EventLoop:
         self._running = False
         self._stopping = False
         self._closed = False
-        self._waker = _Waker()
         self._wake_pending = False
         self.watch(self._waker.fd, READ, self._on_wakeup)
+        if self.completion_mode:
+            # A batch of completions arrives as the poller's own fd being readable.
+            self.watch(self.poller.fileno(), READ, self.poller.dispatch)
         self._pools: dict[str, concurrent.futures.Executor] = {}
         self._signals: dict[int, Any] = {}
         self._lag_recent: collections.deque[float] = collections.deque(maxlen=LAG_WINDOW)

@@ -5,16 +5,20 @@ Events use the epoll bit values everywhere (``READ`` = EPOLLIN, ``WRITE`` = EPOL
 ``ERROR`` = EPOLLERR, ``HUP`` = EPOLLHUP); the ``select`` and ``poll`` backends translate,
 so the loop and every channel above it see one vocabulary.
 
-Backends, chosen at run time by name (:func:`create_poller`):
+Backends, chosen at run time by name (:func:`create_poller`, ``EventLoop(name)``):
 
-==========  ===========================================================================
-select      portable; O(n) per call; refuses fds >= FD_SETSIZE (1024) -- the course's
-            point about select's limit, kept visible rather than hidden.
-poll        no fd limit; still O(n) per call (the whole array crosses into the kernel).
-epoll       O(ready) per call; level-triggered (the default).
-epoll-et    edge-triggered epoll: a channel must drain until EAGAIN on every event.
-kqueue      BSD/macOS equivalent of epoll (only where the OS has it).
-==========  ===========================================================================
+=============  ========================================================================
+select         portable; O(n) per call; refuses fds >= FD_SETSIZE (1024) -- the
+               course's point about select's limit, kept visible rather than hidden.
+poll           no fd limit; still O(n) per call (the whole array crosses into the
+               kernel).
+epoll          O(ready) per call; level-triggered (the default).
+epoll-et       edge-triggered epoll: a channel must drain until EAGAIN on every event.
+kqueue         BSD/macOS equivalent of epoll (only where the OS has it).
+uring          io_uring completion mode (Linux): the kernel performs the sockets' I/O;
+               the poller reports completions (``completion_mode``, :meth:`dispatch`).
+uring-poll     readiness through io_uring poll requests (``-et``: edge-triggered).
+=============  ========================================================================
 
 An fd closed while still registered (an owner that forgot to unregister first) makes
 select() fail with EBADF and poll() report POLLNVAL on every call; epoll forgets it on
@@ -51,6 +55,10 @@ class Poller(ABC):
     name: str = "abstract"
     #: True when the backend reports a readiness change once (the channel must drain).
     edge_triggered: bool = False
+    #: True when the kernel performs the sockets' I/O itself (io_uring completion mode):
+    #: the poller reports each batch of operation completions as its own fd being
+    #: readable, and the loop hands that event to :meth:`dispatch`.
+    completion_mode: bool = False
 
     @abstractmethod
     def register(self, fd: int, events: int) -> None: ...
@@ -64,6 +72,9 @@ class Poller(ABC):
     @abstractmethod
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         """Wait up to ``timeout`` seconds (None: forever) and return (fd, events) pairs."""
+
+    def dispatch(self, events: int) -> None:
+        """Completion mode only: handle the completions the last :meth:`poll` reaped."""
 
     def close(self) -> None:
         """Release the kernel object behind the poller, if any."""
@@ -261,22 +272,50 @@ if sys.platform != "linux":  # pragma: no cover - exercised only on BSD/macOS
             return fd
 
 
+#: The io_uring backends (Linux): ``uring`` is the completion-mode poller (the kernel
+#: accepts, receives and sends), ``uring-poll`` / ``uring-poll-et`` are readiness over
+#: io_uring. Their names are always known here; the io_uring package (and ctypes) is
+#: imported only when one is built, and building one where io_uring is missing or
+#: forbidden raises ``UringUnavailable`` with the reason.
+URING_POLLERS: tuple[str, ...] = (
+    ("uring", "uring-poll", "uring-poll-et") if sys.platform == "linux" else ()
+)
+
+
+def _completion_poller() -> Poller:
+    from ioreactor.loop.uring.completion import CompletionPoller
+
+    return CompletionPoller()
+
+
+def _uring_poller(edge_triggered: bool = False) -> Poller:
+    from ioreactor.loop.uring.poller import UringPoller
+
+    return UringPoller(edge_triggered=edge_triggered)
+
+
 _FACTORIES: dict[str, Callable[[], Poller]] = {"select": SelectPoller, "poll": PollPoller}
 if hasattr(select, "epoll"):
     _FACTORIES["epoll"] = EpollPoller
     _FACTORIES["epoll-et"] = lambda: EpollPoller(edge_triggered=True)
 if sys.platform != "linux" and hasattr(select, "kqueue"):
     _FACTORIES["kqueue"] = KqueuePoller
+if URING_POLLERS:
+    _FACTORIES["uring"] = _completion_poller
+    _FACTORIES["uring-poll"] = _uring_poller
+    _FACTORIES["uring-poll-et"] = lambda: _uring_poller(edge_triggered=True)
 
 
 def register_backend(name: str, factory: Callable[[], Poller]) -> None:
-    """Make an extra backend (e.g. io_uring) selectable by name."""
+    """Make an extra backend selectable by name."""
     _FACTORIES[name] = factory
 
 
 def available_pollers() -> list[str]:
-    """Names accepted by :func:`create_poller` on this OS, best first."""
-    order = ["epoll", "kqueue", "poll", "select", "epoll-et"]
+    """Every backend name known on this OS, the default first: what :func:`create_poller`,
+    ``EventLoop(name)`` and every ``--poller`` flag accept. The io_uring names come
+    after the readiness pollers of the OS (see ``URING_POLLERS``)."""
+    order = ["epoll", "kqueue", "poll", "select", "epoll-et", *URING_POLLERS]
     known = [n for n in order if n in _FACTORIES]
     return known + sorted(set(_FACTORIES) - set(known))
 

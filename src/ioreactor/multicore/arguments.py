@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ioreactor.loop.backends import backend_names
+from ioreactor.loop.poller import available_pollers
 from ioreactor.multicore.config import DISPATCHES, default_dispatch, default_workers
 from ioreactor.net.server import BALANCES, SHUTDOWN_TIMEOUT
 
@@ -38,7 +38,7 @@ def add_serving_arguments(
         p.add_argument("--listen", default=default_listen, help="HOST:PORT (default %(default)s)")
     p.add_argument(
         "--poller",
-        choices=backend_names(),
+        choices=available_pollers(),
         default=None,
         help="I/O backend: a poller, or uring (io_uring completion mode) "
         "(default: the best poller this OS has)",

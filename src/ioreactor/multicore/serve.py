@@ -16,7 +16,7 @@ from ioreactor.multicore.supervisor import Supervisor
 from ioreactor.multicore.worker import ServerProcess
 from ioreactor.net.acceptor import BACKLOG
 from ioreactor.net.address import Address, to_address
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import SHUTDOWN_TIMEOUT, Balance
 
 

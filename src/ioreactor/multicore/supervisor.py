@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ioreactor.loop.timers import TimerHandle
-    from ioreactor.net.handler import Handler
+    from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.multicore")
 

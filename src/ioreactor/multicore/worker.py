@@ -26,7 +26,7 @@ from ioreactor.multicore.channel import WorkerChannel
 from ioreactor.multicore.config import ServeConfig, WorkerContext
 from ioreactor.multicore.signals import CONTROL_SIGNALS, FORCED_EXIT, StopSignals
 from ioreactor.net.address import format_sockname
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.net.sockopt import raise_nofile_limit
 

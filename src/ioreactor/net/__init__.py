@@ -4,7 +4,7 @@ from ioreactor.net.address import Address, AddressError, parse_address, to_addre
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import DatagramHandler, Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.net.sockopt import KeepAlive
 
@@ -12,6 +12,7 @@ __all__ = [
     "Address",
     "AddressError",
     "Buffer",
+    "DatagramHandler",
     "Handler",
     "KeepAlive",
     "TcpClient",

@@ -39,11 +39,12 @@ BACKLOG = 1024
 #: Seconds the acceptor stops watching the listener when out of fds with no spare fd.
 EXHAUSTED_PAUSE = 0.1
 
-_FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: accept() errors meaning the process or the system is out of fds (or memory): shed.
+FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 #: Errors for one pending connection only (it died in the backlog): skip it. Linux's
 #: accept() also passes a pending network error of the new connection on as its own
 #: error; accept(2) says to treat those like EAGAIN and retry (the rest of the tuple).
-_TRANSIENT = tuple(
+TRANSIENT_ERRORS = tuple(
     code
     for name in (
         "ECONNABORTED",
@@ -147,12 +148,12 @@ class Acceptor:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                if exc.errno in _FD_EXHAUSTED:
+                if exc.errno in FD_EXHAUSTED:
                     if not self._shed_one(exc):
                         self._pause()
                         return
                     break
-                if exc.errno in _TRANSIENT:
+                if exc.errno in TRANSIENT_ERRORS:
                     continue
                 log.error("accept() on %s failed: %s", self.listener.getsockname(), exc)
                 return

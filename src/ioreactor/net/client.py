@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.net.address import Address, to_address
+from ioreactor.net.channels import connection_class
 from ioreactor.net.connection import HIGH_WATER_MARK, LOW_WATER_MARK, TcpConnection
 from ioreactor.net.connector import BACKOFF_INITIAL, BACKOFF_MAX, CONNECT_TIMEOUT, Connector
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import KeepAlive, is_tcp, set_keepalive
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class TcpClient:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.keepalive is not None:
                 set_keepalive(sock, self.keepalive)
-        conn: TcpConnection = (self.loop.connection_class or TcpConnection)(
+        conn = connection_class(self.loop)(
             self.loop,
             sock,
             peer,
@@ -104,7 +105,8 @@ class TcpClient:
         else:
             log.error("connect to %s failed: %s", self.address, exc)
 
-    def _connection_closed(self, conn: TcpConnection) -> None:
+    def connection_closed(self, conn: TcpConnection) -> None:
+        """The connection ended (as its ``ConnectionOwner``): reconnect if asked to."""
         if self.connection is conn:
             self.connection = None
         if self.reconnect and not self._stopped:

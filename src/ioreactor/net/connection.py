@@ -17,6 +17,12 @@ per event.
 Back-pressure: when queued output reaches ``high_water_mark`` the connection stops
 reading (a peer that does not read its replies cannot make us buffer without bound) and
 ``on_high_water_mark`` fires; reading resumes when output drains to ``low_water_mark``.
+The handler may also pause reading itself (:meth:`TcpConnection.pause_reading`, for
+back-pressure of its own); the fd is read only while neither holds it back.
+
+The read and flush steps are shared with the io_uring connection
+(:mod:`ioreactor.net.uring.connection`), which replaces only the I/O: where the bytes
+come from (``recv_into`` here, a provided buffer there) and how output leaves.
 
 Closing, three ways:
 
@@ -37,11 +43,11 @@ import errno
 import logging
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
-from ioreactor.net.buffer import CHEAP_PREPEND, Buffer
-from ioreactor.net.handler import Handler, overrides, reads_in_place
+from ioreactor.net.buffer import Buffer
+from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in_place
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
@@ -70,12 +76,6 @@ _get_ident = threading.get_ident
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ENOTCONN})
 
 
-class ConnectionOwner(Protocol):
-    """The server or client that keeps the connection and wants to know when it ends."""
-
-    def _connection_closed(self, conn: TcpConnection) -> None: ...
-
-
 class TcpConnection:
     """A connected stream socket driven by its loop; see the module docstring."""
 
@@ -86,12 +86,16 @@ class TcpConnection:
         "_direct",
         "_events",
         "_flush_queued",
+        "_handler",
+        "_high_water",
         "_in_read",
+        "_low_water",
         "_notify_drain",
         "_out",
         "_out_size",
         "_owner",
         "_peer_eof",
+        "_read_paused",
         "_shut_wr",
         "_shutdown_requested",
         "_state",
@@ -100,13 +104,10 @@ class TcpConnection:
         "context",
         "error",
         "fd",
-        "handler",
-        "high_water_mark",
         "input",
         "last_read",
         "last_write",
         "loop",
-        "low_water_mark",
         "peer",
         "sock",
     )
@@ -122,13 +123,11 @@ class TcpConnection:
         high_water_mark: int = HIGH_WATER_MARK,
         low_water_mark: int = LOW_WATER_MARK,
     ) -> None:
-        if low_water_mark > high_water_mark:
-            raise ValueError("low_water_mark must not exceed high_water_mark")
+        _check_water_marks(high_water_mark, low_water_mark)
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
         self.peer = peer
-        self.handler = handler
         self._owner = owner
         #: Free for the handler: per-connection protocol state (muduo's context).
         self.context: Any = None
@@ -143,8 +142,9 @@ class TcpConnection:
         self._in_read = False
         self._writing = False
         self._above_high = False
-        self.high_water_mark = high_water_mark
-        self.low_water_mark = low_water_mark
+        self._read_paused = False
+        self._high_water = high_water_mark
+        self._low_water = low_water_mark
         self._close_after_drain = False
         self._close_timer: TimerHandle | None = None
         #: Seconds a graceful close() waits for the peer to take the queued output.
@@ -152,15 +152,14 @@ class TcpConnection:
         self._shutdown_requested = False
         self._shut_wr = False
         self._peer_eof = False
-        self._notify_drain = overrides(handler, "on_write_complete")
-        self._direct = reads_in_place(handler)
+        self._set_handler_in_loop(handler)
         #: Loop time (``loop.now``) of the last bytes received / handed to the kernel:
         #: what idle detection reads; recording it costs one attribute store.
         self.last_read = self.last_write = loop.now
 
     def __repr__(self) -> str:
         state = {CONNECTED: "open", DISCONNECTING: "closing", DISCONNECTED: "closed"}
-        return f"<TcpConnection fd={self.fd} peer={self.peer} {state[self._state]}>"
+        return f"<{type(self).__name__} fd={self.fd} peer={self.peer} {state[self._state]}>"
 
     # -- state ---------------------------------------------------------------------------
 
@@ -174,6 +173,7 @@ class TcpConnection:
 
     @property
     def reading(self) -> bool:
+        """Whether the fd is read now (neither the handler nor the water marks hold it)."""
         return bool(self._events & READ)
 
     @property
@@ -181,8 +181,99 @@ class TcpConnection:
         """Bytes queued and not yet accepted by the kernel."""
         return self._out_size
 
+    @property
+    def handler(self) -> Handler:
+        """The connection's callbacks (switch them with :meth:`set_handler`)."""
+        return self._handler
+
     def local_address(self) -> Any:
         return self.sock.getsockname() if self._state != DISCONNECTED else None
+
+    # -- what the handler controls ----------------------------------------------------------
+
+    def set_handler(self, handler: Handler) -> None:
+        """Hand the connection to ``handler`` (after a PROXY header, an HTTP Upgrade...).
+
+        Called from a callback, it applies at once: input the old handler leaves unread
+        goes to the new handler's ``on_message`` as soon as that callback returns (its
+        ``on_connection`` is not called). Any thread.
+        """
+        self.loop.run_in_loop(self._set_handler_in_loop, handler)
+
+    def _set_handler_in_loop(self, handler: Handler) -> None:
+        self._handler = handler
+        # Decided once per handler, not per read: which optional callbacks it has.
+        self._notify_drain = overrides(handler, "on_write_complete")
+        self._direct = reads_in_place(handler)
+
+    def pause_reading(self) -> None:
+        """Stop reading until :meth:`resume_reading`. Any thread.
+
+        Independent of the water marks: the fd is read only while neither this nor queued
+        output above ``high_water_mark`` holds it back.
+        """
+        self.loop.run_in_loop(self._set_read_paused, True)
+
+    def resume_reading(self) -> None:
+        """Undo :meth:`pause_reading` (reading restarts unless the output is too full)."""
+        self.loop.run_in_loop(self._set_read_paused, False)
+
+    def _set_read_paused(self, paused: bool) -> None:
+        self._read_paused = paused
+        self._update_reading()
+
+    def is_reading(self) -> bool:
+        """False after :meth:`pause_reading` until :meth:`resume_reading`, and once closing."""
+        return not self._read_paused and self._state == CONNECTED
+
+    @property
+    def high_water_mark(self) -> int:
+        """Queued output at which reading pauses and ``on_high_water_mark`` fires."""
+        return self._high_water
+
+    @high_water_mark.setter
+    def high_water_mark(self, size: int) -> None:
+        self.set_water_marks(high=size)
+
+    @property
+    def low_water_mark(self) -> int:
+        """Queued output at which reading resumes after the high water mark."""
+        return self._low_water
+
+    @low_water_mark.setter
+    def low_water_mark(self, size: int) -> None:
+        self.set_water_marks(low=size)
+
+    def set_water_marks(self, high: int | None = None, low: int | None = None) -> None:
+        """Change either water mark (or both at once); any thread.
+
+        Raises ``ValueError`` unless 0 <= low <= high. Output already queued is judged
+        by the new marks: above the new high mark reading pauses (and
+        ``on_high_water_mark`` fires), at or below the new low mark it resumes.
+        """
+        high = self._high_water if high is None else high
+        low = self._low_water if low is None else low
+        _check_water_marks(high, low)
+        self._high_water = high
+        self._low_water = low
+        self.loop.run_in_loop(self._judge_output)
+
+    def _judge_output(self) -> None:
+        """Apply the water marks to the queued output (after they changed)."""
+        if self._state != CONNECTED:
+            return
+        if self._above_high:
+            self._output_shrank()
+        elif self._out_size >= self._high_water:
+            self._crossed_high_water()
+
+    def _update_reading(self) -> None:
+        """Read the fd exactly while nothing holds reading back: the handler's pause,
+        output above the high water mark, the peer's EOF, closing."""
+        if self._read_paused or self._above_high or self._peer_eof or self._state != CONNECTED:
+            self._set_events(self._events & ~READ)
+        else:
+            self._set_events(self._events | READ)
 
     # -- lifecycle (loop thread) -------------------------------------------------------
 
@@ -192,20 +283,23 @@ class TcpConnection:
         A socket the loop cannot watch (select() and an fd >= FD_SETSIZE) is closed at
         once and its owner told; the handler never hears of it.
         """
-        self._events = READ
+        self._events = 0 if self._read_paused else READ
         callback = self._handle_edge if self.loop.edge_triggered else self._handle_event
         try:
-            self.loop.watch(self.fd, READ, callback)
+            self.loop.watch(self.fd, self._events, callback)
         except (ValueError, OSError) as exc:
             log.error("cannot serve peer %s: %s; closing it", self.peer, exc)
             self.error = exc
             self._state = DISCONNECTED
             self.sock.close()
             if self._owner is not None:
-                self._owner._connection_closed(self)
+                self._owner.connection_closed(self)
             return
+        self._announce()
+
+    def _announce(self) -> None:
         try:
-            self.handler.on_connection(self)
+            self._handler.on_connection(self)
         except Exception as exc:
             self._callback_failed("on_connection", exc)
 
@@ -223,15 +317,22 @@ class TcpConnection:
         if mask & WRITE and self._state != DISCONNECTED:
             self._handle_write()
 
+    # -- reading -----------------------------------------------------------------------
+
     def _handle_event(self, mask: int) -> bool:
         """The loop's callback for this fd (level-triggered pollers). Readable only (the
-        common case) is the read path itself: one Python call per read from the poller
-        to the handler. True when a chunk was read and delivered."""
+        common case) is the read path itself: ``recv_into`` the loop's scratch buffer,
+        then the read step (:meth:`_received`). True when a chunk was read and delivered.
+
+        The read step is a method of its own, shared with the io_uring connection: that
+        call and Buffer's ``is_empty`` cost 0.03 µs per read, measured as server CPU per
+        1 KiB echoed through ``on_read`` over a socketpair (3.28 -> 3.31 µs, medians),
+        and nothing through ``on_message`` (3.75 µs either way).
+        """
         if mask != READ:
             self._handle_mixed(mask)
             return False
-        loop = self.loop
-        scratch = loop.scratch_view
+        scratch = self.loop.scratch_view
         try:
             n = self.sock.recv_into(scratch)
         except (BlockingIOError, InterruptedError):
@@ -242,50 +343,63 @@ class TcpConnection:
         if not n:
             self._handle_eof()
             return False
-        self.last_read = loop.now
+        return self._received(scratch[:n])
+
+    def _received(self, data: memoryview) -> bool:
+        """The read step of every I/O path: ``data`` (bytes just read, valid during this
+        call only) goes to the handler, then what it sent leaves at once (flush on read
+        complete). False when a callback failed (the connection is then closed).
+
+        While ``input`` is empty, a handler with ``on_read`` parses ``data`` in place and
+        only what it leaves is copied into ``input``; otherwise the bytes are appended to
+        ``input`` and ``on_message`` runs. One call each to the handler and to the buffer.
+        """
+        self.last_read = self.loop.now
         self._in_read = True
         buffer = self.input
-        used = 0
-        if self._direct and buffer._r == buffer._w:
-            # Nothing kept from earlier reads: the handler parses the loop's read buffer
-            # in place, and only what it leaves is copied into conn.input.
+        if self._direct and buffer.is_empty():
+            n = len(data)
             try:
-                used = self.handler.on_read(self, scratch[:n])
+                used = self._handler.on_read(self, data)
                 if not 0 <= used <= n:  # (None or a non-int raises TypeError here)
                     raise ValueError(f"on_read returned {used!r}, not a count in 0..{n}")
             except Exception as exc:
                 self._in_read = False
                 self._callback_failed("on_read", exc)
                 return False
-            if self._state == DISCONNECTED:
-                used = n
-        if used < n:
-            if buffer._r == buffer._w:
-                # Empty buffer (the common case): Buffer.append() inlined.
-                try:
-                    buffer._data[CHEAP_PREPEND:] = scratch[used:n]
-                except BufferError:  # the handler kept a peek() view: new storage
-                    buffer.detach()
-                    buffer._data[CHEAP_PREPEND:] = scratch[used:n]
-                buffer._r = CHEAP_PREPEND
-                buffer._w = CHEAP_PREPEND + n - used
-            else:
-                buffer.append(scratch[used:n])
-            # _deliver(), inlined: this is the per-message path.
-            try:
-                self.handler.on_message(self, buffer)
-            except Exception as exc:
-                self._in_read = False
-                self._callback_failed("on_message", exc)
+            if used < n and self._state != DISCONNECTED:
+                buffer.append_received(data[used:])
+                if not self._deliver():
+                    return False
+        else:
+            buffer.append_received(data)
+            if not self._deliver():
                 return False
-            if buffer._r == buffer._w and len(buffer._data) > CHEAP_PREPEND:
-                try:
-                    del buffer._data[CHEAP_PREPEND:]  # Buffer.release() inlined
-                except BufferError:  # the handler kept a peek() view
-                    buffer.release()
         self._in_read = False
         if self._out and not self._writing:
             self._flush()  # read complete: what the handler sent leaves in one call
+        return True
+
+    def _deliver(self) -> bool:
+        """``on_message`` with the input buffer; its storage goes back once consumed.
+
+        A handler that hands the connection on (:meth:`set_handler`) and leaves input
+        behind has the next handler's ``on_message`` called with it at once.
+        """
+        buffer = self.input
+        handler = self._handler
+        try:
+            handler.on_message(self, buffer)
+            while handler is not self._handler and self._state == CONNECTED:
+                if buffer.is_empty():
+                    break
+                handler = self._handler
+                handler.on_message(self, buffer)
+        except Exception as exc:
+            self._in_read = False
+            self._callback_failed("on_message", exc)
+            return False
+        buffer.release()
         return True
 
     def _handle_edge(self, mask: int) -> None:
@@ -294,10 +408,10 @@ class TcpConnection:
 
         Each chunk takes the level-triggered read path (on_read or on_message, then the
         flush), so back-pressure and closing still apply: the drain stops once reading is
-        paused (the high water mark) or the connection closed -- nothing runs after
-        on_close, and resuming re-arms the fd with epoll_ctl, which reports the data
-        still queued. After ``EDGE_READS_PER_EVENT`` chunks the rest waits for the next
-        iteration, so a peer that never stops sending cannot keep the loop from its
+        paused (the high water mark, the handler) or the connection closed -- nothing runs
+        after on_close, and resuming re-arms the fd with epoll_ctl, which reports the
+        data still queued. After ``EDGE_READS_PER_EVENT`` chunks the rest waits for the
+        next iteration, so a peer that never stops sending cannot keep the loop from its
         other fds.
         """
         if mask != READ:
@@ -315,28 +429,15 @@ class TcpConnection:
         if self._state == CONNECTED and self._events & READ:
             self._handle_edge(READ)
 
-    def _deliver(self) -> None:
-        if self._state == DISCONNECTED:
-            return
-        buffer = self.input
-        self.last_read = self.loop.now
-        try:
-            self.handler.on_message(self, buffer)
-        except Exception as exc:
-            self._callback_failed("on_message", exc)
-            return
-        if buffer._r == buffer._w:
-            buffer.release()
-
     def _handle_eof(self) -> None:
         """The peer sent FIN: no more input. Surface it, then close unless kept half-open."""
         self._peer_eof = True
-        self._set_events(self._events & ~READ)
+        self._update_reading()
         if self._shut_wr or self._state == DISCONNECTING:
             self._close_when_drained()
             return
         try:
-            keep_open = self.handler.on_eof(self)
+            keep_open = self._handler.on_eof(self)
         except Exception as exc:
             self._callback_failed("on_eof", exc)
             return
@@ -386,7 +487,7 @@ class TcpConnection:
             if not self._flush_queued and not self._in_read:
                 self._flush_queued = True
                 loop.pending_flush.append(self)
-            if self._out_size >= self.high_water_mark and not self._above_high:
+            if self._out_size >= self._high_water and not self._above_high:
                 self._crossed_high_water()
         else:
             self._send_in_loop(data)
@@ -407,15 +508,15 @@ class TcpConnection:
         if not self._flush_queued and not self._writing and not self._in_read:
             self._flush_queued = True
             self.loop.pending_flush.append(self)
-        if size >= self.high_water_mark and not self._above_high:
+        if size >= self._high_water and not self._above_high:
             self._crossed_high_water()
 
     def _crossed_high_water(self) -> None:
         """Too much output queued: stop reading until it drains to the low water mark."""
         self._above_high = True
-        self._set_events(self._events & ~READ)
+        self._update_reading()
         try:
-            self.handler.on_high_water_mark(self, self._out_size)
+            self._handler.on_high_water_mark(self, self._out_size)
         except Exception as exc:
             self._callback_failed("on_high_water_mark", exc)
 
@@ -497,16 +598,19 @@ class TcpConnection:
             # A whole IOV_MAX batch left and more is queued. Send on now: the socket
             # never filled, so an edge-triggered poller would not report it writable
             # again and the rest would stall.
-        if self._above_high and self._out_size <= self.low_water_mark:
+        self._output_shrank()
+
+    def _output_shrank(self) -> None:
+        """The kernel took output: at the low water mark reading may resume."""
+        if self._above_high and self._out_size <= self._low_water:
             self._above_high = False
-            if not self._peer_eof and self._state == CONNECTED:
-                self._set_events(self._events | READ)
+            self._update_reading()
 
     def _drained(self) -> None:
         """Output is empty: notify, then finish a pending shutdown or close."""
         if self._notify_drain and self._state == CONNECTED:
             try:
-                self.handler.on_write_complete(self)
+                self._handler.on_write_complete(self)
             except Exception as exc:
                 self._callback_failed("on_write_complete", exc)
                 return
@@ -547,7 +651,7 @@ class TcpConnection:
         if self._state != CONNECTED:
             return
         self._state = DISCONNECTING
-        self._set_events(self._events & ~READ)
+        self._update_reading()
         self._close_when_drained()
 
     def _close_when_drained(self) -> None:
@@ -589,8 +693,15 @@ class TcpConnection:
         self.input.retrieve_all()
         self.input.release()
         try:
-            self.handler.on_close(self)
+            self._handler.on_close(self)
         except Exception:
             log.exception("handler on_close failed for peer %s", self.peer)
         if self._owner is not None:
-            self._owner._connection_closed(self)
+            self._owner.connection_closed(self)
+
+
+def _check_water_marks(high: int, low: int) -> None:
+    if low < 0:
+        raise ValueError(f"low_water_mark must be >= 0, got {low}")
+    if low > high:
+        raise ValueError("low_water_mark must not exceed high_water_mark")

@@ -34,10 +34,10 @@ from ioreactor.net.address import (
     parse_address,
     to_address,
 )
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import DatagramHandler, Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.net.sockopt import SockOpt, SockOptError, parse_sockopts
-from ioreactor.net.udp import DatagramHandler, UdpEndpoint
+from ioreactor.net.udp import UdpEndpoint
 from ioreactor.net.unix import check_peer
 
 log = logging.getLogger("ioreactor.endpoints")

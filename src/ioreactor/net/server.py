@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ioreactor.net.acceptor import ACCEPT_BATCH, BACKLOG, Acceptor, open_listener
 from ioreactor.net.address import Address, to_address
+from ioreactor.net.channels import acceptor_class, connection_class
 from ioreactor.net.connection import HIGH_WATER_MARK, LOW_WATER_MARK, TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.loop_thread import EventLoopThreadPool, LoopFactory
 from ioreactor.net.sockopt import KeepAlive, is_tcp, set_keepalive
 
@@ -82,7 +83,8 @@ class LoopConnections:
     def __repr__(self) -> str:
         return f"<LoopConnections {self.loop.name} conns={len(self.conns)}>"
 
-    def _connection_closed(self, conn: TcpConnection) -> None:
+    def connection_closed(self, conn: TcpConnection) -> None:
+        """A connection of this loop ended (as its ``ConnectionOwner``): forget it."""
         conns = self.conns
         conns.discard(conn)
         self.closed += 1
@@ -231,7 +233,7 @@ class TcpServer:
             self._pool.start()
             self._owners = [LoopConnections(self, sub) for sub in self._pool.loops]
         if listener is not None:
-            make = self.loop.acceptor_class or Acceptor
+            make = acceptor_class(self.loop)
             self._acceptor = make(self.loop, listener, self._on_accept, batch=self.accept_batch)
             self._acceptor.start()
             log.debug("%r listening on %s", self, listener.getsockname())
@@ -281,7 +283,7 @@ class TcpServer:
             sock.close()
             owner.closed += 1
             return
-        conn: TcpConnection = (owner.loop.connection_class or TcpConnection)(
+        conn = connection_class(owner.loop)(
             owner.loop,
             sock,
             peer,

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
 from ioreactor.net.address import DATAGRAM_KINDS, Address, to_address
+from ioreactor.net.handlers import DatagramHandler
 from ioreactor.net.sockopt import SockOpt, apply_sockopts
 from ioreactor.net.unix import UnixSocket, bind_unix
 
@@ -69,44 +70,6 @@ _get_ident = threading.get_ident
 OPEN = 1
 CLOSING = 2
 CLOSED = 3
-
-
-class DatagramHandler:
-    """Datagram endpoint callbacks; all run on the endpoint's loop thread.
-
-    One handler object may serve many endpoints; per-endpoint state goes in
-    ``endpoint.context``.
-    """
-
-    def on_datagram(self, endpoint: UdpEndpoint, data: bytes, addr: Any) -> None:
-        """A datagram arrived from ``addr`` (None: an unbound Unix datagram sender)."""
-
-    def on_error(self, endpoint: UdpEndpoint, exc: OSError) -> None:
-        """A socket error: ECONNREFUSED on a connected endpoint, a failed send, ...
-
-        The endpoint stays open (datagram errors are per datagram); close it here if
-        the error is final for you.
-        """
-        log.warning("%r: %s", endpoint, exc)
-
-    def on_truncated(self, endpoint: UdpEndpoint, size: int, addr: Any) -> None:
-        """A datagram of ``size`` bytes exceeded ``endpoint.max_datagram``; it was dropped."""
-        log.warning(
-            "%r: dropped a %d-byte datagram from %s (limit %d bytes)",
-            endpoint,
-            size,
-            addr,
-            endpoint.max_datagram,
-        )
-
-    def on_high_water_mark(self, endpoint: UdpEndpoint, size: int) -> None:
-        """Queued output reached the high water mark; reading is paused."""
-
-    def on_write_complete(self, endpoint: UdpEndpoint) -> None:
-        """The send queue drained (the kernel took every queued datagram)."""
-
-    def on_close(self, endpoint: UdpEndpoint) -> None:
-        """The endpoint is closed (called exactly once)."""
 
 
 class UdpEndpoint:

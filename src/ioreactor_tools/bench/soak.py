@@ -51,7 +51,7 @@ from ioreactor.loop.poller import READ
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process

@@ -46,8 +46,8 @@ from ioreactor.net.address import Address, parse_address
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
-from ioreactor.net.udp import DatagramHandler, UdpEndpoint, udp_client
+from ioreactor.net.handlers import DatagramHandler, Handler
+from ioreactor.net.udp import UdpEndpoint, udp_client
 from ioreactor_tools.bench.echo_load import EchoLoadResult
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.pinning import pinned_command

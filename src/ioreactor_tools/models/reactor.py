@@ -15,7 +15,7 @@ from ioreactor.echo import EchoHandler
 from ioreactor.loop.backends import new_loop
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor_tools.models.base import ModelOptions
 from ioreactor_tools.models.handlers import HttpExchange, ProtocolName

@@ -7,10 +7,10 @@ import logging
 import os
 
 import pytest
-from uring_support import make_loop
 
 from ioreactor.loop.poller import READ
 from ioreactor.loop.uring.completion import CALL, KIND_MASK, OP_TAG, UNWATCHED, channel_key
+from support.uring import make_loop, port_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,7 +19,7 @@ def test_a_failing_completion_handler_is_logged_and_the_batch_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     loop = make_loop()
-    port = loop.port
+    port = port_of(loop)
     got: list[tuple[int, int]] = []
 
     def broken(res: int, flags: int) -> None:
@@ -46,7 +46,7 @@ def test_a_failing_completion_handler_is_logged_and_the_batch_goes_on(
 def test_keys_are_tagged_and_distinct_from_poll_arms_and_each_other() -> None:
     loop = make_loop()
     try:
-        keys = {loop.port.call_key() for _ in range(1000)}
+        keys = {port_of(loop).call_key() for _ in range(1000)}
         channels = [object() for _ in range(1000)]
         channel_keys = {channel_key(c) for c in channels}
         assert len(keys) == len(channel_keys) == 1000
@@ -63,15 +63,15 @@ def test_unwatched_and_readiness_completions_do_not_reach_the_operation_table() 
     seen: list[int] = []
     try:
         loop.watch(r, READ, seen.append)
-        loop.port.ring.prep_nop(UNWATCHED)
+        port_of(loop).ring.prep_nop(UNWATCHED)
         os.write(w, b"x")
         for _ in range(5):
             loop.run_once(0.2)
             if seen:
                 break
         assert seen == [READ]
-        assert loop.port.completions == []  # every batch is consumed by its iteration
-        assert loop.port.ops == {}
+        assert port_of(loop).completions == []  # every batch is consumed by its iteration
+        assert port_of(loop).ops == {}
     finally:
         loop.unwatch(r)
         loop.close()

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from uring_support import UringLoopThread
 
 from ioreactor.http.echo_app import HELLO, build_echo_app
 from ioreactor.http.server import HttpServer
-from ioreactor.loop.uring.connection import UringConnection
+from ioreactor.net.uring.connection import UringConnection
+from support.uring import UringLoopThread
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,46 +1,45 @@
-"""UringEventLoop and how it is selected: the factories, the base loop's services on it,
-the one io_uring_enter per iteration, and closing it."""
+"""The completion-mode loop and how it is selected: by name or sized, the base loop's
+services on it, the one io_uring_enter per iteration, and closing it."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
-from uring_support import UringLoopThread, make_loop
 
-from ioreactor.loop import poller as poller_mod
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import READ
 from ioreactor.loop.uring import LOOP_NAME
 from ioreactor.loop.uring import ring as ring_mod
-from ioreactor.loop.uring.acceptor import UringAcceptor
 from ioreactor.loop.uring.completion import CompletionPoller
-from ioreactor.loop.uring.connection import UringConnection
-from ioreactor.loop.uring.loop import UringEventLoop
 from ioreactor.loop.uring.poller import UringPoller
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
+from ioreactor.net.uring.connection import UringConnection
+from support.uring import UringLoopThread, make_loop
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_the_loop_names_its_channel_classes_and_its_poller() -> None:
+def test_the_loop_is_the_base_loop_in_completion_mode() -> None:
     loop = make_loop()
+    plain = EventLoop("epoll")
     try:
-        assert loop.connection_class is UringConnection
-        assert loop.acceptor_class is UringAcceptor
+        assert type(loop) is EventLoop and loop.completion_mode
         assert isinstance(loop.poller, CompletionPoller)
         assert loop.poller.name == LOOP_NAME == "uring"
-        assert EventLoop.connection_class is None and EventLoop.acceptor_class is None
+        assert not plain.completion_mode
     finally:
         loop.close()
+        plain.close()
 
 
-def test_new_loop_maps_backend_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(poller_mod, "_FACTORIES", dict(poller_mod._FACTORIES))
+def test_backend_names_build_the_io_uring_loops() -> None:
     default = new_loop(name="d")
     try:
         assert type(default) is EventLoop and default.poller.name == "epoll"
@@ -48,15 +47,40 @@ def test_new_loop_maps_backend_names(monkeypatch: pytest.MonkeyPatch) -> None:
         default.close()
     try:
         readiness = new_loop("uring-poll")
-        completion = new_loop(LOOP_NAME)
+        completion = new_loop(LOOP_NAME, buffers=64)
+        by_name = EventLoop(LOOP_NAME)
     except ring_mod.UringUnavailable as exc:
         pytest.skip(f"io_uring unavailable here: {exc.strerror}")
     try:
-        assert type(readiness) is EventLoop and isinstance(readiness.poller, UringPoller)
-        assert type(completion) is UringEventLoop
+        assert isinstance(readiness.poller, UringPoller) and not readiness.completion_mode
+        assert isinstance(completion.poller, CompletionPoller) and completion.completion_mode
+        assert completion.poller.buffers.nbufs == 64
+        assert isinstance(by_name.poller, CompletionPoller) and by_name.completion_mode
     finally:
         readiness.close()
         completion.close()
+        by_name.close()
+
+
+def test_eventloop_takes_the_uring_name_in_a_fresh_interpreter() -> None:
+    """``EventLoop("uring")`` needs nothing imported or registered first."""
+    code = (
+        "from ioreactor.loop.event_loop import EventLoop\n"
+        "from ioreactor.loop.uring.ring import UringUnavailable\n"
+        "try:\n"
+        "    loop = EventLoop('uring')\n"
+        "except UringUnavailable as exc:\n"
+        "    print('unavailable', exc.strerror)\n"
+        "    raise SystemExit\n"
+        "loop.run_once(0)\n"
+        "print(loop.poller.name, loop.completion_mode)\n"
+        "loop.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    if out.stdout.startswith("unavailable"):
+        pytest.skip(f"io_uring unavailable here: {out.stdout}")
+    assert out.stdout.split() == ["uring", "True"]
 
 
 def test_timers_ready_queue_and_cross_thread_wakeup_work_as_on_epoll() -> None:

@@ -17,13 +17,12 @@ import pytest
 from ioreactor.loop import poller as poller_mod
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
-from ioreactor.loop.uring import install
 from ioreactor.loop.uring import ring as ring_mod
 from ioreactor.loop.uring.poller import UringPoller
 from ioreactor.loop.uring.ring import UringUnavailable
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 
 
@@ -327,11 +326,9 @@ def test_tcp_echo_server_unchanged_over_uring(edge_triggered: bool) -> None:
     assert not t.is_alive()
 
 
-def test_install_makes_uring_selectable_and_keeps_epoll_default(
+def test_uring_names_are_selectable_and_epoll_stays_the_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(poller_mod, "_FACTORIES", dict(poller_mod._FACTORIES))
-    install()
     assert poller_mod.best_poller_name() == "epoll"
     assert {"uring-poll", "uring-poll-et"} <= set(poller_mod.available_pollers())
     for name in ("uring-poll", "uring-poll-et"):

@@ -12,10 +12,10 @@ import threading
 import time
 
 import pytest
-from uring_support import tcp_pair, wait_for
 
 from ioreactor.loop.uring import ring as ring_mod
 from ioreactor.loop.uring.ring import CQE_F_BUFFER, CQE_F_MORE, Ring
+from support.uring import tcp_pair, wait_for
 
 
 def test_nop_round_trip_echoes_user_data(ring: Ring) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.testing import LoopThread
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load

@@ -1,18 +1,19 @@
 """``CompletionPoller``: the one ring of a completion-mode loop, readiness and completions.
 
-A completion-mode loop (:class:`~ioreactor.loop.uring.loop.UringEventLoop`) still has a
-few fds that only need readiness -- its eventfd waker, a socket while it connects, a
+A completion-mode loop (``EventLoop("uring")``, or :func:`~ioreactor.loop.uring.create_loop`)
+still has a few fds that only need readiness -- its eventfd waker, a socket while it connects, a
 duplicate fd a ``sendfile`` waits on -- and many sockets whose I/O the kernel performs
 (multishot accept, multishot recv into provided buffers, send, shutdown, close). Both
 kinds share one ring, so one ``io_uring_enter`` per loop iteration submits every prepared
 operation and poll re-arm, waits, and returns every completion.
 
-The loop stays the base :class:`~ioreactor.loop.event_loop.EventLoop`, unchanged: this
-poller reports readiness completions as ``(fd, events)`` like any poller, and reports the
-batch of operation completions as one event of its *own* fd, which the loop watches with
-:meth:`dispatch` as the callback. So completions are handled where ready fds are
-(``loop.now`` fresh, counted as busy time, errors logged per callback), then timers, the
-ready queue and the end-of-iteration flush run exactly as on epoll.
+The loop stays the base :class:`~ioreactor.loop.event_loop.EventLoop`: this poller
+reports readiness completions as ``(fd, events)`` like any poller, and (being
+``completion_mode``) reports the batch of operation completions as one event of its
+*own* fd, which the loop watches with :meth:`dispatch` as the callback. So completions
+are handled where ready fds are (``loop.now`` fresh, counted as busy time, errors logged
+per callback), then timers, the ready queue and the end-of-iteration flush run exactly
+as on epoll.
 
 ``user_data`` of an operation is ``OP_TAG | channel id | kind``: bit 63 tells it from a
 poll arm (whose user_data stays below ``2**62``), the channel is the object that owns the
@@ -61,7 +62,8 @@ DEFAULT_BUFFER_SIZE = 16 * 1024
 BUFFER_GROUP = 0
 
 #: What handles a completion of each kind: ``handler(channel, res, flags)``; ``res`` < 0
-#: is ``-errno``. The channel modules fill their kinds in (:func:`register_kind`).
+#: is ``-errno``. The net layer's channel modules (:mod:`ioreactor.net.uring`) fill
+#: their kinds in (:func:`register_kind`) when they are imported.
 HANDLERS: list[Callable[[Any, int, int], None] | None] = [None] * (KIND_MASK + 1)
 Cqe = tuple[int, int, int]
 
@@ -93,6 +95,7 @@ class CompletionPoller(UringPoller):
     a completion-mode loop. Raises ``UringUnavailable`` where io_uring is missing."""
 
     name = "uring"
+    completion_mode = True
 
     def __init__(
         self,

@@ -12,7 +12,7 @@ connections, divided by N).
 
 Backends: ``epoll`` (the default loop), ``uring-poll`` (:class:`UringPoller`: readiness
 through one-shot ``POLL_ADD`` requests, Python still calls recv/send) and ``uring``
-(:class:`UringEventLoop`, completion mode: the kernel accepts, receives into provided
+(``EventLoop("uring")``, completion mode: the kernel accepts, receives into provided
 buffers, sends and closes; Python handles completions).
 
 The servers are this command itself in ``--serve`` mode, so they need no other CLI::

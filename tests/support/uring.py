@@ -1,5 +1,6 @@
-"""Helpers shared by the io_uring tests: TCP loopback pairs, a bounded wait, a
-completion-mode loop in a thread, and a non-blocking echo checker."""
+"""Helpers shared by the io_uring tests (``tests/loop/uring``, ``tests/net/uring``): TCP
+loopback pairs, a bounded wait for completions, a completion-mode loop in a thread, a
+non-blocking echo checker, and the fixtures that put a directory's tests on that loop."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 
-from ioreactor.loop.uring.loop import UringEventLoop, create_loop
+from ioreactor.loop.event_loop import EventLoop
+from ioreactor.loop.uring.completion import CompletionPoller
+from ioreactor.loop.uring.loop import LOOP_NAME, create_loop
 from ioreactor.loop.uring.ring import Ring, UringUnavailable
 from ioreactor.testing import LoopThread
 
@@ -39,12 +42,18 @@ def wait_for(ring: Ring, count: int, timeout: float = 2.0) -> list[Cqe]:
     return out
 
 
-def make_loop(**options: int) -> UringEventLoop:
+def make_loop(**options: int) -> EventLoop:
     """A completion-mode loop, or skip the test where io_uring is unavailable."""
     try:
         return create_loop(name="test-uring", **options)
     except UringUnavailable as exc:
         pytest.skip(f"io_uring unavailable here: {exc.strerror}")
+
+
+def port_of(loop: EventLoop) -> CompletionPoller:
+    """The completion poller of a completion-mode loop (its ring, ops and buffers)."""
+    assert isinstance(loop.poller, CompletionPoller)
+    return loop.poller
 
 
 class UringLoopThread(LoopThread):
@@ -68,9 +77,9 @@ class UringLoopThread(LoopThread):
             self._error = exc
 
     @property
-    def uring_loop(self) -> UringEventLoop:
-        assert isinstance(self.loop, UringEventLoop)
-        return self.loop
+    def port(self) -> CompletionPoller:
+        """The loop's completion poller (touch it from the loop thread: ``call``)."""
+        return port_of(self.loop)
 
 
 def echo_check(
@@ -128,3 +137,26 @@ def echo_check(
         for sock in socks:
             sock.close()
     return [bytes(g) for g in got]
+
+
+# -- fixtures: a directory's conftest imports these to run its tests on the completion loop
+
+
+@pytest.fixture
+def poller_name() -> str:
+    return LOOP_NAME
+
+
+@pytest.fixture
+def loop() -> Iterator[EventLoop]:
+    """A completion-mode loop driven (and closed) by the test thread."""
+    ev = make_loop()
+    yield ev
+    ev.close()
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[UringLoopThread]:
+    """A completion-mode loop running in a background thread."""
+    with UringLoopThread() as lt:
+        yield lt

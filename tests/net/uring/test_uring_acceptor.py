@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from uring_support import UringLoopThread
 
-from ioreactor.loop.uring.acceptor import UringAcceptor
 from ioreactor.loop.uring.completion import ACCEPT
 from ioreactor.loop.uring.ring import Ring
 from ioreactor.net.acceptor import open_listener
+from ioreactor.net.uring.acceptor import UringAcceptor
 from ioreactor.testing import open_fds
+from support.uring import UringLoopThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -63,7 +63,7 @@ def test_multishot_accept_delivers_every_connection_with_its_peer(lt: UringLoopT
     for sock, _ in collector.accepted:
         assert sock.gettimeout() == 0.0  # non-blocking, as accepted by the kernel
     # One accept in the kernel served all 200: still the same single operation.
-    port = lt.uring_loop.port
+    port = lt.port
     assert lt.call(lambda: sum(1 for ud in port.ops if ud & 0b111 == ACCEPT)) == 1
     for c in clients:
         c.close()
@@ -105,7 +105,7 @@ def test_close_cancels_the_accept_and_frees_the_port(lt: UringLoopThread) -> Non
     before = open_fds()
     acceptor = start_acceptor(lt, collector)
     addr = lt.call(lambda: acceptor.listener.getsockname())
-    port = lt.uring_loop.port
+    port = lt.port
     lt.call(acceptor.close)
     assert lt.wait_until(lambda: len(port.ops) == 0, LIVENESS)  # the ECANCELED arrived
     with socket.socket() as probe:  # the listening socket is really gone

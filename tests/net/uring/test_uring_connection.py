@@ -19,16 +19,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from uring_support import UringLoopThread, echo_check, make_loop
 
 from ioreactor.loop.uring import completion as completion_mod
 from ioreactor.loop.uring.completion import HANDLERS, RECV, SEND, channel_key
-from ioreactor.loop.uring.connection import JOIN_LIMIT, UringConnection
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import IOV_MAX, TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
+from ioreactor.net.uring.connection import JOIN_LIMIT, UringConnection
 from ioreactor.testing import open_fds
+from support.uring import UringLoopThread, echo_check, make_loop, port_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -77,7 +77,7 @@ def wait(lt: UringLoopThread, predicate: Callable[[], bool], what: str) -> None:
 def quiet(lt: UringLoopThread, live: int = 0) -> Callable[[], bool]:
     """True once the ring holds only the acceptor's and ``live`` connections' receives,
     and no provided buffer is held: nothing in flight was forgotten."""
-    port = lt.uring_loop.port
+    port = lt.port
 
     def check() -> bool:
         return len(port.ops) == 1 + live and port.buffers.held == 0
@@ -187,7 +187,7 @@ def test_force_close_with_a_send_in_flight_pins_its_bytes_until_the_completion()
         wait(lt, lambda: bool(handler.conns), "connection")
         conn = handler.conns[0]
         assert isinstance(conn, UringConnection)
-        port = lt.uring_loop.port
+        port = lt.port
         send_key = channel_key(conn) | SEND
         wait(lt, lambda: send_key in port.ops, "a send in flight (the peer does not read)")
 
@@ -268,7 +268,7 @@ def test_sends_of_one_iteration_leave_in_one_send_operation() -> None:
     loop = make_loop()
     a, b = socket.socketpair()
     b.settimeout(LIVENESS)
-    ring = loop.port.ring
+    ring = port_of(loop).ring
     submitted: list[int] = []
     real = ring.prep_send_at
 
@@ -322,7 +322,7 @@ def test_more_than_iov_max_chunks_over_the_join_limit_go_as_sendmsg_batches() ->
 def test_short_send_completions_are_resubmitted_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without MSG_WAITALL the kernel completes a send short whenever the socket buffer
     is full; every remainder must go out before newer output."""
-    import ioreactor.loop.uring.connection as conn_mod
+    import ioreactor.net.uring.connection as conn_mod
 
     monkeypatch.setattr(conn_mod, "SEND_FLAGS", socket.MSG_NOSIGNAL)
     short: list[int] = []
@@ -393,7 +393,7 @@ def test_buffer_lifetimes_under_random_sizes_and_resets(caplog: pytest.LogCaptur
         assert len(handler.conns) >= len(survivors)
         assert len(handler.closes) == len(handler.conns)
         assert set(handler.closes.values()) == {1} and not handler.after_close
-        enobufs = lt.call(lambda: lt.uring_loop.port.enobufs)
+        enobufs = lt.call(lambda: lt.port.enobufs)
     assert enobufs > 0  # 8 buffers cannot serve 40 busy connections: the dry ring happened
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -404,7 +404,7 @@ def test_enobufs_when_the_ring_runs_dry_recovers_without_data_loss() -> None:
     with UringLoopThread(buffers=4, buffer_size=2048) as lt:
         addr = serve(lt, Echo())
         assert echo_check(addr, payloads, timeout=45) == [p[0] for p in payloads]
-        assert lt.call(lambda: lt.uring_loop.port.enobufs) > 0
+        assert lt.call(lambda: lt.port.enobufs) > 0
         wait(lt, quiet(lt), "every buffer back in the ring")
 
 
@@ -427,7 +427,7 @@ def test_close_cancels_the_armed_receive_with_ecanceled(monkeypatch: pytest.Monk
         assert sock.recv(2) == b"hi"
         conn = handler.conns[0]
         assert isinstance(conn, UringConnection)
-        assert lt.call(lambda: channel_key(conn) | RECV in lt.uring_loop.port.ops)
+        assert lt.call(lambda: channel_key(conn) | RECV in lt.port.ops)
         lt.call(conn.close)
         assert sock.recv(10) == b""  # the close went through the ring
         wait(lt, lambda: bool(seen), "the receive's last completion")

@@ -11,11 +11,13 @@ path; only the I/O steps change::
 
 Reading: one multishot ``RECV`` with ``IOSQE_BUFFER_SELECT`` stays armed for the whole
 connection. The kernel picks a buffer from the loop's provided-buffer ring only when
-bytes arrive; the completion handler copies them into ``input`` (or lets ``on_read`` parse
-them in place, within that call), gives the buffer back, and calls ``on_message``. The
-kernel sees returned buffers only when the completion batch ends, so it can never
-overwrite bytes still in use. An idle connection holds no buffer at all. Pausing reading
-(high water mark, ``close()``, EOF) cancels the receive; resuming re-arms it.
+bytes arrive; the completion handler gives the buffer back and hands a view of it to the
+read step shared with :class:`TcpConnection` (``on_read`` in place, or a copy into
+``input`` and ``on_message``). The kernel sees returned buffers only when the completion
+batch ends, so it can never overwrite bytes still in use, and the view stays valid for
+that call. An idle connection holds no buffer at all. Pausing reading (the handler's
+``pause_reading``, the high water mark, ``close()``, EOF) cancels the receive; resuming
+re-arms it.
 
 Writing: one send in flight per connection (two sends on one socket could complete out
 of order). What ``on_message`` sends leaves in one ``SEND`` as soon as it returns (flush
@@ -66,21 +68,10 @@ from ioreactor.loop.uring.ring import (
     CQE_F_BUFFER,
     CQE_F_MORE,
 )
-from ioreactor.net.buffer import CHEAP_PREPEND
-from ioreactor.net.connection import (
-    CONNECTED,
-    DISCONNECTED,
-    HIGH_WATER_MARK,
-    IOV_MAX,
-    LOW_WATER_MARK,
-    ConnectionOwner,
-    TcpConnection,
-)
-from ioreactor.net.handler import Handler
+from ioreactor.net.connection import DISCONNECTED, IOV_MAX, TcpConnection
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
-    from ioreactor.loop.uring.loop import UringEventLoop
 
 log = logging.getLogger("ioreactor.connection")
 
@@ -103,39 +94,23 @@ _HELD = 0b100
 
 class UringConnection(TcpConnection):
     """A connected stream socket whose I/O goes through the loop's io_uring (see the
-    module docstring). Build it only on a loop whose poller is a
-    :class:`~ioreactor.loop.uring.completion.CompletionPoller`.
+    module docstring). Build it only on a completion-mode loop (``loop.completion_mode``;
+    :func:`ioreactor.net.channels.connection_class` picks it).
 
-    Three slots more than :class:`TcpConnection` (memory per connection is a feature):
-    the operation keys derive from ``id(self)``, the loop's port is ``loop.port``.
+    Four slots more than :class:`TcpConnection` (memory per connection is a feature):
+    the operation keys derive from ``id(self)``.
     """
 
-    __slots__ = ("_inflight", "_recv_state", "_send_offset")
+    __slots__ = ("_inflight", "_port", "_recv_state", "_send_offset")
 
-    loop: UringEventLoop
-
-    def __init__(
-        self,
-        loop: EventLoop,
-        sock: socket.socket,
-        peer: Any,
-        handler: Handler,
-        owner: ConnectionOwner | None = None,
-        *,
-        high_water_mark: int = HIGH_WATER_MARK,
-        low_water_mark: int = LOW_WATER_MARK,
-    ) -> None:
-        if not isinstance(loop.poller, CompletionPoller):
+    def __init__(self, loop: EventLoop, *args: Any, **options: Any) -> None:
+        """The arguments of :class:`TcpConnection`; ``loop`` must be completion-mode."""
+        port = loop.poller
+        if not isinstance(port, CompletionPoller):
             raise TypeError(f"UringConnection needs a completion-mode uring loop, not {loop!r}")
-        super().__init__(
-            loop,
-            sock,
-            peer,
-            handler,
-            owner,
-            high_water_mark=high_water_mark,
-            low_water_mark=low_water_mark,
-        )
+        super().__init__(loop, *args, **options)
+        #: The loop's ring, its operation table and its provided buffers.
+        self._port = port
         self._recv_state = _IDLE
         #: How many chunks at the front of ``_out`` the send in flight covers.
         self._inflight = 0
@@ -145,13 +120,12 @@ class UringConnection(TcpConnection):
     # -- reading -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Arm the receive and announce the connection (loop thread only)."""
-        self._events = READ
-        self._arm_recv()
-        try:
-            self.handler.on_connection(self)
-        except Exception as exc:
-            self._callback_failed("on_connection", exc)
+        """Arm the receive (unless reading is paused already) and announce the
+        connection (loop thread only)."""
+        if not self._read_paused:
+            self._events = READ
+            self._arm_recv()
+        self._announce()
 
     def _set_events(self, events: int) -> None:
         """Only the READ bit means anything here: it arms or cancels the receive."""
@@ -170,7 +144,7 @@ class UringConnection(TcpConnection):
             self._recv_state = state & _HELD | _CANCELLING
 
     def _arm_recv(self) -> None:
-        port = self.loop.port
+        port = self._port
         user_data = channel_key(self) | RECV
         port.ring.prep_recv(self.fd, port.buffers, user_data, multishot=True)
         port.ops[user_data] = self
@@ -180,61 +154,31 @@ class UringConnection(TcpConnection):
         """A receive completion: bytes in a provided buffer, EOF, or an error.
 
         A buffer recycled here goes back to the kernel only when the completion batch
-        ends (``ProvidedBuffers.publish``), so a handler's ``on_read`` may read it in
-        place within this call.
+        ends (``ProvidedBuffers.publish``), so the read step (and a handler's
+        ``on_read``) may read it in place within this call.
         """
-        data: memoryview | None = None  # the bytes on_read gets in place
+        data: memoryview | None = None
         if flags & CQE_F_BUFFER:
-            buffers = self.loop.port.buffers
+            buffers = self._port.buffers
             if res > 0 and self._state != DISCONNECTED:
                 start = (flags >> CQE_BUFFER_SHIFT) * buffers.bufsize
-                buffer = self.input
-                if buffer._r != buffer._w:
-                    buffer.append(buffers.data[start : start + res])
-                elif self._direct and self._events & READ:
-                    data = buffers.data[start : start + res]
-                else:
-                    # Empty buffer (the common case): Buffer.append() inlined.
-                    try:
-                        buffer._data[CHEAP_PREPEND:] = buffers.data[start : start + res]
-                    except BufferError:  # the handler kept a peek() view: new storage
-                        buffer.detach()
-                        buffer._data[CHEAP_PREPEND:] = buffers.data[start : start + res]
-                    buffer._r = CHEAP_PREPEND
-                    buffer._w = CHEAP_PREPEND + res
+                data = buffers.data[start : start + res]
             buffers.recycle(flags)
         if not flags & CQE_F_MORE:
-            del self.loop.port.ops[channel_key(self) | RECV]
+            del self._port.ops[channel_key(self) | RECV]
             self._recv_state &= _HELD  # _IDLE
             if res <= 0:
                 self._recv_ended(res)
                 return
             if self._events & READ and self._state != DISCONNECTED:
                 self._arm_recv()  # the kernel ended the multishot early: keep reading
-        if self._state == DISCONNECTED:
+        if data is None or self._state == DISCONNECTED:
             return
-        if not self._events & READ:
-            self._recv_state |= _HELD  # arrived while paused: shown when reading resumes
-            return
-        buffer = self.input
-        self.last_read = self.loop.now
-        self._in_read = True
-        if data is not None:
-            try:
-                used = self.handler.on_read(self, data)
-                if not 0 <= used <= res:  # (None or a non-int raises TypeError here)
-                    raise ValueError(f"on_read returned {used!r}, not a count in 0..{res}")
-            except Exception as exc:
-                self._in_read = False
-                self._callback_failed("on_read", exc)
-                return
-            if used < res and self._state != DISCONNECTED:
-                buffer.append(data[used:])
-        if buffer._r != buffer._w:
-            self._deliver()  # on_message
-        self._in_read = False
-        if self._out and not self._writing:
-            self._flush()  # read complete: what the handler sent leaves in one operation
+        if self._events & READ:
+            self._received(data)
+        else:  # arrived while paused: kept, shown when reading resumes
+            self.input.append_received(data)
+            self._recv_state |= _HELD
 
     def _recv_ended(self, res: int) -> None:
         """The receive's final completion without data: EOF, cancelled, dry, or failed."""
@@ -244,48 +188,31 @@ class UringConnection(TcpConnection):
             self._handle_eof()
         elif res == -errno.ECANCELED or res == -errno.ENOBUFS:
             if res == -errno.ENOBUFS:
-                self.loop.port.enobufs += 1  # the bytes wait in the socket: just re-arm
+                self._port.enobufs += 1  # the bytes wait in the socket: just re-arm
             if self._events & READ and not self._peer_eof:
                 self._arm_recv()
         else:
             self._handle_error(OSError(-res, os.strerror(-res)))
 
     def _deliver_held(self) -> None:
-        if self._recv_state & _HELD and self._events & READ:
-            self._recv_state &= _STATE
-            self._deliver()
+        """Reading resumed: ``on_message`` with what arrived while it was paused."""
+        if not (self._recv_state & _HELD and self._events & READ):
+            return
+        self._recv_state &= _STATE
+        if self._state != DISCONNECTED and not self.input.is_empty():
+            self.last_read = self.loop.now
+            self._deliver()  # what it sends leaves at the end of this iteration
 
     # -- writing -------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Hand everything queued to the kernel in one operation (none is in flight)."""
+        """Hand what is queued to the kernel in one operation (none is in flight): one
+        SEND (one chunk, or several small ones joined) or one SENDMSG (up to IOV_MAX
+        chunks) of the front of ``_out``."""
         self._flush_queued = False
         out = self._out
         if self._state == DISCONNECTED or self._writing or not out:
             return  # nothing queued: a read-complete flush took it (and notified)
-        chunk = out[0]
-        if len(out) == 1 and type(chunk) is bytes:
-            # One chunk (the common case): _submit_send() inlined.
-            port = self.loop.port
-            user_data = channel_key(self) | SEND
-            offset = self._send_offset
-            port.ring.prep_send_at(
-                self.fd,
-                id(chunk) + BYTES_DATA_OFFSET + offset,
-                len(chunk) - offset,
-                user_data,
-                SEND_FLAGS,
-            )
-            port.ops[user_data] = self
-            self._inflight = 1
-            self._writing = True
-        else:
-            self._submit_send()
-
-    def _submit_send(self) -> None:
-        """One SEND (one chunk, or several small ones joined) or one SENDMSG (up to
-        IOV_MAX chunks) of the front of ``_out``."""
-        out = self._out
         offset = self._send_offset
         if len(out) > 1 and self._out_size <= JOIN_LIMIT:
             out[0] = memoryview(out[0])[offset:]
@@ -293,9 +220,9 @@ class UringConnection(TcpConnection):
             out.clear()
             out.append(joined)
             self._send_offset = offset = 0
-        port = self.loop.port
+        port = self._port
         user_data = channel_key(self) | SEND
-        if len(out) == 1:
+        if len(out) == 1:  # the common case
             chunk = _pinnable(out, 0)
             port.ring.prep_send_at(
                 self.fd,
@@ -327,7 +254,7 @@ class UringConnection(TcpConnection):
 
     def _send_done(self, res: int, flags: int) -> None:
         """The send's completion: all sent, part sent (the rest goes next), or failed."""
-        port = self.loop.port
+        port = self._port
         user_data = channel_key(self) | SEND
         del port.ops[user_data]
         self._writing = False
@@ -354,10 +281,7 @@ class UringConnection(TcpConnection):
             self._send_offset = offset  # a short send: the rest leaves next, first
         self.last_write = self.loop.now
         self._out_size -= res
-        if self._above_high and self._out_size <= self.low_water_mark:
-            self._above_high = False
-            if not self._peer_eof and self._state == CONNECTED:
-                self._set_events(self._events | READ)
+        self._output_shrank()
         if out:
             if not self._flush_queued:
                 self._flush_queued = True
@@ -370,13 +294,13 @@ class UringConnection(TcpConnection):
     def _shutdown_write(self) -> None:
         """Half-close through the ring: ``SHUTDOWN(SHUT_WR)`` after the last send."""
         self._shut_wr = True
-        port = self.loop.port
+        port = self._port
         user_data = channel_key(self) | SHUTDOWN
         port.ring.prep_shutdown(self.fd, socket.SHUT_WR, user_data)
         port.ops[user_data] = self
 
     def _shutdown_done(self, res: int, flags: int) -> None:
-        del self.loop.port.ops[channel_key(self) | SHUTDOWN]
+        del self._port.ops[channel_key(self) | SHUTDOWN]
         if res < 0 and self._state != DISCONNECTED:
             self._handle_error(OSError(-res, os.strerror(-res)))
 
@@ -385,7 +309,7 @@ class UringConnection(TcpConnection):
         class's close (state, timers, buffers, ``on_close``, the owner)."""
         if self._state == DISCONNECTED:
             return
-        port = self.loop.port
+        port = self._port
         key = channel_key(self)
         state = self._recv_state & _STATE
         if state == _ARMED:
@@ -403,7 +327,7 @@ class UringConnection(TcpConnection):
         super()._close_now()  # the detached socket's close() and unwatch() are no-ops
 
     def _cancel(self, user_data: int) -> None:
-        ring = self.loop.port.ring
+        ring = self._port.ring
         if not ring.closed:
             ring.prep_cancel(user_data, UNWATCHED)
 
@@ -416,7 +340,7 @@ register_kind(SHUTDOWN, UringConnection._shutdown_done)
 def _pinnable(chunks: list[bytes | memoryview], i: int) -> bytes:
     """``chunks[i]`` as an exact ``bytes`` (whose payload sits at ``id() + offset``).
 
-    The base class queues only ``bytes`` (and ``_submit_send`` joins its own views);
+    The base class queues only ``bytes`` (and ``_flush`` joins its own views);
     anything else is copied once, in place, so the address handed to the kernel is
     always that of an object the list keeps alive.
     """

@@ -30,13 +30,7 @@ from ioreactor.loop.uring.completion import (
     register_kind,
 )
 from ioreactor.loop.uring.ring import CQE_F_MORE
-from ioreactor.net.acceptor import (
-    _FD_EXHAUSTED,
-    _TRANSIENT,
-    ACCEPT_BATCH,
-    EXHAUSTED_PAUSE,
-    Acceptor,
-)
+from ioreactor.net.acceptor import EXHAUSTED_PAUSE, FD_EXHAUSTED, TRANSIENT_ERRORS, Acceptor
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
@@ -55,13 +49,12 @@ class UringAcceptor(Acceptor):
         loop: EventLoop,
         listener: socket.socket,
         on_accept: Callable[[socket.socket, Any], None],
-        *,
-        batch: int = ACCEPT_BATCH,
+        **options: int,
     ) -> None:
         port = loop.poller
         if not isinstance(port, CompletionPoller):
             raise TypeError(f"UringAcceptor needs a completion-mode uring loop, not {loop!r}")
-        super().__init__(loop, listener, on_accept, batch=batch)
+        super().__init__(loop, listener, on_accept, **options)
         self._port = port
         self._user_data = channel_key(self) | ACCEPT
         self._armed = False
@@ -114,7 +107,7 @@ class UringAcceptor(Acceptor):
             log.info("multishot accept unsupported here (EINVAL): one-shot accepts")
             self.multishot = False
             return True
-        if err in _FD_EXHAUSTED:
+        if err in FD_EXHAUSTED:
             if self._shed_one(OSError(err, os.strerror(err))):
                 return True
             # Nothing to shed with (the spare fd is gone too): try again after a pause,
@@ -122,7 +115,7 @@ class UringAcceptor(Acceptor):
             if not self._armed:
                 self.loop.call_later(EXHAUSTED_PAUSE, self._rearm_after_error)
             return False
-        if err in _TRANSIENT:
+        if err in TRANSIENT_ERRORS:
             return True
         log.error("accept on %s failed: %s", self.listener.getsockname(), os.strerror(err))
         if not self._armed:
