@@ -19,13 +19,22 @@ The callbacks you implement (one handler object serves every connection)
     :class:`HeartbeatHandler` (a FrameHandler with heartbeats: data and pong callbacks).
 ``__version__``
     The installed distribution's version (read from its metadata on first use).
+:func:`build_kind`
+    ``"compiled (Cython)"`` or ``"pure Python"``: which build of the hot path runs
+    (``IOREACTOR_NO_EXTENSIONS=1`` forces the pure one; see :mod:`ioreactor._build`).
 """
 
-from ioreactor.codec import FrameHandler
-from ioreactor.heartbeat import HeartbeatHandler
-from ioreactor.idle import IdleStateHandler
-from ioreactor.loop import EventLoop, available_pollers
-from ioreactor.net import (
+from ioreactor import _build
+
+if _build.extensions_disabled():
+    _build.force_pure()  # before any compiled module is imported
+
+from ioreactor._build import build_kind  # noqa: E402
+from ioreactor.codec import FrameHandler  # noqa: E402
+from ioreactor.heartbeat import HeartbeatHandler  # noqa: E402
+from ioreactor.idle import IdleStateHandler  # noqa: E402
+from ioreactor.loop import EventLoop, available_pollers  # noqa: E402
+from ioreactor.net import (  # noqa: E402
     Address,
     AddressError,
     Buffer,
@@ -68,5 +77,6 @@ __all__ = [
     "TcpServer",
     "__version__",
     "available_pollers",
+    "build_kind",
     "parse_address",
 ]

@@ -47,6 +47,14 @@ from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
 from ioreactor.net.buffer import Buffer
+
+try:
+    import cython
+except ImportError:  # the pure build runs without Cython installed
+    from ioreactor import _cython as cython
+
+if not cython.compiled:  # the compiled build cimports csysio's direct system calls
+    from ioreactor.loop.sysio import sock_recv_into, sock_send
 from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in_place
 
 if TYPE_CHECKING:
@@ -332,9 +340,9 @@ class TcpConnection:
         if mask != READ:
             self._handle_mixed(mask)
             return False
-        scratch = self.loop.scratch_view
+        loop = self.loop
         try:
-            n = self.sock.recv_into(scratch)
+            n = sock_recv_into(self.sock, self.fd, loop.scratch)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
@@ -343,7 +351,7 @@ class TcpConnection:
         if not n:
             self._handle_eof()
             return False
-        return self._received(scratch[:n])
+        return self._received(loop.scratch_view[:n])
 
     def _received(self, data: memoryview) -> bool:
         """The read step of every I/O path: ``data`` (bytes just read, valid during this
@@ -533,7 +541,7 @@ class TcpConnection:
         if len(out) == 1 and not self._above_high:
             # One chunk (the common case): _write_out() inlined.
             try:
-                sent = self.sock.send(out[0])
+                sent = sock_send(self.sock, self.fd, out[0])
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -571,7 +579,7 @@ class TcpConnection:
         while True:
             try:
                 if len(out) == 1:
-                    sent = self.sock.send(out[0])
+                    sent = sock_send(self.sock, self.fd, out[0])
                 else:
                     sent = self.sock.sendmsg(out[:IOV_MAX])
             except (BlockingIOError, InterruptedError):

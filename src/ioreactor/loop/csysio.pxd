@@ -1,0 +1,41 @@
+# The compiled build's half of sysio.py: the same functions, as direct system calls.
+# Used through ``cimport`` by the compiled modules only (see sysio.py for the contract).
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.errno cimport EAGAIN, EINTR, errno
+from libc.string cimport strerror
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    Py_ssize_t c_recv "recv" (int fd, void* buf, size_t n, int flags)
+    Py_ssize_t c_send "send" (int fd, const void* buf, size_t n, int flags)
+    const int MSG_NOSIGNAL
+
+
+cdef inline Py_ssize_t _raise_errno(int code) except -1:
+    # OSError(errno, text) is the errno's own subclass: BlockingIOError for EAGAIN,
+    # ConnectionResetError for ECONNRESET, ... as the socket module raises them.
+    raise OSError(code, strerror(code).decode())
+
+
+cdef inline Py_ssize_t sock_recv_into(object sock, int fd, bytearray buffer) except -1:
+    cdef Py_ssize_t n
+    while True:
+        n = c_recv(fd, PyByteArray_AS_STRING(buffer), <size_t>PyByteArray_GET_SIZE(buffer), 0)
+        if n >= 0:
+            return n
+        if errno != EINTR:  # retried as the socket module does (PEP 475)
+            return _raise_errno(errno)
+
+
+cdef inline Py_ssize_t sock_send(object sock, int fd, object data) except -1:
+    cdef Py_ssize_t n
+    if type(data) is not bytes:
+        return sock.send(data)  # a memoryview of the rest of a partly sent chunk
+    while True:
+        n = c_send(fd, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data), MSG_NOSIGNAL)
+        if n >= 0:
+            return n
+        if errno != EINTR:
+            return _raise_errno(errno)
