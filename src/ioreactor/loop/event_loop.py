@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from ioreactor.loop.poller import READ, Poller, create_poller
+from ioreactor.loop.signal_wakeup import SignalWakeup
 from ioreactor.loop.timers import Handle, TimerHandle, TimerQueue
 
 log = logging.getLogger("ioreactor.loop")
@@ -167,6 +168,7 @@ class EventLoop:
         self.watch(self._waker.fd, READ, self._on_wakeup)
         self._pools: dict[str, concurrent.futures.Executor] = {}
         self._signals: dict[int, Any] = {}
+        self._signal_wakeup: SignalWakeup | None = None
         self._lag_recent: collections.deque[float] = collections.deque(maxlen=LAG_WINDOW)
         self._lag_max = 0.0
         self._iterations = 0
@@ -310,17 +312,26 @@ class EventLoop:
     # -- signals --------------------------------------------------------------------------
 
     def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
-        """Run ``callback(*args)`` on this loop when ``sig`` arrives (main thread only)."""
+        """Run ``callback(*args)`` on this loop when ``sig`` arrives (main thread only).
+
+        The first handler also makes every signal wake this loop's poll
+        (:class:`~ioreactor.loop.signal_wakeup.SignalWakeup`) until the last is removed.
+        """
 
         def _handler(signum: int, frame: object) -> None:
             self.call_soon_threadsafe(callback, *args)
 
         previous = signal.signal(sig, _handler)
         self._signals.setdefault(sig, previous)
+        if self._signal_wakeup is None:
+            self._signal_wakeup = SignalWakeup(self)
 
     def remove_signal_handler(self, sig: int) -> None:
         if sig in self._signals:
             signal.signal(sig, self._signals.pop(sig))
+        if not self._signals and self._signal_wakeup is not None:
+            self._signal_wakeup.close()
+            self._signal_wakeup = None
 
     # -- running --------------------------------------------------------------------------
 
