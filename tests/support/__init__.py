@@ -1,0 +1,1 @@
+"""Helpers shared by several test folders (one copy each, not one per folder)."""
