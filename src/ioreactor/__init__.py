@@ -17,7 +17,15 @@ from ioreactor.net import (
     parse_address,
 )
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    # ``__version__`` on first use: importlib.metadata is not loaded by ``import ioreactor``.
+    if name == "__version__":
+        from ioreactor.build import version
+
+        return version()
+    raise AttributeError(f"module 'ioreactor' has no attribute {name!r}")
+
 
 __all__ = [
     "Address",

@@ -10,7 +10,7 @@ import socket
 import time
 from email.utils import parsedate_to_datetime
 
-from tests.http.http_support import live_server
+from http_support import live_server
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 RESPONSE_END = b"Hello, World!"

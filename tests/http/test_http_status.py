@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.http.http_support import live_server, raw_exchange
+from http_support import live_server, raw_exchange
 
 from ioreactor.http.limits import Limits
 from ioreactor.http.response import status_line

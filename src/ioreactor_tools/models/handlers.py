@@ -107,7 +107,10 @@ def http_until_closed(conn: socket.socket) -> None:
             conn.sendall(exchange.take())
 
 
-HANDLERS: dict[ProtocolName, ConnectionHandler] = {"echo": echo_until_closed, "http": http_until_closed}
+HANDLERS: dict[ProtocolName, ConnectionHandler] = {
+    "echo": echo_until_closed,
+    "http": http_until_closed,
+}
 
 
 def run_handler(handler: ConnectionHandler, conn: socket.socket) -> None:
