@@ -14,7 +14,8 @@ Only the module of the command being run is imported: a server started with
 in start-up time or memory. ``--help`` and unknown names import them all.
 
 Every command reports bad input the same way, as one line ``ioreactor: error: ...`` with
-exit status 2 (:mod:`ioreactor.cli.arguments`).
+exit status 2 (:mod:`ioreactor.cli.arguments`), and unwinds on SIGTERM, SIGHUP and
+SIGINT (:mod:`ioreactor.cli.interrupts`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from types import ModuleType
 
 from ioreactor.build import describe
 from ioreactor.cli.arguments import CommandError, CommandLineParser, log_level
+from ioreactor.cli.interrupts import unwinding_on_stop_signals
 
 #: The entry-point group through which other distributions add commands.
 PLUGIN_GROUP = "ioreactor.commands"
@@ -118,19 +120,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = build_parser(arguments).parse_args(arguments)
-        logging.basicConfig(
-            level=args.log_level,
-            format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-            datefmt="%H:%M:%S",
-        )
-        result: int = args.func(args)
-    except CommandError as exc:
-        print(f"ioreactor: error: {exc}", file=sys.stderr)
-        return exc.status
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+    with unwinding_on_stop_signals():
+        try:
+            args = build_parser(arguments).parse_args(arguments)
+            logging.basicConfig(
+                level=args.log_level,
+                format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                datefmt="%H:%M:%S",
+            )
+            result: int = args.func(args)
+        except CommandError as exc:
+            print(f"ioreactor: error: {exc}", file=sys.stderr)
+            return exc.status
+        except KeyboardInterrupt:
+            return 128 + signal.SIGINT
     return result
 
 
