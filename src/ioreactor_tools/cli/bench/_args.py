@@ -21,24 +21,10 @@ if TYPE_CHECKING:  # rich is imported where the console is built
 
     from ioreactor_tools.bench.pinning import CorePlan
 
-#: Console width when the output is not a terminal (rich would otherwise use 80).
-TABLE_WIDTH = 160
-
 
 def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--poller``: one of the poller backends this OS offers (default: the loop's)."""
     p.add_argument("--poller", choices=available_pollers(), default=None, help=help)
-
-
-def bench_console() -> Console:
-    """A rich console; a log file or a pipe gets ``TABLE_WIDTH`` columns so that every
-    column of a result table stays readable."""
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=TABLE_WIDTH)
-    return console
 
 
 def warn_if_unpinned(console: Console, plan: CorePlan) -> None:

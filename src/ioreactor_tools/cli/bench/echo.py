@@ -25,10 +25,10 @@ from ioreactor_tools.bench.pinning import core_plan
 from ioreactor_tools.bench.report import RESULTS_DIR, median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
     add_poller_option,
-    bench_console,
     save_results,
     warn_if_unpinned,
 )
+from ioreactor_tools.cli.console import report_console
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,7 +92,7 @@ def reproduce_command(config: EchoBenchConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = bench_console()
+    console = report_console()
     config = EchoBenchConfig(
         conns=args.conns,
         size=args.size,

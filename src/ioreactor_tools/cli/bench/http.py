@@ -32,6 +32,7 @@ from ioreactor.cli.arguments import (
     seconds_or_zero,
 )
 from ioreactor.loop.poller import available_pollers
+from ioreactor_tools.cli.console import report_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,8 +51,6 @@ UVLOOP_RATIO_TARGET = 1.0
 PIPELINED_CPU_TARGET_US = 1.5
 #: fds a load process keeps for itself besides its connections.
 FD_RESERVE = 100
-#: Console width when the output is not a terminal.
-TABLE_WIDTH = 160
 
 
 def ioreactor_command(port: int, poller: str | None) -> list[str]:
@@ -376,14 +375,10 @@ def reproduce_command(config: HttpBenchConfig, load: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from ioreactor_tools.bench.pinning import core_plan
     from ioreactor_tools.bench.report import median_rounds, print_table, timestamped, write_json
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=TABLE_WIDTH)
+    console = report_console()
     conns = args.conns or (PIPELINED_CONNS if args.pipeline > 1 else KEEPALIVE_CONNS)
     config = HttpBenchConfig(
         conns=conns,

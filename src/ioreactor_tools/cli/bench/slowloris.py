@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ioreactor.cli.arguments import output_dir, positive_count, seconds
 from ioreactor_tools.bench.report import RESULTS_DIR, timestamped
-from ioreactor_tools.cli.bench._args import add_poller_option, bench_console
+from ioreactor_tools.cli.bench._args import add_poller_option
+from ioreactor_tools.cli.console import report_console
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         f"--conns {args.conns} --interval {args.interval:g} "
         f"--header-timeout {args.header_timeout:g} --workers {args.workers}"
     )
-    console = bench_console()
+    console = report_console()
     console.print(f"[bold]{command}[/]")
     report = run_slowloris(config, command)
     table = Table(title=f"normal load ({report.load_kind}, {args.conns} keep-alive connections)")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ioreactor.cli.arguments import count, output_dir, positive_count, seconds, seconds_or_zero
 from ioreactor_tools.bench.report import RESULTS_DIR, timestamped
-from ioreactor_tools.cli.bench._args import add_poller_option, bench_console
+from ioreactor_tools.cli.bench._args import add_poller_option
+from ioreactor_tools.cli.console import report_console
 
 
 def _mix(text: str) -> dict[str, float]:
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         f"ioreactor bench soak --conns {args.conns} --duration {args.duration:g} "
         f"--think {args.think:g} --workers {args.workers}"
     )
-    console = bench_console()
+    console = report_console()
     console.print(f"[bold]{command}[/]  ({config.processes} load processes, {config.counts()})")
 
     def show(s: object) -> None:

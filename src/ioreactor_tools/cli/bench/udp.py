@@ -18,10 +18,10 @@ from ioreactor_tools.bench.udp_load import (
 )
 from ioreactor_tools.cli.bench._args import (
     add_poller_option,
-    bench_console,
     save_results,
     warn_if_unpinned,
 )
+from ioreactor_tools.cli.console import report_console
 
 #: The issue's target: ioreactor's CPU per datagram over the asyncio peer's, at most.
 TARGET = 1.0
@@ -66,7 +66,7 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = bench_console()
+    console = report_console()
     plan = core_plan()
     warn_if_unpinned(console, plan)
     pin_current_process(plan.load)

@@ -22,10 +22,10 @@ from ioreactor_tools.bench.report import (
 from ioreactor_tools.bench.udp_load import LoadConfig, free_address, measure_server, server_command
 from ioreactor_tools.cli.bench._args import (
     add_poller_option,
-    bench_console,
     save_results,
     warn_if_unpinned,
 )
+from ioreactor_tools.cli.console import report_console
 
 #: Transports compared, the baseline first.
 KINDS = ("tcp", "unix")
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    console = bench_console()
+    console = report_console()
     plan = core_plan()
     warn_if_unpinned(console, plan)
     pin_current_process(plan.load)

@@ -66,10 +66,10 @@ from ioreactor_tools.bench.report import (
     window_result,
 )
 from ioreactor_tools.cli.bench._args import (
-    bench_console,
     save_results,
     warn_if_unpinned,
 )
+from ioreactor_tools.cli.console import report_console
 
 #: What the servers serve: TCP echo, or HTTP keep-alive ``GET /``.
 WORKLOADS = ("echo", "http")
@@ -413,7 +413,7 @@ def ratio_table(results: Sequence[BenchResult], backends: Sequence[str]) -> Tabl
 def run(args: argparse.Namespace) -> int:
     if args.serve:
         return serve(args.serve, args.backend, args.listen)
-    console = bench_console()
+    console = report_console()
     plan = core_plan()
     warn_if_unpinned(console, plan)
     pin_current_process(plan.load)

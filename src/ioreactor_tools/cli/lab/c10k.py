@@ -6,10 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ioreactor.cli.arguments import count_list, fraction, names_from, output_dir, seconds
+from ioreactor_tools.cli.console import report_console
 from ioreactor_tools.cli.lab._render import render
 from ioreactor_tools.lab import c10k, c10k_report
 
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         step_limit=args.step_limit or (60.0 if args.quick else 120.0),
         memory_fraction=args.memory_fraction,
     )
-    console = Console()
+    console = report_console()
     total = len(config.models) * len(config.levels)
     with Progress(
         TextColumn("[bold]{task.description}"),
