@@ -3,7 +3,8 @@
 One rule for every ``ioreactor`` command (the framework's and the tools'): a bad value is
 refused while the command line is parsed, by a ``type=`` function from this module, and
 the user reads one line, ``ioreactor: error: ...``, with exit status 2 -- never a
-traceback, never a value accepted silently. A test walks every option of every command
+traceback, never a value accepted silently. Ports are checked inside addresses (0, "the
+kernel picks", only where a server listens). A test walks every option of every command
 with bad values (tests/cli/test_arguments.py) and checks that each one uses a type from
 here or a fixed set of choices.
 
@@ -36,9 +37,6 @@ from ioreactor.net.address import (
 )
 from ioreactor.net.server import BALANCES, SHUTDOWN_TIMEOUT
 from ioreactor.net.sockopt import KeepAlive, SockOpt, SockOptError, parse_sockopt
-
-#: The largest TCP/UDP port number.
-PORT_MAX = 65535
 
 
 class CommandError(Exception):
@@ -125,22 +123,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def port(text: str) -> int:
-    """A port to connect to or to name: 1..65535."""
-    value = _integer(text)
-    if not 1 <= value <= PORT_MAX:
-        raise argparse.ArgumentTypeError(f"port must be 1-{PORT_MAX}, got {text}")
-    return value
-
-
-def port_or_zero(text: str) -> int:
-    """A port to listen on: 0..65535 (0: the kernel picks a free one)."""
-    value = _integer(text)
-    if not 0 <= value <= PORT_MAX:
-        raise argparse.ArgumentTypeError(f"port must be 0-{PORT_MAX}, got {text}")
-    return value
-
-
 def uid(text: str) -> int:
     """A user id (>= 0)."""
     value = _integer(text)
@@ -151,8 +133,7 @@ def uid(text: str) -> int:
 
 def count_list(text: str) -> tuple[int, ...]:
     """``--conns 100,1_000``: comma-separated whole numbers, each >= 1."""
-    values = tuple(positive_count(part) for part in text.split(","))
-    return values
+    return tuple(positive_count(part) for part in text.split(","))
 
 
 def names_from(known: Iterable[str], what: str = "name") -> Callable[[str], tuple[str, ...]]:
@@ -256,10 +237,6 @@ def _address_type(kinds: tuple[str, ...], *, listen: bool) -> Callable[[str], Ad
     return address
 
 
-#: ``--listen`` of a server of any kind (TCP, UDP, Unix stream or datagram).
-listen_address = _address_type(KINDS, listen=True)
-#: ``--listen`` of a stream server (TCP or Unix stream).
-stream_listen_address = _address_type(STREAM_KINDS, listen=True)
 #: ``--listen`` of a TCP-only server.
 tcp_listen_address = _address_type(("tcp",), listen=True)
 #: ``--connect`` of a client of any kind.
