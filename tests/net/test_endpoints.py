@@ -289,4 +289,3 @@ def test_serve_echo_runs_until_sigterm_and_cleans_up(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
     assert not os.path.exists(path)
-
