@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from ioreactor.http.app import App
 from ioreactor.http.handler import HttpHandler
 from ioreactor.http.limits import Limits
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.http")
 
