@@ -25,6 +25,7 @@ run: $(RUNSTAMP)
 test: $(STAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 --timeout=120
 
 bench: $(STAMP)

@@ -36,8 +36,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from ioreactor.cli.arguments import add_serving_arguments, serving_options
 from ioreactor.multicore import run_server
-from ioreactor.multicore.arguments import add_serving_arguments, serving_options
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler

@@ -156,3 +156,48 @@ def test_unknown_poller_is_refused_with_the_choices() -> None:
     assert "invalid choice: 'nope'" in done.stderr
     for name in available_pollers():
         assert name in done.stderr
+
+
+#: ``serve_echo`` on TCP and UDP in a process that also has a thread, which takes the
+#: SIGTERM (the kernel may give a process-directed signal to any thread): the loop's
+#: poll is not interrupted by it, the same as a signal landing just before epoll_wait.
+_SIGTERM_TO_A_THREAD = """
+import signal, socket, sys, threading, time
+from ioreactor.echo import serve_echo
+
+port = int(sys.argv[1])
+
+def sigterm_from_a_thread():
+    for _ in range(500):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    time.sleep(0.2)  # the loop sleeps in its poll again
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=sigterm_from_a_thread, daemon=True).start()
+sys.exit(serve_echo([f"127.0.0.1:{port}", f"udp://127.0.0.1:{port}"]))
+"""
+
+
+def test_serve_echo_stops_on_a_sigterm_its_poll_did_not_see() -> None:
+    # The flake of test_one_server_serves_tcp_udp_and_unix_with_a_socket_option ("no exit
+    # 20 s after SIGTERM"): serve_echo's handlers did not wake the poll.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SIGTERM_TO_A_THREAD, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=LIVENESS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"serve_echo did not stop on SIGTERM within {LIVENESS} s: {err[-2000:]}")
+    assert proc.returncode == 0, err

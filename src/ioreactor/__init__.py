@@ -49,16 +49,12 @@ from ioreactor.net import (  # noqa: E402
 
 
 def __getattr__(name: str) -> str:
-    """``__version__``, single-sourced from the distribution's metadata and read on first
-    use: importing importlib.metadata costs ~60 ms here, about as much as the rest of
-    ``import ioreactor``, which servers and worker processes should not pay for."""
+    # ``__version__`` on first use: importlib.metadata is not loaded by ``import ioreactor``.
     if name == "__version__":
-        import importlib.metadata
+        from ioreactor.build import version
 
-        version = importlib.metadata.version("ioreactor")
-        globals()["__version__"] = version
-        return version
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return version()
+    raise AttributeError(f"module 'ioreactor' has no attribute {name!r}")
 
 
 __all__ = [

@@ -73,7 +73,7 @@ def serve_echo(
     poller: str | None = None,
     backlog: int = BACKLOG,
 ) -> int:
-    """Echo on ``addresses`` in this process until SIGINT/SIGTERM; the exit status.
+    """Echo on ``addresses`` in this process until SIGINT, SIGTERM or SIGHUP; the exit status.
 
     Bad addresses or options raise before anything binds (:class:`AddressError`,
     :class:`SockOptError`, ``ValueError``); a bind failure raises ``OSError`` naming the
@@ -87,7 +87,7 @@ def serve_echo(
     except BaseException:
         loop.close()
         raise
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, loop.stop)
     log.info("echo on %s (poller %s)", ", ".join(endpoints.bound()), loop.poller.name)
     try:

@@ -49,3 +49,24 @@ def test_command_groups_have_their_subcommands(group: str) -> None:
 def test_unknown_command_is_refused() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["no-such-command"])
+
+
+def test_version_is_single_sourced_and_says_the_build() -> None:
+    from importlib.metadata import version
+
+    import ioreactor
+    from ioreactor.build import build_kind
+
+    done = subprocess.run(
+        [sys.executable, "-m", "ioreactor", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    assert done.stdout == f"ioreactor {version('ioreactor')} (pure Python)\n"
+    assert ioreactor.__version__ == version("ioreactor")
+    assert build_kind() == "pure Python"
+
+
+def test_import_ioreactor_does_not_read_the_metadata() -> None:
+    code = "import sys, ioreactor; print('importlib.metadata' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

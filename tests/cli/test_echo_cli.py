@@ -83,3 +83,30 @@ def test_bad_address_and_unknown_option_are_clear_errors() -> None:
         timeout=30,
     )
     assert opt.returncode == 2 and "unknown socket option 'NOPE'" in opt.stderr
+
+
+def test_a_unix_socket_with_the_default_flags_is_served_by_fd_passing(tmp_path: Path) -> None:
+    # Before: "dispatch 'reuseport' is for TCP; a Unix socket needs 'fdpass'" -- the
+    # default dispatch did not look at the address.
+    path = tmp_path / "x.sock"
+    server = subprocess.Popen(
+        [*ECHO, "--listen", f"unix://{path}", "--workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists():
+            assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        for _ in range(4):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(str(path))
+                s.sendall(b"unix")
+                assert s.recv(4) == b"unix"
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=20)
+    assert server.returncode == 0, err
+    assert "dispatch fdpass" in err

@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SERVER = (
-    "import sys\n"
-    "from ioreactor.echo import serve_echo\n"
-    "sys.exit(serve_echo(sys.argv[1:]))\n"
-)
+SERVER = "import sys\nfrom ioreactor.echo import serve_echo\nsys.exit(serve_echo(sys.argv[1:]))\n"
 
 
 def _free_udp_port() -> int:

@@ -96,7 +96,8 @@ def test_bad_arguments_are_usage_errors(
     with pytest.raises(SystemExit) as info:
         main(["heartbeat", *args])
     assert info.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("ioreactor: error: heartbeat ") and err.count("\n") == 1, err
 
 
 @pytest.mark.timeout(120)

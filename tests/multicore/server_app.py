@@ -20,8 +20,8 @@ import logging
 import os
 import sys
 
+from ioreactor.cli.arguments import add_serving_arguments, serving_options
 from ioreactor.multicore import run_server
-from ioreactor.multicore.arguments import add_serving_arguments, serving_options
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler

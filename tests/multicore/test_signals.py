@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ioreactor.loop.event_loop import EventLoop
-from ioreactor.multicore.signals import SignalWakeup, StopSignals
+from ioreactor.multicore.signals import StopSignals
 
 #: Liveness bound: a loop whose poll is never woken sleeps this long per iteration.
 SLEEP = 15.0
@@ -84,20 +84,3 @@ def test_second_sigint_forces_and_second_sigterm_does_not(loop: EventLoop) -> No
         assert got == ["graceful", "force"]
     finally:
         stops.close()
-
-
-def test_wakeup_fd_points_at_the_loop_while_installed_then_is_restored(
-    loop: EventLoop,
-) -> None:
-    def current() -> int:
-        fd = signal.set_wakeup_fd(-1)
-        signal.set_wakeup_fd(fd)
-        return fd
-
-    before = current()
-    wakeup = SignalWakeup(loop)
-    try:
-        assert current() == wakeup._writer.fileno() != before
-    finally:
-        wakeup.close()
-    assert current() == before

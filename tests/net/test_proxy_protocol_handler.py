@@ -15,7 +15,7 @@ import pytest
 
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.proxy_protocol import (
     PP2_TYPE_UNIQUE_ID,
     Command,

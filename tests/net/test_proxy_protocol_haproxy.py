@@ -22,7 +22,7 @@ import trustme
 
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.proxy_protocol import (
     PP2_TYPE_CRC32C,
     ProxyProtocolHandler,

@@ -65,7 +65,7 @@ SERVICE = textwrap.dedent(
     """
     import json, os, socket
     from ioreactor.loop.event_loop import EventLoop
-    from ioreactor.net.handler import Handler
+    from ioreactor.net.handlers import Handler
     from ioreactor.net.server import TcpServer
     from ioreactor.net.systemd import LISTEN_VARIABLES, Notifier, listen_fds
 

@@ -12,6 +12,10 @@ a command group whose sub-commands are its modules (``ioreactor bench echo``).
 Only the module of the command being run is imported: a server started with
 ``ioreactor echo`` does not pay for the benchmarks' imports (asyncio, rich, matplotlib)
 in start-up time or memory. ``--help`` and unknown names import them all.
+
+Every command reports bad input the same way, as one line ``ioreactor: error: ...`` with
+exit status 2 (:mod:`ioreactor.cli.arguments`), and unwinds on SIGTERM, SIGHUP and
+SIGINT (:mod:`ioreactor.cli.interrupts`).
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
+
+from ioreactor.build import describe
+from ioreactor.cli.arguments import CommandError, CommandLineParser, log_level
+from ioreactor.cli.interrupts import unwinding_on_stop_signals
 
 #: The entry-point group through which other distributions add commands.
 PLUGIN_GROUP = "ioreactor.commands"
@@ -84,11 +93,15 @@ def _add_plugin(
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; given ``argv``, only the commands it names are imported."""
     command, rest = _first_positional(argv if argv is not None else [])
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = CommandLineParser(
         prog="ioreactor", description="A reactor networking framework: servers, clients, labs."
     )
+    parser.add_argument("--version", action="version", version=describe())
     parser.add_argument(
-        "--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING, ...)"
+        "--log-level",
+        type=log_level,
+        default="INFO",
+        help="logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     plugins = _plugins()
@@ -107,16 +120,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(arguments).parse_args(arguments)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    try:
-        result: int = args.func(args)
-    except KeyboardInterrupt:
-        return 130
+    with unwinding_on_stop_signals():
+        try:
+            args = build_parser(arguments).parse_args(arguments)
+            logging.basicConfig(
+                level=args.log_level,
+                format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                datefmt="%H:%M:%S",
+            )
+            result: int = args.func(args)
+        except CommandError as exc:
+            print(f"ioreactor: error: {exc}", file=sys.stderr)
+            return exc.status
+        except KeyboardInterrupt:
+            return 128 + signal.SIGINT
     return result
 
 

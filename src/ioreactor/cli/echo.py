@@ -1,29 +1,39 @@
 """`ioreactor echo`: the echo server over TCP, UDP and Unix sockets.
 
 One stream address (TCP or Unix) runs on the multi-core layer: one loop, sub-reactor
-threads or worker processes. Several addresses, a datagram address, socket options or
-a peer-credential check run one process with one loop serving every listener
-(:func:`ioreactor.echo.serve_echo`).
+threads or worker processes (the dispatch follows the address: SO_REUSEPORT listeners
+for TCP on Linux, fd passing for a Unix socket). Several addresses, a datagram address,
+socket options or a peer-credential check run one process with one loop serving every
+listener (:func:`ioreactor.echo.serve_echo`); the multi-core flags are then refused, not
+ignored.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
+from ioreactor.cli.arguments import (
+    CommandError,
+    add_serving_arguments,
+    serving_options,
+    sockopt,
+    uid,
+)
 from ioreactor.echo import EchoHandler
 from ioreactor.multicore import run_server
-from ioreactor.multicore.arguments import add_serving_arguments, serving_options
-from ioreactor.net.address import AddressError, parse_address
+from ioreactor.net.address import KINDS, Address, parse_address
 
 DEFAULT_LISTEN = "127.0.0.1:7000"
+#: Flags of the multi-core layer, and their defaults when not given.
+MULTICORE_FLAGS = {"workers": None, "loops": 0, "dispatch": None, "balance": "round-robin"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("echo", help="run the echo server (TCP, UDP, Unix)")
-    add_serving_arguments(p, DEFAULT_LISTEN, repeat=True)
+    add_serving_arguments(p, DEFAULT_LISTEN, repeat=True, kinds=KINDS)
     p.add_argument(
         "--sockopt",
+        type=sockopt,
         action="append",
         default=[],
         metavar="NAME=VALUE",
@@ -32,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--allow-uid",
-        type=int,
+        type=uid,
         action="append",
         default=None,
         metavar="UID",
@@ -42,15 +52,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    listens: list[str] = args.listen or [DEFAULT_LISTEN]
-    try:
-        single_stream = len(listens) == 1 and parse_address(listens[0]).is_stream
-    except AddressError as exc:
-        print(f"ioreactor echo: {exc}", file=sys.stderr)
-        return 2
+    listens: list[Address] = args.listen or [parse_address(DEFAULT_LISTEN)]
+    single_stream = len(listens) == 1 and listens[0].is_stream
     if single_stream and not args.sockopt and not args.allow_uid:
         args.listen = listens[0]
         return run_server(EchoHandler, **serving_options(args))
+    given = [
+        f"--{name}" for name, default in MULTICORE_FLAGS.items() if getattr(args, name) != default
+    ]
+    if given:
+        raise CommandError(
+            f"echo: {', '.join(given)} serve(s) one stream address without --sockopt or "
+            "--allow-uid; several listeners, datagrams and socket options run in one process"
+        )
     from ioreactor.echo import serve_echo
     from ioreactor.net.sockopt import SockOptError
 
@@ -62,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             poller=args.poller,
             backlog=args.backlog,
         )
-    except (AddressError, SockOptError, ValueError, OSError) as exc:
-        print(f"ioreactor echo: {exc}", file=sys.stderr)
-        return 2
+    except (SockOptError, ValueError) as exc:
+        raise CommandError(f"echo: {exc}") from None
+    except OSError as exc:  # a bind refused: the address is in use, or not ours
+        raise CommandError(f"echo: {exc}", status=1) from None

@@ -11,14 +11,22 @@ import argparse
 import logging
 import signal
 
+from ioreactor.cli.arguments import (
+    keepalive_timers,
+    positive_count,
+    seconds,
+    tcp_connect_address,
+    tcp_listen_address,
+)
 from ioreactor.heartbeat import INTERVAL, MISSES, HeartbeatHandler
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import available_pollers
+from ioreactor.net.address import format_sockname
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
-from ioreactor.net.sockopt import KeepAlive, raise_nofile_limit
+from ioreactor.net.sockopt import raise_nofile_limit
 
 log = logging.getLogger("ioreactor.heartbeat")
 
@@ -80,53 +88,29 @@ def _reason(conn: TcpConnection) -> str:
     return f": {conn.error}" if conn.error is not None else ""
 
 
-def _keepalive(text: str) -> KeepAlive:
-    try:
-        idle, interval, count = (int(part) for part in text.split(":"))
-        return KeepAlive(idle, interval, count)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected IDLE:INTERVAL:COUNT in whole seconds/probes, e.g. 60:10:3 ({exc})"
-        ) from None
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _at_least_one(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--interval",
-        type=_positive,
+        type=seconds,
         default=INTERVAL,
         help="seconds of silence before a PING (default %(default)s)",
     )
     p.add_argument(
         "--misses",
-        type=_at_least_one,
+        type=positive_count,
         default=MISSES,
         help="unanswered PINGs before the peer is declared dead (default %(default)s)",
     )
     p.add_argument(
         "--keepalive",
-        type=_keepalive,
+        type=keepalive_timers,
         default=None,
         metavar="IDLE:INTERVAL:COUNT",
         help="also enable kernel TCP keepalive with these timers (e.g. 60:10:3)",
     )
     p.add_argument(
         "--duration",
-        type=_positive,
+        type=seconds,
         default=None,
         help="exit after this many seconds (default: run until SIGINT/SIGTERM)",
     )
@@ -139,14 +123,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sub = p.add_subparsers(dest="heartbeat_command", metavar="ROLE", required=True)
     serve = sub.add_parser("serve", help="heartbeat server: answers pings, detects dead clients")
-    serve.add_argument("--listen", default="127.0.0.1:7100", help="HOST:PORT (%(default)s)")
+    serve.add_argument(
+        "--listen",
+        type=tcp_listen_address,
+        default="127.0.0.1:7100",
+        help="HOST:PORT (%(default)s)",
+    )
     _common(serve)
     serve.set_defaults(func=run_serve)
     connect = sub.add_parser("connect", help="heartbeat client: pings, reconnects with back-off")
-    connect.add_argument("--connect", default="127.0.0.1:7100", help="HOST:PORT (%(default)s)")
+    connect.add_argument(
+        "--connect",
+        type=tcp_connect_address,
+        default="127.0.0.1:7100",
+        help="HOST:PORT (%(default)s)",
+    )
     connect.add_argument(
         "--data-every",
-        type=_positive,
+        type=seconds,
         default=None,
         metavar="S",
         help="send a DATA frame every S seconds (data counts as liveness: fewer pings)",
@@ -156,7 +150,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(loop: EventLoop, duration: float | None) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, loop.stop)
     if duration is not None:
         loop.call_later(duration, loop.stop)
@@ -168,11 +162,9 @@ def run_serve(args: argparse.Namespace) -> int:
     loop = new_loop(args.poller, name="heartbeat-server")
     handler = DemoServer(args.interval, args.misses, active=False, log_traffic=_log_traffic())
     server = TcpServer(loop, args.listen, handler, keepalive=args.keepalive).start()
-    host, port = server.sockname[:2]
     log.info(
-        "heartbeat server on %s:%d (interval %g s, misses %d, dead after %g-%g s of silence%s)",
-        host,
-        port,
+        "heartbeat server on %s (interval %g s, misses %d, dead after %g-%g s of silence%s)",
+        format_sockname("tcp", server.sockname).removeprefix("tcp://"),
         args.interval,
         args.misses,
         args.interval * args.misses,

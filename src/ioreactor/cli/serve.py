@@ -1,8 +1,11 @@
-"""`ioreactor serve`: the HTTP/1.1 echo server (the course's 10k-20k connection server).
+"""`ioreactor serve [MODULE:ATTR]`: serve an HTTP application on one or many cores.
 
-One loop, sub-reactor threads (``--loops``) or worker processes (``--workers``, one per
-core by default), through :func:`ioreactor.multicore.run_server`; SIGTERM finishes the
-requests in flight and closes idle keep-alive connections.
+Without MODULE:ATTR it serves the course's HTTP echo application (the 10k-20k connection
+server of ``make run``); with it, the user's own, found by
+:func:`ioreactor.http.app_loader.load_app` (``--app-dir``, ``--factory``) before any
+worker starts. One loop, sub-reactor threads (``--loops``) or worker processes
+(``--workers``, one per core by default), through :func:`ioreactor.multicore.run_server`;
+SIGTERM finishes the requests in flight and closes idle keep-alive connections.
 """
 
 from __future__ import annotations
@@ -11,67 +14,100 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
+from ioreactor.cli.arguments import (
+    CommandError,
+    add_serving_arguments,
+    existing_dir,
+    positive_count,
+    seconds,
+    serving_options,
+)
 from ioreactor.http.limits import Limits
-from ioreactor.multicore.arguments import add_serving_arguments, serving_options
+from ioreactor.net.address import format_sockname
 
 if TYPE_CHECKING:
+    from ioreactor.http.app_loader import LoadedApp
     from ioreactor.multicore import WorkerContext
 
 log = logging.getLogger("ioreactor.serve")
 
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+#: What ``ioreactor serve`` runs without MODULE:ATTR.
+ECHO_APP = "ioreactor.http.echo_app:build_echo_app"
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+def app_spec(text: str) -> str:
+    """``MODULE:ATTR``, checked for its form (the import comes later, before serving)."""
+    from ioreactor.http.app_loader import AppLoadError, split_spec
+
+    try:
+        split_spec(text)
+    except AppLoadError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve",
-        help="run the HTTP/1.1 echo server",
-        description="GET / -> Hello, World!; POST|PUT /echo -> the body; GET /echo -> the "
-        "request head; GET /healthz -> 200; /static/... -> files under --static.",
+        help="serve an HTTP application (default: the HTTP echo server)",
+        description="Serve MODULE:ATTR, an ioreactor.http.App (or with --factory a callable "
+        "returning one), imported from --app-dir. Without it, the HTTP echo server: "
+        "GET / -> Hello, World!; POST|PUT /echo -> the body; GET /echo -> the request "
+        "head; GET /healthz -> 200; /static/... -> files under --static.",
+    )
+    p.add_argument(
+        "app",
+        type=app_spec,
+        nargs="?",
+        default=None,
+        metavar="MODULE:ATTR",
+        help="the application, e.g. myproj.web:app (default: the HTTP echo application)",
+    )
+    p.add_argument(
+        "--factory",
+        action="store_true",
+        help="ATTR is a callable without arguments that returns the application",
+    )
+    p.add_argument(
+        "--app-dir",
+        type=existing_dir,
+        default=None,
+        metavar="DIR",
+        help="directory put first on the import path (default: the current directory)",
     )
     add_serving_arguments(p, default_listen="127.0.0.1:8080")
-    p.add_argument("--static", metavar="DIR", default=None, help="serve DIR under /static/")
+    p.add_argument(
+        "--static", type=existing_dir, metavar="DIR", default=None, help="serve DIR under /static/"
+    )
     p.add_argument("--access-log", action="store_true", help="log every request")
     defaults = Limits()
     p.add_argument(
         "--header-timeout",
-        type=_positive_float,
+        type=seconds,
         default=defaults.header_timeout,
         help="seconds to receive a request head (default %(default)s)",
     )
     p.add_argument(
         "--body-timeout",
-        type=_positive_float,
+        type=seconds,
         default=defaults.body_timeout,
         help="seconds a body may stall (default %(default)s)",
     )
     p.add_argument(
         "--keepalive-timeout",
-        type=_positive_float,
+        type=seconds,
         default=defaults.keepalive_timeout,
         help="seconds an idle keep-alive connection is kept (default %(default)s)",
     )
     p.add_argument(
         "--max-body",
-        type=_positive_int,
+        type=positive_count,
         default=defaults.max_body,
         help="largest request body in bytes (default %(default)s)",
     )
     p.add_argument(
         "--max-requests",
-        type=_positive_int,
+        type=positive_count,
         default=defaults.max_requests_per_connection,
         help="requests per connection before it closes (default %(default)s)",
     )
@@ -89,21 +125,35 @@ def limits_from(args: argparse.Namespace) -> Limits:
     )
 
 
+def application(args: argparse.Namespace) -> LoadedApp:
+    """The application to serve: MODULE:ATTR, or the echo application."""
+    from ioreactor.http.app_loader import NATIVE, AppLoadError, LoadedApp, load_app
+
+    if args.app is None:
+        if args.factory or args.app_dir is not None:
+            raise CommandError("serve: --factory and --app-dir need MODULE:ATTR")
+        from ioreactor.http.echo_app import build_echo_app
+
+        return LoadedApp(ECHO_APP, NATIVE, build_echo_app())
+    try:
+        return load_app(args.app, app_dir=args.app_dir, factory=args.factory)
+    except AppLoadError as exc:
+        raise CommandError(f"serve: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     # imported here: every ioreactor command imports this module to build the parser
-    from ioreactor.http.echo_app import build_echo_app
-    from ioreactor.http.handler import HttpHandler
+    from ioreactor.http.app_loader import ServeOptions
     from ioreactor.multicore import run_server
 
-    app = build_echo_app(args.static)  # checks --static before any worker starts
-    limits = limits_from(args)
-    access_log = args.access_log
-
-    def make_handler() -> HttpHandler:
-        return HttpHandler(app, limits, access_log=access_log)
+    loaded = application(args)  # before any worker starts: errors are one line, exit 2
+    make_handler = loaded.handler_factory(
+        ServeOptions(limits_from(args), access_log=args.access_log, static_dir=args.static)
+    )
+    what = "HTTP echo server" if loaded.spec == ECHO_APP else f"{loaded.spec} ({loaded.kind.name})"
 
     def announce(ctx: WorkerContext) -> None:
-        host, port = ctx.server.sockname[:2]
-        log.info("HTTP echo server on http://%s:%d (pid %d)", host, port, ctx.pid)
+        url = format_sockname(args.listen.kind, ctx.server.sockname).replace("tcp://", "http://")
+        log.info("%s on %s (pid %d)", what, url, ctx.pid)
 
     return run_server(make_handler, on_worker_start=announce, **serving_options(args))

@@ -70,7 +70,7 @@ from ioreactor.codec.websocket_handshake import (
 from ioreactor.loop.timing_wheel import PerLoopWheels, TimingWheel, WheelEntry
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.websocket")
 

@@ -1,8 +1,11 @@
 """The ``Date`` response header, formatted at most once a second instead of per response.
 
-One cache per process: every loop's periodic sweep calls :meth:`DateCache.refresh`, which
-re-formats only when the wall-clock second changed. Reading :attr:`DateCache.line` is one
-attribute load on the hot path.
+One cache per process. Every loop that serves HTTP refreshes it when the wall-clock
+second changes, at the start of the first iteration of the new second and before that
+iteration's events (:meth:`EventLoop.call_each_second`): a response never carries the
+previous second, after an idle gap or just past a boundary. :meth:`DateCache.refresh`
+re-formats only when the second really changed (several loops share the cache).
+Reading :attr:`DateCache.line` is one attribute load on the hot path.
 """
 
 from __future__ import annotations

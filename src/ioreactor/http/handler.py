@@ -58,7 +58,7 @@ class HttpHandler(Handler):
         self._lock = threading.Lock()
 
     def tick(self) -> None:
-        """Refresh the cached Date (and what is built from it); the sweeps call this."""
+        """Refresh the cached Date (and what is built from it); each new second calls it."""
         DATE.refresh()
         line = DATE.line
         if line is not self._prefix_date:

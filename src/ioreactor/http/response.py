@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from ioreactor.http.date import DATE
 from ioreactor.http.headers import HeaderError, encode_field
+from ioreactor.http.status import REASON_PHRASES
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
@@ -36,7 +36,7 @@ _SERVER_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "serv
 
 
 def _build_status_lines() -> dict[int, bytes]:
-    return {int(s): b"HTTP/1.1 %d %s\r\n" % (s, s.phrase.encode("ascii")) for s in HTTPStatus}
+    return {s: b"HTTP/1.1 %d %s\r\n" % (s, p.encode("ascii")) for s, p in REASON_PHRASES.items()}
 
 
 #: ``b"HTTP/1.1 200 OK\r\n"`` and friends, built once.

@@ -1,10 +1,12 @@
 """One periodic sweep per loop instead of a timer per request.
 
-Every ``Limits.sweep_interval`` the sweep refreshes the cached ``Date`` (``tick``) and
-asks each HTTP connection on its loop to check its deadlines (header, body, keep-alive,
-linger, write). A connection records progress with plain attribute stores (its phase and
-when it began, ``conn.last_read``/``last_write``), so activity costs nothing and the
-sweep costs O(n) once per interval: about a microsecond per connection per second.
+Every ``Limits.sweep_interval`` the sweep asks each HTTP connection on its loop to check
+its deadlines (header, body, keep-alive, linger, write); and whenever the wall-clock
+second changes, before the loop handles any event of that second, it refreshes the
+cached ``Date`` (``tick``, through :meth:`EventLoop.call_each_second`). A connection
+records progress with plain attribute stores (its phase and when it began,
+``conn.last_read``/``last_write``), so activity costs nothing and the sweep costs O(n)
+once per interval: about a microsecond per connection per second.
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ class ConnectionSweep:
 
     def __init__(self, loop: EventLoop, interval: float, tick: Callable[[], None]) -> None:
         self.loop = loop
-        self.tick = tick
         self.protocols: set[HttpProtocol] = set()
         self._timer = loop.call_every(interval, self.run)
+        self._date = loop.call_each_second(tick)
 
     def run(self) -> None:
-        self.tick()
         now = self.loop.now
         for protocol in list(self.protocols):
             try:
@@ -41,3 +42,4 @@ class ConnectionSweep:
 
     def close(self) -> None:
         self._timer.cancel()
+        self._date.cancel()

@@ -3,6 +3,7 @@
 One iteration of :meth:`EventLoop.run`::
 
     poll(timeout until the next timer)   <- the only place the loop sleeps
+      -> a new wall-clock second?  call_each_second callbacks (the HTTP Date cache)
       -> channel callbacks for ready fds  (handle_read / handle_write / handle_close)
       -> due timers
       -> callbacks queued with call_soon / call_soon_threadsafe
@@ -24,6 +25,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import logging
+import math
 import os
 import signal
 import socket
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from ioreactor.loop.poller import READ, Poller, create_poller
+from ioreactor.loop.signal_wakeup import SignalWakeup
 from ioreactor.loop.timers import Handle, TimerHandle, TimerQueue
 
 log = logging.getLogger("ioreactor.loop")
@@ -175,6 +178,10 @@ class EventLoop:
             self.watch(self.poller.fileno(), READ, self.poller.dispatch)
         self._pools: dict[str, concurrent.futures.Executor] = {}
         self._signals: dict[int, Any] = {}
+        self._signal_wakeup: SignalWakeup | None = None
+        self._second_callbacks: list[Handle] = []
+        #: Loop time at which the current wall-clock second ends (inf: no callbacks).
+        self._second_ends = math.inf
         self._lag_recent: collections.deque[float] = collections.deque(maxlen=LAG_WINDOW)
         self._lag_max = 0.0
         self._iterations = 0
@@ -264,6 +271,28 @@ class EventLoop:
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> TimerHandle:
         return self._add_timer(self.time() + delay, callback, args, None)
 
+    def call_each_second(self, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` whenever the wall-clock second changes; loop thread only.
+
+        It runs at the start of the first iteration in a new second, before that
+        iteration's events (nginx refreshes its cached time the same way), so what it
+        caches -- the HTTP ``Date`` -- is the current second for every event the loop
+        handles. An idle loop is not woken for it: its next iteration catches up. It
+        also runs at the start of the next iteration. Cancel the handle to stop it.
+        """
+        handle = Handle(callback, args)
+        self._second_callbacks.append(handle)
+        self._second_ends = -math.inf
+        return handle
+
+    def _new_second(self, now: float) -> None:
+        wall = time.time()
+        callbacks = self._second_callbacks
+        callbacks[:] = [handle for handle in callbacks if not handle.cancelled]
+        self._second_ends = now + 1.0 - wall % 1.0 if callbacks else math.inf
+        for handle in callbacks:
+            self._run_handle(handle)
+
     def call_every(
         self, interval: float, callback: Callable[..., object], *args: Any
     ) -> TimerHandle:
@@ -318,17 +347,26 @@ class EventLoop:
     # -- signals --------------------------------------------------------------------------
 
     def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
-        """Run ``callback(*args)`` on this loop when ``sig`` arrives (main thread only)."""
+        """Run ``callback(*args)`` on this loop when ``sig`` arrives (main thread only).
+
+        The first handler also makes every signal wake this loop's poll
+        (:class:`~ioreactor.loop.signal_wakeup.SignalWakeup`) until the last is removed.
+        """
 
         def _handler(signum: int, frame: object) -> None:
             self.call_soon_threadsafe(callback, *args)
 
         previous = signal.signal(sig, _handler)
         self._signals.setdefault(sig, previous)
+        if self._signal_wakeup is None:
+            self._signal_wakeup = SignalWakeup(self)
 
     def remove_signal_handler(self, sig: int) -> None:
         if sig in self._signals:
             signal.signal(sig, self._signals.pop(sig))
+        if not self._signals and self._signal_wakeup is not None:
+            self._signal_wakeup.close()
+            self._signal_wakeup = None
 
     # -- running --------------------------------------------------------------------------
 
@@ -378,6 +416,8 @@ class EventLoop:
                 wait = timeout
         events = self.poller.poll(wait)
         self.now = start = time.monotonic()
+        if start >= self._second_ends:
+            self._new_second(start)
         handlers = self._handlers
         unwatched = self._unwatched
         if unwatched:

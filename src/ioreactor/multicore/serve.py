@@ -46,7 +46,7 @@ def run_server(
     serving process, after the fork. ``server_options`` go to ``TcpServer`` (nodelay,
     keepalive, high_water_mark, low_water_mark, accept_batch).
 
-    Stops on SIGTERM/SIGINT gracefully (exit 0), or at once on a second SIGINT
+    Stops on SIGTERM, SIGINT or SIGHUP gracefully (exit 0), or at once on a second SIGINT
     (exit 130). Call it from the main thread: it installs signal handlers.
     """
     where = to_address(address)

@@ -4,7 +4,8 @@
 
     supervisor (this process, one loop, no threads)
       SIGCHLD          reap, log the exit cause, restart (now, or after a back-off)
-      SIGTERM/SIGINT   stop accepting (fdpass), SIGTERM to every worker, wait, exit 0
+      SIGTERM, SIGINT  stop accepting (fdpass), SIGTERM to every worker, wait, exit 0
+        or SIGHUP
       second SIGINT    SIGQUIT to every worker (forced stop), exit FORCED_EXIT
       fdpass only      the main reactor too: accepts and passes fds (FdDispatcher)
       |-- worker 0 (fork)  ServerProcess: own loop(s), own server, own fd limit
@@ -21,6 +22,7 @@ finalizes them, and leaves with ``os._exit`` so no parent frame ever unwinds in 
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -183,6 +185,8 @@ class Supervisor:
                 loop, listener, balance=config.balance, accept_batch=accept_batch
             )
             return listener.getsockname()
+        if address.port:
+            refuse_if_held(address)
         # Bound, never listening: holds the port (port 0 becomes a real one) without
         # joining the SO_REUSEPORT group, so the kernel never routes a SYN to it.
         reserved = self._reserved = socket.socket(address.family, socket.SOCK_STREAM)
@@ -421,6 +425,31 @@ class Supervisor:
         if self._signals is not None:
             self._signals.close()
         loop.close()
+
+
+def refuse_if_held(address: Address) -> None:
+    """Raise EADDRINUSE if any other socket holds ``address`` (reuseport dispatch).
+
+    SO_REUSEPORT lets every socket of the same user join a port's group, so a second
+    server started on a port this one serves would silently share it. Only this
+    server's workers may: before the supervisor reserves the port with SO_REUSEPORT, it
+    binds it without, which the kernel refuses while any socket listens there,
+    SO_REUSEPORT or not. SO_REUSEADDR keeps an earlier run's TIME_WAIT connections from
+    counting. A probe, not a lock: another supervisor between its own probe and its
+    workers' listen (a fraction of a second) would still pass it.
+    """
+    with socket.socket(address.family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address.sockaddr)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(
+                errno.EADDRINUSE,
+                f"{exc.strerror}: another server holds the port "
+                "(SO_REUSEPORT is shared by this server's own workers only)",
+            ) from None
 
 
 def _open_fds() -> set[int]:

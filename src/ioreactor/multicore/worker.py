@@ -120,7 +120,8 @@ class ServerProcess:
 
     def _install_signals(self, loop: EventLoop) -> None:
         if self.is_worker:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # orders come from the supervisor
+            for sig in (signal.SIGINT, signal.SIGHUP):  # orders come from the supervisor
+                signal.signal(sig, signal.SIG_IGN)
             self._signals = StopSignals(
                 loop,
                 graceful=self.stop,

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.net.buffer import Buffer
-from ioreactor.net.handler import Handler, overrides, reads_in_place
+from ioreactor.net.handlers import Handler, overrides, reads_in_place
 
 if TYPE_CHECKING:
     from ioreactor.loop.timers import TimerHandle

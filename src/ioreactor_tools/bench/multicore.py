@@ -26,6 +26,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ioreactor.cli.arguments import one_of, positive_count, seconds
+from ioreactor.multicore.config import DISPATCHES
 from ioreactor_tools.bench.echo_bench import EchoBenchConfig, load_processes, measure_echo_server
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
@@ -33,6 +35,8 @@ from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult
 
 #: Connections for the CPU-per-message comparisons.
+#: What the benchmark measures, each part on its own.
+PARTS = ("threads", "dispatch", "c20k")
 CONNS = 100
 #: Measured seconds per server (short: the machine is shared), and unmeasured warm-up.
 DURATION = 5.0
@@ -144,12 +148,14 @@ def c20k(flags: Sequence[str], conns: int, duration: float) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("parts", nargs="*", default=["threads", "dispatch", "c20k"])
-    parser.add_argument("--conns", type=int, default=CONNS)
-    parser.add_argument("--duration", type=float, default=DURATION)
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats")
-    parser.add_argument("--c20k-conns", type=int, default=C20K_CONNS)
-    parser.add_argument("--c20k-dispatch", default="reuseport")
+    parser.add_argument(
+        "parts", nargs="*", type=one_of(PARTS, "part"), default=list(PARTS), help=", ".join(PARTS)
+    )
+    parser.add_argument("--conns", type=positive_count, default=CONNS)
+    parser.add_argument("--duration", type=seconds, default=DURATION)
+    parser.add_argument("--rounds", type=positive_count, default=1, help="interleaved repeats")
+    parser.add_argument("--c20k-conns", type=positive_count, default=C20K_CONNS)
+    parser.add_argument("--c20k-dispatch", choices=DISPATCHES, default="reuseport")
 
 
 def run(args: argparse.Namespace) -> int:

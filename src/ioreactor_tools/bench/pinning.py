@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from ioreactor_tools.bench.procstat import TreeSample, sample_tree
+from ioreactor_tools.children import child_preexec
 
 log = logging.getLogger("ioreactor_tools.bench")
 
@@ -155,7 +156,7 @@ class ServerProcess:
             stdout=output,
             stderr=output,
             start_new_session=True,  # its own group: SIGKILL reaches forked workers too
-            preexec_fn=None if use_taskset or core is None else pin_in_child,
+            preexec_fn=child_preexec(None if use_taskset or core is None else pin_in_child),
         )
         try:
             wait_for_port(self.host, self.port, self.ready_timeout, self.proc)

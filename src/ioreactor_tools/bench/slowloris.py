@@ -33,6 +33,7 @@ from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
+from ioreactor_tools.children import die_with_parent
 
 #: The head a slow connection trickles: a real request line, then a field that never ends.
 HEAD = b"GET /slowloris HTTP/1.1\r\nHost: slowloris\r\nX-Trickle: " + b"a" * 65536
@@ -389,6 +390,7 @@ class Attack:
 def _pinned_attack(
     config: AttackConfig, pipe: multiprocessing.connection.Connection, core: int | None
 ) -> None:
+    die_with_parent()
     pin_current_process(core)
     _attack_main(config, pipe)
 

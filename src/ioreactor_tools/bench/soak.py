@@ -56,6 +56,7 @@ from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
 from ioreactor_tools.bench.slowloris import SlowClients, SlowTally, distribution
+from ioreactor_tools.children import die_with_parent
 
 if TYPE_CHECKING:
     from ioreactor.multicore import WorkerContext
@@ -515,6 +516,7 @@ class SoakLoad:
 def _load_main(
     share: LoadShare, pipe: multiprocessing.connection.Connection, core: int | None
 ) -> None:
+    die_with_parent()
     pin_current_process(core)
     raise_nofile_limit()
     try:

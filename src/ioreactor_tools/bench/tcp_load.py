@@ -23,6 +23,7 @@ runs the barrier across them and merges their results.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import errno
 import math
@@ -37,6 +38,7 @@ from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor_tools.bench.latency import LatencyHistogram
+from ioreactor_tools.children import die_with_parent
 
 if TYPE_CHECKING:  # imported where used: `ioreactor echo` loads every CLI module
     import multiprocessing.connection
@@ -430,7 +432,13 @@ class _PipeCoordinator:
         self.pipe.recv()  # "go"
 
     def progress(self, count: int) -> None:
-        self.pipe.send(("progress", count))
+        try:
+            self.pipe.send(("progress", count))
+        except OSError:
+            # The parent closed its end (it was stopped): nobody waits for this load.
+            # SystemExit, not an error: it leaves the loop (which logs and swallows
+            # errors of its callbacks) and ends this process.
+            raise SystemExit(1) from None
 
     def finished(self, result: TcpLoadResult) -> None:
         self.pipe.send(("done", result))
@@ -475,11 +483,13 @@ def _child_main(
     config: ConfigT,
     pipe: multiprocessing.connection.Connection,
 ) -> None:
+    die_with_parent()
     raise_nofile_limit()
     try:
         load(config).run(_PipeCoordinator(pipe))
     except BaseException as exc:
-        pipe.send(("failed", repr(exc)))
+        with contextlib.suppress(OSError):  # the parent may be gone
+            pipe.send(("failed", repr(exc)))
         raise
 
 

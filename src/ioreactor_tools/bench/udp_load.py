@@ -53,6 +53,7 @@ from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.pinning import pinned_command
 from ioreactor_tools.bench.procstat import TreeSample, sample_tree
 from ioreactor_tools.bench.report import BenchResult, window_result
+from ioreactor_tools.children import child_preexec
 
 #: Seconds after which an unanswered datagram counts as lost (and is replaced).
 LOSS_TIMEOUT = 0.5
@@ -418,6 +419,7 @@ class EchoServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=child_preexec(),
         )
         try:
             wait_ready(self.address, proc=self.proc)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from ioreactor.cli.arguments import (
+    CommandError,
+    connect_address,
+    count,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
 from ioreactor.loop.poller import available_pollers
-from ioreactor.net.address import parse_address
 from ioreactor_tools.bench.echo_load import (
     CONNECT_TIMEOUT,
     RAMP_BATCH,
@@ -28,22 +35,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--connect",
+        type=connect_address,
         default="127.0.0.1:7000",
-        help="HOST:PORT, udp://HOST:PORT, unix:///path or unix-dgram:///path "
-        "(default %(default)s)",
+        help="HOST:PORT, udp://HOST:PORT, unix:///path or unix-dgram:///path (default %(default)s)",
     )
-    p.add_argument("--conns", type=int, default=100, help="connections (default %(default)s)")
-    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds measured")
-    p.add_argument("--pipeline", type=int, default=1, help="messages in flight per connection")
     p.add_argument(
-        "--procs", type=int, default=1, help="processes sharing the connections (fd limit)"
+        "--conns", type=positive_count, default=100, help="connections (default %(default)s)"
     )
-    p.add_argument("--warmup", type=float, default=0.0, help="unmeasured seconds first")
-    p.add_argument("--ramp-batch", type=int, default=RAMP_BATCH, help="connects at once")
-    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT)
+    p.add_argument(
+        "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
+    )
+    p.add_argument("--duration", type=seconds, default=10.0, help="seconds measured")
+    p.add_argument(
+        "--pipeline", type=positive_count, default=1, help="messages in flight per connection"
+    )
+    p.add_argument(
+        "--procs",
+        type=positive_count,
+        default=1,
+        help="processes sharing the connections (fd limit)",
+    )
+    p.add_argument("--warmup", type=seconds_or_zero, default=0.0, help="unmeasured seconds first")
+    p.add_argument("--ramp-batch", type=positive_count, default=RAMP_BATCH, help="connects at once")
+    p.add_argument("--connect-timeout", type=seconds, default=CONNECT_TIMEOUT)
     p.add_argument("--poller", choices=available_pollers(), default=None)
-    p.add_argument("--seed", type=int, default=None, help="payload seed (default random)")
+    p.add_argument("--seed", type=count, default=None, help="payload seed (default random)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -76,7 +92,7 @@ def print_result(result: EchoLoadResult, console: Console) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        address = parse_address(args.connect)
+        address = args.connect
         if address.kind != "tcp":
             return _run_other_kind(args)
         config = EchoLoadConfig(
@@ -94,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     except ValueError as exc:
-        raise SystemExit(f"ioreactor echo-client: {exc}") from None
+        raise CommandError(f"echo-client: {exc}") from None
     from rich.console import Console
 
     console = Console()
@@ -114,10 +130,10 @@ def _run_other_kind(args: argparse.Namespace) -> int:
     from ioreactor_tools.bench.udp_load import LoadConfig, run_load
 
     if args.procs != 1:
-        raise SystemExit("ioreactor echo-client: --procs applies to TCP only")
+        raise CommandError("echo-client: --procs applies to TCP only")
     try:
         config = LoadConfig(
-            args.connect,
+            str(args.connect),
             conns=args.conns,
             size=args.size,
             duration=args.duration,
@@ -126,7 +142,7 @@ def _run_other_kind(args: argparse.Namespace) -> int:
             poller=args.poller,
         )
     except ValueError as exc:
-        raise SystemExit(f"ioreactor echo-client: {exc}") from None
+        raise CommandError(f"echo-client: {exc}") from None
     result = run_load(config)
     print_result(result, Console())
     return 1 if result.error_count else 0

@@ -8,18 +8,12 @@ import socket
 import sys
 from types import FrameType
 
+from ioreactor.cli.arguments import positive_count, tcp_listen_address
+from ioreactor.net.address import Address
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor_tools.models.base import ModelOptions
 from ioreactor_tools.models.handlers import PROTOCOLS
 from ioreactor_tools.models.registry import MODELS, create_model
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` or ``[V6]:PORT``; port 0 asks the kernel for a free one."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.removeprefix("[").removesuffix("]") or "0.0.0.0", int(port)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("name", choices=sorted(MODELS), metavar="NAME", help=", ".join(MODELS))
     p.add_argument(
         "--listen",
-        type=parse_listen,
-        default=("127.0.0.1", 8080),
+        type=tcp_listen_address,
+        default="127.0.0.1:8080",
         help="HOST:PORT to listen on (default 127.0.0.1:8080; port 0 = any)",
     )
     p.add_argument(
@@ -42,21 +36,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=positive_count,
         default=8,
         help="thread-pool size; sub-reactor threads of main-sub (default 8)",
     )
-    p.add_argument("--backlog", type=int, default=4096, help="listen() backlog")
+    p.add_argument("--backlog", type=positive_count, default=4096, help="listen() backlog")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     raise_nofile_limit()
-    host, port = args.listen
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    address: Address = args.listen
+    listener = socket.socket(address.family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
+    listener.bind(address.sockaddr)
     listener.listen(args.backlog)
     model = create_model(args.name, ModelOptions(protocol=args.protocol, workers=args.workers))
 

@@ -35,6 +35,7 @@ from ioreactor_tools.bench.echo_bench import load_processes
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, EchoLoadResult, run_echo_load
 from ioreactor_tools.bench.pinning import core_plan, free_port, pinned_command, wait_for_port
 from ioreactor_tools.bench.procstat import tree_pids
+from ioreactor_tools.children import child_preexec
 
 HOST = "127.0.0.1"
 MODELS = (
@@ -228,6 +229,7 @@ class _Server:
             stdout=subprocess.DEVNULL,
             stderr=self.stderr,
             start_new_session=True,
+            preexec_fn=child_preexec(),
         )
         self.killed_by_limit = False
 

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ioreactor.net.sockopt import KeepAlive, set_keepalive
+from ioreactor_tools.children import child_preexec
 from ioreactor_tools.lab.loopback import LOOPBACK, tcp_pair
 from ioreactor_tools.lab.netns import ADDRESSES, NamespaceUnavailable, VethPair
 from ioreactor_tools.lab.report import Finding, LabReport
@@ -82,7 +83,8 @@ def idle_window(ka: KeepAlive, idle_s: float) -> IdleResult:
             for _ in range(2):  # one at a time, so each socket's process is known
                 peers.append(
                     subprocess.Popen(
-                        [sys.executable, "-c", _PEER, LOOPBACK, str(listener.getsockname()[1])]
+                        [sys.executable, "-c", _PEER, LOOPBACK, str(listener.getsockname()[1])],
+                        preexec_fn=child_preexec(),
                     )
                 )
                 accepted.append(listener.accept()[0])

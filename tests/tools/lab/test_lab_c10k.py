@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,15 @@ def test_failure_reason_prefers_the_limit_the_server_hit(tmp_path: Path) -> None
     log.write_text("12:02 WARNING loop blocked for 120 ms\n")
     assert "loop blocked" in c10k.last_error_line(str(log))
     assert c10k.last_error_line(str(tmp_path / "missing")) == ""
+
+
+def test_c10k_tables_stay_readable_in_a_pipe(tmp_path: Path) -> None:
+    # Output to a file or a pipe: rich would assume 80 columns and cut the model names.
+    done = subprocess.run(
+        [sys.executable, "-m", "ioreactor", "lab", "c10k", "--models", "thread-per-connection",
+         "--levels", "20", "--duration", "0.3", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": ""},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = done.stdout[done.stdout.index("every step") :]
+    assert "thread-per-connection" in table and "…" not in table, table

@@ -1,4 +1,5 @@
-"""Argument parsing and console helpers shared by the ``ioreactor bench`` commands.
+"""Options and console helpers shared by the ``ioreactor bench`` commands (their argument
+types are the shared ones of :mod:`ioreactor.cli.arguments`).
 
 The leading underscore keeps the CLI loader from taking this module for a command. It
 imports nothing heavy: rich is imported inside the function that builds the console, so
@@ -8,7 +9,7 @@ a command that does not run a benchmark does not load it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,52 +21,10 @@ if TYPE_CHECKING:  # rich is imported where the console is built
 
     from ioreactor_tools.bench.pinning import CorePlan
 
-#: Console width when the output is not a terminal (rich would otherwise use 80).
-TABLE_WIDTH = 160
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """``--conns 100,1_000``: comma-separated counts, each at least 1."""
-    try:
-        values = tuple(int(part.replace("_", "")) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"connection counts must be >= 1, got {text!r}")
-    return values
-
-
-def name_list(known: Iterable[str], what: str = "server") -> Callable[[str], tuple[str, ...]]:
-    """An argparse ``type`` for comma-separated names out of ``known`` (``what`` names
-    them in the error: ``unknown server(s) [...]``)."""
-    choices = list(known)
-
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(text.split(","))
-        unknown = [n for n in names if n not in choices]
-        if unknown:
-            raise argparse.ArgumentTypeError(f"unknown {what}(s) {unknown}; known: {choices}")
-        return names
-
-    return parse
-
 
 def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--poller``: one of the poller backends this OS offers (default: the loop's)."""
     p.add_argument("--poller", choices=available_pollers(), default=None, help=help)
-
-
-def bench_console() -> Console:
-    """A rich console; a log file or a pipe gets ``TABLE_WIDTH`` columns so that every
-    column of a result table stays readable."""
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=TABLE_WIDTH)
-    return console
 
 
 def warn_if_unpinned(console: Console, plan: CorePlan) -> None:

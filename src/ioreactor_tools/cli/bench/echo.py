@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from ioreactor.cli.arguments import (
+    count_list,
+    names_from,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
 from ioreactor_tools.bench.chart import bar_chart
 from ioreactor_tools.bench.echo_bench import (
     ECHO_SERVERS,
@@ -17,12 +25,10 @@ from ioreactor_tools.bench.pinning import core_plan
 from ioreactor_tools.bench.report import RESULTS_DIR, median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
     add_poller_option,
-    bench_console,
-    int_list,
-    name_list,
     save_results,
     warn_if_unpinned,
 )
+from ioreactor_tools.cli.console import report_console
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,14 +39,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "reads the server's CPU time from /proc around a fixed window, and prints CPU µs "
         "per message, messages/s, latency and RSS with the ratio to each peer.",
     )
-    p.add_argument("--conns", type=int_list, default=(100, 1000), help="e.g. 100,1000")
-    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
-    p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
-    p.add_argument("--pipeline", type=int, default=1, help="messages in flight per connection")
+    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
+    p.add_argument(
+        "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
+    )
+    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per server")
+    p.add_argument(
+        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
+    )
+    p.add_argument(
+        "--pipeline", type=positive_count, default=1, help="messages in flight per connection"
+    )
     p.add_argument(
         "--rounds",
-        type=int,
+        type=positive_count,
         default=1,
         help="repeat the whole comparison N times, servers interleaved; the table shows "
         "each server's median round, the verdicts the median of the per-round ratios",
@@ -48,11 +60,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_poller_option(p, help="ioreactor's backend")
     p.add_argument(
         "--servers",
-        type=name_list(ECHO_SERVERS),
+        type=names_from(ECHO_SERVERS, "server"),
         default=tuple(ECHO_SERVERS),
         help="comma-separated",
     )
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for JSON and PNG")
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -78,7 +92,7 @@ def reproduce_command(config: EchoBenchConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = bench_console()
+    console = report_console()
     config = EchoBenchConfig(
         conns=args.conns,
         size=args.size,

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import argparse
 
+from ioreactor.cli.arguments import (
+    count_list,
+    names_from,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
 from ioreactor_tools.bench import PEER_SERVERS
-from ioreactor_tools.cli.bench._args import add_poller_option, int_list, name_list
+from ioreactor_tools.cli.bench._args import add_poller_option
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,30 +30,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--only", choices=("idle", "frames"), default=None, help="one part only")
     p.add_argument(
         "--conns",
-        type=int_list,
+        type=count_list,
         default=(1000, 5000, 10_000),
         help="idle: connection counts (default 1000,5000,10000)",
     )
-    p.add_argument("--interval", type=float, default=1.0, help="idle: heartbeat interval (s)")
-    p.add_argument("--misses", type=int, default=3, help="idle: unanswered pings allowed")
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--interval", type=seconds, default=1.0, help="idle: heartbeat interval (s)")
+    p.add_argument(
+        "--misses", type=positive_count, default=3, help="idle: unanswered pings allowed"
+    )
+    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per run")
     p.add_argument(
         "--warmup",
-        type=float,
+        type=seconds_or_zero,
         default=None,
         help="unmeasured seconds first (default: 2 intervals idle, 1 s frames)",
     )
-    p.add_argument("--frame-conns", type=int, default=100, help="frames: connections")
-    p.add_argument("--frame-size", type=int, default=64, help="frames: payload bytes")
-    p.add_argument("--frames-per-write", type=int, default=16, help="frames: per write")
+    p.add_argument("--frame-conns", type=positive_count, default=100, help="frames: connections")
+    p.add_argument("--frame-size", type=positive_count, default=64, help="frames: payload bytes")
+    p.add_argument("--frames-per-write", type=positive_count, default=16, help="frames: per write")
     p.add_argument(
         "--servers",
-        type=name_list(PEER_SERVERS),
+        type=names_from(PEER_SERVERS, "server"),
         default=PEER_SERVERS,
         help="ioreactor,asyncio,uvloop",
     )
     add_poller_option(p)
-    p.add_argument("--out", default="bench-results", help="directory for the JSON")
+    p.add_argument("--out", type=output_dir, default="bench-results", help="directory for the JSON")
     p.set_defaults(func=run)
 
 

@@ -23,8 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ioreactor.cli.arguments import (
+    count_list,
+    names_from,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
 from ioreactor.loop.poller import available_pollers
-from ioreactor_tools.cli.bench._args import int_list
+from ioreactor_tools.cli.console import report_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,8 +51,6 @@ UVLOOP_RATIO_TARGET = 1.0
 PIPELINED_CPU_TARGET_US = 1.5
 #: fds a load process keeps for itself besides its connections.
 FD_RESERVE = 100
-#: Console width when the output is not a terminal.
-TABLE_WIDTH = 160
 
 
 def ioreactor_command(port: int, poller: str | None) -> list[str]:
@@ -299,16 +305,6 @@ def line_plot(results: Sequence[BenchResult], path: Path, title: str) -> Path | 
     return path
 
 
-def _server_list(text: str) -> tuple[str, ...]:
-    names = tuple(text.split(","))
-    unknown = [n for n in names if n not in HTTP_SERVERS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown server(s) {unknown}; known: {list(HTTP_SERVERS)}"
-        )
-    return names
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "http",
@@ -320,17 +316,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--conns",
-        type=int_list,
+        type=count_list,
         default=None,
         help="e.g. 100,1000,10000 (default: that, or 256 with --pipeline > 1)",
     )
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
-    p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
-    p.add_argument("--pipeline", type=int, default=1, help="requests per write (default 1)")
+    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per server")
+    p.add_argument(
+        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
+    )
+    p.add_argument(
+        "--pipeline", type=positive_count, default=1, help="requests per write (default 1)"
+    )
     p.add_argument(
         "--poller", choices=available_pollers(), default=None, help="ioreactor's backend"
     )
-    p.add_argument("--servers", type=_server_list, default=DEFAULT_SERVERS, help="comma-separated")
+    p.add_argument(
+        "--servers",
+        type=names_from(HTTP_SERVERS, "server"),
+        default=DEFAULT_SERVERS,
+        help="comma-separated",
+    )
     p.add_argument(
         "--load",
         choices=("auto", "wrk", "ioreactor"),
@@ -339,12 +344,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--rounds",
-        type=int,
+        type=positive_count,
         default=1,
         help="repeat the whole cycle; show each server's median round and judge the targets "
         "by the median per-round ratio (default 1; odd counts have a true median)",
     )
-    p.add_argument("--out", default="bench-results", help="directory for JSON and PNG")
+    p.add_argument(
+        "--out", type=output_dir, default="bench-results", help="directory for JSON and PNG"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -368,18 +375,10 @@ def reproduce_command(config: HttpBenchConfig, load: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from ioreactor_tools.bench.pinning import core_plan
     from ioreactor_tools.bench.report import median_rounds, print_table, timestamped, write_json
 
-    if args.pipeline < 1 or args.duration <= 0 or args.warmup < 0 or args.rounds < 1:
-        raise SystemExit(
-            "ioreactor bench http: --pipeline >= 1, --duration > 0, --warmup >= 0, --rounds >= 1"
-        )
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=TABLE_WIDTH)
+    console = report_console()
     conns = args.conns or (PIPELINED_CONNS if args.pipeline > 1 else KEEPALIVE_CONNS)
     config = HttpBenchConfig(
         conns=conns,

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from ioreactor.cli.arguments import output_dir, positive_count
 from ioreactor_tools.bench.idle_bench import HEAP_TARGET, run_idle_bench
 from ioreactor_tools.bench.report import RESULTS_DIR, timestamped
 from ioreactor_tools.cli.bench._args import add_poller_option
@@ -18,10 +19,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "idle",
         help="memory per idle connection of the ioreactor echo server (RSS and heap)",
     )
-    p.add_argument("--conns", type=int, default=10_000, help="idle connections")
+    p.add_argument("--conns", type=positive_count, default=10_000, help="idle connections")
     add_poller_option(p)
     p.add_argument("--no-tracemalloc", action="store_true", help="RSS only (skip the heap server)")
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
+    )
     p.set_defaults(func=run)
 
 

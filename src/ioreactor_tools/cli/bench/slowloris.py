@@ -16,8 +16,10 @@ import math
 import sys
 from pathlib import Path
 
+from ioreactor.cli.arguments import output_dir, positive_count, seconds
 from ioreactor_tools.bench.report import RESULTS_DIR, timestamped
-from ioreactor_tools.cli.bench._args import add_poller_option, bench_console
+from ioreactor_tools.cli.bench._args import add_poller_option
+from ioreactor_tools.cli.console import report_console
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,21 +29,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=sys.modules[__name__].__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--slow", type=int, default=5000, help="slow connections held at once")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds of load per run")
-    p.add_argument("--conns", type=int, default=100, help="normal keep-alive connections")
     p.add_argument(
-        "--interval", type=float, default=2.0, help="seconds between two bytes of a slow head"
+        "--slow", type=positive_count, default=5000, help="slow connections held at once"
+    )
+    p.add_argument("--duration", type=seconds, default=30.0, help="seconds of load per run")
+    p.add_argument(
+        "--conns", type=positive_count, default=100, help="normal keep-alive connections"
     )
     p.add_argument(
-        "--header-timeout", type=float, default=10.0, help="the server's --header-timeout"
+        "--interval", type=seconds, default=2.0, help="seconds between two bytes of a slow head"
     )
-    p.add_argument("--workers", type=int, default=1, help="the server's --workers")
+    p.add_argument(
+        "--header-timeout", type=seconds, default=10.0, help="the server's --header-timeout"
+    )
+    p.add_argument("--workers", type=positive_count, default=1, help="the server's --workers")
     p.add_argument(
         "--load", choices=("auto", "wrk", "ioreactor"), default="auto", help="normal load"
     )
     add_poller_option(p)
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
+    )
     p.set_defaults(func=run)
 
 
@@ -65,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         f"--conns {args.conns} --interval {args.interval:g} "
         f"--header-timeout {args.header_timeout:g} --workers {args.workers}"
     )
-    console = bench_console()
+    console = report_console()
     console.print(f"[bold]{command}[/]")
     report = run_slowloris(config, command)
     table = Table(title=f"normal load ({report.load_kind}, {args.conns} keep-alive connections)")

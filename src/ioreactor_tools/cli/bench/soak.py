@@ -16,8 +16,26 @@ import math
 import sys
 from pathlib import Path
 
+from ioreactor.cli.arguments import count, output_dir, positive_count, seconds, seconds_or_zero
 from ioreactor_tools.bench.report import RESULTS_DIR, timestamped
-from ioreactor_tools.cli.bench._args import add_poller_option, bench_console
+from ioreactor_tools.cli.bench._args import add_poller_option
+from ioreactor_tools.cli.console import report_console
+
+
+def _mix(text: str) -> dict[str, float]:
+    """``--mix keepalive=0.5,echo=0.5``: each kind's share of the connections."""
+    from ioreactor_tools.bench.soak import KINDS, parse_mix
+
+    try:
+        mix = parse_mix(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    shares = mix.values()
+    if not all(math.isfinite(v) and v >= 0 for v in shares) or sum(shares) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected KIND=SHARE,... with shares >= 0 and not all 0 (kinds: {', '.join(KINDS)})"
+        )
+    return mix
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,42 +47,48 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=sys.modules[__name__].__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--conns", type=int, default=20_000, help="connections, all kinds")
-    p.add_argument("--duration", type=float, default=600.0, help="seconds after the ramp-up")
+    p.add_argument("--conns", type=positive_count, default=20_000, help="connections, all kinds")
+    p.add_argument("--duration", type=seconds, default=600.0, help="seconds after the ramp-up")
     mix = ",".join(f"{k}={v:g}" for k, v in DEFAULT_MIX.items())
-    p.add_argument("--mix", default=mix, help="share of each kind (default %(default)s)")
-    p.add_argument("--think", type=float, default=2.0, help="mean seconds between two exchanges")
-    p.add_argument("--pipeline", type=int, default=4, help="requests per pipelined write")
+    p.add_argument("--mix", type=_mix, default=mix, help="share of each kind (default %(default)s)")
+    p.add_argument("--think", type=seconds, default=2.0, help="mean seconds between two exchanges")
     p.add_argument(
-        "--slow-interval", type=float, default=2.0, help="seconds between two slowloris bytes"
+        "--pipeline", type=positive_count, default=4, help="requests per pipelined write"
     )
     p.add_argument(
-        "--header-timeout", type=float, default=10.0, help="the HTTP server's header timeout"
+        "--slow-interval", type=seconds, default=2.0, help="seconds between two slowloris bytes"
     )
-    p.add_argument("--workers", type=int, default=2, help="worker processes of each server")
-    p.add_argument("--procs", type=int, default=0, help="load processes (0: 5,000 conns each)")
-    p.add_argument("--sample", type=float, default=5.0, help="seconds between two readings")
+    p.add_argument(
+        "--header-timeout", type=seconds, default=10.0, help="the HTTP server's header timeout"
+    )
+    p.add_argument(
+        "--workers", type=positive_count, default=2, help="worker processes of each server"
+    )
+    p.add_argument("--procs", type=count, default=0, help="load processes (0: 5,000 conns each)")
+    p.add_argument("--sample", type=seconds, default=5.0, help="seconds between two readings")
     p.add_argument(
         "--warmup",
-        type=float,
+        type=seconds_or_zero,
         default=0.0,
         help="seconds before the flatness baseline (0: half the duration)",
     )
     add_poller_option(p)
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for JSON and PNG")
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ioreactor_tools.bench.soak import TRACKED, SoakConfig, parse_mix, plot, run_soak
+    from ioreactor_tools.bench.soak import TRACKED, SoakConfig, plot, run_soak
 
     try:
         config = SoakConfig(
             conns=args.conns,
             duration=args.duration,
-            mix=parse_mix(args.mix),
+            mix=args.mix,
             think=args.think,
             pipeline=args.pipeline,
             slow_interval=args.slow_interval,
@@ -81,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         f"ioreactor bench soak --conns {args.conns} --duration {args.duration:g} "
         f"--think {args.think:g} --workers {args.workers}"
     )
-    console = bench_console()
+    console = report_console()
     console.print(f"[bold]{command}[/]  ({config.processes} load processes, {config.counts()})")
 
     def show(s: object) -> None:

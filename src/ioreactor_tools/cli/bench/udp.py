@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import tempfile
 
+from ioreactor.cli.arguments import names_from, output_dir, positive_count, seconds, seconds_or_zero
 from ioreactor_tools.bench.pinning import core_plan, pin_current_process
 from ioreactor_tools.bench.report import RESULTS_DIR, print_table, ratio
 from ioreactor_tools.bench.udp_load import (
@@ -17,11 +18,10 @@ from ioreactor_tools.bench.udp_load import (
 )
 from ioreactor_tools.cli.bench._args import (
     add_poller_option,
-    bench_console,
-    name_list,
     save_results,
     warn_if_unpinned,
 )
+from ioreactor_tools.cli.console import report_console
 
 #: The issue's target: ioreactor's CPU per datagram over the asyncio peer's, at most.
 TARGET = 1.0
@@ -36,14 +36,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "CPU µs per datagram, datagrams/s, latency and RSS with the ratio to asyncio.",
     )
     p.add_argument("--kind", choices=("udp", "unix-dgram"), default="udp")
-    p.add_argument("--flows", type=int, default=64, help="client sockets (default %(default)s)")
-    p.add_argument("--inflight", type=int, default=1, help="datagrams in flight per flow")
-    p.add_argument("--size", type=int, default=512, help="datagram bytes (default %(default)s)")
-    p.add_argument("--duration", type=float, default=5.0, help="measured seconds per server")
-    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    p.add_argument(
+        "--flows", type=positive_count, default=64, help="client sockets (default %(default)s)"
+    )
+    p.add_argument(
+        "--inflight", type=positive_count, default=1, help="datagrams in flight per flow"
+    )
+    p.add_argument(
+        "--size", type=positive_count, default=512, help="datagram bytes (default %(default)s)"
+    )
+    p.add_argument("--duration", type=seconds, default=5.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=seconds_or_zero, default=1.0, help="unmeasured seconds first")
     add_poller_option(p, help="load's backend")
-    p.add_argument("--servers", type=name_list(SERVERS), default=("ioreactor", "asyncio", "uvloop"))
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
+    p.add_argument(
+        "--servers", type=names_from(SERVERS, "server"), default=("ioreactor", "asyncio", "uvloop")
+    )
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
+    )
     p.set_defaults(func=run)
 
 
@@ -56,7 +66,7 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = bench_console()
+    console = report_console()
     plan = core_plan()
     warn_if_unpinned(console, plan)
     pin_current_process(plan.load)

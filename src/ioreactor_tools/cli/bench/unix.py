@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import tempfile
 
+from ioreactor.cli.arguments import output_dir, positive_count, seconds, seconds_or_zero
 from ioreactor_tools.bench.pinning import core_plan, pin_current_process
 from ioreactor_tools.bench.report import (
     RESULTS_DIR,
@@ -21,10 +22,10 @@ from ioreactor_tools.bench.report import (
 from ioreactor_tools.bench.udp_load import LoadConfig, free_address, measure_server, server_command
 from ioreactor_tools.cli.bench._args import (
     add_poller_option,
-    bench_console,
     save_results,
     warn_if_unpinned,
 )
+from ioreactor_tools.cli.console import report_console
 
 #: Transports compared, the baseline first.
 KINDS = ("tcp", "unix")
@@ -38,18 +39,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "pinned to one core with the same ping-pong load on another, and prints server "
         "CPU µs per message for each and the Unix/TCP ratio.",
     )
-    p.add_argument("--conns", type=int, default=100, help="connections (default %(default)s)")
-    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
-    p.add_argument("--duration", type=float, default=5.0, help="measured seconds per server")
-    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds first")
+    p.add_argument(
+        "--conns", type=positive_count, default=100, help="connections (default %(default)s)"
+    )
+    p.add_argument(
+        "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
+    )
+    p.add_argument("--duration", type=seconds, default=5.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=seconds_or_zero, default=1.0, help="unmeasured seconds first")
     add_poller_option(p, help="load's backend")
     p.add_argument("--peers", action="store_true", help="also measure asyncio on both transports")
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    console = bench_console()
+    console = report_console()
     plan = core_plan()
     warn_if_unpinned(console, plan)
     pin_current_process(plan.load)

@@ -37,6 +37,17 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ioreactor.cli.arguments import (
+    count,
+    count_list,
+    names_from,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+    tcp_listen_address,
+)
+from ioreactor.net.address import Address
 from ioreactor_tools.bench.echo_bench import WARMUP, load_processes
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import (
@@ -55,12 +66,10 @@ from ioreactor_tools.bench.report import (
     window_result,
 )
 from ioreactor_tools.cli.bench._args import (
-    bench_console,
-    int_list,
-    name_list,
     save_results,
     warn_if_unpinned,
 )
+from ioreactor_tools.cli.console import report_console
 
 #: What the servers serve: TCP echo, or HTTP keep-alive ``GET /``.
 WORKLOADS = ("echo", "http")
@@ -83,35 +92,45 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "on another, reads its CPU time from /proc around a fixed window, and prints CPU "
         "µs per message, messages/s, latency and RSS with the ratio to epoll.",
     )
-    p.add_argument("--conns", type=int_list, default=(100, 1000), help="e.g. 100,1000")
-    p.add_argument("--size", type=int, default=1024, help="message bytes (default %(default)s)")
-    p.add_argument("--duration", type=float, default=3.0, help="measured seconds per backend")
-    p.add_argument("--warmup", type=float, default=WARMUP, help="unmeasured seconds first")
-    p.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison N times")
+    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
+    p.add_argument(
+        "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
+    )
+    p.add_argument("--duration", type=seconds, default=3.0, help="measured seconds per backend")
+    p.add_argument(
+        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
+    )
+    p.add_argument(
+        "--rounds", type=positive_count, default=1, help="repeat the whole comparison N times"
+    )
     p.add_argument(
         "--backends",
-        type=name_list(BACKENDS, "backend"),
+        type=names_from(BACKENDS, "backend"),
         default=BACKENDS,
         help="comma-separated, epoll first",
     )
-    p.add_argument("--idle", type=int, default=0, help="also measure N idle connections")
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON")
+    p.add_argument("--idle", type=count, default=0, help="also measure N idle connections")
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
+    )
     p.add_argument(
         "--workloads",
-        type=name_list(WORKLOADS, "workload"),
+        type=names_from(WORKLOADS, "workload"),
         default=("echo",),
         help="echo, http or echo,http",
     )
     p.add_argument("--serve", choices=WORKLOADS, help=argparse.SUPPRESS)
     p.add_argument("--backend", choices=BACKENDS, default=BASELINE, help=argparse.SUPPRESS)
-    p.add_argument("--listen", default="127.0.0.1:0", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--listen", type=tcp_listen_address, default="127.0.0.1:0", help=argparse.SUPPRESS
+    )
     p.set_defaults(func=run)
 
 
 # -- the server side (--serve) ----------------------------------------------------------------
 
 
-def serve(workload: str, backend: str, listen: str) -> int:
+def serve(workload: str, backend: str, listen: Address) -> int:
     """Serve ``workload`` on ``backend`` until SIGTERM/SIGINT (a benchmark's server):
     ``echo`` is ``EchoHandler`` on a ``TcpServer``, ``http`` the ``ioreactor serve`` app
     (``GET /`` -> ``Hello, World!``) on an ``HttpServer``, one loop, one process."""
@@ -394,7 +413,7 @@ def ratio_table(results: Sequence[BenchResult], backends: Sequence[str]) -> Tabl
 def run(args: argparse.Namespace) -> int:
     if args.serve:
         return serve(args.serve, args.backend, args.listen)
-    console = bench_console()
+    console = report_console()
     plan = core_plan()
     warn_if_unpinned(console, plan)
     pin_current_process(plan.load)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ioreactor.cli.arguments import positive_count
 from ioreactor_tools.cli.lab._render import render
 from ioreactor_tools.lab import half_close
 
@@ -12,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("half-close", help="shutdown(SHUT_WR) vs close() (优雅关闭)")
     p.add_argument(
         "--answer-mib",
-        type=int,
+        type=positive_count,
         default=4,
         help="MiB the server sends back to the half-closed client (default 4)",
     )

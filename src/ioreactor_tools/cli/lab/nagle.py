@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ioreactor.cli.arguments import positive_count
 from ioreactor_tools.cli.lab._render import render
 from ioreactor_tools.lab import nagle
 
@@ -12,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("nagle", help="small writes: Nagle vs TCP_NODELAY vs writev")
     p.add_argument(
         "--rounds",
-        type=int,
+        type=positive_count,
         default=20,
         help="requests per pattern (default 20; about 45 ms each with Nagle)",
     )

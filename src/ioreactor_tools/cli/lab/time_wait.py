@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ioreactor.cli.arguments import positive_count
 from ioreactor_tools.cli.lab._render import render
 from ioreactor_tools.lab import time_wait
 
@@ -12,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("time-wait", help="who holds TIME_WAIT; EADDRINUSE vs SO_REUSEADDR")
     p.add_argument(
         "--connections",
-        type=int,
+        type=positive_count,
         default=20,
         help="short client-closed connections to pile up TIME_WAIT (default 20)",
     )

@@ -1,0 +1,194 @@
+"""`ioreactor serve MODULE:ATTR` serves the user's own application, as a real process.
+
+Each test writes an application module into ``tmp_path``, runs ``ioreactor serve`` on it
+and asks it with http.client; a module that cannot be served is one line naming what was
+looked for and where, exit status 2, before any worker starts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from support.cli_process import CliProcess
+
+APP = textwrap.dedent(
+    """
+    from ioreactor.http import App
+
+    app = App(server_name="tests_app")
+
+    @app.route("/")
+    def hello(request):
+        return "hello from tests_app"
+
+    @app.route("/users/{id}")
+    def user(request):
+        return f"user {request.params['id']}"
+
+    def create_app():
+        made = App()
+        made.add_route("/", lambda request: "made by the factory")
+        return made
+
+    not_an_app = {"routes": []}
+
+    def broken_factory():
+        return 1 / 0
+    """
+)
+BANNER = r"on http://(\S+):(\d+) \(pid \d+\)"
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "project"
+    directory.mkdir()
+    (directory / "tests_app.py").write_text(APP)
+    return directory
+
+
+def get(host: str, port: int, path: str) -> tuple[int, str, str]:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.getheader("Server") or "", response.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_serve_module_attr_from_app_dir(tmp_path: Path, app_dir: Path, workers: str) -> None:
+    with CliProcess(
+        tmp_path,
+        "serve",
+        "tests_app:app",
+        "--app-dir",
+        str(app_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        workers,
+    ) as server:
+        match = server.wait_for(r"tests_app:app \(native\) " + BANNER)
+        port = int(match.group(2))
+        if workers != "0":
+            server.wait_for(r"supervisor \(pid \d+\) listening")
+        assert get("127.0.0.1", port, "/") == (200, "tests_app", "hello from tests_app")
+        assert get("127.0.0.1", port, "/users/7") == (200, "tests_app", "user 7")
+        assert get("127.0.0.1", port, "/nope")[0] == 404
+        assert server.stop(signal.SIGTERM) == 0, server.log()
+    assert "Traceback" not in server.log()
+
+
+def test_the_app_dir_defaults_to_the_current_directory_and_factory_builds_the_app(
+    tmp_path: Path, app_dir: Path
+) -> None:
+    with CliProcess(
+        tmp_path,
+        "serve",
+        "tests_app:create_app",
+        "--factory",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+        cwd=app_dir,
+    ) as server:
+        port = int(server.wait_for(BANNER).group(2))
+        assert get("127.0.0.1", port, "/")[2] == "made by the factory"
+        assert server.stop() == 0
+
+
+def test_serving_options_apply_to_the_users_app(tmp_path: Path, app_dir: Path) -> None:
+    static = tmp_path / "files"
+    static.mkdir()
+    (static / "a.txt").write_text("static text")
+    with CliProcess(
+        tmp_path,
+        "serve",
+        "tests_app:app",
+        "--app-dir",
+        str(app_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+        "--static",
+        str(static),
+        "--access-log",
+        "--max-requests",
+        "1",
+    ) as server:
+        port = int(server.wait_for(BANNER).group(2))
+        assert get("127.0.0.1", port, "/static/a.txt")[2] == "static text"
+        server.wait_for(r"GET /static/a.txt")  # the access log
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            reply = b""
+            while chunk := sock.recv(4096):  # --max-requests 1: the server closes
+                reply += chunk
+        assert b"Connection: close" in reply
+        assert server.stop() == 0
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="needs IPv6")
+def test_the_banner_brackets_an_ipv6_host(tmp_path: Path, app_dir: Path) -> None:
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("needs an IPv6 loopback address (::1)")
+    with CliProcess(tmp_path, "serve", "--listen", "[::1]:0", "--workers", "0") as server:
+        match = server.wait_for(r"HTTP echo server on (http://\S+) \(pid")
+        assert match.group(1).startswith("http://[::1]:"), match.group(0)
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "extra", "said"),
+    [
+        ("no_such_module:app", [], ["no_such_module:app", "no module named 'no_such_module'"]),
+        ("tests_app:nope", [], ["tests_app:nope", "no attribute 'nope'", "tests_app.py"]),
+        ("tests_app:not_an_app", [], ["a dict, not an ioreactor.http.App", "tests_app.py"]),
+        ("tests_app:create_app", [], ["a function, not an ioreactor.http.App", "--factory"]),
+        ("tests_app:broken_factory", ["--factory"], ["ZeroDivisionError", "broken_factory()"]),
+        ("tests_app:app", ["--factory"], ["--factory needs a callable", "an App"]),
+    ],
+)
+def test_an_app_that_cannot_be_served_is_one_line_before_any_worker(
+    app_dir: Path, spec: str, extra: list[str], said: list[str]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ioreactor", "serve", spec, "--app-dir", str(app_dir), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("ioreactor: error: serve: ") and done.stderr.count("\n") == 1
+    for words in [*said, f"app-dir {app_dir}"]:
+        assert words in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "worker" not in done.stderr
+
+
+def test_an_import_error_in_the_module_names_the_module_and_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "broken.py").write_text("import json\nraise RuntimeError('no config')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "ioreactor", "serve", "broken:app", "--app-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "importing broken failed: RuntimeError: no config at broken.py:2" in done.stderr
