@@ -4,6 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-dev
 RUNSTAMP := $(VENV)/.installed
+EXTSTAMP := $(VENV)/.extensions
+# The compiled hot path: every module with a .pxd beside its .py (see setup.py).
+PXD      := $(shell find src/ioreactor -name '*.pxd')
+COMPILED := $(PXD) $(wildcard $(PXD:.pxd=.py))
 
 .PHONY: run test lint typecheck bench fuzz clean
 
@@ -15,18 +19,28 @@ $(RUNSTAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@ $(RUNSTAMP)
+
+# An editable install compiles once; a changed .py or .pxd is recompiled here, so the
+# compiled build never runs stale code. No C compiler: the pure build, with a warning.
+$(EXTSTAMP): $(COMPILED) setup.py | $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+	touch $@
 
 run: $(RUNSTAMP)
 	$(VENV)/bin/ioreactor serve
 
-test: $(STAMP)
+# The whole suite on the compiled build, then again on the pure one.
+test: $(STAMP) $(EXTSTAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
+	$(PY) -c 'import ioreactor, sys; kind = ioreactor.build_kind(); print("build:", kind); \
+	  sys.exit(kind != "compiled" and "the compiled build is missing (see the warning above)")'
 	$(PY) -m pytest -q -n 2 --timeout=120
+	IOREACTOR_NO_EXTENSIONS=1 $(PY) -m pytest -q -n 2 --timeout=120
 
 bench: $(STAMP)
 	$(VENV)/bin/ioreactor bench echo
@@ -39,3 +53,4 @@ fuzz: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find src -name '*.so' -o -name '*.c' -path 'src/ioreactor/*' | xargs rm -f

@@ -21,15 +21,15 @@ The callbacks you implement (one handler object serves every connection)
     The installed distribution's version (read from its metadata on first use).
 :func:`build_kind`
     ``"compiled (Cython)"`` or ``"pure Python"``: which build of the hot path runs
-    (``IOREACTOR_NO_EXTENSIONS=1`` forces the pure one; see :mod:`ioreactor._build`).
+    (``IOREACTOR_NO_EXTENSIONS=1`` forces the pure one; see :mod:`ioreactor.build`).
 """
 
-from ioreactor import _build
+from ioreactor import build as _build
 
 if _build.extensions_disabled():
     _build.force_pure()  # before any compiled module is imported
 
-from ioreactor._build import build_kind  # noqa: E402
+from ioreactor.build import build_kind  # noqa: E402
 from ioreactor.codec import FrameHandler  # noqa: E402
 from ioreactor.heartbeat import HeartbeatHandler  # noqa: E402
 from ioreactor.idle import IdleStateHandler  # noqa: E402

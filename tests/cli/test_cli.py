@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -51,19 +52,34 @@ def test_unknown_command_is_refused() -> None:
         build_parser().parse_args(["no-such-command"])
 
 
+def _version_line(**env: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "ioreactor", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_version_is_single_sourced_and_says_the_build() -> None:
     from importlib.metadata import version
 
     import ioreactor
-    from ioreactor.build import build_kind
+    from ioreactor.build import build_kind, is_compiled
+    from ioreactor.net import connection
 
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "--version"], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0
-    assert done.stdout == f"ioreactor {version('ioreactor')} (pure Python)\n"
+    kind = "compiled" if is_compiled(connection) else "pure Python"
+    assert build_kind() == kind
     assert ioreactor.__version__ == version("ioreactor")
-    assert build_kind() == "pure Python"
+    env = {"IOREACTOR_NO_EXTENSIONS": os.environ.get("IOREACTOR_NO_EXTENSIONS", "")}
+    assert _version_line(**env) == f"ioreactor {version('ioreactor')} ({kind}" + (
+        ", IOREACTOR_NO_EXTENSIONS=1)\n" if env["IOREACTOR_NO_EXTENSIONS"] else ")\n"
+    )
+    forced = _version_line(IOREACTOR_NO_EXTENSIONS="1")
+    assert forced == f"ioreactor {version('ioreactor')} (pure Python, IOREACTOR_NO_EXTENSIONS=1)\n"
 
 
 def test_import_ioreactor_does_not_read_the_metadata() -> None:

@@ -1,5 +1,10 @@
-# The compiled build's half of sysio.py: the same functions, as direct system calls.
-# Used through ``cimport`` by the compiled modules only (see sysio.py for the contract).
+# The system calls of the read and write paths, for the compiled build: the modules on
+# the per-message path cimport these where the pure build calls the socket's methods.
+# They make the same system calls directly on the fd, without the socket module's
+# argument parsing and its release and re-acquisition of the GIL around a call that
+# cannot block (the socket is non-blocking), and raise what the socket methods raise:
+# BlockingIOError when the kernel has nothing to give or take, OSError subclasses on
+# errors; EINTR is retried (PEP 475). csysio.pyi gives their Python signatures.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -19,7 +24,7 @@ cdef inline Py_ssize_t _raise_errno(int code) except -1:
     raise OSError(code, strerror(code).decode())
 
 
-cdef inline Py_ssize_t sock_recv_into(object sock, int fd, bytearray buffer) except -1:
+cdef inline Py_ssize_t sock_recv_into(int fd, bytearray buffer) except -1:
     cdef Py_ssize_t n
     while True:
         n = c_recv(fd, PyByteArray_AS_STRING(buffer), <size_t>PyByteArray_GET_SIZE(buffer), 0)

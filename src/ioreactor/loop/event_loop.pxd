@@ -2,6 +2,9 @@
 
 cdef class EventLoop:
     cdef public object poller, name, _waker, _ready, _timers, _thread_id, _lag_recent
+    cdef public object _signal_wakeup
+    cdef public list _second_callbacks
+    cdef public double _second_ends
     cdef public bint edge_triggered, completion_mode
     cdef public bint _running, _stopping, _closed, _wake_pending
     cdef public double slow_iteration, now, _lag_max, _last_slow_log

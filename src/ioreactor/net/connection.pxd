@@ -4,6 +4,8 @@ from ioreactor.loop.csysio cimport sock_recv_into, sock_send
 from ioreactor.loop.event_loop cimport EventLoop
 from ioreactor.net.buffer cimport Buffer
 
+cdef bint COMPILED
+
 cdef class TcpConnection:
     cdef public EventLoop loop
     cdef public object sock, peer, context, error, close_timeout

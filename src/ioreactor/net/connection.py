@@ -53,8 +53,12 @@ try:
 except ImportError:  # the pure build runs without Cython installed
     from ioreactor import _cython as cython
 
-if not cython.compiled:  # the compiled build cimports csysio's direct system calls
-    from ioreactor.loop.sysio import sock_recv_into, sock_send
+if not cython.compiled:
+    if TYPE_CHECKING:  # the compiled build cimports these direct system calls
+        from ioreactor.loop.csysio import sock_recv_into, sock_send
+
+#: True in the compiled build (a C constant there; one global load in the pure build).
+COMPILED = cython.compiled
 from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in_place
 
 if TYPE_CHECKING:
@@ -342,7 +346,10 @@ class TcpConnection:
             return False
         loop = self.loop
         try:
-            n = sock_recv_into(self.sock, self.fd, loop.scratch)
+            if COMPILED:  # the system call itself (loop/csysio.pxd)
+                n = sock_recv_into(self.fd, loop.scratch)
+            else:
+                n = self.sock.recv_into(loop.scratch_view)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
@@ -541,7 +548,10 @@ class TcpConnection:
         if len(out) == 1 and not self._above_high:
             # One chunk (the common case): _write_out() inlined.
             try:
-                sent = sock_send(self.sock, self.fd, out[0])
+                if COMPILED:
+                    sent = sock_send(self.sock, self.fd, out[0])
+                else:
+                    sent = self.sock.send(out[0])
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -579,7 +589,7 @@ class TcpConnection:
         while True:
             try:
                 if len(out) == 1:
-                    sent = sock_send(self.sock, self.fd, out[0])
+                    sent = self.sock.send(out[0])
                 else:
                     sent = self.sock.sendmsg(out[:IOV_MAX])
             except (BlockingIOError, InterruptedError):
