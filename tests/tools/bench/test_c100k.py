@@ -35,6 +35,8 @@ def test_the_plan_for_100k_keeps_every_process_under_its_fd_limit() -> None:
     assert plan.workers >= 6 and plan.load_procs >= 6  # 20,000 fds per process
     assert plan.per_worker() < LIMITS.nofile and plan.per_load_process() < LIMITS.nofile
     assert len(plan.sources) >= plan.load_procs
+    # Each source under the half of the ports connect() searches first.
+    assert plan.conns / len(plan.sources) < LIMITS.ports_per_source / 2
     assert len(set(plan.sources)) == len(plan.sources)
     assert all(s.startswith("127.0.0.") and s != "127.0.0.1" for s in plan.sources)
     assert plan.problems(LIMITS) == []
