@@ -210,6 +210,7 @@ def test_under_load(
     events = Events()
     scenario.act(cluster, load, events)
     result = load.result(scenario.duration + LOAD_SLACK)
+    print(f"{front.name} {scenario.name}: {result.summary()}")  # shown with -s / -rP
     assert len(result.records) >= RATE * scenario.duration * 0.9, result.summary()
     scenario.check(cluster, result, events)
 
