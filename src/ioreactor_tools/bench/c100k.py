@@ -10,7 +10,8 @@ Data flow::
     ioreactor serve --workers W (SO_REUSEPORT; every worker listening before the load)
     P load processes (each its share, its sources; bind(source) then connect):
         connect + GET /  (a window of connects and first answers in flight)  -> "held"
-    the parent samples the server (RSS, fds, kernel TCP memory), waits --idle seconds
+    the parent samples the server (RSS, fds) and the kernel's socket objects, then
+        waits --idle seconds
         -> "go": every connection sends GET / again at once -> "done"
     report: connected, served twice, errors by kind, RSS per connection; and, when it
         falls short, which limit the errors point to
@@ -83,6 +84,9 @@ READY_TIMEOUT = 30.0
 #: Linux's IP_BIND_ADDRESS_NO_PORT (Python 3.12 names it): bind() takes the address
 #: only; the port is picked at connect() time, unique per 4-tuple rather than per address.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+#: The slab caches every TCP socket takes objects from: the socket, its inode, its file,
+#: its epoll registration.
+SOCKET_SLABS = ("TCP", "sock_inode_cache", "filp", "eventpoll_epi")
 REQUEST = b"GET / HTTP/1.1\r\nHost: c100k\r\n\r\n"
 EXPECTED_BODY = b"Hello, World!"
 
@@ -251,13 +255,20 @@ def _meminfo(key: str) -> int:
     return 0
 
 
-def kernel_tcp_memory() -> int:
-    """Bytes of kernel memory in TCP socket buffers (/proc/net/sockstat ``mem``, pages)."""
-    for line in Path("/proc/net/sockstat").read_text().splitlines():
-        if line.startswith("TCP:"):
-            fields = line.split()
-            return int(fields[fields.index("mem") + 1]) * os.sysconf("SC_PAGE_SIZE")
-    return 0
+def kernel_socket_memory() -> int | None:
+    """Bytes of the kernel's per-socket objects (/proc/slabinfo: the caches in
+    :data:`SOCKET_SLABS`, active objects x size); None where slabinfo is not readable.
+    Idle sockets hold no buffer memory; these objects are what each one costs."""
+    try:
+        lines = Path("/proc/slabinfo").read_text().splitlines()
+    except OSError:
+        return None
+    total = 0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] in SOCKET_SLABS:
+            total += int(fields[1]) * int(fields[3])  # active_objs x objsize
+    return total
 
 
 # -- one load process -----------------------------------------------------------------------
@@ -569,8 +580,8 @@ class C100kReport:
     idle: TreeSample
     held: TreeSample
     worker_fds: list[int]
-    tcp_memory_idle: int
-    tcp_memory_held: int
+    slab_idle: int | None
+    slab_held: int | None
 
     @property
     def ok(self) -> bool:
@@ -588,9 +599,11 @@ class C100kReport:
         return (self.held.rss_bytes - self.idle.rss_bytes) / max(1, self.load.served_first)
 
     @property
-    def kernel_memory_per_connection(self) -> float:
-        """TCP buffer memory per connection, both ends together."""
-        return (self.tcp_memory_held - self.tcp_memory_idle) / max(1, self.load.served_first)
+    def kernel_memory_per_connection(self) -> float | None:
+        """Kernel socket objects per connection, both ends together (None: unknown)."""
+        if self.slab_idle is None or self.slab_held is None:
+            return None
+        return (self.slab_held - self.slab_idle) / max(1, self.load.served_first)
 
     def lines(self) -> list[str]:
         load, plan = self.load, self.plan
@@ -612,11 +625,19 @@ class C100kReport:
             f"server: {len(self.held.pids)} processes, {self.held.fds:,} fds (per process: "
             f"{fds}), RSS {self.idle.rss_bytes / 2**20:.1f} -> {self.held.rss_bytes / 2**20:.1f}"
             f" MiB = {self.rss_per_connection / 1024:.2f} KiB per connection",
-            f"kernel TCP buffers: {self.kernel_memory_per_connection / 1024:.2f} KiB per "
-            "connection (both ends, /proc/net/sockstat)",
+            self._kernel_line(),
             "target (every connection served twice, zero errors): "
             + ("ok" if self.ok else "FAILED"),
         ]
+
+    def _kernel_line(self) -> str:
+        per_connection = self.kernel_memory_per_connection
+        if per_connection is None:
+            return "kernel: /proc/slabinfo not readable (root only), socket memory unknown"
+        return (
+            f"kernel: {per_connection / 1024:.2f} KiB of socket objects per connection, both "
+            f"ends ({', '.join(SOCKET_SLABS)} in /proc/slabinfo)"
+        )
 
     def shortfall(self) -> list[str]:
         """What the errors say limited the run (empty when it reached the target)."""
@@ -675,7 +696,7 @@ def run_c100k(
             time.sleep(0.05)
         time.sleep(0.5)  # let the fresh workers settle before the idle sample
         idle_sample = server.sample()
-        tcp_idle = kernel_tcp_memory()
+        slab_idle = kernel_socket_memory()
         # Every process cycles over every source (the kernel picks ports per 4-tuple
         # across processes), each from its own first one: the sources fill evenly.
         sources = plan.sources
@@ -693,7 +714,7 @@ def run_c100k(
         with _LoadProcesses(shares) as loads:
             loads.wait_all("held")
             held = server.sample(count_fds=True)
-            tcp_held = kernel_tcp_memory()
+            slab_held = kernel_socket_memory()
             worker_fds = [process_fds(pid) for pid in held.pids]
             say(f"held; idle for {idle:g} s ...")
             time.sleep(idle)
@@ -706,8 +727,8 @@ def run_c100k(
         idle=idle_sample,
         held=held,
         worker_fds=worker_fds,
-        tcp_memory_idle=tcp_idle,
-        tcp_memory_held=tcp_held,
+        slab_idle=slab_idle,
+        slab_held=slab_held,
     )
     return report
 
