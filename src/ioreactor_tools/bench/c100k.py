@@ -43,7 +43,7 @@ import httptools
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import WRITE
 from ioreactor.net.connection import TcpConnection
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.pinning import ServerProcess, free_port

@@ -43,7 +43,7 @@ import httptools
 
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.client import TcpClient
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 from ioreactor_tools.bench.tcp_load import errno_kind
 
 if TYPE_CHECKING:
