@@ -40,8 +40,9 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 
+from ioreactor.cli.arguments import one_of, positive_count, seconds, seconds_or_zero
 from ioreactor.loop.event_loop import EventLoop
-from ioreactor.loop.poller import WRITE
+from ioreactor.loop.poller import WRITE, available_pollers
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
@@ -793,20 +794,33 @@ class _LoadProcesses:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     fewest = "(default: the fewest that stay under the fd limit)"
-    parser.add_argument("--conns", type=int, default=CONNS, help="concurrent connections")
-    parser.add_argument("--workers", type=int, default=None, help=f"server workers {fewest}")
-    parser.add_argument("--load-procs", type=int, default=None, help=f"load processes {fewest}")
+    parser.add_argument(
+        "--conns", type=positive_count, default=CONNS, help="concurrent connections"
+    )
+    parser.add_argument(
+        "--workers", type=positive_count, default=None, help=f"server workers {fewest}"
+    )
+    parser.add_argument(
+        "--load-procs", type=positive_count, default=None, help=f"load processes {fewest}"
+    )
     parser.add_argument(
         "--sources",
-        type=int,
+        type=positive_count,
         default=None,
         help="source addresses 127.0.0.2.. (default: enough that none takes over 40 %% of "
         "the ephemeral ports, and at least one per load process)",
     )
-    parser.add_argument("--idle", type=float, default=IDLE, help="seconds held idle")
-    parser.add_argument("--backlog", type=int, default=BACKLOG, help="the server's --backlog")
-    parser.add_argument("--poller", default=None, help="the server's --poller")
-    parser.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT)
+    parser.add_argument("--idle", type=seconds_or_zero, default=IDLE, help="seconds held idle")
+    parser.add_argument(
+        "--backlog", type=positive_count, default=BACKLOG, help="the server's --backlog"
+    )
+    parser.add_argument(
+        "--poller",
+        type=one_of(available_pollers(), "poller"),
+        default=None,
+        help="the server's --poller",
+    )
+    parser.add_argument("--connect-timeout", type=seconds, default=CONNECT_TIMEOUT)
     parser.add_argument(
         "--force", action="store_true", help="run even when the plan exceeds a limit"
     )
