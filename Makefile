@@ -9,7 +9,7 @@ EXTSTAMP := $(VENV)/.extensions
 PXD      := $(shell find src/ioreactor -name '*.pxd')
 COMPILED := $(PXD) $(wildcard $(PXD:.pxd=.py))
 
-.PHONY: run test lint typecheck bench fuzz clean
+.PHONY: run test lint typecheck bench fuzz clean cluster-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,17 @@ test: $(STAMP) $(EXTSTAMP)
 	  sys.exit(kind != "compiled" and "the compiled build is missing (see the warning above)")'
 	$(PY) -m pytest -q -n 2 --timeout=120
 	IOREACTOR_NO_EXTENSIONS=1 $(PY) -m pytest -q -n 2 --timeout=120
+
+# nginx and HAProxy for the cluster test (tests/production, docs/deploy.md): Debian's
+# packages, installed when this runs as root with apt-get and they are missing.
+cluster-deps:
+	@missing=""; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
+	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	if [ -z "$$missing" ]; then echo "nginx and haproxy are installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && apt-get install -y -q $$missing; \
+	else echo "the cluster test needs:$$missing (as root: apt-get install$$missing)"; fi
 
 bench: $(STAMP)
 	$(VENV)/bin/ioreactor bench echo

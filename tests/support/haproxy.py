@@ -1,19 +1,25 @@
-"""A real HAProxy started by a test: from a configuration text, ready once every port
-it binds listens, stopped when the test ends. Needs Debian's ``haproxy`` package; a test
-that asks for it without it is skipped saying so (never passed).
+"""A real HAProxy started by a test: from a configuration text, on loopback or inside a
+:class:`support.netns.Host`, ready once every port it binds listens, stopped when the
+test ends. Needs Debian's ``haproxy`` package; a test that asks for it without it is
+skipped saying so (never passed).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import pytest
+
+from support.processes import Process, spawn
+
+if TYPE_CHECKING:
+    from support.netns import Host
 
 #: Where Debian installs it (``/usr/sbin`` is not on every user's PATH).
 HAPROXY_PATHS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
@@ -53,16 +59,20 @@ def listening_tcp_ports() -> set[int]:
 
 class HAProxy:
     """``with HAProxy(config, workdir, ports) as proxy:`` runs ``haproxy -db -f`` on
-    ``config`` (checked with ``haproxy -c`` first) until every port in ``ports`` listens.
-    Its output goes to ``workdir/haproxy.log`` and is shown if it fails."""
+    ``config`` (checked with ``haproxy -c`` first) until every port in ``ports`` listens
+    (in ``host``'s namespace when given). Its output goes to ``workdir/haproxy.log`` and is
+    shown if it fails."""
 
-    def __init__(self, config: str, workdir: Path, ports: list[int]) -> None:
+    def __init__(
+        self, config: str, workdir: Path, ports: list[int], *, host: Host | None = None
+    ) -> None:
         self.program = haproxy_program()
         self.config_path = workdir / "haproxy.cfg"
         self.log_path = workdir / "haproxy.log"
         self.config = config
         self.ports = ports
-        self.process: subprocess.Popen[bytes] | None = None
+        self.host = host
+        self.process: Process | None = None
 
     def __enter__(self) -> HAProxy:
         self.config_path.write_text(self.config)
@@ -73,15 +83,14 @@ class HAProxy:
         )
         if check.returncode != 0:
             raise RuntimeError(f"haproxy -c refused the configuration:\n{check.stdout!r}")
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [self.program, "-db", "-f", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        argv = [self.program, "-db", "-f", str(self.config_path)]
+        if self.host is not None:
+            self.process = self.host.spawn(argv, self.log_path)
+        else:
+            self.process = spawn(argv, self.log_path)
         deadline = time.monotonic() + START_TIMEOUT
-        while not set(self.ports) <= listening_tcp_ports():
-            if self.process.poll() is not None or time.monotonic() > deadline:
+        while not set(self.ports) <= self.listening():
+            if not self.process.running() or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"haproxy did not start; its output:\n{self.output()}")
             time.sleep(0.02)
@@ -95,16 +104,14 @@ class HAProxy:
     ) -> None:
         self.stop()
 
+    def listening(self) -> set[int]:
+        return self.host.listening_ports() if self.host is not None else listening_tcp_ports()
+
     def stop(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(STOP_TIMEOUT)
+        """SIGTERM (HAProxy's hard stop: it closes every connection), SIGKILL after the
+        timeout."""
+        if self.process is not None:
+            self.process.stop(STOP_TIMEOUT)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -16,6 +16,9 @@ parts and adds only its own load generator and peers:
 ``idle_bench`` ``ioreactor bench idle``: RSS and Python heap per idle connection
 ``heap_probe`` runs an ``ioreactor`` command under tracemalloc, reports it on SIGUSR1
 ``heartbeat_bench`` ``ioreactor bench heartbeat``: idle heartbeating connections, frames
+``cluster_load`` the cluster test's client: paced keep-alive GETs and POSTs, every
+               request recorded with its times and outcome (docs/deploy.md)
+``c100k``      ``ioreactor bench c100k``: 100,000 idle-then-active connections to ``serve``
 
 See ``docs/benchmarks.md`` for the method.
 """
