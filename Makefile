@@ -13,7 +13,7 @@ COMPILED := $(PXD) $(wildcard $(PXD:.pxd=.py))
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77"
 
 $(RUNSTAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e .

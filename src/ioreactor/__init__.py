@@ -29,12 +29,12 @@ from ioreactor import build as _build
 if _build.extensions_disabled():
     _build.force_pure()  # before any compiled module is imported
 
-from ioreactor.build import build_kind  # noqa: E402
-from ioreactor.codec import FrameHandler  # noqa: E402
-from ioreactor.heartbeat import HeartbeatHandler  # noqa: E402
-from ioreactor.idle import IdleStateHandler  # noqa: E402
-from ioreactor.loop import EventLoop, available_pollers  # noqa: E402
-from ioreactor.net import (  # noqa: E402
+from ioreactor.build import build_kind
+from ioreactor.codec import FrameHandler
+from ioreactor.heartbeat import HeartbeatHandler
+from ioreactor.idle import IdleStateHandler
+from ioreactor.loop import EventLoop, available_pollers
+from ioreactor.net import (
     Address,
     AddressError,
     Buffer,

@@ -5,6 +5,7 @@ from ioreactor.loop.event_loop cimport EventLoop
 from ioreactor.net.buffer cimport Buffer
 
 cdef bint COMPILED
+cdef object SOCKET
 
 cdef class TcpConnection:
     cdef public EventLoop loop

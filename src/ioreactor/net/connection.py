@@ -59,6 +59,9 @@ if not cython.compiled:
 
 #: True in the compiled build (a C constant there; one global load in the pure build).
 COMPILED = cython.compiled
+#: The socket class whose fd the compiled build reads and writes with direct system
+#: calls; anything else given as a connection's socket is used through its methods.
+SOCKET = socket.socket
 from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in_place
 
 if TYPE_CHECKING:
@@ -346,7 +349,7 @@ class TcpConnection:
             return False
         loop = self.loop
         try:
-            if COMPILED:  # the system call itself (loop/csysio.pxd)
+            if COMPILED and type(self.sock) is SOCKET:  # the system call (loop/csysio.pxd)
                 n = sock_recv_into(self.fd, loop.scratch)
             else:
                 n = self.sock.recv_into(loop.scratch_view)
@@ -548,7 +551,7 @@ class TcpConnection:
         if len(out) == 1 and not self._above_high:
             # One chunk (the common case): _write_out() inlined.
             try:
-                if COMPILED:
+                if COMPILED and type(self.sock) is SOCKET:
                     sent = sock_send(self.sock, self.fd, out[0])
                 else:
                     sent = self.sock.send(out[0])
