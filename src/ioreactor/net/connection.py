@@ -92,6 +92,7 @@ class TcpConnection:
         "_out_size",
         "_owner",
         "_peer_eof",
+        "_read_paused",
         "_shut_wr",
         "_shutdown_requested",
         "_state",
@@ -152,6 +153,7 @@ class TcpConnection:
         self._shutdown_requested = False
         self._shut_wr = False
         self._peer_eof = False
+        self._read_paused = False
         self._notify_drain = overrides(handler, "on_write_complete")
         self._direct = reads_in_place(handler)
         #: Loop time (``loop.now``) of the last bytes received / handed to the kernel:
@@ -208,6 +210,22 @@ class TcpConnection:
             self.handler.on_connection(self)
         except Exception as exc:
             self._callback_failed("on_connection", exc)
+
+    def pause_reading(self) -> None:
+        """Stop reading until :meth:`resume_reading` (loop thread); output goes on."""
+        self._read_paused = True
+        self._set_events(self._events & ~READ)
+
+    def resume_reading(self) -> None:
+        """Read again after :meth:`pause_reading` (loop thread); not after the peer's
+        FIN, nor while output is above the high water mark (that resumes by itself)."""
+        self._read_paused = False
+        if self._state == CONNECTED and not self._peer_eof and not self._above_high:
+            self._set_events(self._events | READ)
+
+    def is_reading(self) -> bool:
+        """Open and not paused by :meth:`pause_reading`."""
+        return self._state == CONNECTED and not self._read_paused
 
     def _set_events(self, events: int) -> None:
         if events != self._events and self._state != DISCONNECTED:
@@ -499,7 +517,7 @@ class TcpConnection:
             # again and the rest would stall.
         if self._above_high and self._out_size <= self.low_water_mark:
             self._above_high = False
-            if not self._peer_eof and self._state == CONNECTED:
+            if not self._peer_eof and self._state == CONNECTED and not self._read_paused:
                 self._set_events(self._events | READ)
 
     def _drained(self) -> None:
