@@ -1,0 +1,17 @@
+"""asyncio's event loop on the reactor: asyncio programs on ioreactor's loop.
+
+    poller -> EventLoop -> TcpConnection -> ProtocolHandler.on_read
+           -> protocol.data_received -> transport.write -> conn.send
+           -> one send per loop iteration -> kernel
+
+Use it like uvloop::
+
+    import ioreactor.aio
+    ioreactor.aio.run(main())              # or: ioreactor.aio.install(); asyncio.run(main())
+"""
+
+from ioreactor.aio.loop import Loop
+from ioreactor.aio.policy import EventLoopPolicy, install, new_event_loop, run
+from ioreactor.aio.server import Server
+
+__all__ = ["EventLoopPolicy", "Loop", "Server", "install", "new_event_loop", "run"]
