@@ -619,6 +619,10 @@ class StreamOps(SocketOps):
         )
         transport.pause_reading()
         transport.set_protocol(ssl_protocol)
+        if getattr(transport, "_protocol_paused", False):
+            # Output above the high water mark: the new protocol starts paused too, so
+            # the coming resume_writing() has a pause to end.
+            ssl_protocol.pause_writing()
         conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
         resume_cb = self.call_soon(transport.resume_reading)
         try:

@@ -141,7 +141,7 @@ class SocketOps(LoopCore):
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock.recv, (nbytes,))
+        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock, "recv", (nbytes,))
         data: bytes = await fut
         return data
 
@@ -152,7 +152,7 @@ class SocketOps(LoopCore):
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock.recv_into, (buf,))
+        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock, "recv_into", (buf,))
         n: int = await fut
         return n
 
@@ -163,7 +163,7 @@ class SocketOps(LoopCore):
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock.recvfrom, (bufsize,))
+        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock, "recvfrom", (bufsize,))
         result: tuple[bytes, Any] = await fut
         return result
 
@@ -178,18 +178,21 @@ class SocketOps(LoopCore):
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock.recvfrom_into, (buf, nbytes))
+        self._wait_fd(
+            fut, sock.fileno(), READ, self._recv_ready, sock, "recvfrom_into", (buf, nbytes)
+        )
         result: tuple[int, Any] = await fut
         return result
 
     @staticmethod
     def _recv_ready(
-        fut: futures.Future[Any], call: Callable[..., Any], args: tuple[Any, ...]
+        fut: futures.Future[Any], sock: socket.socket, method: str, args: tuple[Any, ...]
     ) -> None:
+        """Retry ``sock.method(*args)`` (looked up now, as asyncio does) for ``fut``."""
         if fut.done():
             return
         try:
-            result = call(*args)
+            result = getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
             return  # spurious: wait again
         except (SystemExit, KeyboardInterrupt):
@@ -243,7 +246,7 @@ class SocketOps(LoopCore):
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), WRITE, self._recv_ready, sock.sendto, (data, address))
+        self._wait_fd(fut, sock.fileno(), WRITE, self._recv_ready, sock, "sendto", (data, address))
         n: int = await fut
         return n
 
