@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
 
 from ioreactor.aio import Loop, new_event_loop
-
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -21,8 +17,3 @@ def aio_loop(poller_name: str) -> Iterator[Loop]:
     if not loop.is_closed():
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
-
-
-def run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
-    """Run ``coro`` on ``loop``, bounded in time."""
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))

@@ -11,8 +11,8 @@ import warnings
 from typing import Any
 
 import pytest
+from aio_support import run
 
-from conftest import run
 from ioreactor.aio import Loop, new_event_loop
 
 

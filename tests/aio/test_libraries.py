@@ -9,9 +9,9 @@ import json
 import aiohttp
 import httpx
 import websockets
+from aio_support import run
 from aiohttp import web
 
-from conftest import run
 from ioreactor.aio import Loop
 
 

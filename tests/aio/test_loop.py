@@ -11,9 +11,9 @@ import threading
 import time
 
 import pytest
+from aio_support import run
 
 import ioreactor.aio
-from conftest import run
 from ioreactor.aio import Loop, new_event_loop
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import trustme
+from aio_support import run
 
-from conftest import run
 from ioreactor.aio import Loop
 
 

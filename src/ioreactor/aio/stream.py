@@ -86,6 +86,8 @@ class ProtocolHandler(Handler):
             transport._maybe_resume_protocol()
         if transport._drain_waiters:
             transport._output_drained()
+        if transport._close_after_drain:
+            conn.close()
 
     def on_shutdown(self, conn: TcpConnection) -> None:
         conn.close()
@@ -107,6 +109,7 @@ class StreamTransport(transports.Transport):
         "__weakref__",
         "_buffer_updated",
         "_buffered",
+        "_close_after_drain",
         "_closing",
         "_conn",
         "_conn_lost",
@@ -156,6 +159,7 @@ class StreamTransport(transports.Transport):
         self._waiter = waiter
         self._server = server
         self._closing = False
+        self._close_after_drain = False
         self._eof = False
         self._conn_lost = 0
         self._read_paused = False
@@ -251,10 +255,9 @@ class StreamTransport(transports.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
             return False
-        if keep_open:
-            return True
-        self._closing = True
-        return False
+        if not keep_open:
+            self.close()
+        return True  # the connection stays open until close() says otherwise
 
     def _connection_closed(self, exc: BaseException | None) -> None:
         """The connection closed (once): connection_lost runs on the next round."""
@@ -269,6 +272,12 @@ class StreamTransport(transports.Transport):
             if server is not None:
                 server._detach()
             self._output_drained()
+            # Break the cycles (connection <-> transport <-> protocol), as asyncio does:
+            # a closed connection's protocol (an SSL context, say) goes at refcount zero.
+            self._conn.context = None
+            self._protocol = self._data_received = None
+            self._get_buffer = self._buffer_updated = None
+            self._waiter = None
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         if isinstance(exc, OSError):
@@ -396,10 +405,18 @@ class StreamTransport(transports.Transport):
         return self._closing or self._conn.closed
 
     def close(self) -> None:
+        """Stop reading; close once the output has drained. Until then write() still
+        queues (asyncio's rule: a protocol may flush what it holds, as sslproto does
+        after the peer's EOF)."""
         if self._closing:
             return
         self._closing = True
-        self._conn.close()
+        conn = self._conn
+        if conn.output_size and not conn.closed:
+            conn.pause_reading()
+            self._close_after_drain = True
+        else:
+            conn.close()
 
     def abort(self) -> None:
         self._closing = True
