@@ -11,7 +11,18 @@ Use it like uvloop::
 """
 
 from ioreactor.aio.loop import Loop
+from ioreactor.aio.native import drain, loop_of, start
 from ioreactor.aio.policy import EventLoopPolicy, install, new_event_loop, run
 from ioreactor.aio.server import Server
 
-__all__ = ["EventLoopPolicy", "Loop", "Server", "install", "new_event_loop", "run"]
+__all__ = [
+    "EventLoopPolicy",
+    "Loop",
+    "Server",
+    "drain",
+    "install",
+    "loop_of",
+    "new_event_loop",
+    "run",
+    "start",
+]

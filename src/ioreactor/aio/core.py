@@ -43,6 +43,7 @@ from asyncio import events, futures, tasks
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
+from ioreactor.aio import native
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop, LoopLag
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
@@ -140,6 +141,7 @@ class LoopCore(events.AbstractEventLoop):
 
     def __init__(self, poller: str | None = None, *, reactor: EventLoop | None = None) -> None:
         self._reactor: EventLoop = reactor if reactor is not None else new_loop(poller)
+        native.register(self._reactor, self)
         self._ready: collections.deque[events.Handle] = collections.deque()
         self._scheduled: list[events.TimerHandle] = []
         self._timer_cancelled_count = 0

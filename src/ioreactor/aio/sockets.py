@@ -365,7 +365,7 @@ class SocketOps(LoopCore):
                 try:
                     n = os.sendfile(sock.fileno(), fileno, pos, want)
                 except (BlockingIOError, InterruptedError):
-                    await self._writable(sock)
+                    await self.writable(sock)
                     continue
                 except OSError as exc:
                     if sent == 0 and exc.errno in (errno.EINVAL, errno.ENOTSOCK, errno.ENOSYS):
@@ -382,7 +382,8 @@ class SocketOps(LoopCore):
                 file.seek(offset + sent)
         return sent
 
-    async def _writable(self, sock: socket.socket) -> None:
+    async def writable(self, sock: socket.socket) -> None:
+        """Wait until ``sock`` is writable (the kernel has room in its send buffer)."""
         fut: futures.Future[None] = self.create_future()
         self._wait_fd(fut, sock.fileno(), WRITE, _set_if_pending)
         await fut
