@@ -27,6 +27,7 @@ import socket
 import ssl as ssl_module
 import stat
 import sys
+import weakref
 from asyncio import constants, exceptions, futures, sslproto, staggered, tasks
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -82,10 +83,16 @@ class StreamOps(SocketOps):
         self._connection_class: type[TcpConnection] = (
             self._reactor.connection_class or TcpConnection
         )
+        #: fd -> its stream transport, while the transport lives.
+        self._transports: weakref.WeakValueDictionary[int, StreamTransport] = (
+            weakref.WeakValueDictionary()
+        )
 
     def _ensure_fd_no_transport(self, fd: int) -> None:
-        # The reactor refuses a second watch of a transport's fd ("already watched").
-        pass
+        """add_reader() and friends refuse an fd that an open transport owns."""
+        transport = self._transports.get(fd)
+        if transport is not None and not transport.is_closing():
+            raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
     # -- transports ------------------------------------------------------------------------
 
@@ -118,6 +125,7 @@ class StreamOps(SocketOps):
         )
         conn.close_timeout = None  # asyncio's close() waits for the peer to read
         transport = StreamTransport(self, conn, protocol, waiter, extra, server)
+        self._transports[conn.fd] = transport
         self.call_soon(transport.start)
         return transport
 
