@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import resource
 import socket
@@ -128,17 +127,15 @@ def test_transport_closed_twice_and_aborted_after_close(aio_loop: Loop) -> None:
 def test_loop_closed_with_an_open_transport_warns_resource_warning() -> None:
     loop = new_event_loop()
     a, b = socket.socketpair()
-    loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, a))
-    loop.close()
+    transport, _ = loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, a))
+    shown = repr(transport)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        del loop
-        gc.collect()
-    assert any(
-        issubclass(w.category, ResourceWarning) and "unclosed transport" in str(w.message)
-        for w in caught
-    )
-    assert a.fileno() == -1  # the warning closed it
+        loop.close()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == [
+        f"unclosed transport {shown}"
+    ]
+    assert a.fileno() == -1  # and its socket was closed
     b.close()
 
 

@@ -27,6 +27,7 @@ import socket
 import ssl as ssl_module
 import stat
 import sys
+import warnings
 import weakref
 from asyncio import constants, exceptions, futures, sslproto, staggered, tasks
 from collections.abc import Callable, Iterable
@@ -87,6 +88,21 @@ class StreamOps(SocketOps):
         self._transports: weakref.WeakValueDictionary[int, StreamTransport] = (
             weakref.WeakValueDictionary()
         )
+
+    def close(self) -> None:
+        """Close the loop; a stream transport still open is reported (ResourceWarning,
+        asyncio's "unclosed transport") and its socket closed."""
+        if not self.is_running() and not self.is_closed():
+            for transport in list(self._transports.values()):
+                if not transport.connection.closed:
+                    warnings.warn(
+                        f"unclosed transport {transport!r}",
+                        ResourceWarning,
+                        source=transport,
+                        stacklevel=2,
+                    )
+                    transport.abort()
+        super().close()
 
     def _ensure_fd_no_transport(self, fd: int) -> None:
         """add_reader() and friends refuse an fd that an open transport owns."""
