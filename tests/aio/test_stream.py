@@ -281,3 +281,32 @@ def test_tls_streams_and_start_tls(
         await plain.wait_closed()
 
     run(aio_loop, main(), timeout=30)
+
+
+def test_writes_of_one_callback_leave_together_at_the_end_of_the_iteration(
+    aio_loop: Loop,
+) -> None:
+    """Coalescing: three writes from one callback are all still queued when it returns
+    (asyncio would have sent the first at once) and all gone one iteration later."""
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        transport, _ = await aio_loop.connect_accepted_socket(asyncio.Protocol, a)
+        sizes: list[int] = []
+
+        def burst() -> None:
+            for chunk in (b"one,", b"two,", b"three"):
+                transport.write(chunk)
+            sizes.append(transport.get_write_buffer_size())
+
+        aio_loop.call_soon(burst)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        sizes.append(transport.get_write_buffer_size())
+        assert sizes == [13, 0]
+        assert await aio_loop.sock_recv(b, 100) == b"one,two,three"
+        transport.close()
+        b.close()
+
+    run(aio_loop, main())
