@@ -10,3 +10,7 @@ def setUpModule() -> None:
 
 def tearDownModule() -> None:
     restore_policy()
+
+
+# Helper classes of the stdlib module, not tests (pytest would warn about collecting them).
+del TestSocketWrapper, TestThreadedClient, TestThreadedServer  # noqa: F821
