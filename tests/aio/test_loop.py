@@ -198,3 +198,41 @@ def test_closed_loop_refuses_work() -> None:
         loop.call_soon(lambda: None)
     with pytest.raises(RuntimeError, match="closed"):
         loop.run_forever()
+
+
+SIGINT_PROGRAM = """
+import asyncio, ioreactor.aio
+async def main():
+    print("ready", flush=True)
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        print("cancelled", flush=True)
+        raise
+try:
+    ioreactor.aio.run(main())
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+"""
+
+
+def test_ctrl_c_cancels_the_main_task_promptly() -> None:
+    """asyncio.Runner's SIGINT handling works on the reactor: a real SIGINT to a real
+    process cancels main() and ends the run with KeyboardInterrupt."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGINT_PROGRAM], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert time.monotonic() - start < 5
+        assert out == "cancelled\nKeyboardInterrupt\n"
+    finally:
+        proc.kill()
+        proc.wait()
