@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ioreactor.cli.arguments import count_list, names_from, positive_count, seconds, seconds_or_zero
+from ioreactor.cli.arguments import (
+    count_list,
+    names_from,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
 from ioreactor_tools.bench.aio_bench import (
     WARMUP,
     AioBenchConfig,
@@ -49,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--rounds", type=positive_count, default=1, help="repeat the comparison N times")
     add_poller_option(p, help="ioreactor.aio's backend")
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for JSON and PNG")
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
+    )
     p.set_defaults(func=run)
 
 
