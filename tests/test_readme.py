@@ -34,7 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: Fragments on purpose, per document (``run_server`` needs a handler and a signal to
 #: stop; the keepalive lines show two calls of a program about something else).
-FRAGMENTS = {"README.md": 1, "docs/heartbeat.md": 1, "docs/multicore.md": 1, "docs/websocket.md": 1}
+FRAGMENTS = {
+    "README.md": 1,
+    "docs/heartbeat.md": 1,
+    "docs/multicore.md": 1,
+    "docs/websocket.md": 1,
+    "docs/aio.md": 1,
+}
 #: What running a document's blocks prints, in part.
 PRINTS = {
     "README.md": ["200 user 42"],

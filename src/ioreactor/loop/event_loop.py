@@ -212,6 +212,11 @@ class EventLoop:
     def running(self) -> bool:
         return self._running
 
+    def adopt_thread(self) -> None:
+        """Make the calling thread the loop's owner, as :meth:`run` does: for a driver
+        that runs the iterations itself with :meth:`run_once` (ioreactor.aio's loop)."""
+        self._thread_id = self._timers.owner_thread = threading.get_ident()
+
     # -- fds --------------------------------------------------------------------------
 
     def watch(self, fd: int, events: int, callback: Callable[[int], object]) -> None:

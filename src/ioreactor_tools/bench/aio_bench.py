@@ -1,0 +1,167 @@
+"""``ioreactor bench aio``: asyncio programs on ioreactor.aio vs stdlib asyncio vs uvloop.
+
+For each workload (:mod:`ioreactor_tools.bench.aio_servers`) and connection count, the
+same program runs on each loop in turn, pinned to the server core, while the load runs
+on the other core: the echo ping-pong of ``bench echo`` for the echo workloads, the
+HTTP keep-alive load of ``bench http`` (ioreactor's own generator) for aiohttp. The
+server's process-tree CPU time is read from ``/proc`` around the measured window, so
+``CPU µs/msg`` is server CPU over exactly the messages counted, and every ratio compares
+loops measured in the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS, server_command, unavailable
+from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
+from ioreactor_tools.bench.pinning import (
+    CorePlan,
+    ServerProcess,
+    core_plan,
+    free_port,
+    pin_current_process,
+)
+from ioreactor_tools.bench.procstat import TreeSample
+from ioreactor_tools.bench.report import BenchResult, round_ratios
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: Seconds of unmeasured traffic on the same connections before each window.
+WARMUP = 1.0
+#: fds a load process keeps for itself besides its connections.
+FD_RESERVE = 100
+#: The issue's targets: ioreactor.aio's CPU per message over each peer's, at most.
+TARGETS: dict[str, dict[str, float]] = {
+    "protocol-echo": {"asyncio": 0.8, "uvloop": 1.0},
+    "streams-echo": {"asyncio": 0.85},
+    "aiohttp-hello": {"asyncio": 0.9},
+}
+
+
+@dataclass(frozen=True)
+class AioBenchConfig:
+    workloads: tuple[str, ...] = tuple(WORKLOADS)
+    conns: tuple[int, ...] = (100, 1000)
+    loops: tuple[str, ...] = LOOPS
+    size: int = 1024
+    duration: float = 10.0
+    warmup: float = WARMUP
+    poller: str | None = None
+    #: Repeat the whole comparison (loops interleaved); verdicts use the median.
+    rounds: int = 1
+
+
+def _load_processes(conns: int) -> int:
+    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
+    return max(1, math.ceil(conns / per_process))
+
+
+def measure_http(
+    name: str, command: Sequence[str], port: int, conns: int, config: AioBenchConfig, plan: CorePlan
+) -> BenchResult:
+    """Keep-alive ``GET /`` against ``command``, server CPU charged per request."""
+    from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load
+
+    samples: dict[str, TreeSample] = {}
+    load_config = HttpLoadConfig(
+        host="127.0.0.1",
+        port=port,
+        conns=conns,
+        duration=config.duration,
+        warmup=config.warmup,
+        procs=_load_processes(conns),
+    )
+    with ServerProcess(command, port=port, core=plan.server) as server:
+        result = run_http_load(
+            load_config,
+            on_start=lambda: samples.__setitem__("before", server.sample(count_fds=False)),
+            on_end=lambda: samples.__setitem__("after", server.sample()),
+        )
+    start, end = samples["before"], samples["after"]
+    return BenchResult(
+        name=name,
+        conns=conns,
+        ops=result.requests,
+        duration=result.duration,
+        server_cpu_seconds=end.cpu_seconds - start.cpu_seconds,
+        server_user_seconds=end.user_seconds - start.user_seconds,
+        p50_us=result.latency_us(0.5),
+        p99_us=result.latency_us(0.99),
+        p999_us=result.latency_us(0.999),
+        rss_bytes=end.rss_bytes,
+        errors=result.errors,
+        unit="req",
+        extra={"connected": result.connected, "command": " ".join(command)},
+    )
+
+
+def measure(
+    workload: str, loop: str, conns: int, config: AioBenchConfig, plan: CorePlan
+) -> BenchResult:
+    """One program on one loop at one connection count."""
+    port = free_port()
+    command = server_command(workload, loop, port, config.poller if loop == "ioreactor" else None)
+    if WORKLOADS[workload] == "http":
+        result = measure_http(loop, command, port, conns, config, plan)
+    else:
+        echo = EchoBenchConfig(
+            conns=(conns,), size=config.size, duration=config.duration, warmup=config.warmup
+        )
+        result = measure_echo_server(loop, command, port, conns, echo, plan)
+    result.extra["workload"] = workload
+    return result
+
+
+def run_aio_bench(config: AioBenchConfig, *, console: Console) -> list[BenchResult]:
+    """Every workload on every loop at every connection count; this process is the load."""
+    plan = core_plan()
+    pin_current_process(plan.load)
+    results = []
+    for round_no in range(config.rounds):
+        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
+        for workload in config.workloads:
+            for conns in config.conns:
+                for loop in config.loops:
+                    if (reason := unavailable(workload, loop)) is not None:
+                        if round_no == 0 and conns == config.conns[0]:
+                            console.print(f"[yellow]skipping {workload} on {loop}: {reason}[/]")
+                        continue
+                    console.print(
+                        f"[dim]{label}{workload} on {loop}: {conns:,} conns, "
+                        f"{config.duration:g} s ...[/]"
+                    )
+                    result = measure(workload, loop, conns, config, plan)
+                    result.extra["round"] = round_no
+                    results.append(result)
+    return results
+
+
+def of_workload(results: Sequence[BenchResult], workload: str) -> list[BenchResult]:
+    return [r for r in results if r.extra.get("workload") == workload]
+
+
+def target_lines(results: Sequence[BenchResult]) -> list[str]:
+    """Per workload, connection count and peer: ioreactor.aio's ratio against its target
+    (with several rounds, the median of the per-round ratios)."""
+    lines = []
+    for workload, targets in TARGETS.items():
+        mine = of_workload(results, workload)
+        for conns in dict.fromkeys(r.conns for r in mine if r.name == "ioreactor"):
+            for peer, target in targets.items():
+                values = round_ratios(mine, "ioreactor", conns, peer)
+                if not values:
+                    continue
+                value = statistics.median(values)
+                verdict = "meets" if value <= target else "MISSES"
+                lines.append(
+                    f"{workload}, {conns:,} conns: ioreactor.aio / {peer} = {value:.2f} "
+                    f"({verdict} the target <= {target:.2f})"
+                )
+    return lines

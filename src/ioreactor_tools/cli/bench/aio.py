@@ -1,0 +1,129 @@
+"""`ioreactor bench aio`: asyncio programs on ioreactor.aio vs stdlib asyncio vs uvloop."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ioreactor.cli.arguments import (
+    count_list,
+    names_from,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
+from ioreactor_tools.bench.aio_bench import (
+    WARMUP,
+    AioBenchConfig,
+    of_workload,
+    run_aio_bench,
+    target_lines,
+)
+from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS
+from ioreactor_tools.bench.chart import bar_chart
+from ioreactor_tools.bench.pinning import core_plan
+from ioreactor_tools.bench.report import RESULTS_DIR, median_rounds, print_table
+from ioreactor_tools.cli.bench._args import (
+    add_poller_option,
+    save_results,
+    warn_if_unpinned,
+)
+from ioreactor_tools.cli.console import report_console
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "aio",
+        help="asyncio programs on ioreactor.aio vs asyncio vs uvloop, server CPU µs per message",
+        description="Runs the same asyncio program (Protocol echo, streams echo, aiohttp "
+        "hello) on each loop, pinned to one core with the load on another, reads the "
+        "server's CPU time from /proc around a fixed window, and prints CPU µs per message "
+        "with the ratio to each peer loop.",
+    )
+    p.add_argument(
+        "--workloads",
+        type=names_from(WORKLOADS, "workload"),
+        default=tuple(WORKLOADS),
+        help="comma-separated (default: all)",
+    )
+    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
+    p.add_argument("--loops", type=names_from(LOOPS, "loop"), default=LOOPS, help="comma-separated")
+    p.add_argument("--size", type=positive_count, default=1024, help="echo message bytes")
+    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per run")
+    p.add_argument(
+        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
+    )
+    p.add_argument("--rounds", type=positive_count, default=1, help="repeat the comparison N times")
+    add_poller_option(p, help="ioreactor.aio's backend")
+    p.add_argument(
+        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
+    )
+    p.set_defaults(func=run)
+
+
+def reproduce_command(config: AioBenchConfig) -> str:
+    parts = [
+        "ioreactor bench aio",
+        f"--workloads {','.join(config.workloads)}",
+        f"--conns {','.join(map(str, config.conns))}",
+        f"--duration {config.duration:g}",
+    ]
+    if config.loops != LOOPS:
+        parts.append(f"--loops {','.join(config.loops)}")
+    if config.poller:
+        parts.append(f"--poller {config.poller}")
+    if config.rounds > 1:
+        parts.append(f"--rounds {config.rounds}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = report_console()
+    config = AioBenchConfig(
+        workloads=args.workloads,
+        conns=args.conns,
+        loops=args.loops,
+        size=args.size,
+        duration=args.duration,
+        warmup=args.warmup,
+        poller=args.poller,
+        rounds=args.rounds,
+    )
+    if config.rounds < 1:
+        console.print("[red]ioreactor bench aio: --rounds must be >= 1[/]")
+        return 2
+    plan = core_plan()
+    warn_if_unpinned(console, plan)
+    results = run_aio_bench(config, console=console)
+    baselines = [name for name in ("asyncio", "uvloop") if any(r.name == name for r in results)]
+    for workload in config.workloads:
+        mine = of_workload(results, workload)
+        if not mine:
+            continue
+        shown = median_rounds(mine) if config.rounds > 1 else mine
+        title = (
+            f"{workload}: ioreactor.aio vs asyncio vs uvloop, {config.duration:g} s per run "
+            f"(server on core {plan.server}, load on core {plan.load})"
+        )
+        print_table(shown, baselines, title=title, console=console)
+    for line in target_lines(results):
+        console.print(line)
+    command = reproduce_command(config)
+    console.print(f"command: {command}")
+    json_path = save_results(
+        console,
+        args.out,
+        "aio",
+        results,
+        command,
+        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+    )
+    for workload in config.workloads:
+        mine = of_workload(results, workload)
+        shown = median_rounds(mine) if config.rounds > 1 else mine
+        path = json_path.with_name(f"{json_path.stem}-{workload}.png")
+        chart = bar_chart(shown, path, title=f"{workload}: server CPU µs per message")
+        if chart is not None:
+            console.print(f"chart:   {chart}")
+    return 1 if any(r.error_count for r in results) else 0

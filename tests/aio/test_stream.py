@@ -1,0 +1,312 @@
+"""Stream transports on TcpConnection: TCP and Unix echo, back-pressure, half-close,
+BufferedProtocol, sendfile, TLS (asyncio's sslproto), on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import tempfile
+from typing import Any
+
+import pytest
+import trustme
+from aio_support import run
+
+from ioreactor.aio import Loop
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+async def echo_roundtrips(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    payload = os.urandom(1024)
+    for _ in range(50):
+        writer.write(payload)
+        await writer.drain()
+        assert await reader.readexactly(len(payload)) == payload
+    big = os.urandom(3 * 1024 * 1024)
+    reading = asyncio.ensure_future(reader.readexactly(len(big)))  # or both sides block
+    writer.write(big)
+    await writer.drain()
+    assert await reading == big
+    writer.close()
+    await writer.wait_closed()
+
+
+def test_tcp_protocol_server_and_streams_client_echo_every_byte(aio_loop: Loop) -> None:
+    async def main() -> None:
+        server = await aio_loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert writer.get_extra_info("peername") == ("127.0.0.1", port)
+        await echo_roundtrips(reader, writer)
+        server.close()
+        await server.wait_closed()
+        assert not server.is_serving()
+
+    run(aio_loop, main(), timeout=30)
+
+
+def test_unix_streams_server_and_client(aio_loop: Loop, tmp_path: Any) -> None:
+    path = str(tmp_path / "echo.sock")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_unix_server(handle, path)
+        reader, writer = await asyncio.open_unix_connection(path)
+        await echo_roundtrips(reader, writer)
+        server.close()
+        await server.wait_closed()
+
+    run(aio_loop, main(), timeout=30)
+
+
+def test_write_buffer_limits_pause_and_resume_writing(aio_loop: Loop) -> None:
+    events: list[str] = []
+
+    class Writer(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+            transport.set_write_buffer_limits(high=64 * 1024)
+            assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+
+        def pause_writing(self) -> None:
+            events.append("pause")
+
+        def resume_writing(self) -> None:
+            events.append("resume")
+
+    async def main() -> None:
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.setblocking(False)
+        transport, _ = await aio_loop.create_connection(Writer, *listener.getsockname())
+        peer, _ = await aio_loop.sock_accept(listener)
+        transport.write(b"x" * (1024 * 1024))  # far more than the peer's buffers take
+        assert events == ["pause"]
+        assert transport.get_write_buffer_size() > 64 * 1024
+        got = 0
+        while got < 1024 * 1024:
+            got += len(await aio_loop.sock_recv(peer, 1 << 20))
+        for _ in range(100):
+            if "resume" in events:
+                break
+            await asyncio.sleep(0.01)
+        assert events == ["pause", "resume"]
+        transport.close()
+        peer.close()
+        listener.close()
+
+    run(aio_loop, main())
+
+
+def test_pause_reading_stops_data_received_until_resumed(aio_loop: Loop) -> None:
+    received: list[bytes] = []
+
+    class Reader(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            received.append(data)
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        transport, _ = await aio_loop.connect_accepted_socket(Reader, a)
+        transport.pause_reading()
+        assert not transport.is_reading()
+        b.send(b"held")
+        await asyncio.sleep(0.05)
+        assert received == []
+        transport.resume_reading()
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.01)
+        assert b"".join(received) == b"held"
+        transport.close()
+        b.close()
+
+    run(aio_loop, main())
+
+
+def test_write_eof_half_closes_after_the_output_drains(aio_loop: Loop) -> None:
+    class HalfCloser(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            transport.write(b"last words")
+            assert transport.can_write_eof()
+            transport.write_eof()
+            with pytest.raises(RuntimeError, match="write_eof"):
+                transport.write(b"more")
+
+        def data_received(self, data: bytes) -> None:
+            self.got = data
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        transport, proto = await aio_loop.connect_accepted_socket(HalfCloser, a)
+        data = b""
+        while chunk := await aio_loop.sock_recv(b, 100):
+            data += chunk
+        assert data == b"last words"  # then EOF: our side still reads
+        await aio_loop.sock_sendall(b, b"reply")
+        for _ in range(100):
+            if getattr(proto, "got", None):
+                break
+            await asyncio.sleep(0.01)
+        assert proto.got == b"reply"
+        transport.close()
+        b.close()
+
+    run(aio_loop, main())
+
+
+def test_buffered_protocol_reads_into_its_own_buffer(aio_loop: Loop) -> None:
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.buf = bytearray(100)  # smaller than one read: several get_buffer calls
+            self.data = bytearray()
+            self.done = aio_loop.create_future()
+
+        def get_buffer(self, sizehint: int) -> bytearray:
+            return self.buf
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.data += self.buf[:nbytes]
+
+        def eof_received(self) -> None:
+            self.done.set_result(bytes(self.data))
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        transport, proto = await aio_loop.connect_accepted_socket(Buffered, a)
+        payload = os.urandom(100_000)
+        b.sendall(payload)
+        b.shutdown(socket.SHUT_WR)
+        assert await proto.done == payload
+        transport.close()
+        b.close()
+
+    run(aio_loop, main())
+
+
+def test_loop_sendfile_sends_the_file_range(aio_loop: Loop) -> None:
+    content = os.urandom(3 * 1024 * 1024 + 17)
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        transport, _ = await aio_loop.connect_accepted_socket(asyncio.Protocol, a)
+        with tempfile.TemporaryFile() as f:
+            f.write(content)
+            f.flush()
+            transport.write(b"head:")
+            sending = asyncio.ensure_future(aio_loop.sendfile(transport, f, 100, len(content)))
+            want = 5 + len(content) - 100
+            data = b""
+            while len(data) < want:
+                data += await aio_loop.sock_recv(b, 1 << 20)
+            assert await sending == len(content) - 100
+            assert f.tell() == len(content)
+        assert data == b"head:" + content[100:]
+        transport.close()
+        b.close()
+
+    run(aio_loop, main(), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+def test_tls_streams_and_start_tls(
+    aio_loop: Loop, tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, client_ctx = tls
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        if line == b"STARTTLS\n":
+            writer.write(b"OK\n")
+            await writer.drain()
+            await writer.start_tls(server_ctx)
+            line = await reader.readline()
+        writer.write(line.upper())
+        await writer.drain()
+        writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        )
+        assert writer.get_extra_info("ssl_object").version().startswith("TLS")
+        writer.write(b"secret\n")
+        assert await reader.readline() == b"SECRET\n"
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+        plain = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = plain.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"STARTTLS\n")
+        assert await reader.readline() == b"OK\n"
+        await writer.start_tls(client_ctx, server_hostname="localhost")
+        writer.write(b"upgraded\n")
+        assert await reader.readline() == b"UPGRADED\n"
+        writer.close()
+        await writer.wait_closed()
+        plain.close()
+        await plain.wait_closed()
+
+    run(aio_loop, main(), timeout=30)
+
+
+def test_writes_of_one_callback_leave_together_at_the_end_of_the_iteration(
+    aio_loop: Loop,
+) -> None:
+    """Coalescing: three writes from one callback are all still queued when it returns
+    (asyncio would have sent the first at once) and all gone one iteration later."""
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        transport, _ = await aio_loop.connect_accepted_socket(asyncio.Protocol, a)
+        sizes: list[int] = []
+
+        def burst() -> None:
+            for chunk in (b"one,", b"two,", b"three"):
+                transport.write(chunk)
+            sizes.append(transport.get_write_buffer_size())
+
+        aio_loop.call_soon(burst)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        sizes.append(transport.get_write_buffer_size())
+        assert sizes == [13, 0]
+        assert await aio_loop.sock_recv(b, 100) == b"one,two,three"
+        transport.close()
+        b.close()
+
+    run(aio_loop, main())
