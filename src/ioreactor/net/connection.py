@@ -53,8 +53,11 @@ try:
 except ImportError:  # the pure build runs without Cython installed
     from ioreactor import _cython as cython
 
-if not cython.compiled:
-    if TYPE_CHECKING:  # the compiled build cimports these direct system calls
+# Cython drops a block under a plain ``if not cython.compiled:`` (a compile-time False
+# there); joined into one condition, it would still see a second definition of the
+# names it cimports from loop/csysio.pxd.
+if not cython.compiled:  # noqa: SIM102
+    if TYPE_CHECKING:  # for the type checker: the compiled build's direct system calls
         from ioreactor.loop.csysio import sock_recv_into, sock_send
 
 #: True in the compiled build (a C constant there; one global load in the pure build).
