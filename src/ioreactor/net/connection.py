@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
 from ioreactor.net.buffer import Buffer
+from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in_place
 
 try:
     import cython
@@ -65,7 +66,6 @@ COMPILED = cython.compiled
 #: The socket class whose fd the compiled build reads and writes with direct system
 #: calls; anything else given as a connection's socket is used through its methods.
 SOCKET = socket.socket
-from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in_place
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
