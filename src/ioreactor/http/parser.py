@@ -146,7 +146,7 @@ class RequestParser:
         #: The callbacks the httptools parser calls, shared by the connections of a loop.
         self.callbacks = loop_callbacks(loop)
         self.llhttp = httptools.HttpRequestParser(self.callbacks)
-        #: The events of the feed in progress (None between feeds).
+        #: The events of the feed in progress (None until its first, and between feeds).
         self.events: list[Event] | None = None
         #: Requests this connection may still make (``max_requests_per_connection``); the
         #: last one is answered with ``Connection: close``.
@@ -204,25 +204,21 @@ class RequestParser:
         answered with ``Connection: close`` and parsing stops after it."""
         self.requests_left = 0
 
-    def feed(self, data: memoryview | bytes) -> list[Event]:
+    def feed(self, data: memoryview | bytes) -> list[Event] | None:
         """Parse ``data`` (in place: nothing is copied but what httptools makes of it)
-        and return its events, in order."""
+        and return its events, in order (None: none)."""
         n = len(data)
-        events: list[Event] = []
-        self.events = events
         # Heads must be measured if one began in an earlier read or this read is large.
         self.careful = self.head_fed >= 0 or n > self.small_read
-        callbacks = self.callbacks
-        previous = callbacks.parser
-        callbacks.parser = self
+        # No application code runs inside a feed, so feeds never nest: the loop's
+        # callbacks are this parser's until the next feed sets them.
+        self.callbacks.parser = self
         try:
             self.llhttp.feed_data(data)
         except httptools.HttpParserError as exc:
             self._failed(exc)
         except httptools.HttpParserUpgrade:
             pass  # the upgrade request was its connection's last (it is not switched)
-        finally:
-            callbacks.parser = previous
         if self.stopped or self.in_body or self.url:
             self.between_requests = False
             if self.stopped:
@@ -233,14 +229,21 @@ class RequestParser:
                 self._bound_head(n)
         else:
             self.between_requests = True
+        events = self.events
         self.events = None
         return events
+
+    def _emit(self, event: Event) -> None:
+        """Add an event to this feed's (the list is made by the first)."""
+        if self.events is None:
+            self.events = [event]
+        else:
+            self.events.append(event)
 
     def _refuse(self, err: HttpError) -> None:
         """Stop parsing; ``err`` is this feed's last event."""
         self.stopped = True
-        assert self.events is not None  # only while feeding
-        self.events.append(err)
+        self._emit(err)
 
     def _failed(self, exc: httptools.HttpParserError) -> None:
         if isinstance(exc, httptools.HttpParserCallbackError):
@@ -307,10 +310,9 @@ class RequestParser:
         self.body_fed = 0
         if has_body:
             request.body = None  # it follows as events
-            events = cast("list[Event]", self.events)
             if send_continue:
-                events.append(CONTINUE)
-            events.append(request)
+                self._emit(CONTINUE)
+            self._emit(request)
 
     def _inspect(
         self, raw: list[bytes], method: str, keep_alive: bool
@@ -371,11 +373,7 @@ class RequestParser:
         self.requests_left -= 1
         if self.requests_left <= 0:
             request.keep_alive = False
-        events = cast("list[Event]", self.events)
-        if request.body is None:
-            events.append(END)
-        else:
-            events.append(request)
+        self._emit(END if request.body is None else request)
         if not request.keep_alive:
             self.stopped = True
             raise _StopParsing
@@ -388,8 +386,8 @@ class ParserCallbacks:
     each connection's own methods, five bound method objects per connection, and a
     reference cycle through the parser. One set per loop serves every parser (312
     bytes fewer per idle connection): ``parser`` is the connection whose input is being
-    parsed, set around each ``feed_data`` (in :meth:`RequestParser.feed`; restored after,
-    so even a nested feed would find its own).
+    parsed, set by each :meth:`RequestParser.feed` (feeds never nest: no application
+    code runs inside one).
 
     Four calls per request, each as short as it can be: on_url, on_header (per field),
     on_headers_complete and on_message_complete (no on_message_begin: a request begins
@@ -485,7 +483,11 @@ class ParserCallbacks:
                 targets[url] = target
         left = p.requests_left - 1
         p.requests_left = left
-        p.events.append(request)  # type: ignore[union-attr]  # always a list while feeding
+        events = p.events
+        if events is None:  # (p._emit(request), inlined: the common case)
+            p.events = [request]
+        else:
+            events.append(request)
         if left <= 0:
             request.keep_alive = False
             p.stopped = True
@@ -499,7 +501,7 @@ class ParserCallbacks:
         if size > p.limits.max_body:
             raise HttpError(413, "Content Too Large", close=True)
         p.body_size = size
-        p.events.append(chunk)  # type: ignore[union-attr]  # always a list while feeding
+        p._emit(chunk)
 
     def message_complete(self) -> None:
         p = self.parser
