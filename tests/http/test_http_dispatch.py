@@ -14,7 +14,7 @@ import threading
 from http_support import Harness, parse_responses
 
 from ioreactor.http.app import App
-from ioreactor.http.dispatch import Dispatcher
+from ioreactor.http.dispatch import LATER, Dispatcher
 from ioreactor.http.protocol import HttpProtocol
 from ioreactor.http.request import Request
 from ioreactor.http.response import Response
@@ -48,26 +48,25 @@ class Recording(Dispatcher):
         self.later: list[Slot] = []
         self.successor = Upper()
 
-    def request(self, protocol: HttpProtocol, request: Request) -> None:
+    def request(self, protocol: HttpProtocol, request: Request) -> object:
         self.calls.append(("request", request.target))
         if request.body is None:
-            protocol.context = request  # answered at its end
-            return
+            return LATER  # answered at its end
         if request.target == "/later":
             self.later.append(protocol.queue.reserve(request))
-        elif request.target == "/switch":
-            protocol.queue.respond(request, Response(status=101, headers={"Upgrade": "upper"}))
-            protocol.hand_over(self.successor)
-        else:
-            protocol.queue.respond(request, f"now {request.target}")
+            return LATER
+        if request.target == "/switch":
+            switch = Response(status=101, headers={"Upgrade": "upper"})
+            protocol.hand_over(request, switch, self.successor)
+            return LATER
+        return f"now {request.target}"
 
     def body(self, protocol: HttpProtocol, chunk: bytes) -> None:
         self.calls.append(("body", chunk))
 
-    def end(self, protocol: HttpProtocol) -> None:
-        self.calls.append(("end", None))
-        request, protocol.context = protocol.context, None
-        protocol.queue.respond(request, "ended")
+    def end(self, protocol: HttpProtocol, request: Request) -> object:
+        self.calls.append(("end", request.target))
+        return "ended"
 
 
 def get(target: str) -> bytes:
@@ -88,7 +87,7 @@ def test_a_dispatcher_gets_requests_chunks_and_ends_in_order() -> None:
             ("request", "/b"),
             ("body", b"xy"),
             ("body", b"z"),
-            ("end", None),
+            ("end", "/b"),
             ("request", "/c"),
         ]
         responses = h.responses()

@@ -3,8 +3,9 @@
 Data flow::
 
     RequestParser events --HttpProtocol, after feed_data returned--> Dispatcher
-        request(protocol, request) / body(protocol, chunk) / end(protocol)
-        --> the application --> protocol.queue.respond / reserve + fill
+        request(protocol, request) / body(protocol, chunk) / end(protocol, request)
+        --> the application --> its answer, returned (the protocol queues it in order)
+                                or LATER: protocol.queue.reserve() now, fill() then
 
 :class:`Dispatcher` is the seam between the wire and the application. The parser, the
 response queue, the connection's lifecycle and the rendering are the same for every
@@ -14,6 +15,9 @@ ASGI or WSGI server will be another dispatcher (the application call) over the s
 protocol. A dispatcher never runs inside a parser callback: the connection calls it once
 ``feed_data`` has returned, with the events of that feed in order. Per-connection state a
 dispatcher needs lives in ``protocol.context`` (as a handler's lives in ``conn.context``).
+An answer is what a handler returns (``str``, ``bytes``, a ``Response``,
+``StreamingResponse`` or ``FileResponse``): a dispatcher returns it when it has it, the
+common case, and the protocol renders it into the read's batch or the queue.
 
 :class:`AppDispatcher`, per request: a literal route that runs on the loop and takes the
 whole body is found with two dict lookups (``Router.plain``); anything else is resolved
@@ -32,7 +36,7 @@ import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from ioreactor.http.errors import HttpError
 from ioreactor.http.response import error_response
@@ -49,13 +53,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("ioreactor.http")
 
 
+class _Later:
+    """What a dispatcher returns for an answer that comes later (or at the body's end)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LATER"
+
+
+#: Returned by :meth:`Dispatcher.request` and :meth:`Dispatcher.end` when the answer
+#: does not come now: the dispatcher reserved its place (``protocol.queue.reserve``) and
+#: will ``fill`` it, or a request's body is still to come. (Not None: a dispatcher that
+#: forgets to answer gets a 500 for a result that is not a response, not a hang.)
+LATER: Final = _Later()
+
+
 class Dispatcher(ABC):
     """Runs an application for the requests of every connection of a server.
 
     One object serves every connection (like a :class:`~ioreactor.net.handler.Handler`);
     each call gets the connection's :class:`~ioreactor.http.protocol.HttpProtocol`,
-    whose ``queue`` takes the answers (``respond``; ``reserve`` and ``fill`` for one
-    that comes later, in order all the same), whose ``context`` holds the dispatcher's
+    whose ``queue`` takes answers that come later (``reserve`` now, ``fill`` then: they
+    keep their place in the order), whose ``context`` holds the dispatcher's
     per-connection state, and whose ``hand_over`` gives the connection to another
     protocol after a response (a WebSocket after ``101 Switching Protocols``). All calls
     run on the connection's loop thread, in request order.
@@ -65,10 +85,10 @@ class Dispatcher(ABC):
     server_name: str = "ioreactor"
 
     @abstractmethod
-    def request(self, protocol: HttpProtocol, request: Request) -> None:
+    def request(self, protocol: HttpProtocol, request: Request) -> object:
         """A request: complete (``request.body`` is bytes), or its head with its body
         still to come (``request.body is None``: :meth:`body` calls follow, then
-        :meth:`end`)."""
+        :meth:`end`). Returns its answer, or :data:`LATER`."""
 
     @abstractmethod
     def body(self, protocol: HttpProtocol, chunk: bytes) -> None:
@@ -76,19 +96,18 @@ class Dispatcher(ABC):
         removed; ``Limits.max_body`` already enforced)."""
 
     @abstractmethod
-    def end(self, protocol: HttpProtocol) -> None:
-        """The body of the request whose head came last is complete."""
+    def end(self, protocol: HttpProtocol, request: Request) -> object:
+        """The body of ``request`` is complete. Returns its answer, or :data:`LATER`."""
 
 
 class _Exchange:
     """:class:`AppDispatcher`'s state on one connection (``protocol.context``), made on
     the first request that has a body or runs in the pool."""
 
-    __slots__ = ("chunks", "consumer", "failure", "pool_busy", "pool_waiting", "request", "route")
+    __slots__ = ("chunks", "consumer", "failure", "pool_busy", "pool_waiting", "route")
 
     def __init__(self) -> None:
-        #: The request whose body is arriving, and its route (None: 404/405 in failure).
-        self.request: Request | None = None
+        #: The route of the request whose body is arriving (None: 404/405 in failure).
         self.route: Route | None = None
         #: The body so far of a route that takes it whole (None for a streaming one).
         self.chunks: list[bytes] | None = None
@@ -113,20 +132,18 @@ class AppDispatcher(Dispatcher):
     def __repr__(self) -> str:
         return f"<AppDispatcher {len(self.router.routes())} routes>"
 
-    def request(self, protocol: HttpProtocol, request: Request) -> None:
+    def request(self, protocol: HttpProtocol, request: Request) -> object:
         routes = self.plain.get(request.path)
         route = routes.get(request.method) if routes is not None else None
         if route is None or request.body is None:
-            self._route(protocol, request)
-            return
+            return self._route(protocol, request)
         try:
-            result = route.handler(request)
+            return route.handler(request)
         except HttpError as exc:
-            result = error_response(exc)
+            return error_response(exc)
         except Exception:
             log.exception("%r: handler for %s failed", protocol, route.pattern)
-            result = error_response(HttpError(500, "Internal Server Error"))
-        protocol.queue.respond(request, result)
+            return error_response(HttpError(500, "Internal Server Error"))
 
     def body(self, protocol: HttpProtocol, chunk: bytes) -> None:
         exchange = _exchange(protocol)
@@ -143,38 +160,31 @@ class AppDispatcher(Dispatcher):
                 exchange.failure = HttpError(500, "Internal Server Error")
                 exchange.consumer = None
 
-    def end(self, protocol: HttpProtocol) -> None:
+    def end(self, protocol: HttpProtocol, request: Request) -> object:
         exchange = _exchange(protocol)
-        request = exchange.request
         route = exchange.route
         chunks = exchange.chunks
         consumer = exchange.consumer
         failure = exchange.failure
-        exchange.request = exchange.route = exchange.chunks = None
-        exchange.consumer = exchange.failure = None
-        if request is None:  # pragma: no cover - the parser ends only a begun body
-            return
+        exchange.route = exchange.chunks = exchange.consumer = exchange.failure = None
         if failure is not None:
-            protocol.queue.respond(request, error_response(failure))
-            return
+            return error_response(failure)
         assert route is not None  # (a request without one has its failure)
         if consumer is not None:
             try:
-                result = consumer.on_end()
+                return consumer.on_end()
             except HttpError as exc:
-                result = error_response(exc)
+                return error_response(exc)
             except Exception:
                 log.exception("%r: body consumer for %s failed", protocol, route.pattern)
-                result = error_response(HttpError(500, "Internal Server Error"))
-            protocol.queue.respond(request, result)
+                return error_response(HttpError(500, "Internal Server Error"))
+        if chunks:
+            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         else:
-            if chunks:
-                request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            else:
-                request.body = b""
-            self._run(protocol, route, request)
+            request.body = b""
+        return self._run(protocol, route, request)
 
-    def _route(self, protocol: HttpProtocol, request: Request) -> None:
+    def _route(self, protocol: HttpProtocol, request: Request) -> object:
         """A request the plain table does not answer: path parameters, HEAD, 404/405,
         handlers that run in the pool or take the body as a stream, heads of bodies."""
         route: Route | None
@@ -182,25 +192,22 @@ class AppDispatcher(Dispatcher):
             route, request.params = self.router.resolve(request.method, request.path)
         except HttpError as exc:
             if request.body is not None:
-                protocol.queue.respond(request, error_response(exc))
-                return
+                return error_response(exc)
             route = None
             failure: HttpError | None = exc.with_traceback(None)
         else:
             failure = None
         if request.body is not None:  # complete: no body, or none to wait for
             assert route is not None
-            self._run(protocol, route, request)
-            return
+            return self._run(protocol, route, request)
         exchange = _exchange(protocol)
-        exchange.request = request
         exchange.route = route
         exchange.failure = failure
         if route is None:
-            return  # the body is read and dropped; its end answers 404/405
+            return LATER  # the body is read and dropped; its end answers 404/405
         if not route.stream_body:
             exchange.chunks = []
-            return
+            return LATER
         try:
             exchange.consumer = cast("BodyConsumer", route.handler(request))
         except HttpError as exc:
@@ -208,12 +215,12 @@ class AppDispatcher(Dispatcher):
         except Exception:
             log.exception("%r: handler for %s failed", protocol, route.pattern)
             exchange.failure = HttpError(500, "Internal Server Error")
+        return LATER
 
-    def _run(self, protocol: HttpProtocol, route: Route, request: Request) -> None:
+    def _run(self, protocol: HttpProtocol, route: Route, request: Request) -> object:
         """A complete request: its handler, on the loop or in the pool."""
         if route.blocking:
-            queue = protocol.queue
-            slot = queue.reserve(request)
+            slot = protocol.queue.reserve(request)
             exchange = _exchange(protocol)
             if exchange.pool_busy:
                 # One blocking handler at a time per connection: pipelined requests run
@@ -225,26 +232,17 @@ class AppDispatcher(Dispatcher):
                     exchange.pool_waiting.append((slot, route.handler))
             else:
                 self._submit(protocol, exchange, slot, route.handler)
-            return
-        if route.stream_body:  # a streaming route, asked without a body
-            request.body = None  # as always on such a route
-            try:
-                result = cast("BodyConsumer", route.handler(request)).on_end()
-            except HttpError as exc:
-                result = error_response(exc)
-            except Exception:
-                log.exception("%r: handler for %s failed", protocol, route.pattern)
-                result = error_response(HttpError(500, "Internal Server Error"))
-            protocol.queue.respond(request, result)
-            return
+            return LATER
         try:
-            result = route.handler(request)
+            if route.stream_body:  # a streaming route, asked without a body
+                request.body = None  # as always on such a route
+                return cast("BodyConsumer", route.handler(request)).on_end()
+            return route.handler(request)
         except HttpError as exc:
-            result = error_response(exc)
+            return error_response(exc)
         except Exception:
             log.exception("%r: handler for %s failed", protocol, route.pattern)
-            result = error_response(HttpError(500, "Internal Server Error"))
-        protocol.queue.respond(request, result)
+            return error_response(HttpError(500, "Internal Server Error"))
 
     def _submit(
         self,

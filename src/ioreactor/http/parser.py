@@ -9,7 +9,7 @@ Data flow::
         Request   a request; complete (``body == b""``), or a head whose body follows
                   (``body is None``) as ...
         bytes     ... body chunks (chunked coding removed), then
-        END       the end of that request's body
+        End       the end of that request's body (``End.request``)
         CONTINUE  the client waits for ``100 Continue`` before it sends the body
         HttpError the input is refused (always the last event: parsing has stopped)
 
@@ -66,25 +66,30 @@ FEED_SLICE = 4 * 1024
 TARGET_CACHE_ENTRIES = 256
 
 
-class Mark:
-    """An event without data (``END``, ``CONTINUE``)."""
+class End:
+    """The event that ends a request's body."""
 
-    __slots__ = ("name",)
+    __slots__ = ("request",)
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, request: Request) -> None:
+        self.request = request
 
     def __repr__(self) -> str:
-        return self.name
+        return f"<End {self.request!r}>"
 
 
-#: The body of the request whose head came last has ended.
-END: Final = Mark("END")
+class _Continue:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CONTINUE"
+
+
 #: The request whose head came last expects ``100 Continue`` before it sends its body.
-CONTINUE: Final = Mark("CONTINUE")
+CONTINUE: Final = _Continue()
 
 #: What one feed produces, in order (see the module docstring).
-Event = Request | bytes | Mark | HttpError
+Event = Request | bytes | End | _Continue | HttpError
 
 #: Methods a plain head may have, as httptools names them -> the Request's string.
 _PLAIN_METHODS = {
@@ -373,7 +378,7 @@ class RequestParser:
         self.requests_left -= 1
         if self.requests_left <= 0:
             request.keep_alive = False
-        self._emit(END if request.body is None else request)
+        self._emit(End(request) if request.body is None else request)
         if not request.keep_alive:
             self.stopped = True
             raise _StopParsing

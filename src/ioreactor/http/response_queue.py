@@ -2,7 +2,7 @@
 
 Data flow::
 
-    dispatcher --respond(request, result)--> render --> due now: this read's batch
+    the answer to a request --respond(request, answer)--> render --> due now: the read's batch
                                                         (one conn.send per read)
                                                     \\-> else: pending, in order
     dispatcher --reserve(request)--> a Slot in pending --fill(slot, result)--> advance()
@@ -91,18 +91,16 @@ Entry = bytes | Slot | _Close | _HandOver
 class ResponseQueue:
     """The responses of one connection, in request order (module docstring)."""
 
-    # Slots in the order of use on the path of a response that is due at once.
-    __slots__ = (  # noqa: RUF023  (order of use, not of name)
+    __slots__ = (
         "access_log",
-        "cache",
-        "pending",
-        "batch",
-        "conn",
-        "owner",
         "active",
-        "sender",
         "advancing",
+        "cache",
+        "conn",
         "ended",
+        "owner",
+        "pending",
+        "sender",
     )
 
     def __init__(
@@ -112,11 +110,9 @@ class ResponseQueue:
         self.conn: TcpConnection = owner.conn
         self.cache = cache
         self.access_log = access_log
-        #: The responses of the read being handled, joined into one ``conn.send`` when it
-        #: is done (None outside a read: responses then go to the connection at once).
-        self.batch: list[bytes] | None = None
         #: Responses waiting for their turn, oldest first; None when there are none (no
-        #: list on an idle connection, and the due path tests it without touching one).
+        #: list on an idle connection). The owner's ``direct`` says the same without a
+        #: look at this object (kept by _append and _emptied).
         self.pending: list[Entry] | None = None
         #: The streamed or file response being sent (it holds the front of the queue).
         self.active: Slot | None = None
@@ -150,26 +146,9 @@ class ResponseQueue:
         closes the connection, nothing after it is answered."""
         if self.access_log:
             _log_access(request, result)
-        elif (
-            type(result) is str
-            and self.pending is None
-            and request.keep_alive
-            and self.batch is not None
-            and request.version == "1.1"
-            and request.method != "HEAD"
-        ):
-            # The common case, render()'s first branch inlined: a text due at once, in
-            # a read, as a keep-alive HTTP/1.1 response built once per second.
-            cache = self.cache
-            self.batch.append(cache.texts.get(result) or cache.text_response(result))
-            return
         out = render(request, result, self.cache)
         if type(out) is bytes and not self.pending:
-            batch = self.batch
-            if batch is not None:
-                batch.append(out)
-            else:
-                self.conn.send(out)
+            self._send(out)
         else:
             self._append(out if type(out) is bytes else Slot(request, out))
             self.advance()
@@ -241,25 +220,24 @@ class ResponseQueue:
     # -- sending ---------------------------------------------------------------------------
 
     def _send(self, data: bytes) -> None:
-        """Send now: into this read's batch while one is handled, else to the connection."""
-        batch = self.batch
+        """Send now: into the batch of the read being handled (the owner joins it into
+        one ``conn.send``), else to the connection."""
+        batch = self.owner.batch
         if batch is not None:
             batch.append(data)
         else:
             self.conn.send(data)
 
-    def send_batch(self) -> None:
-        """Hand this read's responses to the connection, in one ``conn.send``."""
-        batch = self.batch
-        if batch:
-            self.conn.send(batch[0] if len(batch) == 1 else b"".join(batch))
-            batch.clear()
-
     def _append(self, entry: Entry) -> None:
         if self.pending is None:
             self.pending = [entry]
+            self.owner.direct = False
         else:
             self.pending.append(entry)
+
+    def _emptied(self) -> None:
+        self.pending = None
+        self.owner.direct = not self.access_log
 
     def _close_after(self, slot: Slot) -> None:
         """End the connection once ``slot``'s response is out; later ones are dropped."""
@@ -308,7 +286,7 @@ class ResponseQueue:
         finally:
             self.advancing = False
         if not self.pending:
-            self.pending = None
+            self._emptied()
         self.owner.room()
 
     def _start(self, slot: Slot) -> None:
@@ -361,7 +339,7 @@ class ResponseQueue:
         for entry in self.pending or ():
             if isinstance(entry, Slot):
                 _abandon(entry.result)
-        self.pending = None
+        self._emptied()
 
     def cancel(self) -> None:
         """The connection is gone: stop streams and files, release what is held."""
