@@ -126,9 +126,8 @@ class RequestParser:
     __slots__ = (  # noqa: RUF023  (order of use, not of name)
         "events",
         "head_fed",
-        "small_read",
-        "careful",
         "callbacks",
+        "careful",
         "llhttp",
         "url",
         "raw",
@@ -138,30 +137,23 @@ class RequestParser:
         "in_body",
         "stopped",
         "between_requests",
-        "max_raw_fields",
-        "limits",
         "request",
         "body_size",
         "body_fed",
     )
 
     def __init__(self, limits: Limits, loop: EventLoop, peer: object) -> None:
-        self.limits = limits
         self.peer = peer
-        #: The callbacks the httptools parser calls, shared by the connections of a loop.
-        self.callbacks = loop_callbacks(loop)
+        #: The callbacks the httptools parser calls, and the limits, shared by the
+        #: connections of a loop with the same limits (what is the same for all of them
+        #: is not kept, nor looked for, in each).
+        self.callbacks = loop_callbacks(loop, limits)
         self.llhttp = httptools.HttpRequestParser(self.callbacks)
         #: The events of the feed in progress (None until its first, and between feeds).
         self.events: list[Event] | None = None
         #: Requests this connection may still make (``max_requests_per_connection``); the
         #: last one is answered with ``Connection: close``.
         self.requests_left = limits.max_requests_per_connection
-        #: A head's fields beyond which it is refused (431), counted as on_header keeps
-        #: them: name and value, flat.
-        self.max_raw_fields = 2 * limits.max_headers
-        #: Reads at most this large cannot hold a head over the header limit: a field
-        #: counts 1 byte more than its shortest form on the wire (``name:value\r\n``).
-        self.small_read = limits.max_header_bytes - limits.max_headers
         #: The target of the head in progress (b"" between heads).
         self.url = b""
         #: The current head's fields, flat: name, value, name, value... (None until its
@@ -173,7 +165,8 @@ class RequestParser:
         self.head_fed = -1
         #: Heads parsed from now on take the general path, which checks everything: set
         #: per feed when a head began in an earlier read or the read is larger than
-        #: ``small_read``, and by on_header for a field the parser must act on.
+        #: ``ParserCallbacks.small_read``, and by on_header for a field the parser must
+        #: act on.
         self.careful = False
         #: ``Host`` fields in the current head (the plain path takes exactly one).
         self.hosts = 0
@@ -214,10 +207,11 @@ class RequestParser:
         and return its events, in order (None: none)."""
         n = len(data)
         # Heads must be measured if one began in an earlier read or this read is large.
-        self.careful = self.head_fed >= 0 or n > self.small_read
+        callbacks = self.callbacks
+        self.careful = self.head_fed >= 0 or n > callbacks.small_read
         # No application code runs inside a feed, so feeds never nest: the loop's
         # callbacks are this parser's until the next feed sets them.
-        self.callbacks.parser = self
+        callbacks.parser = self
         try:
             self.llhttp.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -268,7 +262,7 @@ class RequestParser:
             self.head_fed = 0  # the head began in this read; the read's size bounds it
             return
         self.head_fed += fed
-        limits = self.limits
+        limits = self.callbacks.limits
         if self.head_fed > limits.max_request_line + limits.max_header_bytes:
             self._refuse(HttpError(431, "Request Header Fields Too Large", close=True))
 
@@ -278,7 +272,7 @@ class RequestParser:
         extensions (a chunked body of small chunks doubles in size on the wire; the body
         itself is held to ``max_body`` by on_body)."""
         self.body_fed += fed
-        limits = self.limits
+        limits = self.callbacks.limits
         if self.body_fed > 2 * limits.max_body + limits.max_header_bytes:
             self._refuse(HttpError(413, "Content Too Large", close=True))
 
@@ -287,8 +281,7 @@ class RequestParser:
         if a body follows, at its end otherwise."""
         self.head_fed = -1  # the next head begins in the read it is seen in
         parser = self.llhttp
-        limits = self.limits
-        if self.careful and sum(map(len, raw)) + 2 * len(raw) > limits.max_header_bytes:
+        if self.careful and sum(map(len, raw)) + 2 * len(raw) > self.callbacks.max_header_bytes:
             raise HttpError(431, "Request Header Fields Too Large", close=True)
         method_raw = parser.get_method()
         method = _METHODS.get(method_raw) or method_raw.decode("ascii")
@@ -346,7 +339,7 @@ class RequestParser:
                     expect = value
                 elif lower == b"connection" or lower == b"upgrade":
                     framing = True
-        if length > self.limits.max_body:
+        if length > self.callbacks.max_body:
             raise HttpError(413, "Content Too Large", close=True)
         if keep_alive and not framing and method != "CONNECT":
             version = "1.1"  # as on the plain path
@@ -385,7 +378,7 @@ class RequestParser:
 
 
 class ParserCallbacks:
-    """The httptools callbacks of every connection a loop serves.
+    """The httptools callbacks of every connection a loop serves with the same limits.
 
     httptools keeps the callbacks its protocol object has when the parser is made: with
     each connection's own methods, five bound method objects per connection, and a
@@ -400,16 +393,32 @@ class ParserCallbacks:
     """
 
     __slots__ = (
+        "limits",
+        "max_body",
+        "max_header_bytes",
+        "max_raw_fields",
+        "max_request_line",
         "on_body",
         "on_header",
         "on_headers_complete",
         "on_message_complete",
         "on_url",
         "parser",
+        "small_read",
         "targets",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.max_request_line = limits.max_request_line
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_body = limits.max_body
+        #: A head's fields beyond which it is refused (431), counted as on_header keeps
+        #: them: name and value, flat.
+        self.max_raw_fields = 2 * limits.max_headers
+        #: Reads at most this large cannot hold a head over the header limit: a field
+        #: counts 1 byte more than its shortest form on the wire (``name:value\r\n``).
+        self.small_read = limits.max_header_bytes - limits.max_headers
         #: Only read while a feed runs, which sets it first.
         self.parser: RequestParser = cast("RequestParser", None)
         #: Raw targets seen on this loop that are their own path (no query, nothing
@@ -427,7 +436,7 @@ class ParserCallbacks:
         p = self.parser
         if p.url:  # the rest of a target split across reads
             url = p.url + url
-        if len(url) > p.limits.max_request_line:
+        if len(url) > self.max_request_line:
             raise HttpError(414, "URI Too Long", close=True)
         p.url = url
 
@@ -439,7 +448,7 @@ class ParserCallbacks:
         else:
             raw.append(name)
             raw.append(value)
-            if len(raw) > p.max_raw_fields:
+            if len(raw) > self.max_raw_fields:
                 raise HttpError(431, "Request Header Fields Too Large", close=True)
         n = len(name)
         if n == 4 and (name == b"Host" or name.lower() == b"host"):
@@ -503,7 +512,7 @@ class ParserCallbacks:
         # Only general-path requests have a body: Content-Length or Transfer-Encoding
         # sends a head there.
         size = p.body_size + len(chunk)
-        if size > p.limits.max_body:
+        if size > self.max_body:
             raise HttpError(413, "Content Too Large", close=True)
         p.body_size = size
         p._emit(chunk)
@@ -514,13 +523,18 @@ class ParserCallbacks:
             p._complete_general()
 
 
-#: Each loop's callbacks (a loop parses one input at a time, on its own thread).
-_LOOP_CALLBACKS: weakref.WeakKeyDictionary[EventLoop, ParserCallbacks] = weakref.WeakKeyDictionary()
+#: Each loop's callbacks, per limits (a loop parses one input at a time, on its own thread).
+_LOOP_CALLBACKS: weakref.WeakKeyDictionary[EventLoop, dict[Limits, ParserCallbacks]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def loop_callbacks(loop: EventLoop) -> ParserCallbacks:
-    """The :class:`ParserCallbacks` of ``loop`` (call on its thread)."""
-    callbacks = _LOOP_CALLBACKS.get(loop)
+def loop_callbacks(loop: EventLoop, limits: Limits) -> ParserCallbacks:
+    """The :class:`ParserCallbacks` of ``loop`` for ``limits`` (call on its thread)."""
+    by_limits = _LOOP_CALLBACKS.get(loop)
+    if by_limits is None:
+        by_limits = _LOOP_CALLBACKS[loop] = {}
+    callbacks = by_limits.get(limits)
     if callbacks is None:
-        callbacks = _LOOP_CALLBACKS[loop] = ParserCallbacks()
+        callbacks = by_limits[limits] = ParserCallbacks(limits)
     return callbacks
