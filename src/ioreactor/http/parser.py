@@ -17,7 +17,10 @@ The parser runs no application code: it turns bytes into events, and the connect
 (:mod:`ioreactor.http.protocol`) hands them to its dispatcher once ``feed_data`` has
 returned. Parsing stops for good after a request that ends the connection (it asked to
 close, or was the last one allowed) and after an error: llhttp would otherwise read the
-bytes behind them, which are not ours to interpret (request smuggling).
+bytes behind them, which are not ours to interpret (request smuggling). An ASGI or WSGI
+server uses the parser as it is (only the dispatcher differs); an ``Upgrade`` request
+still ends the connection here (llhttp stops at it: the offset of the new protocol's
+first byte is where a WebSocket hand-over will take the input from).
 
 Two ways through a head. A *plain* head -- GET and the other methods without a body
 but HEAD and CONNECT, keep-alive HTTP/1.1 without a ``Connection`` field, none of

@@ -17,25 +17,22 @@ connection to another protocol after a response (a WebSocket after ``101``).
 
 The connection's life, as ``phase`` (h11 keeps its connection as such a table too)::
 
-    phase    what the connection is doing            event                      -> next
-    -------  --------------------------------------  -------------------------  -------
-    IDLE     between requests (a plain request       a read ends inside a head  HEADERS
-             goes from IDLE to IDLE within a read)   a head with a body         BODY
-                                                     no request for the header  closed
-                                                     or keep-alive timeout
-    HEADERS  a head spans reads                      the head completes         IDLE, BODY
-                                                     header_timeout             DONE (408)
-    BODY     a request body is arriving              the body ends              IDLE
-                                                     body_timeout               DONE (408)
-    (these)  ...                                     an error (4xx/5xx), a      DONE
-                                                     request or response that
-                                                     closes, the last request,
-                                                     a hand-over, shutdown
-    DONE     no more input is parsed; the responses  the queue reaches CLOSE    LINGER
-             before the close are going out          ... or the hand-over       (given)
-    LINGER   FIN sent once output drained; input     the peer closes            closed
-             is read and discarded                   linger_timeout after the   closed
-                                                     last response left
+    phase    what the connection is doing          on                               -> phase
+    -------  ------------------------------------  -------------------------------  --------
+    IDLE     between requests (a plain request     a read ends inside a head        HEADERS
+             goes from IDLE to IDLE in its read)   a head with a body               BODY
+                                                   header or keep-alive timeout     closed
+    HEADERS  a head spans reads                    the head completes               IDLE/BODY
+                                                   header_timeout                   DONE, 408
+    BODY     a request body is arriving            the body ends                    IDLE
+                                                   body_timeout                     DONE, 408
+    any of   -                                     an error, a request or response  DONE
+    these                                          that closes, the last request,
+                                                   shutdown, hand_over
+    DONE     no more input is parsed; the          the queue reaches its CLOSE      LINGER
+             responses before the end go out       the queue reaches a hand-over    (handed)
+    LINGER   FIN sent once output drained; input   the peer closes                  closed
+             is read and discarded                 linger_timeout, output gone      closed
 
 While ``paused`` (too many responses waiting, or output above the high water mark)
 parsing stops: input is held in ``conn.input`` and no head or body deadline runs (the
@@ -90,8 +87,8 @@ class HttpProtocol:
     """The HTTP state of one connection; see the module docstring."""
 
     # Slots in the order of use on the path of a read, the hot ones first: an object's
-    # slots lie in that order, so a request touches one cache line of it, not three (it
-    # counts with thousands of connections, when the protocol is rarely in cache).
+    # slots lie in that order, so a request touches its first cache line or two, not all
+    # four (it counts with thousands of connections, when the protocol is rarely in cache).
     __slots__ = (  # noqa: RUF023  (order of use, not of name)
         "phase",
         "paused",

@@ -15,7 +15,9 @@ Rendering::
 :class:`ResponseCache` (one per server, shared by its connections and loops) keeps what
 changes only with ``Date``: the ``Server`` line, the head of a ``200 OK`` text or octet
 response up to its ``Content-Length``, and whole keep-alive responses of short texts, so
-a handler that returns the same text again costs one dict lookup.
+a handler that returns the same text again costs one dict lookup. Rendering knows no
+application: an ASGI or WSGI dispatcher hands over the same response objects (a
+``StreamingResponse`` for a body sent in pieces).
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Data flow::
 
-    the answer to a request --respond(request, answer)--> render --> due now: the read's batch
-                                                        (one conn.send per read)
-                                                    \\-> else: pending, in order
-    dispatcher --reserve(request)--> a Slot in pending --fill(slot, result)--> advance()
+    a dispatcher's answer --respond(request, answer)--> render --> due now: the read's
+                                                    batch (one conn.send per read)
+                                                \\-> else: pending, in order
+    dispatcher --reserve(request)--> a Slot in pending --fill(slot, answer)--> advance()
     advance(): bytes go out; a StreamingResponse or FileResponse at the front is started
                and holds the queue until it ends; CLOSE ends the connection there, a
                hand-over marker gives it to the next protocol there
@@ -16,11 +16,14 @@ requests cost one ``send``), or goes straight to the connection outside a read. 
 else waits in ``pending`` behind the responses before it: a handler still running in the
 worker pool (a reserved :class:`Slot`), a streamed body not ended yet, a file being sent.
 
-The queue knows nothing of parsing or applications: a dispatcher (native, ASGI, WSGI)
-answers through :meth:`ResponseQueue.respond`, or :meth:`~ResponseQueue.reserve` and
-:meth:`~ResponseQueue.fill` for an answer that comes later; the connection's lifecycle
-(:class:`~ioreactor.http.protocol.HttpProtocol`) is told when the queue reaches a close
-or a hand-over and when it has room again.
+The queue knows nothing of parsing or applications: the connection queues the answers
+its dispatcher returns (:meth:`ResponseQueue.respond`), and a dispatcher whose answer
+comes later -- a native pool handler, an ASGI or WSGI application -- keeps its place with
+:meth:`~ResponseQueue.reserve` and sends it with :meth:`~ResponseQueue.fill`. The
+connection's lifecycle (:class:`~ioreactor.http.protocol.HttpProtocol`) is told when the
+queue reaches a close or a hand-over and when it has room again; it owns the read's
+batch, and the common answer (a short text due at once) reaches the batch without the
+queue (see ``HttpProtocol.direct``).
 """
 
 from __future__ import annotations
