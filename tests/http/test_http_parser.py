@@ -13,7 +13,7 @@ import pytest
 
 from ioreactor.http.errors import HttpError
 from ioreactor.http.limits import Limits
-from ioreactor.http.parser import CONTINUE, End, Event, RequestParser
+from ioreactor.http.parser import BODY, CONTINUE, HEAD, IDLE, STOPPED, End, Event, RequestParser
 from ioreactor.http.request import Request
 from ioreactor.loop.event_loop import EventLoop
 
@@ -63,7 +63,7 @@ def test_a_plain_request_is_one_complete_event(loop: EventLoop) -> None:
     )
     assert (request.version, request.keep_alive, request.body) == ("1.1", True, b"")
     assert request.headers.get("host") == "t" and request.peer == ("peer", 1)
-    assert not parser.in_head and not parser.in_body
+    assert parser.position == IDLE
 
 
 def test_a_body_is_a_head_its_chunks_and_end(loop: EventLoop) -> None:
@@ -89,9 +89,9 @@ def test_events_are_the_same_whatever_the_reads(loop: EventLoop) -> None:
 def test_a_head_split_across_reads_is_reported_in_progress(loop: EventLoop) -> None:
     parser = parser_for(loop)
     assert parser.feed(b"GET /a HTTP/1.1\r\nHo") is None  # no event yet
-    assert parser.in_head
+    assert parser.position == HEAD
     assert shape(parser.feed(b"st: t\r\n\r\n")) == [("GET", "/a", b"")]
-    assert not parser.in_head
+    assert parser.position == IDLE
 
 
 def test_expect_100_continue_comes_before_the_head(loop: EventLoop) -> None:
@@ -100,7 +100,7 @@ def test_expect_100_continue_comes_before_the_head(loop: EventLoop) -> None:
         b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
     )
     assert shape(events) == [CONTINUE, ("POST", "/up", None)]
-    assert parser.in_body
+    assert parser.position == BODY
     assert shape(parser.feed(b"ok")) == [b"ok", ("end", "/up")]
 
 
@@ -111,21 +111,21 @@ def test_parsing_stops_after_a_request_that_closes(loop: EventLoop) -> None:
     assert shape(events) == [("GET", "/", b"")]
     assert events is not None and isinstance(events[0], Request)
     assert events[0].keep_alive is False
-    assert parser.stopped
+    assert parser.position == STOPPED
 
 
 def test_the_last_allowed_request_closes(loop: EventLoop) -> None:
     parser = parser_for(loop, Limits(max_requests_per_connection=2))
     events = parser.feed(GET * 3) or []
     assert [e.keep_alive for e in events if isinstance(e, Request)] == [True, False]
-    assert parser.stopped
+    assert parser.position == STOPPED
 
 
 def test_an_error_is_the_last_event_after_the_requests_before_it(loop: EventLoop) -> None:
     parser = parser_for(loop)
     events = parser.feed(GET + b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n" + GET)
     assert shape(events) == [("GET", "/a?x=1", b""), 400]
-    assert parser.stopped
+    assert parser.position == STOPPED
 
 
 @pytest.mark.parametrize(

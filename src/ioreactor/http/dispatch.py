@@ -81,6 +81,8 @@ class Dispatcher(ABC):
     run on the connection's loop thread, in request order.
     """
 
+    __slots__ = ()
+
     #: The name the server gives in its ``Server`` field.
     server_name: str = "ioreactor"
 
@@ -122,6 +124,8 @@ class _Exchange:
 
 class AppDispatcher(Dispatcher):
     """Runs an :class:`~ioreactor.http.app.App`'s handlers (module docstring)."""
+
+    __slots__ = ("app", "plain", "router", "server_name")
 
     def __init__(self, app: App) -> None:
         self.app = app

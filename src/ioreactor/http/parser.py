@@ -44,6 +44,7 @@ extensions, which llhttp skips without a limit: CVE-2024-22019 in Node.js).
 from __future__ import annotations
 
 import logging
+import sys
 import weakref
 from typing import TYPE_CHECKING, Final, cast
 
@@ -57,6 +58,15 @@ if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
 
 log = logging.getLogger("ioreactor.http")
+
+#: Where the parser stands between two feeds (``RequestParser.position``): between
+#: requests, inside a head (its target seen), inside a general-path request (its head
+#: parsed, its end not), or stopped for good. The same values as the first four phases
+#: of the connection (``HttpProtocol.phase``: IDLE, HEADERS, BODY, DONE), which copies it.
+IDLE = 0
+HEAD = 1
+BODY = 2
+STOPPED = 3
 
 #: Input fed to the parser per call: larger reads are parsed a slice at a time, and the
 #: connection may stop between slices (see ``HttpProtocol``): httptools cannot pause in
@@ -96,7 +106,7 @@ Event = Request | bytes | End | _Continue | HttpError
 
 #: Methods a plain head may have, as httptools names them -> the Request's string.
 _PLAIN_METHODS = {
-    m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE")
+    m.encode(): sys.intern(m) for m in ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE")
 }
 _METHODS = {**_PLAIN_METHODS, b"HEAD": "HEAD", b"CONNECT": "CONNECT"}
 #: The fields of a head without any (shared, never changed).
@@ -128,8 +138,8 @@ class RequestParser:
     # counts with thousands of connections, when the parser is rarely in cache).
     __slots__ = (  # noqa: RUF023  (order of use, not of name)
         "events",
-        "head_fed",
         "callbacks",
+        "position",
         "careful",
         "llhttp",
         "url",
@@ -137,9 +147,7 @@ class RequestParser:
         "hosts",
         "requests_left",
         "peer",
-        "in_body",
-        "stopped",
-        "between_requests",
+        "head_fed",
         "request",
         "body_size",
         "body_fed",
@@ -162,6 +170,8 @@ class RequestParser:
         #: The current head's fields, flat: name, value, name, value... (None until its
         #: first field: an idle connection holds no list, and a request's list is new).
         self.raw: list[bytes] | None = None
+        #: IDLE, HEAD, BODY or STOPPED (see the constants).
+        self.position = IDLE
         #: Bytes fed since a read first ended inside the current head; -1 while the head
         #: in progress (if any) began in the current read, 0 right after the read it
         #: began in.
@@ -173,12 +183,6 @@ class RequestParser:
         self.careful = False
         #: ``Host`` fields in the current head (the plain path takes exactly one).
         self.hosts = 0
-        #: A general-path request is in progress: its head is parsed, its end is not.
-        self.in_body = False
-        #: Parsing has ended: the last request was parsed, or the input was refused.
-        self.stopped = False
-        #: The last feed ended between two requests, and parsing goes on.
-        self.between_requests = True
         #: The general-path request in progress.
         self.request: Request | None = None
         #: Body bytes of the request in progress (``max_body``).
@@ -191,14 +195,9 @@ class RequestParser:
         return f"<RequestParser {self.peer} requests_left={self.requests_left}>"
 
     @property
-    def in_head(self) -> bool:
-        """A head has begun and is not complete (its target is known)."""
-        return bool(self.url) and not self.in_body
-
-    @property
     def head_began(self) -> bool:
         """The last feed ended inside a head that began in it."""
-        return self.head_fed == 0 and self.in_head
+        return self.position == HEAD and self.head_fed == 0
 
     def last_request(self) -> None:
         """The request in progress (or the next one) is the connection's last: it is
@@ -211,7 +210,7 @@ class RequestParser:
         n = len(data)
         # Heads must be measured if one began in an earlier read or this read is large.
         callbacks = self.callbacks
-        self.careful = self.head_fed >= 0 or n > callbacks.small_read
+        self.careful = self.position == HEAD or n > callbacks.small_read
         # No application code runs inside a feed, so feeds never nest: the loop's
         # callbacks are this parser's until the next feed sets them.
         callbacks.parser = self
@@ -221,16 +220,11 @@ class RequestParser:
             self._failed(exc)
         except httptools.HttpParserUpgrade:
             pass  # the upgrade request was its connection's last (it is not switched)
-        if self.stopped or self.in_body or self.url:
-            self.between_requests = False
-            if self.stopped:
-                pass
-            elif self.in_body:
-                self._bound_body(n)
-            else:
-                self._bound_head(n)
-        else:
-            self.between_requests = True
+        position = self.position
+        if position == HEAD:
+            self._bound_head(n)
+        elif position == BODY:
+            self._bound_body(n)
         events = self.events
         self.events = None
         return events
@@ -244,7 +238,7 @@ class RequestParser:
 
     def _refuse(self, err: HttpError) -> None:
         """Stop parsing; ``err`` is this feed's last event."""
-        self.stopped = True
+        self.position = STOPPED
         self._emit(err)
 
     def _failed(self, exc: httptools.HttpParserError) -> None:
@@ -306,7 +300,7 @@ class RequestParser:
         request = incoming(method, target, path, query, raw, self.peer, version)
         request.keep_alive = keep_alive
         self.request = request
-        self.in_body = True
+        self.position = BODY
         self.body_size = 0
         self.body_fed = 0
         if has_body:
@@ -364,7 +358,7 @@ class RequestParser:
 
     def _complete_general(self) -> None:
         """on_message_complete of a request that took the general path."""
-        self.in_body = False
+        self.position = IDLE
         self.raw = None  # the trailer fields of a chunked body, if any: ignored
         self.hosts = 0  # (a Host among them too)
         request = self.request
@@ -376,7 +370,7 @@ class RequestParser:
             request.keep_alive = False
         self._emit(End(request) if request.body is None else request)
         if not request.keep_alive:
-            self.stopped = True
+            self.position = STOPPED
             raise _StopParsing
 
 
@@ -442,6 +436,7 @@ class ParserCallbacks:
         if len(url) > self.max_request_line:
             raise HttpError(414, "URI Too Long", close=True)
         p.url = url
+        p.position = HEAD
 
     def header(self, name: bytes, value: bytes) -> None:
         p = self.parser
@@ -497,7 +492,9 @@ class ParserCallbacks:
                 targets = self.targets
                 if len(targets) >= TARGET_CACHE_ENTRIES:
                     targets.clear()
-                targets[url] = target
+                # Interned: the dispatcher's route table then finds it by identity.
+                targets[url] = target = sys.intern(target)
+                request.target = request.path = target
         left = p.requests_left - 1
         p.requests_left = left
         events = p.events
@@ -507,8 +504,9 @@ class ParserCallbacks:
             events.append(request)
         if left <= 0:
             request.keep_alive = False
-            p.stopped = True
+            p.position = STOPPED
             raise _StopParsing
+        p.position = IDLE
 
     def body(self, chunk: bytes) -> None:
         p = self.parser
@@ -522,7 +520,7 @@ class ParserCallbacks:
 
     def message_complete(self) -> None:
         p = self.parser
-        if p.in_body:  # (a plain request was complete at its head)
+        if p.position == BODY:  # (a plain request was complete at its head)
             p._complete_general()
 
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ioreactor.http import parser as parsing
 from ioreactor.http.dispatch import LATER
 from ioreactor.http.errors import HttpError
 from ioreactor.http.parser import CONTINUE, FEED_SLICE, End, Event, RequestParser
@@ -69,10 +70,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ioreactor.http")
 
-IDLE = 0
-HEADERS = 1
-BODY = 2
-DONE = 3
+# The first four are where the parser stands (RequestParser.position), copied after
+# each read; the last two are the connection's own.
+IDLE = parsing.IDLE
+HEADERS = parsing.HEAD
+BODY = parsing.BODY
+DONE = parsing.STOPPED
 LINGER = 4
 
 #: Seconds before the first check for drained output while parsing is paused on it;
@@ -178,16 +181,11 @@ class HttpProtocol:
 
     def _settle(self) -> None:
         """The phase after a read that did not end between requests: where the parser
-        stands, unless the connection ends."""
+        stands (DONE once it stopped: its last response closes the connection)."""
         parser = self.parser
-        if parser.stopped:
-            self.phase = DONE  # its last response closes the connection
-        elif parser.in_body:
-            self.phase = BODY
-        else:
-            if parser.head_began:
-                self.since = self.loop.now  # its deadline runs from now
-            self.phase = HEADERS
+        if parser.head_began:
+            self.since = self.loop.now  # the head's deadline runs from now
+        self.phase = parser.position
 
     def _feed_held(self, buffer: Buffer) -> None:
         """Input while no more is parsed, or while parsing waits for output to drain."""
@@ -484,7 +482,7 @@ def receive_read(handler: object, conn: TcpConnection, data: memoryview) -> int:
             log.exception("%r: dispatching failed", protocol)
             protocol.fail(HttpError(500, "Internal Server Error", close=True))
     if protocol.phase < DONE:
-        if parser.between_requests:
+        if parser.position == IDLE:
             protocol.phase = IDLE
         else:
             protocol._settle()

@@ -10,6 +10,7 @@ server drops the body). A path that exists with other methods answers 405 with `
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -79,7 +80,9 @@ class Router:
     ) -> Route:
         if blocking and stream_body:
             raise ValueError("a route cannot be both blocking and stream_body")
-        names = frozenset(m.upper() for m in methods)
+        # Interned, as the server's request methods and cached targets are: a lookup
+        # in the plain table then matches by identity, without comparing strings.
+        names = frozenset(sys.intern(m.upper()) for m in methods)
         if not names:
             raise ValueError("a route needs at least one method")
         regex = compile_pattern(pattern)
@@ -93,7 +96,7 @@ class Router:
                 raise ValueError(f"{method} {pattern} is already routed")
             table[method] = route
             if regex is None and not (blocking or stream_body):
-                self.plain.setdefault(pattern, {})[method] = route
+                self.plain.setdefault(sys.intern(pattern), {})[method] = route
         return route
 
     def _pattern_table(self, regex: re.Pattern[str]) -> dict[str, Route]:
