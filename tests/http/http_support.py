@@ -19,6 +19,7 @@ from typing import Any
 import httptools
 
 from ioreactor.http.app import App
+from ioreactor.http.dispatch import Dispatcher
 from ioreactor.http.echo_app import build_echo_app
 from ioreactor.http.handler import HttpHandler
 from ioreactor.http.limits import Limits
@@ -58,7 +59,7 @@ class Harness:
 
     def __init__(
         self,
-        app: App | None = None,
+        app: App | Dispatcher | None = None,
         limits: Limits | None = None,
         *,
         poller: str | None = None,

@@ -328,7 +328,7 @@ def test_blocking_handlers_answer_in_request_order() -> None:
             h.loop.run_once(0.05)
             h.spin()
         assert [r.body for r in h.responses()] == [b"slow", b"fast", b"fast"]
-        assert h.protocol.phase == IDLE and not h.protocol.pending
+        assert h.protocol.phase == IDLE and not h.protocol.queue.pending
 
 
 def test_streaming_response_is_chunked_and_ordered() -> None:
@@ -540,7 +540,7 @@ def test_pool_response_after_an_earlier_close_is_dropped(
         h.spin()
         assert [r.body for r in h.responses()] == [b"a"]
         assert h.protocol.phase == LINGER
-        assert not h.protocol.pending
+        assert not h.protocol.queue.pending
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
 

@@ -13,15 +13,8 @@ from http_support import Harness, gated_slow_app, live_server, status_of
 
 from ioreactor.http.app import App
 from ioreactor.http.limits import Limits
-from ioreactor.http.protocol import (
-    BODY,
-    FEED_SLICE,
-    HEADERS,
-    IDLE,
-    LINGER,
-    RESUME_POLL,
-    RESUME_POLL_MAX,
-)
+from ioreactor.http.parser import FEED_SLICE
+from ioreactor.http.protocol import BODY, HEADERS, IDLE, LINGER, RESUME_POLL, RESUME_POLL_MAX
 from ioreactor.http.request import Request
 
 LIMITS = Limits(

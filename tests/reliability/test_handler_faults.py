@@ -171,7 +171,7 @@ def test_a_blocking_handler_in_the_pool_leaves_the_loop_free(
     with socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT) as sock:
         sock.sendall(b"GET /wait-in-pool HTTP/1.1\r\nHost: t\r\n\r\n")
         assert lt.wait_until(
-            lambda: any(c.context.pending for c in srv.tcp.connections)
+            lambda: any(c.context.queue.pending for c in srv.tcp.connections)
         )  # the handler holds a pool thread
         assert http_get(srv.port) == 200  # the loop answers others meanwhile
         release.set()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ioreactor.http.app import App
+    from ioreactor.http.dispatch import Dispatcher
     from ioreactor.http.errors import HttpError
     from ioreactor.http.handler import HttpHandler
     from ioreactor.http.headers import HeaderError, Headers
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "App": "app",
     "BodyConsumer": "request",
+    "Dispatcher": "dispatch",
     "FileResponse": "response",
     "HeaderError": "headers",
     "Headers": "headers",
@@ -48,6 +50,7 @@ _EXPORTS = {
 __all__ = [
     "App",
     "BodyConsumer",
+    "Dispatcher",
     "FileResponse",
     "HeaderError",
     "Headers",

@@ -1,24 +1,43 @@
-"""What a handler returns: a whole response, a streamed (chunked) one, or a file.
+"""What a handler returns, and the one place that turns it into bytes on the wire.
 
-A handler may also return ``str`` (sent as ``text/plain; charset=utf-8``) or ``bytes``
-(``application/octet-stream``). The server adds ``Server``, ``Date``, the framing
-(``Content-Length`` or ``Transfer-Encoding: chunked``) and ``Connection``; a handler sets
-everything else, and every field it sets is checked (see :mod:`ioreactor.http.headers`).
+A handler returns a whole :class:`Response`, a streamed (chunked) one, a file, ``str``
+(sent as ``text/plain; charset=utf-8``) or ``bytes`` (``application/octet-stream``). The
+server adds ``Server``, ``Date``, the framing (``Content-Length`` or
+``Transfer-Encoding: chunked``) and ``Connection``; a handler sets everything else, and
+every field it sets is checked (see :mod:`ioreactor.http.headers`).
+
+Rendering::
+
+    handler result --render(request, result, cache)--> bytes (whole response)
+                                                    or StreamingResponse / FileResponse,
+                                                       whose head is encoded in its turn
+
+:class:`ResponseCache` (one per server, shared by its connections and loops) keeps what
+changes only with ``Date``: the ``Server`` line, the head of a ``200 OK`` text or octet
+response up to its ``Content-Length``, and whole keep-alive responses of short texts, so
+a handler that returns the same text again costs one dict lookup. Rendering knows no
+application: an ASGI or WSGI dispatcher hands over the same response objects (a
+``StreamingResponse`` for a body sent in pieces).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from ioreactor.http.date import DATE
+from ioreactor.http.errors import HttpError
 from ioreactor.http.headers import HeaderError, encode_field
 from ioreactor.http.status import REASON_PHRASES
 
 if TYPE_CHECKING:
+    from ioreactor.http.request import Request
     from ioreactor.loop.event_loop import EventLoop
+
+log = logging.getLogger("ioreactor.http")
 
 HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]] | None
 
@@ -211,6 +230,12 @@ class StreamingResponse:
     def ended(self) -> bool:
         return self._ended
 
+    def encode_head(self, connection: bytes, server: bytes, *, chunked: bool) -> bytes:
+        """Status line and fields; ``chunked`` frames the body (HTTP/1.1), else the end of
+        the connection ends it (HTTP/1.0)."""
+        framing = CHUNKED_FIELD if chunked else b""
+        return encode_head(self.status, self.fields, framing, connection, server)
+
     # -- the server's side (loop thread) ------------------------------------------------
 
     def bind(
@@ -316,3 +341,128 @@ class FileResponse:
 
 
 ResponseLike = Response | StreamingResponse | FileResponse | bytes | str
+
+#: Texts of at most this many bytes have their whole response cached (per second).
+TEXT_CACHE_BODY = 256
+#: At most this many of them (a handler returning ever new texts fills it once a second).
+TEXT_CACHE_ENTRIES = 64
+
+
+class ResponseCache:
+    """What one server's responses share and what changes only with ``Date``.
+
+    One per server, given to each of its connections; loops on other threads may share
+    it (each store is one attribute or dict operation under the GIL). :meth:`tick` runs
+    from every loop's sweep once per ``Limits.sweep_interval``.
+    """
+
+    __slots__ = ("_date", "_octet_prefix", "_text", "server", "texts")
+
+    def __init__(self, server_name: str) -> None:
+        #: The ``Server`` field line.
+        self.server = encode_field("Server", server_name)
+        #: The ``200 OK`` head of a text response up to the Content-Length value, for the
+        #: current Date, and the whole keep-alive responses of short texts built with it:
+        #: replaced together, as one tuple, when the second changes.
+        self._text: tuple[bytes, dict[str, bytes]] = (b"", {})
+        #: The cache of ``_text``: text -> whole response, for the lookup on every text
+        #: response (``texts.get(text) or text_response(text)``).
+        self.texts: dict[str, bytes] = self._text[1]
+        #: The same head for an ``application/octet-stream`` body (a handler's ``bytes``).
+        self._octet_prefix = b""
+        self._date = b""
+        self.tick()
+
+    def tick(self) -> None:
+        """Refresh the cached Date (and what is built from it)."""
+        DATE.refresh()
+        line = DATE.line
+        if line is not self._date:
+            self._date = line
+            prefix = b"HTTP/1.1 200 OK\r\n%s%s%sContent-Length: " % (self.server, line, TEXT_FIELD)
+            # The tuple first: a lookup that misses the old cache builds with the new head.
+            self._text = (prefix, {})
+            self.texts = self._text[1]
+            self._octet_prefix = prefix.replace(TEXT_FIELD, OCTET_FIELD)
+
+    def text_response(self, text: str) -> bytes:
+        """The whole keep-alive HTTP/1.1 ``200 OK`` response with ``text`` as its body
+        (kept in ``texts`` until the Date changes, when short)."""
+        prefix, cache = self._text
+        body = text.encode("utf-8", "surrogateescape")
+        data = b"%s%d\r\n\r\n%s" % (prefix, len(body), body)
+        if len(body) <= TEXT_CACHE_BODY and len(cache) < TEXT_CACHE_ENTRIES:
+            cache[text] = data
+        return data
+
+    def octet_response(self, body: bytes) -> bytes:
+        """The whole keep-alive HTTP/1.1 ``200 OK`` response with ``body`` as it is."""
+        return b"%s%d\r\n\r\n%s" % (self._octet_prefix, len(body), body)
+
+
+def connection_field(request: Request) -> bytes:
+    """The ``Connection`` field line the response to ``request`` carries (none for a
+    keep-alive HTTP/1.1 exchange, the default)."""
+    if request.keep_alive:
+        return b"" if request.version == "1.1" else KEEP_ALIVE_FIELD
+    return CLOSE_FIELD
+
+
+def error_response(err: HttpError) -> Response:
+    """The response for an :class:`HttpError`: its status and detail as text."""
+    response = Response(
+        f"{err.status} {err.detail}".rstrip() + "\n", err.status, headers=err.headers
+    )
+    response.close = response.close or err.close  # HttpError(close=True) ends the connection
+    return response
+
+
+def render(
+    request: Request, result: object, cache: ResponseCache
+) -> bytes | StreamingResponse | FileResponse:
+    """A handler's ``result`` for ``request``: the whole response as bytes, or a streamed
+    or file response (its head is encoded when its turn comes).
+
+    A response that closes the connection (``Connection: close`` from the handler) sets
+    ``request.keep_alive`` to False. A result of any other type is logged and answered
+    500.
+    """
+    head = request.method == "HEAD"
+    if type(result) is str:
+        if request.keep_alive and request.version == "1.1" and not head:
+            # The common case: the whole response built once per second (short texts).
+            return cache.texts.get(result) or cache.text_response(result)
+        body = result.encode("utf-8", "surrogateescape")
+        return encode_simple(TEXT_FIELD, body, connection_field(request), cache.server, head)
+    if type(result) is bytes:
+        if request.keep_alive and request.version == "1.1" and not head:
+            return cache.octet_response(result)
+        return encode_simple(OCTET_FIELD, result, connection_field(request), cache.server, head)
+    if type(result) is Response:
+        if result.close:
+            request.keep_alive = False
+        return result.encode(connection_field(request), cache.server, head)
+    if isinstance(result, StreamingResponse | FileResponse):
+        if result.close:
+            request.keep_alive = False
+        return result
+    log.error(
+        "handler for %s %s returned %r, not a response", request.method, request.path, type(result)
+    )
+    return render(request, error_response(HttpError(500, "Internal Server Error")), cache)
+
+
+def describe(result: object) -> tuple[int, int]:
+    """``(status, body size)`` of a handler's result for the access log (size -1 when
+    not known in advance)."""
+    if isinstance(result, str):
+        return 200, len(result.encode("utf-8", "surrogateescape"))
+    if isinstance(result, bytes):
+        return 200, len(result)
+    if isinstance(result, Response):
+        return result.status, len(result.body)
+    if isinstance(result, FileResponse):
+        return result.status, result.length
+    if isinstance(result, StreamingResponse):
+        return result.status, -1
+    return 500, -1

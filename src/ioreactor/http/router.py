@@ -10,6 +10,7 @@ server drops the body). A path that exists with other methods answers 405 with `
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -17,9 +18,6 @@ from ioreactor.http.errors import HttpError
 from ioreactor.http.request import NO_PARAMS
 
 Handler = Callable[..., object]
-
-#: Methods the server's short path serves (HEAD drops the body; CONNECT asks for a tunnel).
-PLAIN_METHODS = ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE")
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}")
 
@@ -39,15 +37,6 @@ class Route:
     blocking: bool = False
     stream_body: bool = False
     regex: re.Pattern[str] | None = field(default=None, repr=False)
-
-
-#: One method's plain routes: (method, raw target -> (route, path), path -> route).
-PlainRoutes = tuple[str, dict[bytes, tuple[Route, str]], dict[str, Route]]
-
-
-def _escaped(pattern: str) -> bool:
-    """A literal pattern that a raw target cannot equal as is (a query, an escape)."""
-    return "%" in pattern or "?" in pattern
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str] | None:
@@ -75,11 +64,9 @@ class Router:
 
     def __init__(self) -> None:
         self._literal: dict[str, dict[str, Route]] = {}
-        #: The server's first lookup, for the literal routes that run on the loop and take
-        #: the whole body: method as httptools names it (bytes) -> (method, raw target ->
-        #: (route, path), path -> route). A raw target equal to a pattern with no '%' or
-        #: '?' is that path, decoded: the server takes the pattern's own string for it.
-        self.plain: dict[bytes, PlainRoutes] = {m.encode(): (m, {}, {}) for m in PLAIN_METHODS}
+        #: The dispatcher's first lookup, for the literal routes that run on the loop and
+        #: take the whole body: path -> method -> route (any other request is resolved).
+        self.plain: dict[str, dict[str, Route]] = {}
         self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
 
     def add(
@@ -93,7 +80,9 @@ class Router:
     ) -> Route:
         if blocking and stream_body:
             raise ValueError("a route cannot be both blocking and stream_body")
-        names = frozenset(m.upper() for m in methods)
+        # Interned, as the server's request methods and cached targets are: a lookup
+        # in the plain table then matches by identity, without comparing strings.
+        names = frozenset(sys.intern(m.upper()) for m in methods)
         if not names:
             raise ValueError("a route needs at least one method")
         regex = compile_pattern(pattern)
@@ -106,15 +95,8 @@ class Router:
             if method in table:
                 raise ValueError(f"{method} {pattern} is already routed")
             table[method] = route
-            entry = self.plain.get(method.encode())
-            if (
-                entry is not None
-                and regex is None
-                and not (blocking or stream_body or _escaped(pattern))
-            ):
-                if pattern.isascii():
-                    entry[1][pattern.encode("ascii")] = (route, pattern)
-                entry[2][pattern] = route
+            if regex is None and not (blocking or stream_body):
+                self.plain.setdefault(sys.intern(pattern), {})[method] = route
         return route
 
     def _pattern_table(self, regex: re.Pattern[str]) -> dict[str, Route]:

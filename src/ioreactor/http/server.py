@@ -6,7 +6,6 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ioreactor.http.app import App
 from ioreactor.http.handler import HttpHandler
 from ioreactor.http.limits import Limits
 from ioreactor.net.acceptor import BACKLOG
@@ -14,6 +13,8 @@ from ioreactor.net.address import Address
 from ioreactor.net.server import Balance, TcpServer
 
 if TYPE_CHECKING:
+    from ioreactor.http.app import App
+    from ioreactor.http.dispatch import Dispatcher
     from ioreactor.loop.event_loop import EventLoop
 
 #: Seconds a graceful shutdown waits for in-flight requests before closing the rest.
@@ -21,13 +22,17 @@ SHUTDOWN_GRACE = 10.0
 
 
 class HttpServer:
-    """Serves ``app`` on ``address`` from ``loop`` (and ``loops`` sub-reactor threads)."""
+    """Serves ``app`` on ``address`` from ``loop`` (and ``loops`` sub-reactor threads).
+
+    ``app`` is an :class:`~ioreactor.http.app.App` or another
+    :class:`~ioreactor.http.dispatch.Dispatcher`.
+    """
 
     def __init__(
         self,
         loop: EventLoop,
         address: str | Address | tuple[str, int],
-        app: App,
+        app: App | Dispatcher,
         *,
         limits: Limits | None = None,
         access_log: bool = False,

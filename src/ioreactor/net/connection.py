@@ -52,7 +52,7 @@ from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in
 try:
     import cython
 except ImportError:  # the pure build runs without Cython installed
-    from ioreactor import _cython as cython
+    import ioreactor._cython as cython
 
 # Cython drops a block under a plain ``if not cython.compiled:`` (a compile-time False
 # there); joined into one condition, it would still see a second definition of the
