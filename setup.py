@@ -50,7 +50,9 @@ def _extensions() -> list[Extension]:
                 # Types come from the .pxd files only: an annotation such as ``data: bytes``
                 # must not make the compiled build stricter than the pure one.
                 "annotation_typing": False,
-                "embedsignature": True,
+                # Docstrings stay as written (the functions carry their signatures
+                # anyway: inspect.signature reads them, Cython's binding is on).
+                "embedsignature": False,
             },
             quiet=True,
         )

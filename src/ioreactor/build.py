@@ -46,9 +46,11 @@ NO_EXTENSIONS_VARIABLE = "IOREACTOR_NO_EXTENSIONS"
 
 #: The modules that have a compiled build: each has a ``.pxd`` beside its ``.py``.
 COMPILED_MODULES = (
+    "ioreactor.echo",
     "ioreactor.loop.event_loop",
     "ioreactor.net.buffer",
     "ioreactor.net.connection",
+    "ioreactor.net.handlers",
 )
 
 

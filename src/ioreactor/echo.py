@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Collection, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
@@ -23,6 +23,16 @@ from ioreactor.net.handlers import DatagramHandler, Handler
 from ioreactor.net.sockopt import SockOpt
 from ioreactor.net.udp import UdpEndpoint
 
+try:
+    import cython
+except ImportError:  # the pure build runs without Cython installed
+    import ioreactor._cython as cython
+
+# (Nested: see net/connection.py.)
+if not cython.compiled:  # noqa: SIM102
+    if TYPE_CHECKING:  # the compiled build's copy of a read (loop/csysio.pxd)
+        from ioreactor.loop.csysio import scratch_bytes
+
 log = logging.getLogger("ioreactor.echo")
 
 
@@ -32,6 +42,12 @@ class EchoHandler(Handler):
     def on_read(self, conn: TcpConnection, data: memoryview) -> int:
         conn.send(bytes(data))
         return len(data)
+
+    reads_scratch = True
+
+    def _read_scratch(self, conn: TcpConnection, scratch: bytearray, size: int) -> int:
+        conn.send(scratch_bytes(scratch, size))
+        return size
 
     def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
         conn.send(buffer.read_all())

@@ -7,7 +7,7 @@
 # errors; EINTR is retried (PEP 475). csysio.pyi gives their Python signatures.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.string cimport strerror
 
@@ -44,3 +44,34 @@ cdef inline Py_ssize_t sock_send(object sock, int fd, object data) except -1:
             return n
         if errno != EINTR:
             return _raise_errno(errno)
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clock, timespec* ts)
+    const int CLOCK_MONOTONIC
+
+
+cdef inline double monotonic() noexcept:
+    # time.monotonic() without the call through the time module: the same clock and the
+    # same float (nanoseconds / 1e9, as CPython rounds them), so the two mix freely.
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>(<long long>ts.tv_sec * 1000000000 + ts.tv_nsec) / 1e9
+
+
+cdef extern from "Python.h":
+    unsigned long PyThread_get_thread_ident() nogil
+
+
+cdef inline unsigned long get_ident() noexcept:
+    # threading.get_ident() without the Python call (the same number).
+    return PyThread_get_thread_ident()
+
+
+cdef inline bytes scratch_bytes(bytearray scratch, Py_ssize_t size):
+    # The first ``size`` bytes of a read buffer as bytes: one copy, no view.
+    return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(scratch), size)

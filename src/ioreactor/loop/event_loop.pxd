@@ -1,7 +1,13 @@
 # C types for event_loop.py (Cython augmenting declarations; the .py is the source).
 
+from ioreactor.loop.cepoll cimport epoll_events, epoll_wait, ready_fd, ready_mask
+from ioreactor.loop.csysio cimport get_ident, monotonic
+
+cdef bint COMPILED
+
 cdef class EventLoop:
-    cdef public object poller, name, _waker, _ready, _timers, _thread_id, _lag_recent
+    cdef public object poller, name, _waker, _ready, _timers, _lag_recent
+    cdef public unsigned long _thread_id
     cdef public object _signal_wakeup
     cdef public list _second_callbacks
     cdef public double _second_ends
@@ -11,7 +17,13 @@ cdef class EventLoop:
     cdef public bytearray scratch
     cdef public object scratch_view
     cdef public list pending_flush
-    cdef public dict _handlers, _pools, _signals
+    cdef public list _handlers
+    cdef public Py_ssize_t _watched
+    cdef public int _epoll_fd
+    cdef public bytearray _epoll_ready
+    cdef public dict _pools, _signals
     cdef public set _unwatched
     cdef public Py_ssize_t _iterations, _slow_iterations
     cdef object __weakref__
+
+    cdef inline void _dispatch(self, int fd, int mask)

@@ -1,8 +1,11 @@
 # C types for connection.py (Cython augmenting declarations; the .py is the source).
 
-from ioreactor.loop.csysio cimport sock_recv_into, sock_send
+from ioreactor.loop.csysio cimport get_ident, sock_recv_into, sock_send
 from ioreactor.loop.event_loop cimport EventLoop
 from ioreactor.net.buffer cimport Buffer
+from ioreactor.net.handlers cimport Handler
+
+cimport cython
 
 cdef bint COMPILED
 cdef object SOCKET
@@ -10,18 +13,22 @@ cdef object SOCKET
 cdef class TcpConnection:
     cdef public EventLoop loop
     cdef public object sock, peer, context, error, close_timeout
-    cdef public object _owner, _handler, _close_timer
+    cdef public object _owner, _close_timer
+    cdef public Handler _handler
     cdef public int fd, _state, _events
     cdef public Buffer input
     cdef public list _out
     cdef public Py_ssize_t _out_size, _high_water, _low_water
     cdef public bint _flush_queued, _in_read, _writing, _above_high, _read_paused
     cdef public bint _close_after_drain, _shutdown_requested, _shut_wr, _peer_eof
-    cdef public bint _direct, _notify_drain
+    cdef public bint _direct, _scratch, _notify_drain
     cdef public double last_read, last_write
 
     cpdef bint _handle_event(self, int mask) except -1
-    cpdef bint _received(self, object data) except -1
+    @cython.locals(used=Py_ssize_t)
+    cpdef bint _received(self, object data, Py_ssize_t size) except -1
     cpdef bint _deliver(self) except -1
+    @cython.locals(sent=Py_ssize_t)
     cpdef _flush(self)
     cpdef _set_events(self, int events)
+    cpdef send(self, data)

@@ -42,12 +42,17 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-import threading
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
 from ioreactor.net.buffer import Buffer
-from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in_place
+from ioreactor.net.handlers import (
+    ConnectionOwner,
+    Handler,
+    overrides,
+    reads_in_place,
+    reads_scratch,
+)
 
 try:
     import cython
@@ -55,9 +60,11 @@ except ImportError:  # the pure build runs without Cython installed
     import ioreactor._cython as cython
 
 # Cython drops a block under a plain ``if not cython.compiled:`` (a compile-time False
-# there); joined into one condition, it would still see a second definition of the
-# names it cimports from loop/csysio.pxd.
-if not cython.compiled:  # noqa: SIM102
+# there), so the names it cimports from loop/csysio.pxd are defined here for the pure
+# build and the type checker only.
+if not cython.compiled:
+    from threading import get_ident  # (the compiled build's is a C call)
+
     if TYPE_CHECKING:  # for the type checker: the compiled build's direct system calls
         from ioreactor.loop.csysio import sock_recv_into, sock_send
 
@@ -90,7 +97,6 @@ CONNECTED = 1
 DISCONNECTING = 2
 DISCONNECTED = 3
 
-_get_ident = threading.get_ident
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ENOTCONN})
 
 
@@ -114,6 +120,7 @@ class TcpConnection:
         "_owner",
         "_peer_eof",
         "_read_paused",
+        "_scratch",
         "_shut_wr",
         "_shutdown_requested",
         "_state",
@@ -223,6 +230,8 @@ class TcpConnection:
         # Decided once per handler, not per read: which optional callbacks it has.
         self._notify_drain = overrides(handler, "on_write_complete")
         self._direct = reads_in_place(handler)
+        #: The compiled build hands such reads to a compiled handler's _read_scratch.
+        self._scratch = COMPILED and self._direct and reads_scratch(handler)
 
     def pause_reading(self) -> None:
         """Stop reading until :meth:`resume_reading`. Any thread.
@@ -364,36 +373,44 @@ class TcpConnection:
         if not n:
             self._handle_eof()
             return False
-        return self._received(loop.scratch_view[:n])
+        if self._scratch:  # a compiled handler reads the scratch buffer itself: no view
+            return self._received(None, n)
+        return self._received(loop.scratch_view[:n], n)
 
-    def _received(self, data: memoryview) -> bool:
-        """The read step of every I/O path: ``data`` (bytes just read, valid during this
-        call only) goes to the handler, then what it sent leaves at once (flush on read
-        complete). False when a callback failed (the connection is then closed).
+    def _received(self, data: memoryview | None, size: int) -> bool:
+        """The read step of every I/O path: ``data`` (``size`` bytes just read, valid
+        during this call only) goes to the handler, then what it sent leaves at once
+        (flush on read complete). False when a callback failed (the connection is then
+        closed). ``data`` None: the bytes are at the start of the loop's scratch buffer,
+        for a handler that reads them there (``_scratch``).
 
         While ``input`` is empty, a handler with ``on_read`` parses ``data`` in place and
         only what it leaves is copied into ``input``; otherwise the bytes are appended to
         ``input`` and ``on_message`` runs. One call each to the handler and to the buffer.
         """
-        self.last_read = self.loop.now
+        loop = self.loop
+        self.last_read = loop.now
         self._in_read = True
         buffer = self.input
         if self._direct and buffer.is_empty():
-            n = len(data)
             try:
-                used = self._handler.on_read(self, data)
-                if not 0 <= used <= n:  # (None or a non-int raises TypeError here)
-                    raise ValueError(f"on_read returned {used!r}, not a count in 0..{n}")
+                if data is None:
+                    used = self._handler._read_scratch(self, loop.scratch, size)
+                else:
+                    used = self._handler.on_read(self, data)
+                if not 0 <= used <= size:  # (None or a non-int raises TypeError here)
+                    raise ValueError(f"on_read returned {used!r}, not a count in 0..{size}")
             except Exception as exc:
                 self._in_read = False
                 self._callback_failed("on_read", exc)
                 return False
-            if used < n and self._state != DISCONNECTED:
-                buffer.append_received(data[used:])
+            if used < size and self._state != DISCONNECTED:
+                rest = loop.scratch_view[used:size] if data is None else data[used:]
+                buffer.append_received(rest)
                 if not self._deliver():
                     return False
         else:
-            buffer.append_received(data)
+            buffer.append_received(loop.scratch_view[:size] if data is None else data)
             if not self._deliver():
                 return False
         self._in_read = False
@@ -492,7 +509,7 @@ class TcpConnection:
     def send(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data``; it leaves at the end of this loop iteration. Any thread."""
         loop = self.loop
-        if loop._thread_id != _get_ident():
+        if loop._thread_id != get_ident():
             loop.call_soon_threadsafe(self._send_in_loop, bytes(data))
         elif (
             self._state == CONNECTED

@@ -60,6 +60,16 @@ class Handler:
         """A read while ``conn.input`` is empty, as a view valid in this call: return bytes used."""
         return 0
 
+    #: A compiled handler class sets this when its ``_read_scratch`` does what its
+    #: ``on_read`` does (see :func:`reads_scratch`).
+    reads_scratch = False
+
+    def _read_scratch(self, conn: TcpConnection, scratch: bytearray, size: int) -> int:
+        """The compiled build's ``on_read`` of a handler class with ``reads_scratch``: the
+        read is the first ``size`` bytes of the loop's ``scratch`` buffer, read there
+        without a view made for it. (Compiled handlers override it in C.)"""
+        return self.on_read(conn, memoryview(scratch)[:size])
+
     def on_write_complete(self, conn: TcpConnection) -> None:
         """All queued output reached the kernel (the output buffer is empty again)."""
 
@@ -141,5 +151,19 @@ def reads_in_place(handler: Handler) -> bool:
     return known
 
 
-#: ``reads_in_place`` per handler class (decided once, not per connection).
+def reads_scratch(handler: Handler) -> bool:
+    """Whether the compiled connection hands in-place reads to ``handler._read_scratch``:
+    when its ``on_read`` is that of a class with ``reads_scratch`` (not a Python
+    subclass's own)."""
+    cls = type(handler)
+    known = _READS_SCRATCH.get(cls)
+    if known is None:
+        owner = next(c for c in cls.__mro__ if "on_read" in vars(c))
+        known = _READS_SCRATCH[cls] = vars(owner).get("reads_scratch") is True
+    return known
+
+
+#: ``reads_in_place`` and ``reads_scratch`` per handler class (decided once, not per
+#: connection).
 _READS_IN_PLACE: dict[type[Handler], bool] = {}
+_READS_SCRATCH: dict[type[Handler], bool] = {}
