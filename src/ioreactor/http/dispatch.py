@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
@@ -69,16 +68,20 @@ class _Later:
 LATER: Final = _Later()
 
 
-class Dispatcher(ABC):
+class Dispatcher:
     """Runs an application for the requests of every connection of a server.
 
-    One object serves every connection (like a :class:`~ioreactor.net.handler.Handler`);
+    One object serves every connection (like a :class:`~ioreactor.net.handlers.Handler`);
     each call gets the connection's :class:`~ioreactor.http.protocol.HttpProtocol`,
     whose ``queue`` takes answers that come later (``reserve`` now, ``fill`` then: they
     keep their place in the order), whose ``context`` holds the dispatcher's
     per-connection state, and whose ``hand_over`` gives the connection to another
     protocol after a response (a WebSocket after ``101 Switching Protocols``). All calls
     run on the connection's loop thread, in request order.
+
+    A subclass implements the three methods (they raise ``NotImplementedError`` here:
+    the class is a compiled one in the compiled build, which calls its subclasses'
+    methods in C and a Python subclass's through Python).
     """
 
     __slots__ = ()
@@ -86,20 +89,20 @@ class Dispatcher(ABC):
     #: The name the server gives in its ``Server`` field.
     server_name: str = "ioreactor"
 
-    @abstractmethod
     def request(self, protocol: HttpProtocol, request: Request) -> object:
         """A request: complete (``request.body`` is bytes), or its head with its body
         still to come (``request.body is None``: :meth:`body` calls follow, then
         :meth:`end`). Returns its answer, or :data:`LATER`."""
+        raise NotImplementedError(f"{type(self).__name__}.request()")
 
-    @abstractmethod
     def body(self, protocol: HttpProtocol, chunk: bytes) -> None:
         """A piece of the body of the request whose head came last (chunked coding
         removed; ``Limits.max_body`` already enforced)."""
+        raise NotImplementedError(f"{type(self).__name__}.body()")
 
-    @abstractmethod
     def end(self, protocol: HttpProtocol, request: Request) -> object:
         """The body of ``request`` is complete. Returns its answer, or :data:`LATER`."""
+        raise NotImplementedError(f"{type(self).__name__}.end()")
 
 
 class _Exchange:

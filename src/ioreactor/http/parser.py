@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from ioreactor.http.errors import HttpError
-from ioreactor.http.request import NO_PARAMS, Request, incoming, new_request, split_target
+from ioreactor.http.plain_head import HeadScanner
+from ioreactor.http.request import Request, incoming, split_target
 
 if TYPE_CHECKING:
     from ioreactor.http.limits import Limits
@@ -59,14 +60,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ioreactor.http")
 
-#: Where the parser stands between two feeds (``RequestParser.position``): between
-#: requests, inside a head (its target seen), inside a general-path request (its head
-#: parsed, its end not), or stopped for good. The same values as the first four phases
-#: of the connection (``HttpProtocol.phase``: IDLE, HEADERS, BODY, DONE), which copies it.
-IDLE = 0
-HEAD = 1
-BODY = 2
-STOPPED = 3
+try:
+    import cython
+except ImportError:  # the pure build runs without Cython installed
+    import ioreactor._cython as cython
+
+#: True in the compiled build (a C constant there).
+COMPILED = cython.compiled
+
+# Cython drops the block under ``if not cython.compiled:``: the compiled build's names
+# are C (parser.pxd).
+if not cython.compiled:
+    if TYPE_CHECKING:  # a C pointer to the bytes of a read (loop/csysio.pxd)
+        from ioreactor.loop.csysio import bytes_pointer
+
+    #: Where the parser stands between two feeds (``RequestParser.position``): between
+    #: requests, inside a head (its target seen), inside a general-path request (its
+    #: head parsed, its end not), or stopped for good. The same values as the first four
+    #: phases of the connection (``HttpProtocol.phase``: IDLE, HEADERS, BODY, DONE),
+    #: which copies it.
+    IDLE = 0
+    HEAD = 1
+    BODY = 2
+    STOPPED = 3
 
 #: Input fed to the parser per call: larger reads are parsed a slice at a time, and the
 #: connection may stop between slices (see ``HttpProtocol``): httptools cannot pause in
@@ -204,10 +220,21 @@ class RequestParser:
         answered with ``Connection: close`` and parsing stops after it."""
         self.requests_left = 0
 
-    def feed(self, data: memoryview | bytes) -> list[Event] | None:
-        """Parse ``data`` (in place: nothing is copied but what httptools makes of it)
-        and return its events, in order (None: none)."""
-        n = len(data)
+    def feed(self, data: memoryview | bytes | bytearray, size: int = -1) -> list[Event] | None:
+        """Parse ``data`` -- or its first ``size`` bytes (the loop's read buffer) -- in
+        place (nothing is copied but what the parsers make of it) and return its
+        events, in order (None: none)."""
+        n = len(data) if size < 0 else size
+        start = 0
+        if COMPILED and self.position == IDLE:
+            # The plain heads at the start, scanned in C (plain_head.py); llhttp parses
+            # from the first byte that is not one of them.
+            start = self._scan(data, n)
+            if start == n or self.position == STOPPED:
+                return self._take_events()
+        if start or size >= 0:
+            data = memoryview(data)[start:n]
+            n -= start
         # Heads must be measured if one began in an earlier read or this read is large.
         callbacks = self.callbacks
         self.careful = self.position == HEAD or n > callbacks.small_read
@@ -225,9 +252,61 @@ class RequestParser:
             self._bound_head(n)
         elif position == BODY:
             self._bound_body(n)
+        return self._take_events()
+
+    def _take_events(self) -> list[Event] | None:
         events = self.events
         self.events = None
         return events
+
+    def _scan(self, data: memoryview | bytes | bytearray, n: int) -> int:
+        """(Compiled build) Emit the plain requests that ``data[:n]`` begins with;
+        returns where the rest begins (0: none, or ``data`` is no plain buffer of
+        bytes)."""
+        pointer = bytes_pointer(data)
+        if not pointer:
+            return 0
+        scanner = self.callbacks.scanner
+        start = 0
+        while start < n and self.position == IDLE:
+            end = scanner.scan(pointer, start, n)
+            if not end:
+                break
+            target = pointer[scanner.target_start : scanner.target_end]
+            fields = pointer[scanner.fields_start : scanner.fields_end]
+            self._plain(scanner.method, target, fields, scanner.escaped)
+            start = end
+        return start
+
+    def _plain(
+        self, method: str, url: bytes, fields: list[bytes] | bytes, escaped: bool = True
+    ) -> None:
+        """A plain request, complete at its head: made and emitted (see the module
+        docstring). ``escaped`` False: the target has no query and nothing escaped."""
+        targets = self.callbacks.targets
+        target = targets.get(url)
+        if target is not None:  # a target seen before that is its own path
+            request = incoming(method, target, target, "", fields, self.peer)
+        else:
+            target = url.decode("latin-1")
+            if escaped:
+                path, query = split_target(target)
+            else:
+                path, query = target, ""
+            request = incoming(method, target, path, query, fields, self.peer)
+            if path == target:
+                if len(targets) >= TARGET_CACHE_ENTRIES:
+                    targets.clear()
+                # Interned: the dispatcher's route table then finds it by identity.
+                targets[url] = target = sys.intern(target)
+                request.target = request.path = target
+        self.requests_left -= 1
+        self._emit(request)
+        if self.requests_left <= 0:
+            request.keep_alive = False
+            self.position = STOPPED
+        else:
+            self.position = IDLE
 
     def _emit(self, event: Event) -> None:
         """Add an event to this feed's (the list is made by the first)."""
@@ -401,6 +480,7 @@ class ParserCallbacks:
         "on_message_complete",
         "on_url",
         "parser",
+        "scanner",
         "small_read",
         "targets",
     )
@@ -421,6 +501,8 @@ class ParserCallbacks:
         #: Raw targets seen on this loop that are their own path (no query, nothing
         #: escaped, origin form) -> that path as a string (TARGET_CACHE_ENTRIES).
         self.targets: dict[bytes, str] = {}
+        #: The compiled build's parser of plain heads (plain_head.py).
+        self.scanner = HeadScanner(limits)
         # Bound once: httptools takes ``getattr(callbacks, name)``, which for a method
         # would make a new bound method for every parser.
         self.on_url = self.url
@@ -470,43 +552,9 @@ class ParserCallbacks:
         # Content-Length nor Transfer-Encoding: no body, so the request is complete now
         # (on_message_complete follows at once). The head lay within one read no larger
         # than the header limit, so it is within that limit too.
-        target = self.targets.get(url)
-        if target is not None:
-            # A target seen before that is its own path: incoming(), inlined.
-            request = new_request(Request)
-            request.method = method
-            request.target = target
-            request.path = target
-            request.query = ""
-            request.version = "1.1"
-            request._headers = raw
-            request.body = b""
-            request.peer = p.peer
-            request.params = NO_PARAMS
-            request.keep_alive = True
-        else:
-            target = url.decode("latin-1")
-            path, query = split_target(target)
-            request = incoming(method, target, path, query, raw, p.peer)
-            if path == target:
-                targets = self.targets
-                if len(targets) >= TARGET_CACHE_ENTRIES:
-                    targets.clear()
-                # Interned: the dispatcher's route table then finds it by identity.
-                targets[url] = target = sys.intern(target)
-                request.target = request.path = target
-        left = p.requests_left - 1
-        p.requests_left = left
-        events = p.events
-        if events is None:  # (p._emit(request), inlined: the common case)
-            p.events = [request]
-        else:
-            events.append(request)
-        if left <= 0:
-            request.keep_alive = False
-            p.position = STOPPED
+        p._plain(method, url, raw)
+        if p.position == STOPPED:
             raise _StopParsing
-        p.position = IDLE
 
     def body(self, chunk: bytes) -> None:
         p = self.parser

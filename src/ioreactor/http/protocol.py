@@ -70,13 +70,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ioreactor.http")
 
-# The first four are where the parser stands (RequestParser.position), copied after
-# each read; the last two are the connection's own.
-IDLE = parsing.IDLE
-HEADERS = parsing.HEAD
-BODY = parsing.BODY
-DONE = parsing.STOPPED
-LINGER = 4
+try:
+    import cython
+except ImportError:  # the pure build runs without Cython installed
+    import ioreactor._cython as cython
+
+if not cython.compiled:  # (the compiled build's are C constants: protocol.pxd)
+    # The first four are where the parser stands (RequestParser.position), copied after
+    # each read; the last two are the connection's own.
+    IDLE = parsing.IDLE
+    HEADERS = parsing.HEAD
+    BODY = parsing.BODY
+    DONE = parsing.STOPPED
+    LINGER = 4
 
 #: Seconds before the first check for drained output while parsing is paused on it;
 #: each check that finds the output still full doubles the wait, up to RESUME_POLL_MAX
@@ -427,9 +433,13 @@ def receive(handler: object, conn: TcpConnection, buffer: Buffer) -> None:
     buffer.retrieve_all()
 
 
-def receive_read(handler: object, conn: TcpConnection, data: memoryview) -> int:
+def receive_read(
+    handler: object, conn: TcpConnection, data: memoryview | bytearray, size: int = -1
+) -> int:
     """``HttpHandler.on_read``: parse a read straight from the loop's read buffer, then
     dispatch what it completed; the responses it produces leave in one ``conn.send``.
+    ``data`` is the read, or (``size`` given) the loop's read buffer whose first
+    ``size`` bytes are the read (``HttpHandler._read_scratch``, the compiled build).
 
     A function of the handler rather than a method of the protocol, so a read costs one
     Python call before the parser; the state is the connection's :class:`HttpProtocol`.
@@ -438,7 +448,7 @@ def receive_read(handler: object, conn: TcpConnection, data: memoryview) -> int:
     for the connection's successor.
     """
     protocol: HttpProtocol = conn.context
-    n = len(data)
+    n = len(data) if size < 0 else size
     if protocol.phase >= DONE:
         return n if protocol.successor is None else 0  # discarded, or kept for it
     if protocol.paused or n > FEED_SLICE:
@@ -446,7 +456,7 @@ def receive_read(handler: object, conn: TcpConnection, data: memoryview) -> int:
     batch: list[bytes] = []
     protocol.batch = batch
     parser = protocol.parser
-    events = parser.feed(data)
+    events = parser.feed(data, size)
     if events:
         # The parser's events, in order, until one ends the connection (the requests
         # parsed behind it are never run). A request is the common event: it is handled
@@ -459,13 +469,14 @@ def receive_read(handler: object, conn: TcpConnection, data: memoryview) -> int:
                 if type(event) is not Request:
                     protocol._event(event)
                     continue
-                answer = dispatcher.request(protocol, event)
+                request: Request = event
+                answer = dispatcher.request(protocol, request)
                 if (
                     type(answer) is str
                     and protocol.direct
-                    and event.keep_alive
-                    and event.version == "1.1"
-                    and event.method != "HEAD"
+                    and request.keep_alive
+                    and request.version == "1.1"
+                    and request.method != "HEAD"
                 ):
                     # The common answer: text due at once, the whole keep-alive response
                     # cached per second. render()'s first branch and respond(), inlined
@@ -473,7 +484,7 @@ def receive_read(handler: object, conn: TcpConnection, data: memoryview) -> int:
                     cache = protocol.cache
                     batch.append(cache.texts.get(answer) or cache.text_response(answer))
                 elif answer is not LATER:
-                    protocol.queue.respond(event, answer)
+                    protocol.queue.respond(request, answer)
         except Exception:
             log.exception("%r: dispatching failed", protocol)
             protocol.fail(HttpError(500, "Internal Server Error", close=True))

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from ioreactor.http.headers import Headers
+from ioreactor.http.plain_head import header_fields
 
 
 class Request:
@@ -44,9 +45,10 @@ class Request:
         self.method = method
         self.target = target
         self.version = version
-        #: A Headers, or the fields as the server parsed them, flat (name, value, name,
-        #: value...) until ``headers`` is first read.
-        self._headers: Headers | list[bytes] = (
+        #: A Headers, or the fields as the server parsed them until ``headers`` is first
+        #: read: flat (name, value, name, value...), or the field lines of a plain head
+        #: (``plain_head.header_fields``).
+        self._headers: Headers | list[bytes] | bytes = (
             headers if isinstance(headers, Headers) else Headers(headers or [])
         )
         self.body = body
@@ -69,6 +71,8 @@ class Request:
         if type(headers) is list:
             pairs = list(zip(headers[::2], headers[1::2], strict=True))
             headers = self._headers = Headers(pairs)
+        elif type(headers) is bytes:
+            headers = self._headers = Headers(header_fields(headers) if headers else [])
         return headers  # type: ignore[return-value]  # a Headers once built
 
     def query_params(self) -> dict[str, str]:
@@ -80,23 +84,20 @@ class Request:
         return self.headers.get("content-type")
 
 
-#: ``Request`` without ``__init__``: the server stores the slots itself (``incoming``).
-new_request = object.__new__
-
-
 def incoming(
     method: str,
     target: str,
     path: str,
     query: str,
-    fields: list[bytes],
+    fields: list[bytes] | bytes,
     peer: Any,
     version: str = "1.1",
 ) -> Request:
     """A request as the server parsed it: ``path`` and ``query`` already split from
-    ``target`` (:func:`split_target`), ``fields`` flat (name, value, ...), no body yet,
-    keep-alive. The per-request path: stores the slots, none of ``__init__``'s work."""
-    request: Request = new_request(Request)
+    ``target`` (:func:`split_target`), ``fields`` flat (name, value, ...) or the field
+    lines of a plain head, no body yet, keep-alive. The per-request path: stores the
+    slots, none of ``__init__``'s work."""
+    request = Request.__new__(Request)  # (without __init__: the slots are stored here)
     request.method = method
     request.target = target
     request.path = path

@@ -7,6 +7,7 @@
 # errors; EINTR is retried (PEP 475). csysio.pyi gives their Python signatures.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.buffer cimport Py_buffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.string cimport strerror
@@ -75,3 +76,23 @@ cdef inline unsigned long get_ident() noexcept:
 cdef inline bytes scratch_bytes(bytearray scratch, Py_ssize_t size):
     # The first ``size`` bytes of a read buffer as bytes: one copy, no view.
     return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(scratch), size)
+
+
+cdef extern from "Python.h":
+    Py_buffer* PyMemoryView_GET_BUFFER(object view)
+
+
+cdef inline const unsigned char* bytes_pointer(object data) noexcept:
+    # The bytes of a read, in place: ``bytes``, ``bytearray`` or a contiguous memoryview
+    # of bytes (what the read path passes); NULL for anything else.
+    cdef Py_buffer* view
+    if type(data) is memoryview:
+        view = PyMemoryView_GET_BUFFER(data)
+        if view.itemsize != 1 or view.ndim != 1 or (view.strides and view.strides[0] != 1):
+            return NULL
+        return <const unsigned char*>view.buf
+    if type(data) is bytes:
+        return <const unsigned char*>PyBytes_AS_STRING(data)
+    if type(data) is bytearray:
+        return <const unsigned char*>PyByteArray_AS_STRING(data)
+    return NULL

@@ -36,10 +36,16 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-READ = 0x001  # EPOLLIN / POLLIN
-WRITE = 0x004  # EPOLLOUT / POLLOUT
-ERROR = 0x008  # EPOLLERR / POLLERR
-HUP = 0x010  # EPOLLHUP / POLLHUP
+try:
+    import cython
+except ImportError:  # the pure build runs without Cython installed
+    import ioreactor._cython as cython
+
+if not cython.compiled:  # (the compiled build's are C constants as well: poller.pxd)
+    READ = 0x001  # EPOLLIN / POLLIN
+    WRITE = 0x004  # EPOLLOUT / POLLOUT
+    ERROR = 0x008  # EPOLLERR / POLLERR
+    HUP = 0x010  # EPOLLHUP / POLLHUP
 
 log = logging.getLogger("ioreactor.loop")
 

@@ -2,12 +2,18 @@
 
 from ioreactor.loop.csysio cimport get_ident, sock_recv_into, sock_send
 from ioreactor.loop.event_loop cimport EventLoop
+from ioreactor.loop.poller cimport ERROR, HUP, READ, WRITE
 from ioreactor.net.buffer cimport Buffer
 from ioreactor.net.handlers cimport Handler
 
 cimport cython
 
 cdef bint COMPILED
+
+cpdef enum:  # the connection's states (connection.py defines them for the pure build)
+    CONNECTED = 1
+    DISCONNECTING = 2
+    DISCONNECTED = 3
 cdef object SOCKET
 
 cdef class TcpConnection:
@@ -25,8 +31,10 @@ cdef class TcpConnection:
     cdef public double last_read, last_write
 
     cpdef bint _handle_event(self, int mask) except -1
+    @cython.locals(n=Py_ssize_t, used=Py_ssize_t)
+    cpdef bint _received(self, object data) except -1
     @cython.locals(used=Py_ssize_t)
-    cpdef bint _received(self, object data, Py_ssize_t size) except -1
+    cdef bint _received_scratch(self, Py_ssize_t size) except -1
     cpdef bint _deliver(self) except -1
     @cython.locals(sent=Py_ssize_t)
     cpdef _flush(self)

@@ -44,7 +44,6 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
-from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.handlers import (
     ConnectionOwner,
@@ -64,6 +63,8 @@ except ImportError:  # the pure build runs without Cython installed
 # build and the type checker only.
 if not cython.compiled:
     from threading import get_ident  # (the compiled build's is a C call)
+
+    from ioreactor.loop.poller import ERROR, HUP, READ, WRITE  # (C constants there)
 
     if TYPE_CHECKING:  # for the type checker: the compiled build's direct system calls
         from ioreactor.loop.csysio import sock_recv_into, sock_send
@@ -93,9 +94,10 @@ IOV_MAX = 1024
 #: before the rest of the drain yields to the loop's other fds.
 EDGE_READS_PER_EVENT = 16
 
-CONNECTED = 1
-DISCONNECTING = 2
-DISCONNECTED = 3
+if not cython.compiled:  # (the compiled build's are C constants as well: connection.pxd)
+    CONNECTED = 1
+    DISCONNECTING = 2
+    DISCONNECTED = 3
 
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ENOTCONN})
 
@@ -230,8 +232,11 @@ class TcpConnection:
         # Decided once per handler, not per read: which optional callbacks it has.
         self._notify_drain = overrides(handler, "on_write_complete")
         self._direct = reads_in_place(handler)
-        #: The compiled build hands such reads to a compiled handler's _read_scratch.
-        self._scratch = COMPILED and self._direct and reads_scratch(handler)
+        #: The compiled build hands such reads to a compiled handler's _read_scratch
+        #: (not on a subclass, whose read step may differ).
+        self._scratch = (
+            COMPILED and self._direct and type(self) is TcpConnection and reads_scratch(handler)
+        )
 
     def pause_reading(self) -> None:
         """Stop reading until :meth:`resume_reading`. Any thread.
@@ -373,49 +378,69 @@ class TcpConnection:
         if not n:
             self._handle_eof()
             return False
-        if self._scratch:  # a compiled handler reads the scratch buffer itself: no view
-            return self._received(None, n)
-        return self._received(loop.scratch_view[:n], n)
+        if self._scratch:
+            return self._received_scratch(n)
+        return self._received(loop.scratch_view[:n])
 
-    def _received(self, data: memoryview | None, size: int) -> bool:
-        """The read step of every I/O path: ``data`` (``size`` bytes just read, valid
-        during this call only) goes to the handler, then what it sent leaves at once
-        (flush on read complete). False when a callback failed (the connection is then
-        closed). ``data`` None: the bytes are at the start of the loop's scratch buffer,
-        for a handler that reads them there (``_scratch``).
+    def _received(self, data: memoryview) -> bool:
+        """The read step of every I/O path: ``data`` (bytes just read, valid during this
+        call only) goes to the handler, then what it sent leaves at once (flush on read
+        complete). False when a callback failed (the connection is then closed).
 
         While ``input`` is empty, a handler with ``on_read`` parses ``data`` in place and
         only what it leaves is copied into ``input``; otherwise the bytes are appended to
         ``input`` and ``on_message`` runs. One call each to the handler and to the buffer.
         """
-        loop = self.loop
-        self.last_read = loop.now
+        self.last_read = self.loop.now
         self._in_read = True
         buffer = self.input
         if self._direct and buffer.is_empty():
+            n = len(data)
             try:
-                if data is None:
-                    used = self._handler._read_scratch(self, loop.scratch, size)
-                else:
-                    used = self._handler.on_read(self, data)
-                if not 0 <= used <= size:  # (None or a non-int raises TypeError here)
-                    raise ValueError(f"on_read returned {used!r}, not a count in 0..{size}")
+                used = self._handler.on_read(self, data)
+                if not 0 <= used <= n:  # (None or a non-int raises TypeError here)
+                    raise ValueError(f"on_read returned {used!r}, not a count in 0..{n}")
             except Exception as exc:
                 self._in_read = False
                 self._callback_failed("on_read", exc)
                 return False
-            if used < size and self._state != DISCONNECTED:
-                rest = loop.scratch_view[used:size] if data is None else data[used:]
-                buffer.append_received(rest)
+            if used < n and self._state != DISCONNECTED:
+                buffer.append_received(data[used:])
                 if not self._deliver():
                     return False
         else:
-            buffer.append_received(loop.scratch_view[:size] if data is None else data)
+            buffer.append_received(data)
             if not self._deliver():
                 return False
         self._in_read = False
         if self._out and not self._writing:
             self._flush()  # read complete: what the handler sent leaves in one call
+        return True
+
+    def _received_scratch(self, size: int) -> bool:
+        """The compiled build's read step for a compiled handler that reads the loop's
+        scratch buffer itself (``_scratch``): :meth:`_received` without a view of the
+        ``size`` bytes read, unless the handler leaves some of them."""
+        loop = self.loop
+        if not self.input.is_empty():
+            return self._received(loop.scratch_view[:size])
+        self.last_read = loop.now
+        self._in_read = True
+        try:
+            used = self._handler._read_scratch(self, loop.scratch, size)
+            if not 0 <= used <= size:
+                raise ValueError(f"on_read returned {used}, not a count in 0..{size}")
+        except Exception as exc:
+            self._in_read = False
+            self._callback_failed("on_read", exc)
+            return False
+        if used < size and self._state != DISCONNECTED:
+            self.input.append_received(loop.scratch_view[used:size])
+            if not self._deliver():
+                return False
+        self._in_read = False
+        if self._out and not self._writing:
+            self._flush()
         return True
 
     def _deliver(self) -> bool:

@@ -175,7 +175,7 @@ class UringConnection(TcpConnection):
         if data is None or self._state == DISCONNECTED:
             return
         if self._events & READ:
-            self._received(data, len(data))
+            self._received(data)
         else:  # arrived while paused: kept, shown when reading resumes
             self.input.append_received(data)
             self._recv_state |= _HELD

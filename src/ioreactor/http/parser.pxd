@@ -1,0 +1,50 @@
+# C types for parser.py (Cython augmenting declarations; the .py is the source).
+
+cimport cython
+
+from ioreactor.http.plain_head cimport HeadScanner, byte_ptr
+from ioreactor.http.request cimport Request, incoming
+from ioreactor.loop.csysio cimport bytes_pointer
+
+cdef bint COMPILED
+
+cdef class End:
+    cdef public Request request
+
+cdef class RequestParser:
+    cdef public list events
+    cdef public ParserCallbacks callbacks
+    cdef public int position
+    cdef public bint careful
+    cdef public object llhttp
+    cdef public bytes url
+    cdef public list raw
+    cdef public int hosts
+    cdef public Py_ssize_t requests_left, head_fed, body_size, body_fed
+    cdef public object peer
+    cdef public Request request
+
+    @cython.locals(n=Py_ssize_t, start=Py_ssize_t)
+    cpdef list feed(self, data, Py_ssize_t size=*)
+    cdef list _take_events(self)
+    @cython.locals(pointer=byte_ptr, scanner=HeadScanner, start=Py_ssize_t,
+                   end=Py_ssize_t)
+    cdef Py_ssize_t _scan(self, data, Py_ssize_t n) except -1
+    @cython.locals(targets=dict, target=str, request=Request)
+    cpdef _plain(self, str method, bytes url, fields, bint escaped=*)
+    cpdef _emit(self, event)
+
+cdef class ParserCallbacks:
+    cdef public object limits
+    cdef public Py_ssize_t max_request_line, max_header_bytes, max_body, max_raw_fields
+    cdef public Py_ssize_t small_read
+    cdef public RequestParser parser
+    cdef public dict targets
+    cdef public HeadScanner scanner
+    cdef public object on_url, on_header, on_headers_complete, on_body, on_message_complete
+
+cpdef enum:  # (parser.py defines them for the pure build)
+    IDLE = 0
+    HEAD = 1
+    BODY = 2
+    STOPPED = 3
