@@ -111,6 +111,9 @@ def incoming(
     return request
 
 
+#: ``Request`` without ``__init__``: the server stores the slots itself (``incoming``).
+new_request = Request.__new__
+
 #: The ``params`` of a request whose route has no parameters (shared, read-only).
 NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
