@@ -594,7 +594,9 @@ class TcpConnection:
         if self._state == DISCONNECTED or self._writing or not out:
             return
         if len(out) == 1 and not self._above_high:
-            # One chunk (the common case): _write_out() inlined.
+            # One chunk (the common case): _write_out() inlined, with the compiled
+            # build's direct send. Without it the pure build takes 16,400 instructions
+            # per echoed 1 KiB message instead of 15,500 (callgrind, 10 connections).
             try:
                 if COMPILED and type(self.sock) is SOCKET:
                     sent = sock_send(self.sock, self.fd, out[0])
