@@ -52,6 +52,7 @@ from ioreactor.net.handlers import ConnectionOwner, Handler, overrides, reads_in
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
     from ioreactor.loop.timers import TimerHandle
+    from ioreactor.net.tls import TlsSession
 
 log = logging.getLogger("ioreactor.connection")
 
@@ -185,6 +186,12 @@ class TcpConnection:
     def handler(self) -> Handler:
         """The connection's callbacks (switch them with :meth:`set_handler`)."""
         return self._handler
+
+    @property
+    def tls(self) -> TlsSession | None:
+        """The TLS state (version, ALPN protocol, peer certificate...); None without TLS
+        (a :class:`~ioreactor.net.tls.TlsConnection` has one)."""
+        return None
 
     def local_address(self) -> Any:
         return self.sock.getsockname() if self._state != DISCONNECTED else None

@@ -177,8 +177,14 @@ class UringConnection(TcpConnection):
         if self._events & READ:
             self._received(data)
         else:  # arrived while paused: kept, shown when reading resumes
-            self.input.append_received(data)
+            self._hold(data)
             self._recv_state |= _HELD
+
+    def _hold(self, data: memoryview) -> None:
+        """Keep bytes that arrived while reading was paused (the buffer goes back to the
+        kernel): in ``input`` until reading resumes (a TLS connection keeps the
+        ciphertext in its BIO instead)."""
+        self.input.append_received(data)
 
     def _recv_ended(self, res: int) -> None:
         """The receive's final completion without data: EOF, cancelled, dry, or failed."""
