@@ -184,6 +184,8 @@ class TlsSession:
         "pending",
         "pending_size",
         "received_close",
+        "record_header",
+        "record_left",
         "sent_close",
         "sslobj",
         "state",
@@ -216,6 +218,11 @@ class TlsSession:
         self.timer: TimerHandle | None = None
         self.sent_close = False
         self.received_close = False
+        #: Where the peer's ciphertext stands in its record framing: bytes left of the
+        #: current record, and the start of a header split across reads (see
+        #: :func:`_follow_records`): a FIN between records is an end, inside one a cut.
+        self.record_left = 0
+        self.record_header = b""
 
     def __repr__(self) -> str:
         return f"<TlsSession {_STATE_NAMES[self.state]} {self.version or ''}>"
@@ -427,6 +434,7 @@ class TlsStream(TcpConnection):
         if tls.state == OPEN:
             if tls.received_close:
                 return False  # input after close_notify (an io_uring read in flight)
+            _follow_records(tls, data)
             tls.incoming.write(data)
             return self._decrypt()
         if tls.state == FAILED:
@@ -436,6 +444,7 @@ class TlsStream(TcpConnection):
                 self._not_tls(data)
                 return False
             tls.state = HANDSHAKING
+        _follow_records(tls, data)
         tls.incoming.write(data)
         if self._handshake():
             self._flush()
@@ -524,7 +533,7 @@ class TlsStream(TcpConnection):
         if tls.state == OPEN:
             if tls.received_close:
                 return
-            if tls.incoming.pending:
+            if tls.record_left or tls.record_header:
                 tls.layer.stats.truncated += 1
                 log.info("%r: FIN in the middle of a TLS record; closing", self)
                 self.error = ssl.SSLEOFError("TLS record truncated by the peer's FIN")
@@ -665,6 +674,33 @@ class TlsConnection(TlsStream):
     """A TLS connection on a readiness loop (select, poll, epoll, epoll-et)."""
 
     __slots__ = ("_tls",)
+
+
+def _follow_records(tls: TlsSession, data: memoryview) -> None:
+    """Advance ``tls``'s place in the record framing by ``data`` (each record: a 5-byte
+    header -- type, version, 2-byte length -- then that many bytes). One comparison for
+    a read inside a long record, a step per record otherwise."""
+    n = len(data)
+    pos = tls.record_left
+    if pos >= n:
+        tls.record_left = pos - n
+        return
+    part = tls.record_header
+    if part:  # the previous read ended inside a header (record_left is 0)
+        need = 5 - len(part)
+        if n < need:
+            tls.record_header = part + bytes(data)
+            return
+        head = part + bytes(data[:need])
+        pos = need + ((head[3] << 8) | head[4])
+        tls.record_header = b""
+    while pos + 5 <= n:
+        pos += 5 + ((data[pos + 3] << 8) | data[pos + 4])
+    if pos >= n:
+        tls.record_left = pos - n
+    else:
+        tls.record_header = bytes(data[pos:])
+        tls.record_left = 0
 
 
 def _reason(exc: BaseException) -> str:
