@@ -18,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,16 +197,33 @@ def openssl_program() -> str:
 
 
 def run_openssl_client(
-    port: int, *args: str, stdin: bytes = b"", timeout: float = TIMEOUT
-) -> subprocess.CompletedProcess[bytes]:
-    """``openssl s_client -connect 127.0.0.1:PORT ARGS`` with ``stdin``; its output."""
-    return subprocess.run(
+    port: int, *args: str, lines: Iterable[bytes] = (), pause: float = 0.25
+) -> str:
+    """``openssl s_client -connect 127.0.0.1:PORT ARGS``, typing ``lines`` one by one
+    ``pause`` seconds apart (so ``R`` and ``K`` arrive as commands, not data), then
+    closing its input; its output and errors, once it exited."""
+    process = subprocess.Popen(
         [openssl_program(), "s_client", "-connect", f"127.0.0.1:{port}", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        for line in lines:
+            time.sleep(pause)
+            try:
+                process.stdin.write(line)
+                process.stdin.flush()
+            except BrokenPipeError:
+                break
+        time.sleep(pause)
+        output, _ = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return output.decode(errors="replace")
 
 
 def tls_log_records(
