@@ -263,3 +263,60 @@ def tls_echo(
         return received
 
     return asyncio.run(asyncio.wait_for(run(), TIMEOUT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Served:
+    """``python -m ioreactor ARGS`` in a process of its own, serving on ``port``: ready
+    once the port accepts, stopped with SIGTERM (it must exit 0 without a traceback).
+    Its log goes to a file (a pipe nobody reads could fill and block it)."""
+
+    def __init__(self, args: list[str], port: int, log: Path) -> None:
+        import sys
+
+        self.port = port
+        self.log_path = log
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ioreactor", *args], stdout=self._log, stderr=self._log
+        )
+
+    def __enter__(self) -> Served:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert self.process.poll() is None, f"exited early:\n{self.log()}"
+            assert time.monotonic() < deadline, f"not serving after {TIMEOUT} s:\n{self.log()}"
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+
+    def __exit__(self, *exc_info: object) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        if exc_info[0] is None:
+            assert self.process.returncode == 0, self.log()
+            assert "Traceback" not in self.log(), self.log()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def children(self) -> list[int]:
+        """The pids of its child processes (the workers under a supervisor)."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ioreactor.cli.tls_arguments import add_tls_arguments, tls_server_options
 from ioreactor.echo import EchoHandler
 from ioreactor.multicore import run_server
 from ioreactor.multicore.arguments import add_serving_arguments, serving_options
@@ -22,6 +23,7 @@ DEFAULT_LISTEN = "127.0.0.1:7000"
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("echo", help="run the echo server (TCP, UDP, Unix)")
     add_serving_arguments(p, DEFAULT_LISTEN, repeat=True)
+    add_tls_arguments(p)
     p.add_argument(
         "--sockopt",
         action="append",
@@ -48,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
     except AddressError as exc:
         print(f"ioreactor echo: {exc}", file=sys.stderr)
         return 2
+    tls = tls_server_options(args)
     if single_stream and not args.sockopt and not args.allow_uid:
         args.listen = listens[0]
-        return run_server(EchoHandler, **serving_options(args))
+        return run_server(EchoHandler, **serving_options(args), **tls)
+    if tls:
+        print("ioreactor echo: TLS serves one stream --listen (no --sockopt, --allow-uid)")
+        return 2
     from ioreactor.echo import serve_echo
     from ioreactor.net.sockopt import SockOptError
 

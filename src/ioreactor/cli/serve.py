@@ -11,6 +11,7 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
+from ioreactor.cli.tls_arguments import add_tls_arguments, tls_server_options
 from ioreactor.http.limits import Limits
 from ioreactor.multicore.arguments import add_serving_arguments, serving_options
 
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "request head; GET /healthz -> 200; /static/... -> files under --static.",
     )
     add_serving_arguments(p, default_listen="127.0.0.1:8080")
+    add_tls_arguments(p)
     p.add_argument("--static", metavar="DIR", default=None, help="serve DIR under /static/")
     p.add_argument("--access-log", action="store_true", help="log every request")
     defaults = Limits()
@@ -93,17 +95,20 @@ def run(args: argparse.Namespace) -> int:
     # imported here: every ioreactor command imports this module to build the parser
     from ioreactor.http.echo_app import build_echo_app
     from ioreactor.http.handler import HttpHandler
+    from ioreactor.http.https import HTTPS_ALPN, PLAIN_HTTP_REPLY
     from ioreactor.multicore import run_server
 
     app = build_echo_app(args.static)  # checks --static before any worker starts
     limits = limits_from(args)
     access_log = args.access_log
+    tls = tls_server_options(args, alpn=HTTPS_ALPN, plaintext_reply=PLAIN_HTTP_REPLY)
+    scheme = "https" if tls else "http"
 
     def make_handler() -> HttpHandler:
         return HttpHandler(app, limits, access_log=access_log)
 
     def announce(ctx: WorkerContext) -> None:
         host, port = ctx.server.sockname[:2]
-        log.info("HTTP echo server on http://%s:%d (pid %d)", host, port, ctx.pid)
+        log.info("HTTP echo server on %s://%s:%d (pid %d)", scheme, host, port, ctx.pid)
 
-    return run_server(make_handler, on_worker_start=announce, **serving_options(args))
+    return run_server(make_handler, on_worker_start=announce, **serving_options(args), **tls)
