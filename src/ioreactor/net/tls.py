@@ -49,7 +49,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import READ
 from ioreactor.net.connection import CONNECTED, DISCONNECTED, TcpConnection
@@ -461,9 +461,11 @@ class TlsStream(TcpConnection):
         read only while the BIO holds one: no ``SSLWantReadError`` per read.
         """
         tls = self._tls
-        sslobj = tls.sslobj
-        # (with a buffer, read() returns a count: typeshed knows only the bytes form)
-        read = cast("Callable[[int, memoryview], int]", sslobj.read)
+        # The C object under the SSLObject: its read(n, buffer) returns a count, and
+        # calling it directly skips ssl.py's forwarding frame (one per record).
+        cobj = tls.sslobj._sslobj  # type: ignore[attr-defined]
+        read: Callable[[int, memoryview], int] = cobj.read
+        unread: Callable[[], int] = cobj.pending
         incoming = tls.incoming
         scratch = self.loop.scratch_view
         size = len(scratch)
@@ -481,16 +483,17 @@ class TlsStream(TcpConnection):
                     if n == size:
                         more = True
                         break
-                    if not incoming.pending and not sslobj.pending():
+                    if not incoming.pending and not unread():
                         break
             except ssl.SSLWantReadError:
                 pass
             except ssl.SSLError as exc:
                 if n:
-                    super()._received(scratch[:n])
+                    TcpConnection._received(self, scratch[:n])
                 self._broken_record(exc)
                 return False
-            if n and not super()._received(scratch[:n]):
+            # (the base class's read step: UringConnection has no read step of its own)
+            if n and not TcpConnection._received(self, scratch[:n]):
                 return False
             if not more or self._state != CONNECTED or not self._events & READ:
                 break  # dry, closing, or paused (the rest stays in the SSLObject)
@@ -563,6 +566,21 @@ class TlsStream(TcpConnection):
         loop = self.loop
         if loop._thread_id != _get_ident():
             loop.call_soon_threadsafe(self._send_in_loop, bytes(data))
+        elif (
+            self._state == CONNECTED
+            and type(data) is bytes
+            and data
+            and not self._shutdown_requested
+        ):
+            # Fast path, the common case (the rest of _send_in_loop, inlined).
+            tls = self._tls
+            tls.pending.append(data)
+            size = tls.pending_size = tls.pending_size + len(data)
+            if not self._flush_queued and not self._in_read:
+                self._flush_queued = True
+                loop.pending_flush.append(self)
+            if size + self._out_size >= self._high_water and not self._above_high:
+                self._over_high_water()
         else:
             self._send_in_loop(data)
 
@@ -582,17 +600,26 @@ class TlsStream(TcpConnection):
             self._flush_queued = True
             self.loop.pending_flush.append(self)
         if tls.pending_size + self._out_size >= self._high_water and not self._above_high:
-            if tls.state == OPEN:
-                self._encrypt()  # the water marks count ciphertext
-            self._crossed_high_water()
+            self._over_high_water()
+
+    def _over_high_water(self) -> None:
+        """Plaintext and ciphertext queued reach the high water mark: encrypt now, so the
+        marks judge ciphertext, and pause reading."""
+        if self._tls.state == OPEN:
+            self._encrypt()
+        self._crossed_high_water()
 
     def _flush(self) -> None:
         """Encrypt what the handler sent (one write for all of it), then the I/O path's
-        flush sends the ciphertext."""
+        flush (:meth:`_flush_ciphertext`) sends the ciphertext."""
         tls = self._tls
         if tls.pending and tls.state == OPEN:
             self._encrypt()
-        super()._flush()
+        self._flush_ciphertext()
+
+    def _flush_ciphertext(self) -> None:
+        """The I/O path's flush (the concrete classes name it: cheaper than super())."""
+        raise NotImplementedError
 
     def _encrypt(self) -> None:
         tls = self._tls
@@ -601,7 +628,7 @@ class TlsStream(TcpConnection):
         pending.clear()
         tls.pending_size = 0
         try:
-            written = tls.sslobj.write(data)
+            written = tls.sslobj._sslobj.write(data)  # type: ignore[attr-defined]
         except ssl.SSLWantReadError:
             written = 0  # a write that needs a read: kept for the flush after the next read
         except ssl.SSLError as exc:
@@ -674,6 +701,7 @@ class TlsConnection(TlsStream):
     """A TLS connection on a readiness loop (select, poll, epoll, epoll-et)."""
 
     __slots__ = ("_tls",)
+    _flush_ciphertext = TcpConnection._flush
 
 
 def _follow_records(tls: TlsSession, data: memoryview) -> None:

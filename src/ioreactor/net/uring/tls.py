@@ -21,6 +21,7 @@ class UringTlsConnection(TlsStream, UringConnection):
     """A TLS connection on the io_uring completion loop."""
 
     __slots__ = ("_tls",)
+    _flush_ciphertext = UringConnection._flush
 
     def _hold(self, data: memoryview) -> None:
         """Ciphertext that arrived while reading was paused waits in the BIO."""
