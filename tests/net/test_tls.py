@@ -234,6 +234,9 @@ def test_shutdown_says_close_notify_and_keeps_reading(loop_thread: LoopThread, p
         wait(loop_thread, lambda: bytes(handler.data) == b"still talking", "the late data")
         sock.unwrap()  # our close_notify: both halves done, the server closes
     wait(loop_thread, lambda: len(handler.closes) == 1, "the close")
+    assert handler.closes[0].error is None  # a clean end, not a TLS error
+    stats = loop_thread.call(lambda: server.tls.stats.as_dict())  # type: ignore[union-attr]
+    assert stats["protocol_errors"] == 0 and stats["no_close_notify"] == 0
 
 
 def test_a_peers_close_notify_is_its_eof(loop_thread: LoopThread, pki: Pki) -> None:

@@ -487,6 +487,8 @@ class TlsStream(TcpConnection):
                         break
             except ssl.SSLWantReadError:
                 pass
+            except ssl.SSLZeroReturnError:  # (read() returns 0 only before our own)
+                tls.received_close = True
             except ssl.SSLError as exc:
                 if n:
                     TcpConnection._received(self, scratch[:n])
