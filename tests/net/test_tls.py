@@ -10,11 +10,13 @@ The server runs on a ``LoopThread`` (the ``loop_thread`` fixture: one run per ba
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -523,3 +525,39 @@ def test_record_framing_is_followed_across_every_split(pki: Pki) -> None:
         for second in range(first, len(stream) + 1):
             end = follow(stream[:first], stream[first:second])
             assert end == (second in ends or second == 0), (first, second)
+
+
+class KeepsItself(Handler):
+    """Holds its connection in ``conn.context`` (a reference cycle, a common pattern)
+    and a weak reference to the connection's SSL object."""
+
+    def __init__(self) -> None:
+        self.ssl_objects: list[weakref.ref[ssl.SSLObject]] = []
+        self.closed: list[TcpConnection] = []
+
+    def on_connection(self, conn: TcpConnection) -> None:
+        conn.context = {"self": conn}
+        assert conn.tls is not None
+        self.ssl_objects.append(weakref.ref(conn.tls.ssl_object()))
+
+    def on_close(self, conn: TcpConnection) -> None:
+        assert conn.tls is not None and conn.tls.version is not None  # still readable here
+        self.closed.append(conn)
+
+
+def test_the_ssl_state_is_freed_at_close_even_in_a_reference_cycle(
+    loop_thread: LoopThread, pki: Pki
+) -> None:
+    handler = KeepsItself()
+    server = serve(loop_thread, handler, pki.server_context())
+    gc.disable()  # only reference counting: what frees memory between collections
+    try:
+        with tls_connect(port_of(loop_thread, server), pki.client_context()) as sock:
+            sock.sendall(b"x")
+            wait(loop_thread, lambda: len(handler.ssl_objects) == 1, "the connection")
+        wait(loop_thread, lambda: len(handler.closed) == 1, "the close")
+        assert handler.ssl_objects[0]() is None  # OpenSSL's state went with the close
+        conn = handler.closed[0]
+        assert conn.tls is not None and conn.tls.version is None and conn.tls.session is None
+    finally:
+        gc.enable()

@@ -465,12 +465,14 @@ class TcpConnection:
             log.debug("%r: %s", self, exc)
         else:
             log.warning("%r: socket error: %s", self, exc)
-        self.error = exc
+        # Without its traceback: the frames would hold this connection (a cycle that
+        # only the cyclic GC frees, with everything the connection holds).
+        self.error = exc.with_traceback(None)
         self._close_now()
 
     def _callback_failed(self, name: str, exc: Exception) -> None:
         log.exception("handler %s failed for peer %s; closing this connection", name, self.peer)
-        self.error = exc
+        self.error = exc.with_traceback(None)  # (logged with it; see _handle_error)
         self._close_now()
 
     # -- output --------------------------------------------------------------------------

@@ -202,7 +202,8 @@ class TlsSession:
         self.layer = layer
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.sslobj = layer.context.wrap_bio(
+        #: The SSL object (None once the connection closed: see :meth:`release`).
+        self.sslobj: ssl.SSLObject | None = layer.context.wrap_bio(
             self.incoming,
             self.outgoing,
             server_side=layer.server_side,
@@ -227,7 +228,11 @@ class TlsSession:
     def __repr__(self) -> str:
         return f"<TlsSession {_STATE_NAMES[self.state]} {self.version or ''}>"
 
-    # -- what the handshake settled (None before it completes) ---------------------------
+    def release(self) -> None:
+        """Drop the SSL object (the connection closed): OpenSSL frees its state now."""
+        self.sslobj = None
+
+    # -- what the handshake settled (None before it completes, and once closed) ------------
 
     @property
     def established(self) -> bool:
@@ -237,45 +242,52 @@ class TlsSession:
     @property
     def version(self) -> str | None:
         """``TLSv1.3``, ``TLSv1.2``."""
-        return self.sslobj.version()
+        return None if self.sslobj is None else self.sslobj.version()
 
     @property
     def cipher(self) -> tuple[str, str, int] | None:
         """(name, protocol, secret bits) of the negotiated cipher."""
-        return self.sslobj.cipher()
+        return None if self.sslobj is None else self.sslobj.cipher()
 
     @property
     def alpn_protocol(self) -> str | None:
         """The protocol ALPN chose (``http/1.1``), or None."""
-        return self.sslobj.selected_alpn_protocol()
+        return None if self.sslobj is None else self.sslobj.selected_alpn_protocol()
 
     @property
     def server_hostname(self) -> str | None:
         """The name a client asked for (SNI and certificate check); None on a server."""
-        return self.sslobj.server_hostname
+        return None if self.sslobj is None else self.sslobj.server_hostname
 
     @property
     def session(self) -> ssl.SSLSession | None:
         """The session, to resume it on a later connection (a client's ``session=``)."""
-        return self.sslobj.session
+        return None if self.sslobj is None else self.sslobj.session
 
     @property
     def session_reused(self) -> bool:
         """The handshake resumed an earlier session (a ticket) instead of a full one."""
-        return self.sslobj.session_reused
+        return self.sslobj is not None and self.sslobj.session_reused
 
     def peer_certificate(self) -> dict[str, Any] | None:
         """The peer's verified certificate, decoded (None when it sent none, or when it
         was not verified: ``CERT_NONE``). Under mutual TLS, the client's."""
-        if self.state != OPEN:
+        if self.state != OPEN or self.sslobj is None:
             return None
         return self.sslobj.getpeercert()
 
     def peer_certificate_der(self) -> bytes | None:
         """The peer's certificate as DER bytes, verified or not (None if it sent none)."""
-        if self.state != OPEN:
+        if self.state != OPEN or self.sslobj is None:
             return None
         return self.sslobj.getpeercert(binary_form=True)
+
+    def ssl_object(self) -> ssl.SSLObject:
+        """The SSL object of an open connection (the TLS steps' own accessor)."""
+        sslobj = self.sslobj
+        if sslobj is None:
+            raise RuntimeError("the TLS session was released: its connection closed")
+        return sslobj
 
 
 #: The handler of a connection while its handshake runs: nothing reaches the real one
@@ -346,7 +358,7 @@ class TlsStream(TcpConnection):
         """One step of the handshake; False once it failed (the connection is closing)."""
         tls = self._tls
         try:
-            tls.sslobj.do_handshake()
+            tls.ssl_object().do_handshake()
         except ssl.SSLWantReadError:
             self._take_tls_output()
             return True
@@ -364,7 +376,7 @@ class TlsStream(TcpConnection):
             tls.timer = None
         stats = tls.layer.stats
         stats.handshakes += 1
-        if tls.sslobj.session_reused:
+        if tls.session_reused:
             stats.resumed += 1
         self._take_tls_output()  # the server's last flight (and tickets), a client's Finished
         super()._set_handler_in_loop(tls.handler)
@@ -422,7 +434,7 @@ class TlsStream(TcpConnection):
             tls.timer = None
         tls.pending.clear()
         tls.pending_size = 0
-        self.error = exc
+        self.error = exc.with_traceback(None)  # (see TcpConnection._handle_error)
         self._take_tls_output()
         self._close_in_loop()
 
@@ -463,7 +475,7 @@ class TlsStream(TcpConnection):
         tls = self._tls
         # The C object under the SSLObject: its read(n, buffer) returns a count, and
         # calling it directly skips ssl.py's forwarding frame (one per record).
-        cobj = tls.sslobj._sslobj  # type: ignore[attr-defined]
+        cobj = tls.sslobj._sslobj  # type: ignore[union-attr]
         read: Callable[[int, memoryview], int] = cobj.read
         unread: Callable[[], int] = cobj.pending
         incoming = tls.incoming
@@ -519,10 +531,11 @@ class TlsStream(TcpConnection):
         super()._update_reading()
         tls = self._tls
         if (
-            self._events & READ
+            self._state == CONNECTED
+            and self._events & READ
             and tls.state == OPEN
             and not self._in_read
-            and (tls.incoming.pending or tls.sslobj.pending())
+            and (tls.incoming.pending or tls.ssl_object().pending())
         ):
             self.loop.call_soon(self._resume_decrypt)
 
@@ -630,7 +643,7 @@ class TlsStream(TcpConnection):
         pending.clear()
         tls.pending_size = 0
         try:
-            written = tls.sslobj._sslobj.write(data)  # type: ignore[attr-defined]
+            written = tls.sslobj._sslobj.write(data)  # type: ignore[union-attr]
         except ssl.SSLWantReadError:
             written = 0  # a write that needs a read: kept for the flush after the next read
         except ssl.SSLError as exc:
@@ -672,7 +685,7 @@ class TlsStream(TcpConnection):
             self._encrypt()
         tls.sent_close = True
         try:
-            tls.sslobj.unwrap()
+            tls.ssl_object().unwrap()
         except ssl.SSLError:
             pass  # SSLWantReadError: the peer's close_notify is not awaited
         self._take_tls_output()
@@ -690,13 +703,19 @@ class TlsStream(TcpConnection):
         super()._close_in_loop()
 
     def _close_now(self) -> None:
+        """Close; then free OpenSSL's state of the connection at once (tens of KB a
+        handshake): a handler object that references the connection (``conn.context``)
+        must not keep it until the cyclic GC runs, which counts Python objects only."""
+        if self._state == DISCONNECTED:
+            return
         tls = self._tls
         if tls.timer is not None:
             tls.timer.cancel()
             tls.timer = None
         tls.pending.clear()
         tls.pending_size = 0
-        super()._close_now()
+        super()._close_now()  # on_close and the owner may still read conn.tls
+        tls.release()
 
 
 class TlsConnection(TlsStream):
