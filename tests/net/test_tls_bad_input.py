@@ -377,3 +377,42 @@ def test_a_server_that_never_answers_times_the_client_out(
         assert client.tls is not None and client.tls.stats.handshake_timeouts == 1
         loop_thread.call(client.close)
     one_line(tls_caplog, logging.INFO, "no TLS handshake within")
+
+
+class PausesEachTime(EchoHandler):
+    """Pauses reading at each delivery and resumes 2 ms later: records (and the FIN)
+    arrive meanwhile and wait, in the socket or (io_uring) in the session's BIO."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def on_read(self, conn: TcpConnection, data: memoryview) -> int:
+        self.data += data
+        conn.pause_reading()
+        conn.loop.call_later(0.002, conn.resume_reading)
+        return len(data)
+
+
+def test_a_fin_after_records_that_waited_while_paused_is_no_truncation(
+    loop_thread: LoopThread, pki: Pki, tls_caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = PausesEachTime()
+    tcp = loop_thread.call(
+        lambda: TcpServer(
+            loop_thread.loop, ("127.0.0.1", 0), handler, ssl=pki.server_context()
+        ).start()
+    )
+    address = ("127.0.0.1", loop_thread.call(lambda: tcp.port))
+    pieces = [bytes([i % 251]) * (1000 + 37 * i) for i in range(300)]
+    client = MemoryTlsClient(address, pki.client_context())
+    try:
+        for piece in pieces:
+            client.sock.sendall(client.record(piece))  # one record each, many reads
+        client.sock.shutdown(socket.SHUT_WR)  # whole records, then a bare FIN
+        closed_by_server(client.sock)
+    finally:
+        client.close()
+    assert loop_thread.wait_until(lambda: tcp.connection_count == 0, LIVENESS)
+    assert bytes(handler.data) == b"".join(pieces)
+    assert tcp.tls is not None
+    assert tcp.tls.stats.no_close_notify == 1 and tcp.tls.stats.truncated == 0

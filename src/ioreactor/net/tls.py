@@ -102,6 +102,8 @@ class TlsStats:
     )
 
     def __init__(self) -> None:
+        # (Sub-loop threads add to the same counters: a count may be lost when two
+        # threads add at the same instant; they are for reports, not for control.)
         #: Completed handshakes, and how many of them resumed a session.
         self.handshakes = 0
         self.resumed = 0
@@ -519,6 +521,12 @@ class TlsStream(TcpConnection):
         if (tls.pending or self._out) and self._state != DISCONNECTED:
             self._flush()
         return ok and self._state == CONNECTED
+
+    def _keep_ciphertext(self, data: memoryview) -> None:
+        """Bytes read while reading is paused wait in the incoming BIO (io_uring)."""
+        tls = self._tls
+        _follow_records(tls, data)
+        tls.incoming.write(data)
 
     def _broken_record(self, exc: ssl.SSLError) -> None:
         self._tls.layer.stats.protocol_errors += 1

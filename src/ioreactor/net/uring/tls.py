@@ -8,7 +8,7 @@
 Every TLS step is :class:`~ioreactor.net.tls.TlsStream`'s; the I/O is
 :class:`~ioreactor.net.uring.connection.UringConnection`'s. One difference: ciphertext
 that completes while reading is paused goes to the session's incoming BIO (not to
-``input``), and is decrypted when reading resumes.
+``input``), and is decrypted when reading resumes (before an EOF that came meanwhile).
 """
 
 from __future__ import annotations
@@ -25,4 +25,8 @@ class UringTlsConnection(TlsStream, UringConnection):
 
     def _hold(self, data: memoryview) -> None:
         """Ciphertext that arrived while reading was paused waits in the BIO."""
-        self._tls.incoming.write(data)
+        self._keep_ciphertext(data)
+
+    def _release_held(self) -> None:
+        """Reading resumed: decrypt what waits in the BIO."""
+        self._resume_decrypt()
