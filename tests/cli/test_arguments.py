@@ -32,6 +32,8 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "log_level": ("LOUD",),
     "existing_dir": ("/nonexistent-dir", "/dev/null"),
     "output_dir": ("/dev/null", "/dev/null/results"),
+    "readable_file": ("/nonexistent-file.pem", "/"),
+    "sni_certificate": ("example.com", "=cert.pem", "example.com=/nonexistent.pem"),
     "_address_type.<locals>.address": (
         "nonsense",
         ":8080",

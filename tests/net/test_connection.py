@@ -1215,3 +1215,26 @@ def test_select_refusing_a_high_fd_closes_only_that_socket(
             os.close(fd)
         spare.close()
         loop.close()
+
+
+class PausesEachRead(Recorder):
+    """Pauses reading at each delivery and resumes 2 ms later: bytes and the FIN arrive
+    meanwhile (on io_uring, in completions that come while paused)."""
+
+    def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+        conn.pause_reading()
+        conn.loop.call_later(0.002, conn.resume_reading)
+
+
+def test_a_fin_while_reading_is_paused_loses_no_byte(loop_thread: LoopThread) -> None:
+    handler = PausesEachRead()
+    server = serve(loop_thread, handler)
+    data = b"".join(bytes([i % 251]) * (1000 + 37 * i) for i in range(300))
+    with connect(address(loop_thread, server)) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)  # the FIN right behind the bytes
+        recv_until_eof(sock)
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "the close")
+    (conn,) = handler.conns
+    assert bytes(handler.data[conn]) == data
+    assert handler.eofs[conn] == 1

@@ -195,6 +195,16 @@ def existing_dir(text: str) -> str:
     return str(path.resolve())
 
 
+def readable_file(text: str) -> str:
+    """A file that exists and can be read; returned absolute (workers may chdir)."""
+    path = os.path.abspath(os.path.expanduser(text))
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"file {text!r} does not exist")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"file {text!r} is not readable")
+    return path
+
+
 def output_dir(text: str) -> Path:
     """Where results go: created if missing, but not a file and not in a missing place
     that cannot be created (checked by walking up to the first existing directory)."""

@@ -22,6 +22,7 @@ from ioreactor.cli.arguments import (
     seconds,
     serving_options,
 )
+from ioreactor.cli.tls_arguments import add_tls_arguments, tls_server_options
 from ioreactor.http.limits import Limits
 from ioreactor.net.address import format_sockname
 
@@ -76,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="directory put first on the import path (default: the current directory)",
     )
     add_serving_arguments(p, default_listen="127.0.0.1:8080")
+    add_tls_arguments(p)
     p.add_argument(
         "--static", type=existing_dir, metavar="DIR", default=None, help="serve DIR under /static/"
     )
@@ -144,16 +146,19 @@ def application(args: argparse.Namespace) -> LoadedApp:
 def run(args: argparse.Namespace) -> int:
     # imported here: every ioreactor command imports this module to build the parser
     from ioreactor.http.app_loader import ServeOptions
+    from ioreactor.http.https import HTTPS_ALPN, PLAIN_HTTP_REPLY
     from ioreactor.multicore import run_server
 
     loaded = application(args)  # before any worker starts: errors are one line, exit 2
+    tls = tls_server_options(args, alpn=HTTPS_ALPN, plaintext_reply=PLAIN_HTTP_REPLY)
+    scheme = "https://" if tls else "http://"
     make_handler = loaded.handler_factory(
         ServeOptions(limits_from(args), access_log=args.access_log, static_dir=args.static)
     )
     what = "HTTP echo server" if loaded.spec == ECHO_APP else f"{loaded.spec} ({loaded.kind.name})"
 
     def announce(ctx: WorkerContext) -> None:
-        url = format_sockname(args.listen.kind, ctx.server.sockname).replace("tcp://", "http://")
+        url = format_sockname(args.listen.kind, ctx.server.sockname).replace("tcp://", scheme)
         log.info("%s on %s (pid %d)", what, url, ctx.pid)
 
-    return run_server(make_handler, on_worker_start=announce, **serving_options(args))
+    return run_server(make_handler, on_worker_start=announce, **serving_options(args), **tls)

@@ -17,6 +17,11 @@ a connection needs no lock; :attr:`TcpServer.connections` is a snapshot across t
 Each accepted socket gets TCP_NODELAY (on by default: the loop already coalesces writes,
 so Nagle would only add latency) and the configured keepalive timers.
 
+TLS (``ssl=``): every connection is a :class:`~ioreactor.net.tls.TlsConnection` (or its
+io_uring twin) sharing the server's :class:`~ioreactor.net.tls.TlsLayer` (its context,
+handshake timeout and counters: :attr:`TcpServer.tls`). The handler is the same; it
+hears of a connection once its handshake has completed.
+
 Graceful shutdown (:meth:`TcpServer.shutdown`): stop accepting at once, give every
 connection ``handler.on_shutdown(conn)`` on its own loop (the default closes after its
 output drains), and force-close what is left when the timeout expires.
@@ -28,15 +33,17 @@ import logging
 import socket
 import zlib
 from collections.abc import Callable
+from ssl import SSLContext
 from typing import TYPE_CHECKING, Any, Literal
 
 from ioreactor.net.acceptor import ACCEPT_BATCH, BACKLOG, Acceptor, open_listener
 from ioreactor.net.address import Address, to_address
-from ioreactor.net.channels import acceptor_class, connection_class
+from ioreactor.net.channels import acceptor_class, connection_class, tls_connection_class
 from ioreactor.net.connection import HIGH_WATER_MARK, LOW_WATER_MARK, TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.loop_thread import EventLoopThreadPool, LoopFactory
 from ioreactor.net.sockopt import KeepAlive, is_tcp, set_keepalive
+from ioreactor.net.tls import HANDSHAKE_TIMEOUT, TlsLayer
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
@@ -117,6 +124,12 @@ class TcpServer:
     ``balance``: how a connection picks its sub-loop (see :data:`BALANCES`).
     ``poller``: backend of the sub-loops (default: the same as ``loop``'s);
     ``loop_factory(name=...)`` builds them instead when the loop class needs it.
+
+    ``ssl``: serve TLS with this server context -- or with the context a function
+    returns, called here (a worker process that builds its server loads its own).
+    ``ssl_handshake_timeout``: seconds a handshake may take (None: no limit).
+    ``ssl_plaintext_reply``: bytes answered in plaintext to an HTTP request sent to the
+    TLS port (None: close without a word).
     """
 
     def __init__(
@@ -138,6 +151,9 @@ class TcpServer:
         poller: str | None = None,
         loop_factory: LoopFactory | None = None,
         name: str = "server",
+        ssl: SSLContext | Callable[[], SSLContext] | None = None,
+        ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
+        ssl_plaintext_reply: bytes | None = None,
     ) -> None:
         if loops < 0:
             raise ValueError(f"loops must be >= 0, got {loops}")
@@ -156,6 +172,16 @@ class TcpServer:
         self.num_loops = loops
         self.balance = balance
         self.name = name
+        #: The TLS settings and counters of every connection (None: plain TCP).
+        self.tls: TlsLayer | None = None
+        if ssl is not None:
+            context = ssl if isinstance(ssl, SSLContext) else ssl()
+            self.tls = TlsLayer(
+                context,
+                server_side=True,
+                handshake_timeout=ssl_handshake_timeout,
+                plaintext_reply=ssl_plaintext_reply,
+            )
         self._pool = EventLoopThreadPool(
             loop, loops, name=f"{name}-io", poller=poller, loop_factory=loop_factory
         )
@@ -283,15 +309,28 @@ class TcpServer:
             sock.close()
             owner.closed += 1
             return
-        conn = connection_class(owner.loop)(
-            owner.loop,
-            sock,
-            peer,
-            self.handler,
-            owner,
-            high_water_mark=self.high_water_mark,
-            low_water_mark=self.low_water_mark,
-        )
+        conn: TcpConnection
+        if self.tls is None:
+            conn = connection_class(owner.loop)(
+                owner.loop,
+                sock,
+                peer,
+                self.handler,
+                owner,
+                high_water_mark=self.high_water_mark,
+                low_water_mark=self.low_water_mark,
+            )
+        else:
+            conn = tls_connection_class(owner.loop)(
+                owner.loop,
+                sock,
+                peer,
+                self.handler,
+                owner,
+                tls=self.tls,
+                high_water_mark=self.high_water_mark,
+                low_water_mark=self.low_water_mark,
+            )
         owner.conns.add(conn)
         conn.start()
         if owner.saying_goodbye and conn.connected:  # arrived after shutdown began

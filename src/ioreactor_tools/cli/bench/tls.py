@@ -1,0 +1,156 @@
+"""`ioreactor bench tls`: TLS against uvloop (asyncio's ``ssl=``) and nginx.
+
+Three workloads (:mod:`ioreactor_tools.bench.tls_bench`): HTTPS keep-alive ``GET /``
+(wrk), new full TLS 1.3 handshakes (``openssl s_time -new``), and bulk through a TLS
+echo. Each server runs alone, pinned to the server core, the load on the other; the
+table gives server CPU per request / handshake / MiB, and the targets of issue 18 are
+judged by the median of the per-round ratios (``--rounds``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ioreactor.cli.arguments import (
+    count_list,
+    names_from,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
+from ioreactor_tools.cli.bench._args import (
+    add_poller_option,
+    save_results,
+    warn_if_unpinned,
+)
+from ioreactor_tools.cli.console import report_console
+
+_WORKLOADS = ("keepalive", "handshake", "bulk")
+_SERVERS = ("ioreactor", "uvloop", "nginx")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "tls",
+        help="TLS: HTTPS keep-alive, new handshakes and bulk vs uvloop and nginx",
+        description="Runs each TLS server pinned to one core with the load on another "
+        "(wrk, openssl s_time, a uvloop TLS client), reads the server's CPU time from "
+        "/proc around each window, and prints CPU per request / handshake / MiB with the "
+        "ratio to each peer; writes JSON.",
+    )
+    p.add_argument(
+        "--workloads",
+        type=names_from(_WORKLOADS, "workload"),
+        default=_WORKLOADS,
+        help="comma-separated: keepalive, handshake, bulk (default: all)",
+    )
+    p.add_argument(
+        "--conns", type=count_list, default=(100, 1000), help="keep-alive connections (100,1000)"
+    )
+    p.add_argument(
+        "--handshake-clients",
+        type=positive_count,
+        default=4,
+        help="openssl s_time processes at once (default 4)",
+    )
+    p.add_argument(
+        "--bulk-mib", type=positive_count, default=1024, help="MiB through the echo (1024)"
+    )
+    p.add_argument("--duration", type=seconds, default=5.0, help="measured seconds per server")
+    p.add_argument("--warmup", type=seconds_or_zero, default=1.0, help="unmeasured seconds first")
+    p.add_argument(
+        "--rounds", type=positive_count, default=1, help="repeat the whole cycle (default 1)"
+    )
+    p.add_argument(
+        "--servers",
+        type=names_from(_SERVERS),
+        default=_SERVERS,
+        help="comma-separated: ioreactor, uvloop, nginx",
+    )
+    add_poller_option(p, "ioreactor's backend")
+    p.add_argument("--out", type=output_dir, default="bench-results", help="directory for the JSON")
+    p.set_defaults(func=run)
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    parts = [
+        "ioreactor bench tls",
+        f"--workloads {','.join(args.workloads)}",
+        f"--conns {','.join(map(str, args.conns))}",
+        f"--handshake-clients {args.handshake_clients}",
+        f"--bulk-mib {args.bulk_mib}",
+        f"--duration {args.duration:g}",
+        f"--warmup {args.warmup:g}",
+        f"--rounds {args.rounds}",
+    ]
+    if args.poller:
+        parts.append(f"--poller {args.poller}")
+    return " ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    import shutil
+
+    from ioreactor_tools.bench.pinning import core_plan
+    from ioreactor_tools.bench.report import median_rounds, print_table
+    from ioreactor_tools.bench.tls_bench import TARGETS, TlsBenchConfig, run_tls_bench, target_lines
+    from ioreactor_tools.bench.tls_peers import make_certificate
+
+    if (
+        args.duration <= 0
+        or args.warmup < 0
+        or args.rounds < 1
+        or args.bulk_mib < 1
+        or args.handshake_clients < 1
+    ):
+        raise SystemExit(
+            "ioreactor bench tls: --duration > 0, --warmup >= 0, --rounds, --bulk-mib and "
+            "--handshake-clients >= 1"
+        )
+    console = report_console()
+    plan = core_plan()
+    warn_if_unpinned(console, plan)
+    config = TlsBenchConfig(
+        workloads=args.workloads,
+        conns=args.conns,
+        duration=args.duration,
+        warmup=args.warmup,
+        handshake_clients=args.handshake_clients,
+        bulk_mib=args.bulk_mib,
+        servers=args.servers,
+        poller=args.poller,
+        rounds=args.rounds,
+    )
+    cert = make_certificate()
+    try:
+        results = run_tls_bench(config, console=console, cert=cert)
+    finally:
+        shutil.rmtree(cert.directory, ignore_errors=True)
+    rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
+    for workload in config.workloads:
+        rows = [r for r in results if r.extra.get("workload") == workload]
+        if not rows:
+            continue
+        shown = median_rounds(rows) if config.rounds > 1 else rows
+        baselines = [n for n in ("uvloop", "nginx") if any(r.name == n for r in rows)]
+        baselines.sort(key=lambda n: n != TARGETS[workload][0])
+        title = (
+            f"TLS {workload}: server CPU per {rows[0].unit}, {config.duration:g} s per server"
+            f"{rounds} (server on core {plan.server}, load on core {plan.load})"
+        )
+        print_table(shown, baselines, title=title, console=console)
+    for line in target_lines(results):
+        console.print(line)
+    command = reproduce_command(args)
+    console.print(f"command: {command}")
+    save_results(
+        console,
+        args.out,
+        "tls",
+        results,
+        command,
+        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+    )
+    return 1 if any(r.error_count for r in results) else 0
