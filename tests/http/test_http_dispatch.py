@@ -12,7 +12,7 @@ import inspect
 import threading
 
 from http_support import Harness, parse_responses
-from ioreactor.net.handler import Handler
+from ioreactor.net.handlers import Handler
 
 from ioreactor.http.app import App
 from ioreactor.http.dispatch import LATER, Dispatcher
