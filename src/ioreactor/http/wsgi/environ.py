@@ -22,14 +22,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from ioreactor import __version__
+from ioreactor.build import version
 
 if TYPE_CHECKING:
     from ioreactor.http.request import Request
     from ioreactor.net.connection import TcpConnection
 
-#: ``SERVER_SOFTWARE``.
-SERVER_SOFTWARE = f"ioreactor/{__version__}"
 #: Header names seen (raw bytes) -> their environ key (None: dropped); the table starts
 #: over when full, so a client sending ever new names costs only the mapping itself.
 HEADER_KEY_ENTRIES = 512
@@ -78,7 +76,7 @@ class ServerEnviron:
             "wsgi.multiprocess": multiprocess,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,
-            "SERVER_SOFTWARE": SERVER_SOFTWARE,
+            "SERVER_SOFTWARE": f"ioreactor/{version()}",
             "SCRIPT_NAME": self.root_path,
         }
         if file_wrapper is not None:
