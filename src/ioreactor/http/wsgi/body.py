@@ -71,11 +71,9 @@ class StreamedInput:
             self._chunks.append(chunk)
             self._held += len(chunk)
             self._cond.notify()
-            pause = self._held > STREAM_BUFFER and not self._paused
-            if pause:
+            if self._held > STREAM_BUFFER and not self._paused:
                 self._paused = True
-        if pause:
-            self._pause()
+                self._pause()
 
     def finish(self) -> None:
         """The body is complete."""
@@ -118,13 +116,17 @@ class StreamedInput:
                     continue
                 if self._ended:
                     break
+                self._resume_if_drained()
                 self._wait()
-            resume = self._paused and self._held <= STREAM_BUFFER // 2
-            if resume:
-                self._paused = False
-        if resume:
-            self._resume()
+            self._resume_if_drained()
         return b"".join(parts)
+
+    def _resume_if_drained(self) -> None:
+        """Let the connection read again once half the buffer has been taken (holding
+        the condition: ``resume`` only queues a call on the loop)."""
+        if self._paused and self._held <= STREAM_BUFFER // 2:
+            self._paused = False
+            self._resume()
 
     def _wait(self) -> None:
         """Wait for a chunk or the end (called holding the condition)."""
@@ -171,7 +173,4 @@ class StreamedInput:
             self._ended = True
             self._chunks.clear()
             self._held = 0
-            resume = self._paused
-            self._paused = False
-        if resume:
-            self._resume()
+            self._resume_if_drained()
