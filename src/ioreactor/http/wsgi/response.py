@@ -457,10 +457,11 @@ class ResponseWriter:
                 stream.abort()
                 raise ClientGone(f"the client took nothing for {self.write_timeout:g} s")
 
-    def file_answer(self, wrapper: FileWrapper) -> WsgiFile | None:
+    def file_answer(self, wrapper: FileWrapper) -> WsgiFile | WsgiResponse | None:
         """A WsgiFile for a ``wsgi.file_wrapper`` returned as the iterable, when it can
-        go zero-copy (a regular file, a body not started); None: iterate it instead."""
-        if not self.code or self.omit or self.taken or self.stream is not None:
+        go zero-copy (a regular file, a body not started), or the bodiless answer to a
+        HEAD with the file's length (the file is not read); None: iterate it instead."""
+        if not self.code or self.taken or self.stream is not None:
             return None
         fd = wrapper.regular_fd()
         if fd is None:
@@ -471,11 +472,13 @@ class ResponseWriter:
         except OSError:
             return None
         fields = self.fields
-        if self.length is None:
+        if self.length is None and has_body(self.code):
             length = remaining
             fields += b"Content-Length: %d\r\n" % length
         else:
-            length = self.length  # a file shorter than promised ends the connection
+            length = self.length or 0  # a file shorter than promised ends the connection
+        if self.omit:
+            return WsgiResponse(self.code, self.line, fields, b"", self.close)
         dup = os.dup(fd)
         try:
             return WsgiFile(dup, offset, length, self.code, self.line, fields, self.close)
