@@ -63,6 +63,19 @@ POOL_CHECK_INTERVAL = 1.0
 WsgiApp = Any  # Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+class _Cut:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CUT"
+
+
+#: What a call returns when its response was cut (the application failed after the
+#: head went out, or the client went away): the connection is closing, and the
+#: requests waiting behind it on that connection never run.
+CUT = _Cut()
+
+
 class WsgiCall(PoolJob):
     """One request's application call: made on the loop, run on a pool thread."""
 
@@ -314,8 +327,8 @@ class WsgiDispatcher(Dispatcher):
         return calls
 
     def call_app(self, call: WsgiCall) -> object:
-        """Pool thread: run the application for ``call``; returns the answer, or None
-        once a stream carries it (or the client went away)."""
+        """Pool thread: run the application for ``call``; returns the answer, None once
+        a stream carries it, or CUT."""
         request = call.request
         protocol = call.protocol
         exchange: _Exchange = protocol.context
@@ -339,12 +352,12 @@ class WsgiDispatcher(Dispatcher):
             return writer.finish()
         except ClientGone as exc:
             log.debug("%r: %s", call, exc)
-            return None
+            return CUT
         except Exception:
             log.exception("WSGI application failed on %s %s", request.method, request.target)
             if writer.stream is not None:
                 writer.stream.abort()  # the head is out: the client sees a truncated body
-                return None
+                return CUT
             return error_response(HttpError(500, "Internal Server Error"))
         finally:
             close = getattr(result, "close", None)
@@ -369,22 +382,26 @@ class WsgiDispatcher(Dispatcher):
     def call_done(self, call: WsgiCall, answer: object) -> None:
         """Loop thread: the application call returned; the connection's next call goes."""
         self._forget(call)
-        if not call.answered:
-            call.answered = True
-            assert call.slot is not None
-            if answer is None:  # the client went away: there is no one to answer
+        slot = call.slot
+        assert slot is not None
+        if answer is CUT or answer is None:
+            if not call.answered:  # (a stream always answers first: a bug of ours)
+                call.answered = True
                 answer = error_response(HttpError(500, "Internal Server Error", close=True))
-            call.protocol.queue.fill(call.slot, answer)
-        elif answer is not None:
-            _abandon(answer)
-        self._release(call)
+                call.protocol.queue.fill(slot, answer)
+        elif not call.answered:
+            call.answered = True
+            call.protocol.queue.fill(slot, answer)
+        else:
+            _abandon(answer)  # a 503 took its place
+        self._release(call, cut=answer is CUT)
 
     def _forget(self, call: WsgiCall) -> None:
         calls = self._loops.get(call.protocol.loop)
         if calls is not None:
             calls.calls.pop(call, None)
 
-    def _release(self, call: WsgiCall) -> None:
+    def _release(self, call: WsgiCall, *, cut: bool = False) -> None:
         """The connection's turn passes to its next call (unless it is closing)."""
         if call.released:
             return
@@ -397,7 +414,7 @@ class WsgiDispatcher(Dispatcher):
         waiting = exchange.waiting
         if not waiting:
             return
-        if protocol.queue.ended or not call.request.keep_alive:
+        if cut or protocol.queue.ended or not call.request.keep_alive:
             exchange.waiting = None  # behind a close: never run, never answered
             return
         following = waiting.popleft()
