@@ -214,7 +214,11 @@ def load_app(
     if kind is None:
         expected = " or ".join(k.description for k in APP_KINDS)
         made = "returned by the factory " if factory else ""
-        hint = "; a function that builds it? add --factory" if callable(obj) and not factory else ""
+        hint = ""
+        if callable(obj):
+            hint = "; a WSGI application whose signature does not say so? add --interface wsgi"
+            if not factory:
+                hint += "; a function that builds the application? add --factory"
         raise AppLoadError(f"{spec}: {attr} {made}is {_a(obj)}, not {expected}{hint} ({context})")
     return LoadedApp(spec, kind, obj)
 
