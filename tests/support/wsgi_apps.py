@@ -173,6 +173,27 @@ def _responses_app(environ: Environ, start_response: StartResponse) -> Iterable[
 responses_app = validator(_responses_app)
 
 
+def _echo_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """The echo server's routes as a WSGI application: ``/`` says hello, ``POST|PUT
+    /echo`` returns the body, ``GET /echo`` the request line and fields."""
+    path = environ["PATH_INFO"]
+    method = environ["REQUEST_METHOD"]
+    if path == "/" and method in ("GET", "HEAD"):
+        return _text(start_response, b"Hello, World!")
+    if path == "/echo" and method in ("POST", "PUT"):
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        return _text(start_response, environ["wsgi.input"].read(size))
+    if path == "/echo" and method == "GET":
+        query = environ["QUERY_STRING"]
+        lines = [f"{method} {path}{'?' + query if query else ''} {environ['SERVER_PROTOCOL']}"]
+        lines += [f"{k}: {v}" for k, v in sorted(environ.items()) if k.startswith("HTTP_")]
+        return _text(start_response, "\n".join(lines).encode("latin-1"))
+    return _text(start_response, b"not found", "404 Not Found")
+
+
+echo_app = validator(_echo_app)
+
+
 def files_app_for(directory: str) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """``/file`` answered with ``wsgi.file_wrapper`` over ``directory/data.bin``;
     ``/file-no-length`` the same without Content-Length; ``/file-at`` from offset 1000.
