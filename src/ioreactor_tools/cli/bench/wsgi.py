@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per run")
     p.add_argument("--warmup", type=seconds_or_zero, default=2.0, help="unmeasured seconds first")
     p.add_argument(
-        "--slow", type=positive_count, default=1000, help="slowloris connections (0: none)"
+        "--slow", type=positive_count, default=1000, help="slowloris connections"
     )
     p.add_argument("--no-slowloris", action="store_true", help="skip the slowloris comparison")
     p.add_argument(
