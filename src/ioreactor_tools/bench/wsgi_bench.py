@@ -41,8 +41,8 @@ APPS = {
 CPU_TARGET = 0.6
 #: The peer the CPU ratio is taken against.
 BASELINE = "gunicorn-gthread"
-#: The header timeout ioreactor serves with under the slowloris attack (seconds).
-SLOW_HEADER_TIMEOUT = 5.0
+#: The header timeout ioreactor serves with (seconds: the server's default).
+SLOW_HEADER_TIMEOUT = 10.0
 
 Command = Callable[[int, str, int], list[str]]
 
@@ -118,8 +118,8 @@ class WsgiBenchConfig:
     slow: int = 1000
     slow_conns: int = 50
     slowloris: bool = True
-    #: Seconds between two bytes of a slow connection's head.
-    interval: float = 1.0
+    #: Seconds between two bytes of a slow connection's head (``bench slowloris``'s).
+    interval: float = 2.0
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.apps if a not in APPS]

@@ -52,9 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--threads", type=positive_count, default=8, help="threads per server")
     p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per run")
     p.add_argument("--warmup", type=seconds_or_zero, default=2.0, help="unmeasured seconds first")
-    p.add_argument(
-        "--slow", type=positive_count, default=1000, help="slowloris connections"
-    )
+    p.add_argument("--slow", type=positive_count, default=1000, help="slowloris connections")
     p.add_argument("--no-slowloris", action="store_true", help="skip the slowloris comparison")
     p.add_argument(
         "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
