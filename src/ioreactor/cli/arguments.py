@@ -187,7 +187,7 @@ def one_of(known: Iterable[str], what: str = "name") -> Callable[[str], str]:
 
 def url_path(text: str) -> str:
     """A path where an application is mounted (``--root-path /app``): "" or absolute,
-    without a query, fragment, whitespace or a slash at the end."""
+    ASCII, without a query, fragment or whitespace; returned without a final slash."""
     if text == "":
         return text
     if not text.startswith("/"):
