@@ -41,6 +41,7 @@ FRAGMENTS = {
     "docs/websocket.md": 1,
     "docs/aio.md": 1,
     "docs/tls.md": 1,
+    "docs/wsgi.md": 1,
 }
 #: What running a document's blocks prints, in part.
 PRINTS = {
@@ -328,3 +329,28 @@ def test_the_heartbeat_transcripts_are_what_the_programs_log(tmp_path: Path) -> 
                 assert shape(match.group("line")) in real, (
                     f"{block.document}: the programs no longer log {line!r}"
                 )
+
+
+def test_the_flask_transcript(tmp_path: Path) -> None:
+    app, console = block_after("README.md", "# hello_flask.py")
+    (tmp_path / "hello_flask.py").write_text(app.code)
+    port, server = free_port(), None
+    try:
+        for command, expected in sessions(console):
+            command = command.replace("8000", str(port))
+            if command.startswith("curl "):
+                assert curl(command, port).splitlines() == expected, command
+                continue
+            assert command.endswith(" &"), command  # the server, in the background
+            argv = [sys.executable, "-m", "ioreactor", *shlex.split(command)[1:-1]]
+            server_log = (tmp_path / "server.log").open("wb")
+            server = subprocess.Popen(
+                argv, cwd=tmp_path, stdout=server_log, stderr=subprocess.STDOUT
+            )
+            wait_accepting(port, server)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(TIMEOUT) == 0
+    assert server is not None
+    assert (tmp_path / "server.log").read_text() == "", "the transcript shows no server output"

@@ -49,6 +49,7 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "names_from.<locals>.names": ("nope", "ioreactor,nope"),
     "one_of.<locals>.name": ("nope",),
     "app_spec": ("x", "1mod:app", "a:b:c", "mod:"),
+    "url_path": ("app", "/a?b", "/a b", "/caf\u00e9"),
     "_mix": ("nope=1", "keepalive=-1", "keepalive=0", "keepalive=nan"),
 }
 

@@ -40,6 +40,14 @@ APP = textwrap.dedent(
 
     not_an_app = {"routes": []}
 
+    def wsgi_app(environ, start_response):
+        body = f"{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}|{environ['wsgi.multithread']}"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body.encode()]
+
+    def wrapped(*args):  # a WSGI app behind a wrapper: its signature cannot say so
+        return wsgi_app(*args)
+
     def broken_factory():
         return 1 / 0
     """
@@ -192,3 +200,96 @@ def test_an_import_error_in_the_module_names_the_module_and_line(
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert "importing broken failed: RuntimeError: no config at broken.py:2" in done.stderr
+
+
+def test_a_wsgi_app_is_served_with_its_flags(tmp_path: Path, app_dir: Path) -> None:
+    static = tmp_path / "files"
+    static.mkdir()
+    (static / "a.txt").write_text("static text")
+    with CliProcess(
+        tmp_path,
+        "serve",
+        "tests_app:wsgi_app",
+        "--app-dir",
+        str(app_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--root-path",
+        "/mount/",
+        "--static",
+        str(static),
+    ) as server:
+        port = int(server.wait_for(r"tests_app:wsgi_app \(wsgi\) " + BANNER).group(2))
+        assert get("127.0.0.1", port, "/mount/x/y")[2] == "/mount|/x/y|False"
+        assert get("127.0.0.1", port, "/elsewhere")[0] == 404
+        assert get("127.0.0.1", port, "/static/a.txt")[2] == "static text"
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+
+def test_interface_names_the_kind_detection_cannot_see(tmp_path: Path, app_dir: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ioreactor",
+            "serve",
+            "tests_app:wrapped",
+            "--app-dir",
+            str(app_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "add --interface wsgi" in done.stderr, done.stderr
+    with CliProcess(
+        tmp_path,
+        "serve",
+        "tests_app:wrapped",
+        "--interface",
+        "wsgi",
+        "--app-dir",
+        str(app_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+    ) as server:
+        port = int(server.wait_for(BANNER).group(2))
+        assert get("127.0.0.1", port, "/p")[2] == "|/p|True"
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["tests_app:app", "--threads", "4"], "--threads applies to WSGI applications"),
+        (["tests_app:app", "--stream-body"], "--stream-body applies to WSGI applications"),
+        (["tests_app:app", "--root-path", "/a"], "--root-path applies to WSGI applications"),
+        (["tests_app:app", "--interface", "wsgi"], "--interface wsgi: app is an App, not a WSGI"),
+        (["tests_app:wsgi_app", "--interface", "native"], "is a function, not an ioreactor"),
+        (["--pool-timeout", "3"], "the WSGI flags need MODULE:ATTR"),
+    ],
+)
+def test_flags_that_do_not_apply_are_refused(app_dir: Path, argv: list[str], said: str) -> None:
+    where = ["--app-dir", str(app_dir)] if ":" in argv[0] else []
+    done = subprocess.run(
+        [sys.executable, "-m", "ioreactor", "serve", *argv, *where],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_the_interface_choices_are_the_loaders_kinds() -> None:
+    from ioreactor.cli.serve import INTERFACES
+    from ioreactor.http.app_loader import APP_KINDS
+
+    assert ("auto", *(kind.name for kind in APP_KINDS)) == INTERFACES

@@ -182,6 +182,23 @@ def one_of(known: Iterable[str], what: str = "name") -> Callable[[str], str]:
     return name
 
 
+# -- URLs -----------------------------------------------------------------------------------
+
+
+def url_path(text: str) -> str:
+    """A path where an application is mounted (``--root-path /app``): "" or absolute,
+    ASCII, without a query, fragment or whitespace; returned without a final slash."""
+    if text == "":
+        return text
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"a path starts with '/', got {text!r}")
+    if any(c in text for c in "?#") or any(c.isspace() or ord(c) < 32 for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a path has no query, fragment or spaces")
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"{text!r}: percent-encode non-ASCII characters")
+    return text.rstrip("/")
+
+
 # -- files --------------------------------------------------------------------------------
 
 

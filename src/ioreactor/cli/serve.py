@@ -1,11 +1,13 @@
 """`ioreactor serve [MODULE:ATTR]`: serve an HTTP application on one or many cores.
 
 Without MODULE:ATTR it serves the course's HTTP echo application (the 10k-20k connection
-server of ``make run``); with it, the user's own, found by
-:func:`ioreactor.http.app_loader.load_app` (``--app-dir``, ``--factory``) before any
-worker starts. One loop, sub-reactor threads (``--loops``) or worker processes
-(``--workers``, one per core by default), through :func:`ioreactor.multicore.run_server`;
-SIGTERM finishes the requests in flight and closes idle keep-alive connections.
+server of ``make run``); with it, the user's own -- an ``App`` or a WSGI application
+(``--threads``, ``--pool-timeout``, ``--stream-body``, ``--root-path``) -- found by
+:func:`ioreactor.http.app_loader.load_app` (``--app-dir``, ``--factory``,
+``--interface``) before any worker starts. One loop, sub-reactor threads (``--loops``) or
+worker processes (``--workers``, one per core by default), through
+:func:`ioreactor.multicore.run_server`; SIGTERM finishes the requests in flight and closes
+idle keep-alive connections.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from ioreactor.cli.arguments import (
     positive_count,
     seconds,
     serving_options,
+    url_path,
 )
 from ioreactor.cli.tls_arguments import add_tls_arguments, tls_server_options
 from ioreactor.http.limits import Limits
+from ioreactor.multicore.config import default_workers
 from ioreactor.net.address import format_sockname
 
 if TYPE_CHECKING:
@@ -34,6 +38,11 @@ log = logging.getLogger("ioreactor.serve")
 
 #: What ``ioreactor serve`` runs without MODULE:ATTR.
 ECHO_APP = "ioreactor.http.echo_app:build_echo_app"
+#: ``--interface``: detect the kind, or name one of ``app_loader.APP_KINDS`` (kept equal
+#: to that table by a test; listed here so building the parser imports no HTTP code).
+INTERFACES = ("auto", "native", "wsgi")
+#: The flags that apply to WSGI applications only, with the value meaning "not given".
+WSGI_FLAGS = {"threads": None, "pool_timeout": None, "stream_body": False, "root_path": ""}
 
 
 def app_spec(text: str) -> str:
@@ -51,10 +60,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "serve",
         help="serve an HTTP application (default: the HTTP echo server)",
-        description="Serve MODULE:ATTR, an ioreactor.http.App (or with --factory a callable "
-        "returning one), imported from --app-dir. Without it, the HTTP echo server: "
-        "GET / -> Hello, World!; POST|PUT /echo -> the body; GET /echo -> the request "
-        "head; GET /healthz -> 200; /static/... -> files under --static.",
+        description="Serve MODULE:ATTR, an ioreactor.http.App or a WSGI application (or "
+        "with --factory a callable returning one), imported from --app-dir. Without it, the "
+        "HTTP echo server: GET / -> Hello, World!; POST|PUT /echo -> the body; GET /echo "
+        "-> the request head; GET /healthz -> 200; /static/... -> files under --static.",
     )
     p.add_argument(
         "app",
@@ -75,6 +84,42 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         metavar="DIR",
         help="directory put first on the import path (default: the current directory)",
+    )
+    p.add_argument(
+        "--interface",
+        choices=INTERFACES,
+        default="auto",
+        help="what kind of application MODULE:ATTR is (default: detected; wsgi: a PEP 3333 "
+        "callable whose signature does not say so)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_count,
+        default=None,
+        metavar="N",
+        help="WSGI: threads running the application per process (default 8)",
+    )
+    p.add_argument(
+        "--pool-timeout",
+        type=seconds,
+        default=None,
+        metavar="S",
+        help="WSGI: seconds a request may wait for a thread and the application's "
+        "answer before it gets 503 (default 30)",
+    )
+    p.add_argument(
+        "--stream-body",
+        action="store_true",
+        help="WSGI: run the application at the request head and stream the body to "
+        "wsgi.input (default: the body is received whole first)",
+    )
+    p.add_argument(
+        "--root-path",
+        type=url_path,
+        default="",
+        metavar="PATH",
+        help="WSGI: the SCRIPT_NAME the application is mounted at, e.g. /app "
+        "(stripped from PATH_INFO)",
     )
     add_serving_arguments(p, default_listen="127.0.0.1:8080")
     add_tls_arguments(p)
@@ -132,15 +177,28 @@ def application(args: argparse.Namespace) -> LoadedApp:
     from ioreactor.http.app_loader import NATIVE, AppLoadError, LoadedApp, load_app
 
     if args.app is None:
-        if args.factory or args.app_dir is not None:
-            raise CommandError("serve: --factory and --app-dir need MODULE:ATTR")
+        if args.factory or args.app_dir is not None or args.interface != "auto":
+            raise CommandError("serve: --factory, --app-dir and --interface need MODULE:ATTR")
+        if any(getattr(args, name) != unset for name, unset in WSGI_FLAGS.items()):
+            raise CommandError("serve: the WSGI flags need MODULE:ATTR, a WSGI application")
         from ioreactor.http.echo_app import build_echo_app
 
         return LoadedApp(ECHO_APP, NATIVE, build_echo_app())
     try:
-        return load_app(args.app, app_dir=args.app_dir, factory=args.factory)
+        loaded = load_app(
+            args.app, app_dir=args.app_dir, factory=args.factory, interface=args.interface
+        )
     except AppLoadError as exc:
         raise CommandError(f"serve: {exc}") from None
+    if loaded.kind.name != "wsgi":
+        for name, unset in WSGI_FLAGS.items():
+            if getattr(args, name) != unset:
+                flag = "--" + name.replace("_", "-")
+                raise CommandError(
+                    f"serve: {flag} applies to WSGI applications; {args.app} is "
+                    f"{loaded.kind.description}"
+                )
+    return loaded
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,8 +210,18 @@ def run(args: argparse.Namespace) -> int:
     loaded = application(args)  # before any worker starts: errors are one line, exit 2
     tls = tls_server_options(args, alpn=HTTPS_ALPN, plaintext_reply=PLAIN_HTTP_REPLY)
     scheme = "https://" if tls else "http://"
+    workers = default_workers() if args.workers is None else args.workers
     make_handler = loaded.handler_factory(
-        ServeOptions(limits_from(args), access_log=args.access_log, static_dir=args.static)
+        ServeOptions(
+            limits_from(args),
+            access_log=args.access_log,
+            static_dir=args.static,
+            root_path=args.root_path,
+            threads=args.threads,
+            stream_body=args.stream_body,
+            pool_timeout=args.pool_timeout,
+            multiprocess=workers > 1,
+        )
     )
     what = "HTTP echo server" if loaded.spec == ECHO_APP else f"{loaded.spec} ({loaded.kind.name})"
 
