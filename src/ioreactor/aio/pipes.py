@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ioreactor.aio.datagram import DatagramOps
-from ioreactor.aio.stream import LOG_THRESHOLD_FOR_CONNLOST_WRITES
+from ioreactor.aio.stream import LOG_THRESHOLD_FOR_CONNLOST_WRITES, FlowControl
 from ioreactor.loop.poller import READ, WRITE
 
 #: Bytes read from a pipe per readiness event (asyncio's max_size).
@@ -148,7 +148,7 @@ class ReadPipeTransport(transports.ReadTransport):
             self._loop = None
 
 
-class WritePipeTransport(transports._FlowControlMixin, transports.WriteTransport):
+class WritePipeTransport(FlowControl, transports.WriteTransport):
     """The write end of a pipe (or a socket or character device)."""
 
     _extra: dict[str, Any]  # BaseTransport's slot
@@ -234,7 +234,7 @@ class WritePipeTransport(transports._FlowControlMixin, transports.WriteTransport
             assert self._owner is not None
             self._owner._add_watch(self._fileno, WRITE, self._write_ready, ())
         self._buffer += data
-        self._maybe_pause_protocol()  # type: ignore[attr-defined]
+        self._maybe_pause_protocol()
 
     def _write_ready(self) -> None:
         owner = self._owner
@@ -254,7 +254,7 @@ class WritePipeTransport(transports._FlowControlMixin, transports.WriteTransport
         if n == len(self._buffer):
             self._buffer.clear()
             owner._remove_watch(self._fileno, WRITE)
-            self._maybe_resume_protocol()  # type: ignore[attr-defined]
+            self._maybe_resume_protocol()
             if self._closing:
                 owner._remove_watch(self._fileno, READ)
                 self._call_connection_lost(None)
