@@ -394,11 +394,7 @@ class DatagramOps(StreamOps):
         protocol = protocol_factory()
         waiter = self.create_future()
         transport = DatagramTransport(self, sock, protocol, r_addr, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await self._until_ready(transport, waiter)
         return transport, protocol
 
     async def _datagram_address_pairs(
