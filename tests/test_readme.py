@@ -18,7 +18,6 @@ import itertools
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from ioreactor.build import describe, version
+from ioreactor.testing import free_port
+from support.server_process import wait_accepting
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -123,24 +124,6 @@ def test_the_python_blocks_of_a_document_run_as_written(document: str) -> None:
 
 
 # -- transcripts ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_accepting(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
 
 
 def sessions(block: Block) -> list[tuple[str, list[str]]]:

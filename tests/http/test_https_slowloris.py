@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from support.tls import Pki, Served, client_hello, free_port, shared_pki, tls_connect
+from ioreactor.testing import free_port
+from support.tls import Pki, Served, client_hello, shared_pki, tls_connect
 
 #: Slow connections held open at once by the attack, and its pace per connection.
 SLOW_CONNECTIONS = 200

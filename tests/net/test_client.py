@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from net_support import LIVENESS, fd_count, free_port, run_until
+from net_support import LIVENESS, fd_count
 
 from ioreactor.echo import EchoHandler
 from ioreactor.loop.event_loop import EventLoop
@@ -23,6 +23,7 @@ from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
+from ioreactor.testing import free_port, run_until
 
 pytestmark = pytest.mark.timeout(60)
 

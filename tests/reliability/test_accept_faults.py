@@ -28,23 +28,15 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_support import (
-    GET,
-    TIMEOUT,
-    Responses,
-    http_get,
-    listen_overflows,
-    rst_close,
-    serve,
-    wait_until,
-)
+from reliability_support import TIMEOUT, listen_overflows, rst_close, serve
 
 from ioreactor.loop.backends import new_loop
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import LoopThread
+from ioreactor.testing import LoopThread, wait_until
+from support.http import GET, ResponseReader, http_get
 
 # -- accept storm ---------------------------------------------------------------------------
 
@@ -213,8 +205,8 @@ def exchange(sock: socket.socket) -> str:
     """GET / on an open connection: ``served`` (200) or ``closed`` (EOF or reset)."""
     try:
         sock.sendall(GET)
-        parsed = Responses()
-        while not parsed.statuses:
+        parsed = ResponseReader()
+        while not parsed.responses:
             chunk = sock.recv(65536)
             if not chunk:
                 return "closed"
