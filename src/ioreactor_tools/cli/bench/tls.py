@@ -15,15 +15,16 @@ import dataclasses
 from ioreactor.cli.arguments import (
     count_list,
     names_from,
-    output_dir,
     positive_count,
-    seconds,
-    seconds_or_zero,
 )
 from ioreactor_tools.cli.bench._args import (
+    add_out_option,
     add_poller_option,
+    add_rounds_option,
+    add_window_options,
+    peers_in,
+    pinned_plan,
     save_results,
-    warn_if_unpinned,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -58,11 +59,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--bulk-mib", type=positive_count, default=1024, help="MiB through the echo (1024)"
     )
-    p.add_argument("--duration", type=seconds, default=5.0, help="measured seconds per server")
-    p.add_argument("--warmup", type=seconds_or_zero, default=1.0, help="unmeasured seconds first")
-    p.add_argument(
-        "--rounds", type=positive_count, default=1, help="repeat the whole cycle (default 1)"
-    )
+    add_window_options(p, duration=5.0, warmup=1.0)
+    add_rounds_option(p, "repeat the whole cycle (default 1)")
     p.add_argument(
         "--servers",
         type=names_from(_SERVERS),
@@ -70,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="comma-separated: ioreactor, uvloop, nginx",
     )
     add_poller_option(p, "ioreactor's backend")
-    p.add_argument("--out", type=output_dir, default="bench-results", help="directory for the JSON")
+    add_out_option(p, "the JSON")
     p.set_defaults(func=run)
 
 
@@ -93,7 +91,6 @@ def reproduce_command(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import shutil
 
-    from ioreactor_tools.bench.pinning import core_plan
     from ioreactor_tools.bench.report import median_rounds, print_table
     from ioreactor_tools.bench.tls_bench import TARGETS, TlsBenchConfig, run_tls_bench, target_lines
     from ioreactor_tools.bench.tls_peers import make_certificate
@@ -110,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
             "--handshake-clients >= 1"
         )
     console = report_console()
-    plan = core_plan()
-    warn_if_unpinned(console, plan)
+    plan = pinned_plan(console)
     config = TlsBenchConfig(
         workloads=args.workloads,
         conns=args.conns,
@@ -134,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if not rows:
             continue
         shown = median_rounds(rows) if config.rounds > 1 else rows
-        baselines = [n for n in ("uvloop", "nginx") if any(r.name == n for r in rows)]
+        baselines = peers_in(rows, ("uvloop", "nginx"))
         baselines.sort(key=lambda n: n != TARGETS[workload][0])
         title = (
             f"TLS {workload}: server CPU per {rows[0].unit}, {config.duration:g} s per server"
