@@ -14,9 +14,9 @@ from ioreactor.echo import EchoHandler
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import LoopThread
+from ioreactor.testing import LoopThread, free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load, split_conns
-from ioreactor_tools.bench.pinning import ServerProcess, free_port
+from ioreactor_tools.bench.pinning import ServerProcess
 from support.cli_process import run_cli
 
 SIZE = 1024

@@ -9,10 +9,10 @@ import textwrap
 
 import pytest
 
-from ioreactor.testing import recv_exactly
+from ioreactor.testing import free_port, recv_exactly
 from ioreactor_tools.bench import pinning
 from ioreactor_tools.bench.peers import ECHO_PEERS, echo_peer_command, uvloop_available
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port
+from ioreactor_tools.bench.pinning import ServerProcess, core_plan
 
 CORE = core_plan().server
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ioreactor_tools.bench.pinning import ServerProcess, free_port
+from ioreactor.testing import free_port
+from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.report import BenchResult
 from ioreactor_tools.bench.tls_bench import target_lines
 from ioreactor_tools.bench.tls_peers import (

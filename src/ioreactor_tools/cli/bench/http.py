@@ -209,7 +209,8 @@ def run_http_bench(
     config: HttpBenchConfig, *, console: Console, progress: bool = False
 ) -> list[BenchResult]:
     """Every server at every connection count, in one run; the load pins this process."""
-    from ioreactor_tools.bench.pinning import core_plan, free_port, pin_current_process
+    from ioreactor.testing import free_port
+    from ioreactor_tools.bench.pinning import core_plan, pin_current_process
 
     plan = core_plan()
     load = load_kind(config.load)

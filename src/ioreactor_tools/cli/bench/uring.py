@@ -45,14 +45,10 @@ from ioreactor.cli.arguments import (
     tcp_listen_address,
 )
 from ioreactor.net.address import Address
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_bench import WARMUP, load_processes
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import (
-    CorePlan,
-    ServerProcess,
-    free_port,
-    pin_current_process,
-)
+from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, pin_current_process
 from ioreactor_tools.bench.procstat import CLOCK_TICKS, TreeSample, process_fds, sample_tree
 from ioreactor_tools.bench.report import (
     BenchResult,
