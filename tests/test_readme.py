@@ -45,7 +45,7 @@ FRAGMENTS = {
 }
 #: What running a document's blocks prints, in part.
 PRINTS = {
-    "README.md": ["200 user 42"],
+    "README.md": ["200 user 42", "the protocol works"],
     "docs/heartbeat.md": ["echoed: b'HELLO'"],
     "docs/http.md": ["/users/7?full=1 200", "user 7, query", "'report\\n'", "'first\\nlater\\n'"],
     "docs/sockets.md": [
@@ -311,3 +311,35 @@ def test_the_heartbeat_transcripts_are_what_the_programs_log(tmp_path: Path) -> 
                 assert shape(match.group("line")) in real, (
                     f"{block.document}: the programs no longer log {line!r}"
                 )
+
+
+# -- the layout ----------------------------------------------------------------------------
+
+
+def layout_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Layout\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_the_layout_names_every_directory_and_every_framework_module() -> None:
+    """README's layout section matches the tree: each package directory of src/ (the
+    framework's and the tools'), each module of the framework, each top-level directory
+    in the checkout."""
+    layout = layout_section()
+    src = ROOT / "src"
+    missing = []
+    for directory in sorted(p for p in src.rglob("*") if (p / "__init__.py").exists()):
+        if f"{directory.name}/" not in layout:
+            missing.append(str(directory.relative_to(ROOT)))
+    for module in sorted((src / "ioreactor").rglob("*.py")):
+        if module.name not in ("__init__.py", "__main__.py") and module.name not in layout:
+            missing.append(str(module.relative_to(ROOT)))
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode == 0:  # in a git checkout: the directories it tracks
+        tops = {line.split("/")[0] for line in tracked.stdout.splitlines() if "/" in line}
+        missing += [
+            f"{top}/" for top in sorted(tops) if not top.startswith(".") and f"{top}/" not in layout
+        ]
+    assert not missing, f"README's layout section does not name: {missing}"
