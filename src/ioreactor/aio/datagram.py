@@ -254,23 +254,6 @@ class DatagramTransport(FlowControl, transports.DatagramTransport):
     def abort(self) -> None:
         self._force_close(None)
 
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                from asyncio.log import logger
-
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-        self._force_close(exc)
-
     def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
             return

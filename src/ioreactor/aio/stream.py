@@ -47,6 +47,28 @@ class FlowControl(transports._FlowControlMixin):
 
     __slots__ = ()
 
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        """Report ``exc`` (an OSError only in debug mode, as asyncio does: the peer's
+        doing, not the program's) and close the transport at once."""
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                from asyncio.log import logger
+
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
     if TYPE_CHECKING:  # what asyncio's mixin has, and typeshed does not declare
         _loop: LoopCore
         _protocol: Any
@@ -284,23 +306,6 @@ class StreamTransport(FlowControl):
             self._protocol = self._data_received = None
             self._get_buffer = self._buffer_updated = None
             self._waiter = None
-
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                from asyncio.log import logger
-
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-        self._force_close(exc)
 
     # -- reading -----------------------------------------------------------------------------
 
