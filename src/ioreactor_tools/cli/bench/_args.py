@@ -9,7 +9,8 @@ a command that does not run a benchmark does not load it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,31 @@ def pinned_plan(console: Console) -> CorePlan:
 def peers_in(results: Sequence[BenchResult], peers: Sequence[str] = PEERS) -> list[str]:
     """The ``peers`` that have a row among ``results`` (the ratio columns of a table)."""
     return [name for name in peers if any(r.name == name for r in results)]
+
+
+def report_run(
+    console: Console,
+    out: str,
+    stem: str,
+    results: Sequence[BenchResult],
+    *,
+    verdicts: Iterable[str],
+    command: str,
+    config: Any,
+    plan: CorePlan,
+) -> Path:
+    """The end every comparison shares: its verdicts, the command that reruns it, and
+    the results saved as ``<out>/<stem>-<time>.json`` with its configuration and cores."""
+    for line in verdicts:
+        console.print(line)
+    console.print(f"command: {command}")
+    meta = {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)}
+    return save_results(console, out, stem, results, command, meta)
+
+
+def exit_status(results: Sequence[BenchResult]) -> int:
+    """1 when any run counted errors, else 0."""
+    return 1 if any(r.error_count for r in results) else 0
 
 
 def save_results(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from ioreactor.cli.arguments import (
     count_list,
@@ -25,9 +24,10 @@ from ioreactor_tools.cli.bench._args import (
     add_poller_option,
     add_rounds_option,
     add_window_options,
+    exit_status,
     peers_in,
     pinned_plan,
-    save_results,
+    report_run,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -98,17 +98,15 @@ def run(args: argparse.Namespace) -> int:
             f"(server on core {plan.server}, load on core {plan.load})"
         )
         print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results):
-        console.print(line)
-    command = reproduce_command(config)
-    console.print(f"command: {command}")
-    json_path = save_results(
+    json_path = report_run(
         console,
         args.out,
         "aio",
         results,
-        command,
-        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results),
+        command=reproduce_command(config),
+        config=config,
+        plan=plan,
     )
     for workload in config.workloads:
         mine = of_workload(results, workload)
@@ -117,4 +115,4 @@ def run(args: argparse.Namespace) -> int:
         chart = bar_chart(shown, path, title=f"{workload}: server CPU µs per message")
         if chart is not None:
             console.print(f"chart:   {chart}")
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

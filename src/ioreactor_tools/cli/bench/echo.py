@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from ioreactor.cli.arguments import (
     count_list,
@@ -24,9 +23,10 @@ from ioreactor_tools.cli.bench._args import (
     add_poller_option,
     add_rounds_option,
     add_window_options,
+    exit_status,
     peers_in,
     pinned_plan,
-    save_results,
+    report_run,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -108,19 +108,17 @@ def run(args: argparse.Namespace) -> int:
     )
     shown = median_rounds(results) if config.rounds > 1 else results
     print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results):
-        console.print(line)
-    command = reproduce_command(config)
-    console.print(f"command: {command}")
-    json_path = save_results(
+    json_path = report_run(
         console,
         args.out,
         "echo",
         results,
-        command,
-        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results),
+        command=reproduce_command(config),
+        config=config,
+        plan=plan,
     )
     chart = bar_chart(shown, json_path.with_suffix(".png"), title=title)
     if chart is not None:
         console.print(f"chart:   {chart}")
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

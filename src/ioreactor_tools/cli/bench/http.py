@@ -16,7 +16,6 @@ against connections).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,8 +32,10 @@ from ioreactor_tools.cli.bench._args import (
     add_out_option,
     add_rounds_option,
     add_window_options,
+    exit_status,
     peers_in,
     pinned_plan,
+    report_run,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -373,7 +374,7 @@ def reproduce_command(config: HttpBenchConfig, load: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ioreactor_tools.bench.report import median_rounds, print_table, timestamped, write_json
+    from ioreactor_tools.bench.report import median_rounds, print_table
 
     console = report_console()
     conns = args.conns or (PIPELINED_CONNS if args.pipeline > 1 else KEEPALIVE_CONNS)
@@ -401,18 +402,17 @@ def run(args: argparse.Namespace) -> int:
     )
     shown = median_rounds(results) if config.rounds > 1 else results
     print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results, config.pipeline):
-        console.print(line)
-    command = reproduce_command(config, load)
-    console.print(f"command: {command}")
-    json_path = write_json(
-        timestamped("http", "json", Path(args.out)),
+    json_path = report_run(
+        console,
+        args.out,
+        "http",
         results,
-        command=command,
-        meta={"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results, config.pipeline),
+        command=reproduce_command(config, load),
+        config=config,
+        plan=plan,
     )
-    console.print(f"results: {json_path}")
     chart = line_plot(shown, json_path.with_suffix(".png"), title)
     if chart is not None:
         console.print(f"chart:   {chart}")
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

@@ -10,7 +10,6 @@ judged by the median of the per-round ratios (``--rounds``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from ioreactor.cli.arguments import (
     count_list,
@@ -22,9 +21,10 @@ from ioreactor_tools.cli.bench._args import (
     add_poller_option,
     add_rounds_option,
     add_window_options,
+    exit_status,
     peers_in,
     pinned_plan,
-    save_results,
+    report_run,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -137,16 +137,14 @@ def run(args: argparse.Namespace) -> int:
             f"{rounds} (server on core {plan.server}, load on core {plan.load})"
         )
         print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results):
-        console.print(line)
-    command = reproduce_command(args)
-    console.print(f"command: {command}")
-    save_results(
+    report_run(
         console,
         args.out,
         "tls",
         results,
-        command,
-        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results),
+        command=reproduce_command(args),
+        config=config,
+        plan=plan,
     )
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

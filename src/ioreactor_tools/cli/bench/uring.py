@@ -60,6 +60,7 @@ from ioreactor_tools.cli.bench._args import (
     add_out_option,
     add_rounds_option,
     add_window_options,
+    exit_status,
     pinned_plan,
     save_results,
 )
@@ -443,4 +444,4 @@ def run(args: argparse.Namespace) -> int:
         command,
         {"cores": dataclasses.asdict(plan), "idle": [dataclasses.asdict(m) for m in idle]},
     )
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)
