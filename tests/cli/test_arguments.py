@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from ioreactor.cli import build_parser
+from support.cli_process import run_cli
 
 #: Bad values for each argument type, by the type function's qualified name.
 BAD_VALUES: dict[str, tuple[str, ...]] = {
@@ -177,9 +176,7 @@ ISSUE_CASES = [
 
 def test_the_issues_bad_arguments_are_one_line_exit_2_as_real_processes() -> None:
     for argv in ISSUE_CASES:
-        done = subprocess.run(
-            [sys.executable, "-m", "ioreactor", *argv], capture_output=True, text=True, timeout=60
-        )
+        done = run_cli(*argv, timeout=60)
         assert done.returncode == 2, (argv, done.stderr)
         assert done.stderr.startswith("ioreactor: error: "), (argv, done.stderr)
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, (argv, done.stderr)
@@ -187,10 +184,5 @@ def test_the_issues_bad_arguments_are_one_line_exit_2_as_real_processes() -> Non
 
 
 def test_a_missing_socket_directory_is_named() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "echo", "--listen", "unix:///nonexistent-dir/x.sock"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("echo", "--listen", "unix:///nonexistent-dir/x.sock", timeout=60)
     assert "directory /nonexistent-dir does not exist" in done.stderr, done.stderr

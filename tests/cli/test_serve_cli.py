@@ -10,14 +10,12 @@ from __future__ import annotations
 import http.client
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from support.cli_process import CliProcess
+from support.cli_process import CliProcess, run_cli
 
 APP = textwrap.dedent(
     """
@@ -174,12 +172,7 @@ def test_the_banner_brackets_an_ipv6_host(tmp_path: Path, app_dir: Path) -> None
 def test_an_app_that_cannot_be_served_is_one_line_before_any_worker(
     app_dir: Path, spec: str, extra: list[str], said: list[str]
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "serve", spec, "--app-dir", str(app_dir), *extra],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("serve", spec, "--app-dir", str(app_dir), *extra, timeout=60)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("ioreactor: error: serve: ") and done.stderr.count("\n") == 1
     for words in [*said, f"app-dir {app_dir}"]:
@@ -191,12 +184,7 @@ def test_an_import_error_in_the_module_names_the_module_and_line(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "broken.py").write_text("import json\nraise RuntimeError('no config')\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "serve", "broken:app", "--app-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("serve", "broken:app", "--app-dir", str(tmp_path), timeout=60)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert "importing broken failed: RuntimeError: no config at broken.py:2" in done.stderr
@@ -232,20 +220,7 @@ def test_a_wsgi_app_is_served_with_its_flags(tmp_path: Path, app_dir: Path) -> N
 
 
 def test_interface_names_the_kind_detection_cannot_see(tmp_path: Path, app_dir: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "serve",
-            "tests_app:wrapped",
-            "--app-dir",
-            str(app_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("serve", "tests_app:wrapped", "--app-dir", str(app_dir))
     assert done.returncode == 2 and "add --interface wsgi" in done.stderr, done.stderr
     with CliProcess(
         tmp_path,
@@ -278,12 +253,7 @@ def test_interface_names_the_kind_detection_cannot_see(tmp_path: Path, app_dir: 
 )
 def test_flags_that_do_not_apply_are_refused(app_dir: Path, argv: list[str], said: str) -> None:
     where = ["--app-dir", str(app_dir)] if ":" in argv[0] else []
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "serve", *argv, *where],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("serve", *argv, *where)
     assert done.returncode == 2 and said in done.stderr, done.stderr
     assert done.stderr.count("\n") == 1
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from support.tls import Pki, Served, free_port, recv_exactly, shared_pki, tls_connect
+from ioreactor.testing import free_port, recv_exactly
+from support.cli_process import run_cli
+from support.tls import Pki, Served, shared_pki, tls_connect
 
 TIMEOUT = 30.0
 
@@ -68,22 +70,14 @@ def test_echo_over_tls_on_a_unix_socket(pki: Pki, tmp_path: Path) -> None:
 
 
 def test_echo_refuses_tls_with_several_listeners(pki: Pki) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "echo",
-            "--listen",
-            "127.0.0.1:0",
-            "--listen",
-            "udp://127.0.0.1:0",
-            *tls_flags(pki),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "echo",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "udp://127.0.0.1:0",
+        *tls_flags(pki),
         timeout=60,
-        check=False,
     )
     assert result.returncode == 2
     assert "TLS serves one stream --listen" in result.stdout + result.stderr
@@ -105,51 +99,35 @@ def test_heartbeat_over_tls_with_a_client_certificate(pki: Pki, tmp_path: Path) 
         "required",
     ]
     with Served(serve, port, tmp_path / "server.log") as server:
-        client = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ioreactor",
-                "heartbeat",
-                "connect",
-                "--connect",
-                f"127.0.0.1:{port}",
-                "--interval",
-                "0.2",
-                "--duration",
-                "1.5",
-                "--ca-certs",
-                pki.ca_file,
-                "--certfile",
-                pki.client.cert,
-                "--keyfile",
-                pki.client.key,
-            ],
-            capture_output=True,
-            text=True,
+        client = run_cli(
+            "heartbeat",
+            "connect",
+            "--connect",
+            f"127.0.0.1:{port}",
+            "--interval",
+            "0.2",
+            "--duration",
+            "1.5",
+            "--ca-certs",
+            pki.ca_file,
+            "--certfile",
+            pki.client.cert,
+            "--keyfile",
+            pki.client.key,
             timeout=60,
-            check=False,
         )
         assert client.returncode == 0, client.stderr
         assert "pong seq=" in client.stderr, client.stderr
-        stranger = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ioreactor",
-                "heartbeat",
-                "connect",
-                "--connect",
-                f"127.0.0.1:{port}",
-                "--duration",
-                "1",
-                "--ca-certs",
-                pki.ca_file,
-            ],
-            capture_output=True,
-            text=True,
+        stranger = run_cli(
+            "heartbeat",
+            "connect",
+            "--connect",
+            f"127.0.0.1:{port}",
+            "--duration",
+            "1",
+            "--ca-certs",
+            pki.ca_file,
             timeout=60,
-            check=False,
         )
         assert "pong seq=" not in stranger.stderr
     assert "TLS handshake failed: peer did not return a certificate" in server.log()

@@ -14,7 +14,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -29,8 +28,10 @@ from ioreactor.http.handler import HttpHandler
 from ioreactor.http.https import HTTPS_ALPN, PLAIN_HTTP_REPLY
 from ioreactor.net.server import TcpServer
 from ioreactor.net.tls_context import server_context
-from ioreactor.testing import LoopThread
-from support.tls import Pki, Served, free_port, shared_pki, tls_connect
+from ioreactor.testing import LoopThread, free_port
+from support.cli_process import run_cli
+from support.programs import require_program
+from support.tls import Pki, Served, shared_pki, tls_connect
 
 TIMEOUT = 20.0
 
@@ -42,9 +43,7 @@ def pki() -> Pki:
 
 def curl(*args: str) -> subprocess.CompletedProcess[str]:
     """curl with ``args``; the test is skipped (saying why) without curl."""
-    program = shutil.which("curl")
-    if program is None:
-        pytest.skip("needs curl (Debian: apt-get install curl)")
+    program = require_program("curl", "curl (Debian: apt-get install curl)")
     return subprocess.run(
         [program, "-sS", "--max-time", "20", *args],
         capture_output=True,
@@ -298,13 +297,7 @@ def test_ioreactor_serve_with_mutual_tls_and_sni(pki: Pki, tmp_path: Path) -> No
 def test_bad_tls_flags_are_one_line_and_exit_2(pki: Pki, flags: list[str], message: str) -> None:
     files = {"cert": pki.server.cert, "key": pki.server.key, "other": pki.client.key}
     argv = [f.format(**files) for f in flags]
-    result = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "serve", "--workers", "0", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("serve", "--workers", "0", *argv, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]  # (argparse's usage may come first)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from support.tls import Pki, Served, client_hello, free_port, shared_pki, tls_connect
+from ioreactor.testing import free_port
+from support.tls import Pki, Served, client_hello, shared_pki, tls_connect
 
 #: Slow connections held open at once by the attack, and its pace per connection.
 SLOW_CONNECTIONS = 200
@@ -28,6 +29,10 @@ HANDSHAKE_TIMEOUT = 1.5
 WINDOW = 2.0
 ROUNDS = 3
 THROUGHPUT_TARGET = 0.8
+#: Seconds the attack lasts: the wait for full strength, the attacked window, and one
+#: more handshake timeout, by which the last connections the attack opened in the window
+#: are closed too.
+ATTACK = WINDOW + 2 * HANDSHAKE_TIMEOUT
 TRICKLE = Path(__file__).resolve().parents[1] / "support" / "tls_trickle.py"
 
 
@@ -85,7 +90,7 @@ def test_trickled_client_hellos_end_at_the_timeout_and_normal_clients_keep_80_pe
                     str(port),
                     str(SLOW_CONNECTIONS),
                     str(TRICKLE_INTERVAL),
-                    str(WINDOW + 3 * HANDSHAKE_TIMEOUT),
+                    str(ATTACK),
                     hello,
                 ],
                 stdout=subprocess.PIPE,

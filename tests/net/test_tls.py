@@ -33,8 +33,8 @@ from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.net.tls import TlsLayer, TlsStream
 from ioreactor.net.tls_context import client_context, server_context
-from ioreactor.testing import LoopThread
-from support.tls import Pki, recv_exactly, shared_pki, tls_connect, tls_echo
+from ioreactor.testing import LoopThread, recv_exactly
+from support.tls import Pki, shared_pki, tls_connect, tls_echo
 
 LIVENESS = 20.0
 MiB = 1024 * 1024

@@ -28,16 +28,8 @@ from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.net.tls import TlsStats
 from ioreactor.net.tls_context import client_context, server_context
-from ioreactor.testing import LoopThread
-from support.tls import (
-    MemoryTlsClient,
-    Pki,
-    client_hello,
-    recv_exactly,
-    shared_pki,
-    tls_connect,
-    tls_log_records,
-)
+from ioreactor.testing import LoopThread, recv_exactly
+from support.tls import MemoryTlsClient, Pki, client_hello, shared_pki, tls_connect, tls_log_records
 
 LIVENESS = 20.0
 

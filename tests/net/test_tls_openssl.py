@@ -16,8 +16,8 @@ from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
 from ioreactor.net.tls_context import SniCertificate, TlsFiles
-from ioreactor.testing import LoopThread
-from support.tls import Pki, recv_exactly, run_openssl_client, shared_pki, tls_connect
+from ioreactor.testing import LoopThread, recv_exactly
+from support.tls import Pki, run_openssl_client, shared_pki, tls_connect
 
 
 @pytest.fixture

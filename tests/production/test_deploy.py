@@ -7,12 +7,11 @@ lands, this is a syntax check (the nginx and HAProxy files run in test_cluster.p
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from support.programs import require_program
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 UNITS = ("ioreactor.socket", "ioreactor.service")
@@ -29,9 +28,9 @@ def setting(text: str, key: str) -> list[str]:
 
 
 def test_systemd_analyze_verify_accepts_the_units(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("needs systemd-analyze (Debian: apt-get install systemd)")
+    analyze = require_program(
+        "systemd-analyze", "systemd-analyze (Debian: apt-get install systemd)"
+    )
     program = Path(sys.executable).with_name("ioreactor")
     assert program.exists(), program
     for name in UNITS:  # the very files, the program where this checkout installed it

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -95,3 +96,18 @@ class CliProcess:
         tb: TracebackType | None,
     ) -> None:
         self.kill()
+
+
+def run_cli(
+    *args: str, timeout: float = TIMEOUT, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ioreactor ARGS`` run to its end (``env`` added to this one's): its exit
+    status, stdout and stderr as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "ioreactor", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
+        check=False,
+    )

@@ -23,8 +23,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import trustme
+
+from support.programs import require_program
+from support.server_process import wait_accepting
 
 #: Seconds a blocking TLS client waits for anything (generous: the machine is shared).
 TIMEOUT = 20.0
@@ -127,15 +129,6 @@ def tls_connect(
         raise
 
 
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = bytearray()
-    while len(data) < n:
-        chunk = sock.recv(min(n - len(data), 1 << 20))
-        assert chunk, f"EOF after {len(data)} of {n} bytes"
-        data += chunk
-    return bytes(data)
-
-
 def client_hello(context: ssl.SSLContext, server_hostname: str = "localhost") -> bytes:
     """The bytes of a real ClientHello (what a trickling client sends one by one)."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -190,10 +183,9 @@ class MemoryTlsClient:
 
 def openssl_program() -> str:
     """The openssl command line tool, or skip saying so."""
-    found = shutil.which("openssl")
-    if found is None:
-        pytest.skip("needs the openssl command line tool (Debian: apt-get install openssl)")
-    return found
+    return require_program(
+        "openssl", "the openssl command line tool (Debian: apt-get install openssl)"
+    )
 
 
 def run_openssl_client(
@@ -265,13 +257,6 @@ def tls_echo(
     return asyncio.run(asyncio.wait_for(run(), TIMEOUT))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Served:
     """``python -m ioreactor ARGS`` in a process of its own, serving on ``port``: ready
     once the port accepts, stopped with SIGTERM (it must exit 0 without a traceback).
@@ -288,15 +273,11 @@ class Served:
         )
 
     def __enter__(self) -> Served:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            assert self.process.poll() is None, f"exited early:\n{self.log()}"
-            assert time.monotonic() < deadline, f"not serving after {TIMEOUT} s:\n{self.log()}"
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
+        try:
+            wait_accepting(self.port, self.process, TIMEOUT)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log()}") from None
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
         import signal

@@ -32,7 +32,8 @@ from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
+from ioreactor.testing import free_port
+from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.children import die_with_parent
 
 #: The head a slow connection trickles: a real request line, then a field that never ends.

@@ -266,7 +266,8 @@ def measure(
     plan: CorePlan,
     cert: Certificate,
 ) -> BenchResult:
-    from ioreactor_tools.bench.pinning import ServerProcess, free_port
+    from ioreactor.testing import free_port
+    from ioreactor_tools.bench.pinning import ServerProcess
     from ioreactor_tools.bench.procstat import TreeSample
     from ioreactor_tools.bench.report import BenchResult
 

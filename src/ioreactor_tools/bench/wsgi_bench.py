@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.http_load import HttpLoadConfig, run_wrk, wrk_path
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
+from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.report import BenchResult, window_result
 from ioreactor_tools.bench.slowloris import THROUGHPUT_TARGET, Attack, AttackConfig
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.cluster_load import (
     ClusterLoadConfig,
     ClusterLoadResult,
@@ -23,7 +24,7 @@ from ioreactor_tools.bench.cluster_load import (
     parse_target,
     run_cluster_load,
 )
-from ioreactor_tools.bench.pinning import ServerProcess, free_port
+from ioreactor_tools.bench.pinning import ServerProcess
 
 
 def serve(port: int) -> ServerProcess:

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, EchoLoadResult, run_echo_load
 from ioreactor_tools.bench.http_load import HttpLoadConfig, HttpLoadResult, run_http_load
 from ioreactor_tools.bench.latency import LatencyHistogram
-from ioreactor_tools.bench.pinning import ServerProcess, free_port
+from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.tcp_load import errno_kind, split_conns
 
 

@@ -7,13 +7,12 @@ import json
 import shutil
 import socket
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from ioreactor_tools.bench.pinning import ServerProcess, free_port
+from ioreactor.testing import free_port
+from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.report import BenchResult
 from ioreactor_tools.bench.tls_bench import target_lines
 from ioreactor_tools.bench.tls_peers import (
@@ -23,6 +22,7 @@ from ioreactor_tools.bench.tls_peers import (
     tls_peer_command,
     unavailable,
 )
+from support.cli_process import run_cli
 
 
 def _row(name: str, workload: str, cpu_seconds: float, round_no: int) -> BenchResult:
@@ -69,28 +69,21 @@ def test_the_peers_serve_https_with_the_benchmarks_certificate(peer: str, tmp_pa
 def test_tiny_bench_runs_every_workload(tmp_path: Path) -> None:
     if shutil.which("wrk") is None or shutil.which("openssl") is None:
         pytest.skip("needs wrk and the openssl tool (Debian: apt-get install wrk openssl)")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "bench",
-            "tls",
-            "--conns",
-            "10",
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--handshake-clients",
-            "2",
-            "--bulk-mib",
-            "16",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "bench",
+        "tls",
+        "--conns",
+        "10",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--handshake-clients",
+        "2",
+        "--bulk-mib",
+        "16",
+        "--out",
+        str(tmp_path),
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -10,20 +10,21 @@ judged by the median of the per-round ratios (``--rounds``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from ioreactor.cli.arguments import (
     count_list,
     names_from,
-    output_dir,
     positive_count,
-    seconds,
-    seconds_or_zero,
 )
 from ioreactor_tools.cli.bench._args import (
+    add_out_option,
     add_poller_option,
-    save_results,
-    warn_if_unpinned,
+    add_rounds_option,
+    add_window_options,
+    exit_status,
+    peers_in,
+    pinned_plan,
+    report_run,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -58,11 +59,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--bulk-mib", type=positive_count, default=1024, help="MiB through the echo (1024)"
     )
-    p.add_argument("--duration", type=seconds, default=5.0, help="measured seconds per server")
-    p.add_argument("--warmup", type=seconds_or_zero, default=1.0, help="unmeasured seconds first")
-    p.add_argument(
-        "--rounds", type=positive_count, default=1, help="repeat the whole cycle (default 1)"
-    )
+    add_window_options(p, duration=5.0, warmup=1.0)
+    add_rounds_option(p, "repeat the whole cycle (default 1)")
     p.add_argument(
         "--servers",
         type=names_from(_SERVERS),
@@ -70,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="comma-separated: ioreactor, uvloop, nginx",
     )
     add_poller_option(p, "ioreactor's backend")
-    p.add_argument("--out", type=output_dir, default="bench-results", help="directory for the JSON")
+    add_out_option(p, "the JSON")
     p.set_defaults(func=run)
 
 
@@ -93,7 +91,6 @@ def reproduce_command(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     import shutil
 
-    from ioreactor_tools.bench.pinning import core_plan
     from ioreactor_tools.bench.report import median_rounds, print_table
     from ioreactor_tools.bench.tls_bench import TARGETS, TlsBenchConfig, run_tls_bench, target_lines
     from ioreactor_tools.bench.tls_peers import make_certificate
@@ -110,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
             "--handshake-clients >= 1"
         )
     console = report_console()
-    plan = core_plan()
-    warn_if_unpinned(console, plan)
+    plan = pinned_plan(console)
     config = TlsBenchConfig(
         workloads=args.workloads,
         conns=args.conns,
@@ -134,23 +130,21 @@ def run(args: argparse.Namespace) -> int:
         if not rows:
             continue
         shown = median_rounds(rows) if config.rounds > 1 else rows
-        baselines = [n for n in ("uvloop", "nginx") if any(r.name == n for r in rows)]
+        baselines = peers_in(rows, ("uvloop", "nginx"))
         baselines.sort(key=lambda n: n != TARGETS[workload][0])
         title = (
             f"TLS {workload}: server CPU per {rows[0].unit}, {config.duration:g} s per server"
             f"{rounds} (server on core {plan.server}, load on core {plan.load})"
         )
         print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results):
-        console.print(line)
-    command = reproduce_command(args)
-    console.print(f"command: {command}")
-    save_results(
+    report_run(
         console,
         args.out,
         "tls",
         results,
-        command,
-        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results),
+        command=reproduce_command(args),
+        config=config,
+        plan=plan,
     )
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

@@ -16,7 +16,6 @@ from ioreactor.cli.arguments import (
     seconds_or_zero,
 )
 from ioreactor_tools.bench.chart import bar_chart
-from ioreactor_tools.bench.pinning import core_plan
 from ioreactor_tools.bench.report import RESULTS_DIR, print_table, timestamped
 from ioreactor_tools.bench.wsgi_bench import (
     APPS,
@@ -26,7 +25,7 @@ from ioreactor_tools.bench.wsgi_bench import (
     run_wsgi_bench,
     verdict_lines,
 )
-from ioreactor_tools.cli.bench._args import save_results, warn_if_unpinned
+from ioreactor_tools.cli.bench._args import pinned_plan, save_results
 from ioreactor_tools.cli.console import report_console
 
 
@@ -79,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     )
     console = report_console()
     console.print(f"[bold]{command}[/]")
-    warn_if_unpinned(console, core_plan())
+    pinned_plan(console)
     report = run_wsgi_bench(config, progress=lambda text: console.print(f"[dim]{text}[/]"))
     for app in config.apps:
         results = [r for r in report.results if r.extra.get("app") == app]
