@@ -12,22 +12,30 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 from ioreactor.cli.arguments import (
     CommandError,
     add_serving_arguments,
+    count,
     existing_dir,
     positive_count,
     seconds,
+    seconds_or_zero,
     serving_options,
+    url_path,
 )
+from ioreactor.http.health import HEALTH_PATH
 from ioreactor.http.limits import Limits
 from ioreactor.net.address import format_sockname
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ioreactor.http.app_loader import LoadedApp
     from ioreactor.multicore import WorkerContext
+    from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.serve")
 
@@ -106,12 +114,70 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="largest request body in bytes (default %(default)s)",
     )
     p.add_argument(
-        "--max-requests",
+        "--max-requests-per-connection",
         type=positive_count,
         default=defaults.max_requests_per_connection,
-        help="requests per connection before it closes (default %(default)s)",
+        metavar="N",
+        help="requests per keep-alive connection before it closes (default %(default)s)",
     )
+    add_production_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_production_arguments(p: argparse.ArgumentParser) -> None:
+    """Behind a balancer, under systemd: inherited listeners, forwarding headers,
+    draining, worker recycling (docs/deploy.md)."""
+    p.add_argument(
+        "--fd",
+        type=count,
+        default=None,
+        metavar="N",
+        help="serve the inherited listening socket N instead of binding --listen "
+        "(socket activation's LISTEN_FDS is taken by itself)",
+    )
+    p.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="take the client's address and scheme from Forwarded / X-Forwarded-For / "
+        "X-Forwarded-Proto, from --proxy-allow-ips peers only",
+    )
+    p.add_argument(
+        "--health-path",
+        type=url_path,
+        default=HEALTH_PATH,
+        metavar="PATH",
+        help="answered 200, or 503 once the worker drains (default %(default)s)",
+    )
+    p.add_argument(
+        "--drain-delay",
+        type=seconds_or_zero,
+        default=0.0,
+        metavar="S",
+        help="on SIGTERM, seconds a worker keeps serving with the health path at 503 "
+        "and every response closing its connection, before it stops accepting "
+        "(a balancer's time to notice; default %(default)s)",
+    )
+    p.add_argument(
+        "--max-requests",
+        type=count,
+        default=0,
+        metavar="N",
+        help="replace a worker after it served about N requests (0: never; default 0)",
+    )
+    p.add_argument(
+        "--max-requests-jitter",
+        type=count,
+        default=0,
+        metavar="J",
+        help="add a random 0..J to each worker's --max-requests (default 0)",
+    )
+    p.add_argument(
+        "--max-rss",
+        type=count,
+        default=0,
+        metavar="MIB",
+        help="replace a worker whose resident memory passes MIB MiB (0: never; default 0)",
+    )
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -120,7 +186,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         body_timeout=args.body_timeout,
         keepalive_timeout=args.keepalive_timeout,
         max_body=args.max_body,
-        max_requests_per_connection=args.max_requests,
+        max_requests_per_connection=args.max_requests_per_connection,
         sweep_interval=min(1.0, args.header_timeout / 2, args.keepalive_timeout / 2),
     )
 
@@ -141,19 +207,66 @@ def application(args: argparse.Namespace) -> LoadedApp:
         raise CommandError(f"serve: {exc}") from None
 
 
+def inherited_listeners(args: argparse.Namespace) -> list[socket.socket]:
+    """The listeners to serve instead of binding: ``--fd N``, or socket activation's."""
+    from ioreactor.net.systemd import (
+        SystemdError,
+        check_stream_listener,
+        listen_fds,
+        socket_from_fd,
+    )
+
+    try:
+        if args.fd is not None:
+            return [check_stream_listener(socket_from_fd(args.fd), f"--fd {args.fd}")]
+        return [
+            check_stream_listener(found.sock, f"inherited fd {found.fd} ({found.name})")
+            for found in listen_fds()
+        ]
+    except SystemdError as exc:
+        raise CommandError(f"serve: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     # imported here: every ioreactor command imports this module to build the parser
-    from ioreactor.http.app_loader import ServeOptions
+    from ioreactor.http.app_loader import ServeOptions, reload_app
+    from ioreactor.http.forwarding import ForwardedHeaders
+    from ioreactor.http.metrics import HTTP_METRICS
     from ioreactor.multicore import run_server
 
     loaded = application(args)  # before any worker starts: errors are one line, exit 2
-    make_handler = loaded.handler_factory(
-        ServeOptions(limits_from(args), access_log=args.access_log, static_dir=args.static)
+    listeners = inherited_listeners(args)
+    options = ServeOptions(
+        limits_from(args),
+        access_log=args.access_log,
+        static_dir=args.static,
+        forwarded=ForwardedHeaders(args.proxy_allow_ips) if args.proxy_headers else None,
+        health_path=args.health_path,
+        count_requests=bool(args.max_requests),
     )
+    make_handler = loaded.handler_factory(options)
     what = "HTTP echo server" if loaded.spec == ECHO_APP else f"{loaded.spec} ({loaded.kind.name})"
 
+    def reload_handler() -> Callable[[], Handler]:
+        if loaded.spec == ECHO_APP:
+            return application(args).handler_factory(options)
+        fresh = reload_app(args.app, app_dir=args.app_dir, factory=args.factory)
+        return fresh.handler_factory(options)
+
     def announce(ctx: WorkerContext) -> None:
-        url = format_sockname(args.listen.kind, ctx.server.sockname).replace("tcp://", "http://")
+        url = format_sockname(ctx.server.address.kind, ctx.server.sockname)
+        url = url.replace("tcp://", "http://")
         log.info("%s on %s (pid %d)", what, url, ctx.pid)
 
-    return run_server(make_handler, on_worker_start=announce, **serving_options(args))
+    return run_server(
+        make_handler,
+        on_worker_start=announce,
+        listeners=listeners,
+        drain_delay=args.drain_delay,
+        max_requests=args.max_requests,
+        max_requests_jitter=args.max_requests_jitter,
+        max_rss=args.max_rss,
+        reload_handler=reload_handler,
+        requests_served=lambda: HTTP_METRICS.requests,
+        **serving_options(args),
+    )

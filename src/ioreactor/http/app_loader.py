@@ -28,9 +28,15 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ioreactor.http.access_log import AccessLog
 from ioreactor.http.app import App
+from ioreactor.http.dispatch import AppDispatcher, Dispatcher
+from ioreactor.http.forwarding import ForwardedHeaders, ForwardingDispatcher
 from ioreactor.http.handler import HttpHandler
+from ioreactor.http.health import HEALTH_PATH, add_health_route
 from ioreactor.http.limits import Limits
+from ioreactor.http.metrics import MeteredHttpHandler, MetricsObserver, ObservingDispatcher
+from ioreactor.http.observers import ResponseObserver, combine
 from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.http")
@@ -50,6 +56,36 @@ class ServeOptions:
     limits: Limits
     access_log: bool = False
     static_dir: str | None = None
+    #: Trusted forwarding headers (``--proxy-headers``): None to ignore them.
+    forwarded: ForwardedHeaders | None = None
+    #: The path the server answers for health checks (None: none added).
+    health_path: str | None = HEALTH_PATH
+    #: ``combined``, ``common`` or ``json`` (with ``access_log``).
+    access_log_format: str = "combined"
+    #: Count the requests of each process (``--max-requests``).
+    count_requests: bool = False
+    #: Keep the HTTP metrics of each process (``--metrics-listen``).
+    metrics: bool = False
+
+    def observer(self) -> ResponseObserver | None:
+        """Who watches the responses: the access log, the metrics, both or nobody."""
+        return combine(
+            AccessLog(self.access_log_format) if self.access_log else None,
+            MetricsObserver() if self.metrics else None,
+        )
+
+    def observed(self, dispatcher: Dispatcher) -> Dispatcher:
+        """``dispatcher`` with the forwarding headers and the request counting asked for."""
+        if self.forwarded is not None:
+            dispatcher = ForwardingDispatcher(dispatcher, self.forwarded)
+        if self.count_requests or self.metrics:
+            dispatcher = ObservingDispatcher(dispatcher, detailed=self.metrics)
+        return dispatcher
+
+    def handler(self, dispatcher: Dispatcher) -> HttpHandler:
+        """The connection handler of a serving process for ``dispatcher``."""
+        kind = MeteredHttpHandler if self.metrics else HttpHandler
+        return kind(self.observed(dispatcher), self.limits, observer=self.observer())
 
 
 @dataclass(frozen=True)
@@ -75,10 +111,11 @@ def _serve_native(app: object, options: ServeOptions) -> Callable[[], Handler]:
     assert isinstance(app, App)
     if options.static_dir is not None:
         app.static(STATIC_PREFIX, options.static_dir)  # after the app's own routes
-    limits, access_log = options.limits, options.access_log
+    if options.health_path is not None:
+        add_health_route(app, options.health_path)
 
     def make_handler() -> Handler:
-        return HttpHandler(app, limits, access_log=access_log)
+        return options.handler(AppDispatcher(app))
 
     return make_handler
 
@@ -149,6 +186,34 @@ def load_app(spec: str, *, app_dir: str | None = None, factory: bool = False) ->
         hint = "; a function that builds it? add --factory" if callable(obj) and not factory else ""
         raise AppLoadError(f"{spec}: {attr} {made}is {_a(obj)}, not {expected}{hint} ({context})")
     return LoadedApp(spec, kind, obj)
+
+
+def reload_app(spec: str, *, app_dir: str | None = None, factory: bool = False) -> LoadedApp:
+    """:func:`load_app` from the code on disk now: the modules imported from
+    ``app_dir`` (not the installed packages, not ioreactor) are forgotten first, so the
+    import runs them again (a reload: SIGHUP)."""
+    where = os.path.abspath(app_dir if app_dir is not None else os.getcwd()) + os.sep
+    installed = tuple(
+        os.path.abspath(p) + os.sep for p in {sys.prefix, sys.base_prefix, *site_packages()}
+    )
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (
+            path is not None
+            and os.path.abspath(path).startswith(where)
+            and not os.path.abspath(path).startswith(installed)
+            and name.partition(".")[0] not in ("ioreactor", "ioreactor_tools")
+        ):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+    return load_app(spec, app_dir=app_dir, factory=factory)
+
+
+def site_packages() -> list[str]:
+    """The directories installed packages are imported from."""
+    import site
+
+    return [*site.getsitepackages(), site.getusersitepackages()]
 
 
 def split_spec(spec: str) -> tuple[str, str]:

@@ -69,9 +69,11 @@ class FdDispatcher:
         channel.on_writable = self._on_writable
         self._refresh()
 
-    def remove_worker(self, index: int) -> None:
-        """The worker died: no more fds for it (its channel's owner closes the channel)."""
-        if self._channels.pop(index, None) is not None:
+    def remove_worker(self, channel: ParentChannel) -> None:
+        """The worker died or is retiring: no more fds for it (its channel's owner closes
+        the channel). A replacement that took its index already stays."""
+        if self._channels.get(channel.index) is channel:
+            del self._channels[channel.index]
             self._refresh()
 
     def redispatch(self, fds: list[int]) -> None:

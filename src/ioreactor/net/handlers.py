@@ -74,6 +74,10 @@ class Handler:
         """The server is shutting down gracefully: say goodbye and let the connection end."""
         conn.close()
 
+    def on_drain(self, conn: TcpConnection) -> None:
+        """The server is draining (it will shut down soon, see ``TcpServer.drain``): a
+        protocol that can tell its peer to go elsewhere does so now. Default: nothing."""
+
     def on_close(self, conn: TcpConnection) -> None:
         """The connection is closed (called exactly once); ``conn.error`` says why, if not."""
 

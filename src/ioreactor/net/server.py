@@ -19,7 +19,10 @@ so Nagle would only add latency) and the configured keepalive timers.
 
 Graceful shutdown (:meth:`TcpServer.shutdown`): stop accepting at once, give every
 connection ``handler.on_shutdown(conn)`` on its own loop (the default closes after its
-output drains), and force-close what is left when the timeout expires.
+output drains), and force-close what is left when the timeout expires. Before it, a
+server may drain (:meth:`TcpServer.drain`): every connection, and each one accepted
+from then on, gets ``on_drain`` (HTTP: its next response closes it) while serving goes
+on.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class LoopConnections:
     also counts sockets still in flight to the loop.
     """
 
-    __slots__ = ("accepted", "closed", "conns", "loop", "saying_goodbye", "server")
+    __slots__ = ("accepted", "closed", "conns", "draining", "loop", "saying_goodbye", "server")
 
     def __init__(self, server: TcpServer, loop: EventLoop) -> None:
         self.server = server
@@ -79,6 +82,7 @@ class LoopConnections:
         self.accepted = 0
         self.closed = 0
         self.saying_goodbye = False
+        self.draining = False
 
     def __repr__(self) -> str:
         return f"<LoopConnections {self.loop.name} conns={len(self.conns)}>"
@@ -104,6 +108,12 @@ class LoopConnections:
             except Exception:
                 log.exception("handler on_shutdown failed for %r; closing it now", conn)
                 conn.force_close()
+
+    def drain(self) -> None:
+        """``on_drain`` for each connection of this loop, now and when accepted (loop thread)."""
+        self.draining = True
+        for conn in list(self.conns):
+            drain_connection(conn)
 
     def force_close_all(self) -> None:
         for conn in list(self.conns):
@@ -294,6 +304,8 @@ class TcpServer:
         )
         owner.conns.add(conn)
         conn.start()
+        if owner.draining and conn.connected:
+            drain_connection(conn)
         if owner.saying_goodbye and conn.connected:  # arrived after shutdown began
             try:
                 self.handler.on_shutdown(conn)
@@ -307,6 +319,13 @@ class TcpServer:
             self._acceptor.close()
 
     # -- graceful shutdown ----------------------------------------------------------------
+
+    def drain(self) -> None:
+        """The server will shut down soon: each connection's handler gets ``on_drain``
+        (on the connection's loop), now and as connections are accepted. Serving and
+        accepting go on. Any thread."""
+        for owner in self._owners:
+            owner.loop.run_in_loop(owner.drain)
 
     def shutdown(
         self, timeout: float = SHUTDOWN_TIMEOUT, on_done: Callable[[], object] | None = None
@@ -372,6 +391,15 @@ class TcpServer:
         for owner in self._owners:
             owner.loop.run_in_loop(owner.force_close_all)
         self._pool.stop()
+
+
+def drain_connection(conn: TcpConnection) -> None:
+    """``on_drain`` of the connection's own handler (which may not be the server's)."""
+    try:
+        conn.handler.on_drain(conn)
+    except Exception:
+        log.exception("handler on_drain failed for %r; closing it now", conn)
+        conn.force_close()
 
 
 def _owner_load(owner: LoopConnections) -> int:

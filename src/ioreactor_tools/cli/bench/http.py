@@ -65,7 +65,7 @@ def ioreactor_command(port: int, poller: str | None) -> list[str]:
         f"127.0.0.1:{port}",
         # the peers never close a connection or time one out: neither do we, here (a
         # ramp-up of 10,000 connections on a busy machine outlasts the header timeout)
-        "--max-requests",
+        "--max-requests-per-connection",
         str(10**9),
         "--keepalive-timeout",
         "3600",
