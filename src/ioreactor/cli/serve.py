@@ -24,8 +24,10 @@ from ioreactor.cli.arguments import (
     seconds,
     seconds_or_zero,
     serving_options,
+    tcp_listen_address,
     url_path,
 )
+from ioreactor.http.access_log import FORMATS as ACCESS_LOG_FORMATS
 from ioreactor.http.health import HEALTH_PATH
 from ioreactor.http.limits import Limits
 from ioreactor.net.address import format_sockname
@@ -88,6 +90,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--static", type=existing_dir, metavar="DIR", default=None, help="serve DIR under /static/"
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--access-log-format",
+        choices=ACCESS_LOG_FORMATS,
+        default="combined",
+        help="combined or common (Apache's Log Formats) or json lines; each line ends with "
+        "the request's X-Request-ID (default %(default)s)",
+    )
     defaults = Limits()
     p.add_argument(
         "--header-timeout",
@@ -172,6 +181,14 @@ def add_production_arguments(p: argparse.ArgumentParser) -> None:
         help="add a random 0..J to each worker's --max-requests (default 0)",
     )
     p.add_argument(
+        "--metrics-listen",
+        type=tcp_listen_address,
+        default=None,
+        metavar="ADDRESS",
+        help="serve Prometheus metrics of every worker at http://ADDRESS/metrics "
+        "(needs prometheus_client: pip install 'ioreactor[metrics]'; default: none)",
+    )
+    p.add_argument(
         "--max-rss",
         type=count,
         default=0,
@@ -243,7 +260,16 @@ def run(args: argparse.Namespace) -> int:
         forwarded=ForwardedHeaders(args.proxy_allow_ips) if args.proxy_headers else None,
         health_path=args.health_path,
         count_requests=bool(args.max_requests),
+        metrics=args.metrics_listen is not None,
+        access_log_format=args.access_log_format,
     )
+    if args.metrics_listen is not None:
+        from ioreactor.multicore.metrics import check_available
+
+        try:
+            check_available()
+        except ImportError as exc:
+            raise CommandError(f"serve: {exc}") from None
     make_handler = loaded.handler_factory(options)
     what = "HTTP echo server" if loaded.spec == ECHO_APP else f"{loaded.spec} ({loaded.kind.name})"
 
@@ -266,6 +292,7 @@ def run(args: argparse.Namespace) -> int:
         max_requests=args.max_requests,
         max_requests_jitter=args.max_requests_jitter,
         max_rss=args.max_rss,
+        metrics_listen=args.metrics_listen,
         reload_handler=reload_handler,
         requests_served=lambda: HTTP_METRICS.requests,
         **serving_options(args),

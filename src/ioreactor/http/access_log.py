@@ -15,8 +15,9 @@ Formats (``--access-log-format``)::
                "request_id": ...}
 
 The first field is the peer with its port (``host:port``, ``[v6]:port``: the port tells
-one client's connections apart). The request id ends each text line (a field log parsers of the two formats skip). An id
-a client sent is used when it is at most :data:`MAX_REQUEST_ID` printable ASCII
+one client's connections apart). The request id ends each text line (a field log
+parsers of the two formats skip). An id a client sent is used when it is at most
+:data:`MAX_REQUEST_ID` printable ASCII
 characters; otherwise the server makes one (128 random bits, hex) and answers with it
 in ``X-Request-ID``, so the client's log and the server's can be joined. Keeping an
 access log sends every response through the response queue (no short path): it is for

@@ -76,6 +76,8 @@ class ServeConfig:
     max_requests_jitter: int = 0
     #: Recycle a worker whose resident memory passes this many MiB (0: never).
     max_rss: int = 0
+    #: Where Prometheus scrapes ``/metrics`` (None: no metrics are kept).
+    metrics_listen: Address | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 0:

@@ -60,6 +60,11 @@ class FdDispatcher:
     def __repr__(self) -> str:
         return f"<FdDispatcher workers={len(self._available)}/{len(self._channels)}>"
 
+    @property
+    def shed(self) -> int:
+        """Connections accepted and closed at once for lack of fds (EMFILE)."""
+        return self._acceptor.rejected_for_fds
+
     # -- workers come and go -------------------------------------------------------------
 
     def add_worker(self, channel: ParentChannel) -> None:

@@ -41,6 +41,7 @@ def run_server(
     max_requests: int = 0,
     max_requests_jitter: int = 0,
     max_rss: int = 0,
+    metrics_listen: str | Address | None = None,
     reload_handler: Callable[[], Callable[[], Handler]] | None = None,
     requests_served: Callable[[], int] | None = None,
     **server_options: Any,
@@ -62,7 +63,8 @@ def run_server(
     with a PROXY header. ``drain_delay``: seconds a stopping worker keeps serving after
     its health check turns 503. ``max_requests`` (+ a random 0..``max_requests_jitter``,
     counted by ``requests_served()`` in each worker) and ``max_rss`` (MiB) recycle a
-    worker: its replacement accepts before it retires.
+    worker: its replacement accepts before it retires. ``metrics_listen``: serve
+    Prometheus metrics of every worker there (needs prometheus_client).
 
     Stops on SIGTERM or SIGINT gracefully (exit 0), or at once on a second SIGINT
     (exit 130). With workers, SIGHUP reloads (``reload_handler()`` gives the new
@@ -87,6 +89,7 @@ def run_server(
         max_requests=max_requests,
         max_requests_jitter=max_requests_jitter,
         max_rss=max_rss,
+        metrics_listen=None if metrics_listen is None else to_address(metrics_listen),
     )
     if config.workers == 0:
         return ServerProcess(

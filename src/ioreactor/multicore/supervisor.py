@@ -48,12 +48,22 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ioreactor.http.metrics import Series
+from ioreactor.http.server import HttpServer
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import READ
 from ioreactor.multicore.channel import ParentChannel, channel_pair
 from ioreactor.multicore.config import ServeConfig, WorkerContext
 from ioreactor.multicore.dispatcher import FdDispatcher
+from ioreactor.multicore.metrics import (
+    SERIES,
+    MetricsBook,
+    MetricsSlot,
+    check_available,
+    exposition,
+    serve_metrics,
+)
 from ioreactor.multicore.signals import (
     CONTROL_SIGNALS,
     FORCED_EXIT,
@@ -93,6 +103,11 @@ RSS_CHECK_INTERVAL = 1.0
 ALIVE_INTERVAL_MAX = 1.0
 #: Seconds a new supervisor (upgrade) has to say that its workers serve.
 UPGRADE_TIMEOUT = 60.0
+
+#: Causes a worker is started in place of another for (the metrics' labels).
+RESTART_CAUSES = ("exit", "reload", "upgrade", "max-requests", "max-rss")
+#: Where the shed connections are among the metrics' numbers.
+SHED = [s.name for s in SERIES].index("ioreactor_connections_shed")
 
 _FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -223,6 +238,9 @@ class Supervisor:
         self._alive_interval: float | None = None
         self._watchdog_silent: set[int] = set()
         self._signals: StopSignals | None = None
+        #: Every worker's numbers, and its own (--metrics-listen); None: none kept.
+        self.metrics: MetricsBook | None = None
+        self._exporter: HttpServer | None = None
 
     # -- running --------------------------------------------------------------------------
 
@@ -255,6 +273,8 @@ class Supervisor:
                 loop.call_every(interval, self._feed_watchdog)
             if self.config.max_rss:
                 loop.call_every(RSS_CHECK_INTERVAL, self._check_rss)
+            if self.config.metrics_listen is not None:
+                self._serve_metrics(loop, self.config.metrics_listen)
             for slot in self.slots:
                 self._spawn(slot)
             loop.run()
@@ -320,6 +340,7 @@ class Supervisor:
         slot.restart = None
         parent_end, worker_end = channel_pair()
         listener = self._listener_of(slot)
+        metrics_slot = self.metrics.new_slot() if self.metrics is not None else None
         sys.stdout.flush()  # or the child would write what is buffered a second time
         sys.stderr.flush()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
@@ -329,13 +350,17 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             parent_end.close()
             worker_end.close()
+            if metrics_slot is not None:
+                metrics_slot.close()
             log.error("worker %d: fork failed: %s", slot.index, exc)
             if replaces_for is None:
                 self._schedule_restart(slot, 0.0)
             return None
         if pid == 0:
-            self._run_child(slot.index, worker_end, listener)
+            self._run_child(slot.index, worker_end, listener, metrics_slot)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if self.metrics is not None and metrics_slot is not None:
+            self.metrics.attach(pid, metrics_slot)
         channel = ParentChannel(loop, slot.index, parent_end, worker_end, self.address.family)
         process = WorkerProcess(slot, pid, channel, loop.time(), replaces_for=replaces_for)
         channel.on_ready = lambda _channel: self._worker_ready(process)
@@ -349,7 +374,11 @@ class Supervisor:
         return process
 
     def _run_child(
-        self, index: int, worker_end: socket.socket, listener: socket.socket | None
+        self,
+        index: int,
+        worker_end: socket.socket,
+        listener: socket.socket | None,
+        metrics_slot: MetricsSlot | None,
     ) -> NoReturn:
         """The forked worker: shed the supervisor's state, serve, and exit."""
         code = 1
@@ -371,6 +400,7 @@ class Supervisor:
                 on_worker_start=self.on_worker_start,
                 requests_served=self.requests_served,
                 alive_interval=self._alive_interval,
+                metrics_slot=metrics_slot,
             ).run()
         except BaseException:
             log.exception("worker %d (pid %d) failed", index, os.getpid())
@@ -447,6 +477,8 @@ class Supervisor:
         assert self.loop is not None
         slot = process.slot
         uptime = self.loop.time() - process.started
+        if self.metrics is not None:
+            self.metrics.retire(process.pid)
         if self.dispatcher is not None:
             self.dispatcher.remove_worker(process.channel)
         undelivered = process.channel.close()
@@ -673,6 +705,26 @@ class Supervisor:
 
     # -- watching the workers -------------------------------------------------------------
 
+    def _serve_metrics(self, loop: EventLoop, address: Address) -> None:
+        check_available()
+        self.metrics = MetricsBook()
+        self._exporter = serve_metrics(loop, address, self._exposition)
+        where = format_sockname("tcp", self._exporter.sockname).removeprefix("tcp://")
+        log.info("supervisor: metrics on http://%s/metrics", where)
+
+    def _exposition(self) -> bytes:
+        assert self.metrics is not None
+        totals = self.metrics.totals()
+        if self.dispatcher is not None:  # fdpass: the supervisor accepts (and sheds)
+            totals[SHED] += self.dispatcher.shed
+        extra = [
+            (Series("ioreactor_worker_restarts", (("cause", cause),), "counter"), float(n))
+            for cause, n in sorted((dict.fromkeys(RESTART_CAUSES, 0) | self.restarts).items())
+        ]
+        serving = sum(1 for s in self.slots if s.ready)
+        extra.append((Series("ioreactor_workers", (), "gauge"), float(serving)))
+        return exposition(totals, extra)
+
     def _feed_watchdog(self) -> None:
         """WATCHDOG=1 while every serving worker has said it is alive lately."""
         assert self.loop is not None and self._alive_interval is not None
@@ -790,6 +842,10 @@ class Supervisor:
             for fd in process.channel.close():
                 os.close(fd)
         self.processes.clear()
+        if self._exporter is not None:
+            self._exporter.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.dispatcher is not None:
             self.dispatcher.stop_accepting()
         self._close_listeners()

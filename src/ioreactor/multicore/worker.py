@@ -35,10 +35,12 @@ import socket
 from collections.abc import Callable
 
 from ioreactor.http.health import HEALTH
+from ioreactor.http.server import HttpServer
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.multicore.channel import WorkerChannel
 from ioreactor.multicore.config import ServeConfig, WorkerContext
+from ioreactor.multicore.metrics import MetricsSlot, WorkerMetrics, exposition, serve_metrics
 from ioreactor.multicore.signals import CONTROL_SIGNALS, FORCED_EXIT, StopSignals
 from ioreactor.net.address import format_sockname
 from ioreactor.net.handlers import Handler
@@ -68,6 +70,7 @@ class ServerProcess:
         on_worker_start: Callable[[WorkerContext], object] | None = None,
         requests_served: Callable[[], int] | None = None,
         alive_interval: float | None = None,
+        metrics_slot: MetricsSlot | None = None,
     ) -> None:
         self.config = config
         self.make_handler = make_handler
@@ -80,6 +83,10 @@ class ServerProcess:
         self.requests_served = requests_served
         #: Seconds between "alive" messages to the supervisor (None: not asked for).
         self.alive_interval = alive_interval
+        #: Where this worker publishes its numbers (the supervisor reads them).
+        self.metrics_slot = metrics_slot
+        self._metrics: WorkerMetrics | None = None
+        self._exporter: HttpServer | None = None
         self._request_limit = 0
         self.name = f"worker {index}" if channel is not None else "server"
         self.exit_code = 0
@@ -136,6 +143,7 @@ class ServerProcess:
                     jitter = random.randint(0, config.max_requests_jitter)
                     self._request_limit = config.max_requests + jitter
                     loop.call_every(RECYCLE_CHECK_INTERVAL, self._check_requests)
+            self._start_metrics(loop, server)
             if self.on_worker_start is not None:
                 self.on_worker_start(WorkerContext(self.index, os.getpid(), loop, server))
             if self._channel is not None:
@@ -147,6 +155,10 @@ class ServerProcess:
                 log.info("%s (pid %d) listening on %s", self.name, os.getpid(), where)
             loop.run()
         finally:
+            if self._metrics is not None:
+                self._metrics.flush()  # the last numbers: the supervisor keeps them
+            if self._exporter is not None:
+                self._exporter.close()
             if self._server is not None:
                 self._server.close()
             if self._channel is not None:
@@ -155,6 +167,24 @@ class ServerProcess:
                 self._signals.close()
             loop.close()
         return self.exit_code
+
+    def _start_metrics(self, loop: EventLoop, server: TcpServer) -> None:
+        """Publish to the supervisor's slot; without a supervisor, serve /metrics here."""
+        slot = self.metrics_slot
+        listen = self.config.metrics_listen
+        if slot is None and listen is not None and not self.is_worker:
+            slot = MetricsSlot()
+        if slot is None:
+            return
+        metrics = self._metrics = WorkerMetrics(loop, server, slot)
+        metrics.start()
+        if listen is not None and not self.is_worker:
+            self._exporter = serve_metrics(loop, listen, lambda: exposition(metrics.values()))
+            log.info(
+                "%s: metrics on http://%s/metrics",
+                self.name,
+                format_sockname("tcp", self._exporter.sockname).removeprefix("tcp://"),
+            )
 
     def _install_signals(self, loop: EventLoop) -> None:
         if self.is_worker:

@@ -31,7 +31,7 @@ import logging
 import socket
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ioreactor.net.acceptor import ACCEPT_BATCH, BACKLOG, Acceptor, open_listener
 from ioreactor.net.address import Address, to_address
@@ -56,6 +56,16 @@ BALANCES: tuple[Balance, ...] = ("round-robin", "least-connections", "hash")
 SHUTDOWN_TIMEOUT = 30.0
 #: After the force-close at the timeout, how long to wait for stuck loops to confirm.
 FORCE_CLOSE_GRACE = 2.0
+
+
+class ServerStats(NamedTuple):
+    """A server's connection counts since it started (any thread; a snapshot)."""
+
+    accepted: int
+    closed: int
+    open: int
+    #: Connections accepted and closed at once for lack of fds (EMFILE).
+    shed: int
 
 
 def peer_hash(peer: Any) -> int:
@@ -215,6 +225,17 @@ class TcpServer:
     @property
     def connection_count(self) -> int:
         return sum(len(owner.conns) for owner in self._owners)
+
+    def stats(self) -> ServerStats:
+        """Connections accepted, closed, open and shed so far."""
+        owners = self._owners
+        shed = self._acceptor.rejected_for_fds if self._acceptor is not None else 0
+        return ServerStats(
+            sum(o.accepted for o in owners),
+            sum(o.closed for o in owners),
+            sum(len(o.conns) for o in owners),
+            shed,
+        )
 
     @property
     def shutting_down(self) -> bool:
