@@ -30,7 +30,6 @@ from ioreactor.cli.arguments import (
 from ioreactor.http.access_log import FORMATS as ACCESS_LOG_FORMATS
 from ioreactor.http.health import HEALTH_PATH
 from ioreactor.http.limits import Limits
-from ioreactor.net.address import format_sockname
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -280,8 +279,7 @@ def run(args: argparse.Namespace) -> int:
         return fresh.handler_factory(options)
 
     def announce(ctx: WorkerContext) -> None:
-        url = format_sockname(ctx.server.address.kind, ctx.server.sockname)
-        url = url.replace("tcp://", "http://")
+        url = str(ctx.server.address).replace("tcp://", "http://")  # (fdpass: no listener)
         log.info("%s on %s (pid %d)", what, url, ctx.pid)
 
     return run_server(
