@@ -15,7 +15,7 @@ leave (SIGTERM)   the server is stopping: keep serving and accepting for
                   then shut down
 retire ("X" on    a replacement serves the same listeners (reload, recycling): stop
 the channel)      accepting at once, let connections end with their next response for
-                  ``drain_delay`` seconds, then shut down
+                  ``drain_delay`` seconds (RETIRE_GRACE at least), then shut down
 
 Shut down: take whatever fds are still queued on the channel (they were accepted, so
 they are served), then :meth:`TcpServer.shutdown`: stop accepting, ``on_shutdown`` for
@@ -54,6 +54,10 @@ log = logging.getLogger("ioreactor.multicore")
 LOAD_REPORT_INTERVAL = 0.05
 #: How often a worker checks its request count against ``max_requests``.
 RECYCLE_CHECK_INTERVAL = 0.2
+#: Seconds a retiring worker gives its connections, at least, to end with their next
+#: response (``Connection: close``) before the idle ones are closed: a client that sends
+#: on a keep-alive connection in the instant the server closes it loses that request.
+RETIRE_GRACE = 1.0
 
 
 class ServerProcess:
@@ -259,7 +263,7 @@ class ServerProcess:
             self._channel.receive()  # accepted connections still queued: serve them too
         self._server.stop_accepting()
         log.info("%s (pid %d) replaced: no longer accepting", self.name, os.getpid())
-        self._shut_down_after(self.config.drain_delay)
+        self._shut_down_after(max(RETIRE_GRACE, self.config.drain_delay))
 
     def _start_draining(self) -> bool:
         if self._stopping or self._server is None or self._loop is None:
