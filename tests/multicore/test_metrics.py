@@ -20,6 +20,7 @@ from ioreactor.http.app_loader import ServeOptions
 from ioreactor.http.dispatch import AppDispatcher
 from ioreactor.http.handler import HttpHandler
 from ioreactor.http.limits import Limits
+from ioreactor.http.metrics import CountingDispatcher
 from ioreactor.multicore.metrics import FLUSH_INTERVAL
 from support.cli_process import TIMEOUT, start_serve, wait_until
 
@@ -89,8 +90,12 @@ def test_metrics_of_every_worker_are_added_up_and_kept_when_one_dies(tmp_path: P
 
 
 def test_without_metrics_nothing_observes_a_request() -> None:
-    """Zero work per request: the plain handler and the application's own dispatcher."""
+    """Zero work per request: the plain handler and the application's own dispatcher;
+    --max-requests alone only counts."""
     handler = ServeOptions(Limits()).handler(AppDispatcher(App()))
     assert type(handler) is HttpHandler
     assert type(handler.dispatcher) is AppDispatcher
     assert handler.observer is None
+    counting = ServeOptions(Limits(), count_requests=True).handler(AppDispatcher(App()))
+    assert type(counting) is HttpHandler and counting.observer is None
+    assert type(counting.dispatcher) is CountingDispatcher

@@ -144,3 +144,30 @@ def test_fd_that_is_not_a_listener_is_one_line_and_status_2(tmp_path: Path) -> N
         os.close(write_end)
     assert done.returncode == 2
     assert done.stderr.strip() == f"ioreactor: error: serve: fd {read_end} is a FIFO, not a socket"
+
+
+@pytest.mark.timeout(60)
+def test_one_process_serve_notifies_too(tmp_path: Path, notify: NotifySocket) -> None:
+    """``--workers 0``: the server process says READY=1, feeds the watchdog from its
+    loop and says STOPPING=1."""
+    port = free_port()
+    command = [socket_activate(), "-l", f"127.0.0.1:{port}"]
+    command += [f"--setenv=NOTIFY_SOCKET={notify.name}", f"--setenv=WATCHDOG_USEC={WATCHDOG_USEC}"]
+    command += [sys.executable, "-m", "ioreactor", "serve", "--workers", "0"]
+    with (tmp_path / "serve.log").open("wb") as log:
+        tool = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        assert wait_until(lambda: _connects(port))
+        ready, pid = notify.wait_for("READY=1")
+        assert pid == tool.pid and "STATUS=serving tcp://127.0.0.1:" in ready
+        assert http_get(port, "/")[0] == 200
+        assert "WATCHDOG=1" in notify.drain(1.2)
+        tool.send_signal(signal.SIGTERM)
+        notify.wait_for("STOPPING=1")
+        assert tool.wait(TIMEOUT) == 0
+    finally:
+        if tool.poll() is None:
+            os.killpg(tool.pid, signal.SIGKILL)
+            tool.wait()

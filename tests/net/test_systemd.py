@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -33,21 +32,9 @@ from ioreactor.net.systemd import (
     socket_from_fd,
 )
 from ioreactor.testing import open_fds
+from support.systemd import socket_activate
 
 TIMEOUT = 20.0
-SOCKET_ACTIVATE_PATHS = ("/usr/bin/systemd-socket-activate", "/lib/systemd/systemd-activate")
-
-
-def socket_activate() -> str:
-    found = shutil.which("systemd-socket-activate") or next(
-        (path for path in SOCKET_ACTIVATE_PATHS if os.access(path, os.X_OK)), None
-    )
-    if found is None:
-        pytest.skip(
-            "needs systemd-socket-activate (Debian package systemd: "
-            "/usr/bin/systemd-socket-activate)"
-        )
-    return found
 
 
 def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:

@@ -35,7 +35,12 @@ from ioreactor.http.forwarding import ForwardedHeaders, ForwardingDispatcher
 from ioreactor.http.handler import HttpHandler
 from ioreactor.http.health import HEALTH_PATH, add_health_route
 from ioreactor.http.limits import Limits
-from ioreactor.http.metrics import MeteredHttpHandler, MetricsObserver, ObservingDispatcher
+from ioreactor.http.metrics import (
+    CountingDispatcher,
+    MeteredHttpHandler,
+    MetricsObserver,
+    ObservingDispatcher,
+)
 from ioreactor.http.observers import ResponseObserver, combine
 from ioreactor.net.handlers import Handler
 
@@ -78,8 +83,10 @@ class ServeOptions:
         """``dispatcher`` with the forwarding headers and the request counting asked for."""
         if self.forwarded is not None:
             dispatcher = ForwardingDispatcher(dispatcher, self.forwarded)
-        if self.count_requests or self.metrics:
-            dispatcher = ObservingDispatcher(dispatcher, detailed=self.metrics)
+        if self.metrics:
+            dispatcher = ObservingDispatcher(dispatcher)
+        elif self.count_requests:
+            dispatcher = CountingDispatcher(dispatcher)
         return dispatcher
 
     def handler(self, dispatcher: Dispatcher) -> HttpHandler:

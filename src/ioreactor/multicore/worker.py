@@ -47,6 +47,7 @@ from ioreactor.net.handlers import Handler
 from ioreactor.net.proxy_protocol import ProxyProtocolHandler
 from ioreactor.net.server import TcpServer
 from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor.net.systemd import Notifier
 
 log = logging.getLogger("ioreactor.multicore")
 
@@ -92,6 +93,7 @@ class ServerProcess:
         self._metrics: WorkerMetrics | None = None
         self._exporter: HttpServer | None = None
         self._request_limit = 0
+        self._notifier: Notifier | None = None
         self.name = f"worker {index}" if channel is not None else "server"
         self.exit_code = 0
         self._channel: WorkerChannel | None = None
@@ -157,6 +159,8 @@ class ServerProcess:
             else:
                 where = format_sockname(config.address.kind, server.sockname)
                 log.info("%s (pid %d) listening on %s", self.name, os.getpid(), where)
+                if not self.is_worker:
+                    self._notify_systemd(loop, where)
             loop.run()
         finally:
             if self._metrics is not None:
@@ -169,6 +173,8 @@ class ServerProcess:
                 self._channel.close()
             if self._signals is not None:
                 self._signals.close()
+            if self._notifier is not None:
+                self._notifier.close()
             loop.close()
         return self.exit_code
 
@@ -189,6 +195,14 @@ class ServerProcess:
                 self.name,
                 format_sockname("tcp", self._exporter.sockname).removeprefix("tcp://"),
             )
+
+    def _notify_systemd(self, loop: EventLoop, where: str) -> None:
+        """Serving alone (no supervisor): READY=1 now, WATCHDOG=1 from this loop."""
+        notifier = self._notifier = Notifier(unset_environment=True)
+        notifier.ready(f"serving {where}: {self.config.describe()}")
+        interval = notifier.watchdog_interval()
+        if interval is not None:
+            loop.call_every(interval, notifier.watchdog)
 
     def _install_signals(self, loop: EventLoop) -> None:
         if self.is_worker:
@@ -269,6 +283,8 @@ class ServerProcess:
         if self._stopping or self._server is None or self._loop is None:
             return False
         self._stopping = True
+        if self._notifier is not None:
+            self._notifier.stopping("draining")
         HEALTH.start_draining()
         self._server.drain()
         return True
