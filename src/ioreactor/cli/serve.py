@@ -30,6 +30,7 @@ from ioreactor.cli.arguments import (
 from ioreactor.http.access_log import FORMATS as ACCESS_LOG_FORMATS
 from ioreactor.http.health import HEALTH_PATH
 from ioreactor.http.limits import Limits
+from ioreactor.net.address import format_sockname
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -279,7 +280,10 @@ def run(args: argparse.Namespace) -> int:
         return fresh.handler_factory(options)
 
     def announce(ctx: WorkerContext) -> None:
-        url = str(ctx.server.address).replace("tcp://", "http://")  # (fdpass: no listener)
+        server = ctx.server
+        where = server.address  # an fdpass worker has no listener of its own
+        url = format_sockname(where.kind, server.sockname) if server.listening else str(where)
+        url = url.replace("tcp://", "http://")
         log.info("%s on %s (pid %d)", what, url, ctx.pid)
 
     return run_server(

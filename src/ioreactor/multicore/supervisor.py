@@ -321,6 +321,9 @@ class Supervisor:
                 )
             self._worker_config = replace(config, address=self.address)
         if config.dispatch == "fdpass":
+            if not address.is_unix:  # port 0 became a real one: the workers say which
+                self.address = replace(address, port=self.listeners[0].getsockname()[1])
+                self._worker_config = replace(config, address=self.address)
             accept_batch = config.server_options.get("accept_batch", ACCEPT_BATCH)
             self.dispatcher = FdDispatcher(
                 loop, self.listeners[0], balance=config.balance, accept_batch=accept_batch

@@ -75,8 +75,7 @@ class Handler:
         conn.close()
 
     def on_drain(self, conn: TcpConnection) -> None:
-        """The server is draining (it will shut down soon, see ``TcpServer.drain``): a
-        protocol that can tell its peer to go elsewhere does so now. Default: nothing."""
+        """The server drains before it stops (``TcpServer.drain``): tell the peer, if you can."""
 
     def on_close(self, conn: TcpConnection) -> None:
         """The connection is closed (called exactly once); ``conn.error`` says why, if not."""

@@ -203,6 +203,11 @@ class TcpServer:
         return self._acceptor.listener.getsockname()
 
     @property
+    def listening(self) -> bool:
+        """Whether it accepts on a listener of its own (not only adopted sockets)."""
+        return self._acceptor is not None
+
+    @property
     def port(self) -> int:
         port: int = self.sockname[1]
         return port
