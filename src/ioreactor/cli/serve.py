@@ -296,6 +296,6 @@ def run(args: argparse.Namespace) -> int:
         max_rss=args.max_rss,
         metrics_listen=args.metrics_listen,
         reload_handler=reload_handler,
-        requests_served=lambda: HTTP_METRICS.requests,
+        requests_served=HTTP_METRICS.served,
         **serving_options(args),
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import array
 import bisect
+import importlib.util
 import mmap
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,9 +54,9 @@ DOCS = {
     "ioreactor_connections_open": "Connections open now.",
     "ioreactor_connections_shed": "Connections closed at once for lack of fds (EMFILE).",
     "ioreactor_loop_lag_seconds": "How late a loop ran a timer (event loop lag).",
-    "ioreactor_http_requests": "HTTP requests dispatched to the application.",
-    "ioreactor_http_responses": "HTTP responses by request method and status class.",
-    "ioreactor_http_request_duration_seconds": "From the whole request to its response.",
+    "ioreactor_http_requests": "HTTP requests answered, by method and status class.",
+    "ioreactor_http_request_duration_seconds": "From the read of a whole request to its "
+    "answer.",
     "ioreactor_http_request_body_bytes": "Request body bytes received.",
     "ioreactor_http_response_body_bytes": "Response body bytes of known size sent.",
     "ioreactor_http_backpressure_pauses": "Times a connection stopped reading: output full.",
@@ -242,13 +243,16 @@ def exposition(
 
 
 def check_available() -> None:
-    """Raise ImportError now (not at the first scrape) when prometheus_client is missing."""
-    try:
-        import prometheus_client  # noqa: F401
-    except ImportError:
+    """Raise ImportError now (not at the first scrape) when prometheus_client is missing.
+
+    Found, not imported: the first scrape imports it, in the process that serves
+    /metrics (a serving process that imports it at start holds its thousands of objects,
+    which every full garbage collection then walks).
+    """
+    if importlib.util.find_spec("prometheus_client") is None:
         raise ImportError(
             "--metrics-listen needs prometheus_client: pip install 'ioreactor[metrics]'"
-        ) from None
+        )
 
 
 def serve_metrics(loop: EventLoop, address: Address, collect: Callable[[], bytes]) -> HttpServer:

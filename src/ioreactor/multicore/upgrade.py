@@ -24,6 +24,7 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 
+from ioreactor.multicore.signals import CONTROL_SIGNALS
 from ioreactor.net.systemd import SD_LISTEN_FDS_START
 
 #: The variable that names the new supervisor's end of the hand-over pipe.
@@ -39,9 +40,14 @@ def spawn_successor(
     (its pid, the read end of the hand-over pipe). ``env`` adds to the environment."""
     read_end, write_end = os.pipe()
     argv = [sys.executable, *sys.orig_argv[1:]]
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover  (the child execs or dies at once)
-        _exec_successor(argv, [s.fileno() for s in listeners], write_end, names, env)
+    # Blocked across the fork: the child must not run this process's handlers.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover  (the child execs or dies at once)
+            _exec_successor(argv, [s.fileno() for s in listeners], write_end, names, env)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(write_end)
     return pid, read_end
 
@@ -50,6 +56,11 @@ def _exec_successor(
     argv: list[str], fds: list[int], write_end: int, names: Sequence[str], env: Mapping[str, str]
 ) -> None:
     try:
+        # The new program starts with default dispositions and nothing blocked (a mask
+        # survives exec: its signal handlers would never run).
+        signal.set_wakeup_fd(-1)
+        for sig in CONTROL_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
         wanted = [*fds, write_end]
         # Out of the way first (a source may sit where another one must go), then into
