@@ -55,8 +55,7 @@ DOCS = {
     "ioreactor_connections_shed": "Connections closed at once for lack of fds (EMFILE).",
     "ioreactor_loop_lag_seconds": "How late a loop ran a timer (event loop lag).",
     "ioreactor_http_requests": "HTTP requests answered, by method and status class.",
-    "ioreactor_http_request_duration_seconds": "From the read of a whole request to its "
-    "answer.",
+    "ioreactor_http_request_duration_seconds": "From the read of a whole request to its answer.",
     "ioreactor_http_request_body_bytes": "Request body bytes received.",
     "ioreactor_http_response_body_bytes": "Response body bytes of known size sent.",
     "ioreactor_http_backpressure_pauses": "Times a connection stopped reading: output full.",
