@@ -352,6 +352,12 @@ class HttpProtocol:
         """Graceful server shutdown: finish the request in flight, then close."""
         self.parser.last_request()  # the request in flight is answered with Connection: close
         if self.phase == IDLE:
+            if self.since == self.loop.now == self.conn.last_read:
+                # Accepted in this very loop iteration (taken from the listen queue as
+                # the server stops accepting): its first request is most likely on its
+                # way. It gets that request answered with Connection: close, or the
+                # header timeout closes it.
+                return
             if self.queue.idle:
                 self.phase = DONE
                 self.conn.close()

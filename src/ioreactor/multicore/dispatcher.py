@@ -159,6 +159,8 @@ class FdDispatcher:
         """Close the listener; fds nobody took are closed (their clients see a close)."""
         if self._closed:
             return
+        if self._accepting:
+            self._acceptor.accept_backlog()  # queued connections would be reset
         self._closed = True
         self._set_accepting(False)
         self._acceptor.close()  # closes the listener

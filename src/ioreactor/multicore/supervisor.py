@@ -773,9 +773,13 @@ class Supervisor:
                 slot.restart = None
         alive = self._signal_workers(signal.SIGTERM)
         delay = self.config.drain_delay
-        # The workers accept during their drain delay; the dispatcher does too (fdpass).
-        # Then this process's copies go: the last to close a listener closes it.
-        if delay > 0:
+        # The workers accept on their own copies during their drain delay, then take
+        # what is queued and close: the last copy closed closes a listener, and this
+        # process's must not outlive theirs (its queue would be reset at our exit).
+        # Only the fdpass dispatcher accepts here: it stops when the workers do.
+        if self.dispatcher is None:
+            self._close_listeners()
+        elif delay > 0:
             self.loop.call_later(delay, self._stop_accepting)
         else:
             self._stop_accepting()

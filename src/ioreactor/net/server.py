@@ -372,6 +372,8 @@ class TcpServer:
         if self._shutting_down:
             return
         self._shutting_down = True
+        if self._acceptor is not None:
+            self._acceptor.accept_backlog()  # (served below: each gets on_shutdown)
         self.stop_accepting()
         log.info("%r: shutting down (timeout %.1f s)", self, timeout)
         self._shutdown_pending = set(self._owners)
