@@ -48,7 +48,7 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "one_of.<locals>.name": ("nope",),
     "app_spec": ("x", "1mod:app", "a:b:c", "mod:"),
     "proxy_trust": ("nonsense", "10.0.0.0/33", "10.0.0.1/8", "127.0.0.1,x"),
-    "url_path": ("healthz", "/a b", "/x?y", ""),
+    "absolute_url_path": ("healthz", "/a b", "/x?y", ""),
     "_mix": ("nope=1", "keepalive=-1", "keepalive=0", "keepalive=nan"),
 }
 

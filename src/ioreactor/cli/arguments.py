@@ -254,7 +254,7 @@ def proxy_trust(text: str) -> ProxyTrust:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def url_path(text: str) -> str:
+def absolute_url_path(text: str) -> str:
     """An absolute URL path (``--health-path /healthz``)."""
     if not text.startswith("/") or any(c in text for c in " ?#\r\n\0"):
         raise argparse.ArgumentTypeError(

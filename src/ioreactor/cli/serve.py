@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ioreactor.cli.arguments import (
     CommandError,
+    absolute_url_path,
     add_serving_arguments,
     count,
     existing_dir,
@@ -25,7 +26,6 @@ from ioreactor.cli.arguments import (
     seconds_or_zero,
     serving_options,
     tcp_listen_address,
-    url_path,
 )
 from ioreactor.http.access_log import FORMATS as ACCESS_LOG_FORMATS
 from ioreactor.http.health import HEALTH_PATH
@@ -152,7 +152,7 @@ def add_production_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--health-path",
-        type=url_path,
+        type=absolute_url_path,
         default=HEALTH_PATH,
         metavar="PATH",
         help="answered 200, or 503 once the worker drains (default %(default)s)",
