@@ -49,6 +49,8 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "one_of.<locals>.name": ("nope",),
     "app_spec": ("x", "1mod:app", "a:b:c", "mod:"),
     "url_path": ("app", "/a?b", "/a b", "/caf\u00e9"),
+    "proxy_trust": ("nonsense", "10.0.0.0/33", "10.0.0.1/8", "127.0.0.1,x"),
+    "absolute_url_path": ("healthz", "/a b", "/x?y", ""),
     "_mix": ("nope=1", "keepalive=-1", "keepalive=0", "keepalive=nan"),
 }
 

@@ -131,7 +131,7 @@ def test_serving_options_apply_to_the_users_app(tmp_path: Path, app_dir: Path) -
         "--static",
         str(static),
         "--access-log",
-        "--max-requests",
+        "--max-requests-per-connection",
         "1",
     ) as server:
         port = int(server.wait_for(BANNER).group(2))
@@ -140,7 +140,7 @@ def test_serving_options_apply_to_the_users_app(tmp_path: Path, app_dir: Path) -
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             reply = b""
-            while chunk := sock.recv(4096):  # --max-requests 1: the server closes
+            while chunk := sock.recv(4096):  # --max-requests-per-connection 1: it closes
                 reply += chunk
         assert b"Connection: close" in reply
         assert server.stop() == 0

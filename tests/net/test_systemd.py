@@ -32,18 +32,9 @@ from ioreactor.net.systemd import (
     socket_from_fd,
 )
 from ioreactor.testing import free_port, open_fds
-from support.programs import require_program
+from support.systemd import socket_activate
 
 TIMEOUT = 20.0
-SOCKET_ACTIVATE_PATHS = ("/usr/bin/systemd-socket-activate", "/lib/systemd/systemd-activate")
-
-
-def socket_activate() -> str:
-    return require_program(
-        "systemd-socket-activate",
-        "systemd-socket-activate (Debian package systemd: /usr/bin/systemd-socket-activate)",
-        SOCKET_ACTIVATE_PATHS,
-    )
 
 
 # -- socket activation with the real tool -------------------------------------------------

@@ -183,7 +183,8 @@ def test_sigterm_under_load_answers_what_was_taken_in_then_exits_zero(tmp_path: 
             for client in clients:
                 client.sock.close()
         taken_in = collections.Counter(
-            int(port) for port in re.findall(r"\('127\.0\.0\.1', (\d+)\) \"POST ", server.log())
+            int(port)
+            for port in re.findall(r"127\.0\.0\.1:(\d+) - - \[[^]]*\] \"POST ", server.log())
         )
         for client in clients:
             assert client.out_of_order is None, f"answer out of order: {client.out_of_order!r}"

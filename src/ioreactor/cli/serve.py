@@ -14,25 +14,35 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 from ioreactor.cli.arguments import (
     CommandError,
+    absolute_url_path,
     add_serving_arguments,
+    count,
     existing_dir,
     positive_count,
     seconds,
+    seconds_or_zero,
     serving_options,
+    tcp_listen_address,
     url_path,
 )
 from ioreactor.cli.tls_arguments import add_tls_arguments, tls_server_options
+from ioreactor.http.access_log import FORMATS as ACCESS_LOG_FORMATS
+from ioreactor.http.health import HEALTH_PATH
 from ioreactor.http.limits import Limits
 from ioreactor.multicore.config import default_workers
 from ioreactor.net.address import format_sockname
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ioreactor.http.app_loader import LoadedApp
     from ioreactor.multicore import WorkerContext
+    from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.serve")
 
@@ -127,6 +137,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--static", type=existing_dir, metavar="DIR", default=None, help="serve DIR under /static/"
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument(
+        "--access-log-format",
+        choices=ACCESS_LOG_FORMATS,
+        default="combined",
+        help="combined or common (Apache's Log Formats) or json lines; each line ends with "
+        "the request's X-Request-ID (default %(default)s)",
+    )
     defaults = Limits()
     p.add_argument(
         "--header-timeout",
@@ -153,12 +170,78 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="largest request body in bytes (default %(default)s)",
     )
     p.add_argument(
-        "--max-requests",
+        "--max-requests-per-connection",
         type=positive_count,
         default=defaults.max_requests_per_connection,
-        help="requests per connection before it closes (default %(default)s)",
+        metavar="N",
+        help="requests per keep-alive connection before it closes (default %(default)s)",
     )
+    add_production_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_production_arguments(p: argparse.ArgumentParser) -> None:
+    """Behind a balancer, under systemd: inherited listeners, forwarding headers,
+    draining, worker recycling (docs/deploy.md)."""
+    p.add_argument(
+        "--fd",
+        type=count,
+        default=None,
+        metavar="N",
+        help="serve the inherited listening socket N instead of binding --listen "
+        "(socket activation's LISTEN_FDS is taken by itself)",
+    )
+    p.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="take the client's address and scheme from Forwarded / X-Forwarded-For / "
+        "X-Forwarded-Proto, from --proxy-allow-ips peers only",
+    )
+    p.add_argument(
+        "--health-path",
+        type=absolute_url_path,
+        default=HEALTH_PATH,
+        metavar="PATH",
+        help="answered 200, or 503 once the worker drains (default %(default)s)",
+    )
+    p.add_argument(
+        "--drain-delay",
+        type=seconds_or_zero,
+        default=0.0,
+        metavar="S",
+        help="on SIGTERM, seconds a worker keeps serving with the health path at 503 "
+        "and every response closing its connection, before it stops accepting "
+        "(a balancer's time to notice; default %(default)s)",
+    )
+    p.add_argument(
+        "--max-requests",
+        type=count,
+        default=0,
+        metavar="N",
+        help="replace a worker after it served about N requests (0: never; default 0)",
+    )
+    p.add_argument(
+        "--max-requests-jitter",
+        type=count,
+        default=0,
+        metavar="J",
+        help="add a random 0..J to each worker's --max-requests (default 0)",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        type=tcp_listen_address,
+        default=None,
+        metavar="ADDRESS",
+        help="serve Prometheus metrics of every worker at http://ADDRESS/metrics "
+        "(needs prometheus_client: pip install 'ioreactor[metrics]'; default: none)",
+    )
+    p.add_argument(
+        "--max-rss",
+        type=count,
+        default=0,
+        metavar="MIB",
+        help="replace a worker whose resident memory passes MIB MiB (0: never; default 0)",
+    )
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -167,7 +250,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         body_timeout=args.body_timeout,
         keepalive_timeout=args.keepalive_timeout,
         max_body=args.max_body,
-        max_requests_per_connection=args.max_requests,
+        max_requests_per_connection=args.max_requests_per_connection,
         sweep_interval=min(1.0, args.header_timeout / 2, args.keepalive_timeout / 2),
     )
 
@@ -201,32 +284,90 @@ def application(args: argparse.Namespace) -> LoadedApp:
     return loaded
 
 
+def inherited_listeners(args: argparse.Namespace) -> list[socket.socket]:
+    """The listeners to serve instead of binding: ``--fd N``, or socket activation's."""
+    from ioreactor.net.systemd import (
+        SystemdError,
+        check_stream_listener,
+        listen_fds,
+        socket_from_fd,
+    )
+
+    try:
+        if args.fd is not None:
+            return [check_stream_listener(socket_from_fd(args.fd), f"--fd {args.fd}")]
+        return [
+            check_stream_listener(found.sock, f"inherited fd {found.fd} ({found.name})")
+            for found in listen_fds()
+        ]
+    except SystemdError as exc:
+        raise CommandError(f"serve: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     # imported here: every ioreactor command imports this module to build the parser
-    from ioreactor.http.app_loader import ServeOptions
+    from ioreactor.http.app_loader import ServeOptions, reload_app
+    from ioreactor.http.forwarding import ForwardedHeaders
     from ioreactor.http.https import HTTPS_ALPN, PLAIN_HTTP_REPLY
+    from ioreactor.http.metrics import HTTP_METRICS
     from ioreactor.multicore import run_server
 
     loaded = application(args)  # before any worker starts: errors are one line, exit 2
     tls = tls_server_options(args, alpn=HTTPS_ALPN, plaintext_reply=PLAIN_HTTP_REPLY)
     scheme = "https://" if tls else "http://"
     workers = default_workers() if args.workers is None else args.workers
-    make_handler = loaded.handler_factory(
-        ServeOptions(
-            limits_from(args),
-            access_log=args.access_log,
-            static_dir=args.static,
-            root_path=args.root_path,
-            threads=args.threads,
-            stream_body=args.stream_body,
-            pool_timeout=args.pool_timeout,
-            multiprocess=workers > 1,
-        )
+    listeners = inherited_listeners(args)
+    options = ServeOptions(
+        limits_from(args),
+        access_log=args.access_log,
+        static_dir=args.static,
+        root_path=args.root_path,
+        threads=args.threads,
+        stream_body=args.stream_body,
+        pool_timeout=args.pool_timeout,
+        multiprocess=workers > 1,
+        forwarded=ForwardedHeaders(args.proxy_allow_ips) if args.proxy_headers else None,
+        health_path=args.health_path,
+        count_requests=bool(args.max_requests),
+        metrics=args.metrics_listen is not None,
+        access_log_format=args.access_log_format,
     )
+    if args.metrics_listen is not None:
+        from ioreactor.multicore.metrics import check_available
+
+        try:
+            check_available()
+        except ImportError as exc:
+            raise CommandError(f"serve: {exc}") from None
+    make_handler = loaded.handler_factory(options)
     what = "HTTP echo server" if loaded.spec == ECHO_APP else f"{loaded.spec} ({loaded.kind.name})"
 
+    def reload_handler() -> Callable[[], Handler]:
+        if loaded.spec == ECHO_APP:
+            return application(args).handler_factory(options)
+        fresh = reload_app(
+            args.app, app_dir=args.app_dir, factory=args.factory, interface=args.interface
+        )
+        return fresh.handler_factory(options)
+
     def announce(ctx: WorkerContext) -> None:
-        url = format_sockname(args.listen.kind, ctx.server.sockname).replace("tcp://", scheme)
+        server = ctx.server
+        where = server.address  # an fdpass worker has no listener of its own
+        url = format_sockname(where.kind, server.sockname) if server.listening else str(where)
+        url = url.replace("tcp://", scheme)
         log.info("%s on %s (pid %d)", what, url, ctx.pid)
 
-    return run_server(make_handler, on_worker_start=announce, **serving_options(args), **tls)
+    return run_server(
+        make_handler,
+        on_worker_start=announce,
+        listeners=listeners,
+        drain_delay=args.drain_delay,
+        max_requests=args.max_requests,
+        max_requests_jitter=args.max_requests_jitter,
+        max_rss=args.max_rss,
+        metrics_listen=args.metrics_listen,
+        reload_handler=reload_handler,
+        requests_served=HTTP_METRICS.served,
+        **serving_options(args),
+        **tls,
+    )

@@ -29,9 +29,20 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ioreactor.http.access_log import AccessLog
 from ioreactor.http.app import App
+from ioreactor.http.dispatch import AppDispatcher, Dispatcher
+from ioreactor.http.forwarding import ForwardedHeaders, ForwardingDispatcher
 from ioreactor.http.handler import HttpHandler
+from ioreactor.http.health import HEALTH_PATH, add_health_route
 from ioreactor.http.limits import Limits
+from ioreactor.http.metrics import (
+    CountingDispatcher,
+    MeteredHttpHandler,
+    MetricsObserver,
+    ObservingDispatcher,
+)
+from ioreactor.http.observers import ResponseObserver, combine
 from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.http")
@@ -61,6 +72,38 @@ class ServeOptions:
     pool_timeout: float | None = None
     #: Other processes serve the same application (``--workers`` > 1).
     multiprocess: bool = False
+    #: Trusted forwarding headers (``--proxy-headers``): None to ignore them.
+    forwarded: ForwardedHeaders | None = None
+    #: The path the server answers for health checks (None: none added).
+    health_path: str | None = HEALTH_PATH
+    #: ``combined``, ``common`` or ``json`` (with ``access_log``).
+    access_log_format: str = "combined"
+    #: Count the requests of each process (``--max-requests``).
+    count_requests: bool = False
+    #: Keep the HTTP metrics of each process (``--metrics-listen``).
+    metrics: bool = False
+
+    def observer(self) -> ResponseObserver | None:
+        """Who watches the responses: the access log, the metrics, both or nobody."""
+        return combine(
+            AccessLog(self.access_log_format) if self.access_log else None,
+            MetricsObserver() if self.metrics else None,
+        )
+
+    def observed(self, dispatcher: Dispatcher) -> Dispatcher:
+        """``dispatcher`` with the forwarding headers and the request counting asked for."""
+        if self.forwarded is not None:
+            dispatcher = ForwardingDispatcher(dispatcher, self.forwarded)
+        if self.metrics:
+            dispatcher = ObservingDispatcher(dispatcher)
+        elif self.count_requests:
+            dispatcher = CountingDispatcher(dispatcher)
+        return dispatcher
+
+    def handler(self, dispatcher: Dispatcher) -> HttpHandler:
+        """The connection handler of a serving process for ``dispatcher``."""
+        kind = MeteredHttpHandler if self.metrics else HttpHandler
+        return kind(self.observed(dispatcher), self.limits, observer=self.observer())
 
 
 @dataclass(frozen=True)
@@ -86,10 +129,11 @@ def _serve_native(app: object, options: ServeOptions) -> Callable[[], Handler]:
     assert isinstance(app, App)
     if options.static_dir is not None:
         app.static(STATIC_PREFIX, options.static_dir)  # after the app's own routes
-    limits, access_log = options.limits, options.access_log
+    if options.health_path is not None:
+        add_health_route(app, options.health_path)
 
     def make_handler() -> Handler:
-        return HttpHandler(app, limits, access_log=access_log)
+        return options.handler(AppDispatcher(app))
 
     return make_handler
 
@@ -108,7 +152,6 @@ def _serve_wsgi(app: object, options: ServeOptions) -> Callable[[], Handler]:
     from ioreactor.http.wsgi.dispatcher import DEFAULT_THREADS, POOL_TIMEOUT, WsgiDispatcher
 
     static = StaticFiles(options.static_dir) if options.static_dir is not None else None
-    limits, access_log = options.limits, options.access_log
 
     def make_handler() -> Handler:
         dispatcher = WsgiDispatcher(
@@ -121,7 +164,7 @@ def _serve_wsgi(app: object, options: ServeOptions) -> Callable[[], Handler]:
             static_prefix=STATIC_PREFIX,
             multiprocess=options.multiprocess,
         )
-        return HttpHandler(dispatcher, limits, access_log=access_log)
+        return options.handler(dispatcher)
 
     return make_handler
 
@@ -221,6 +264,36 @@ def load_app(
                 hint += "; a function that builds the application? add --factory"
         raise AppLoadError(f"{spec}: {attr} {made}is {_a(obj)}, not {expected}{hint} ({context})")
     return LoadedApp(spec, kind, obj)
+
+
+def reload_app(
+    spec: str, *, app_dir: str | None = None, factory: bool = False, interface: str = AUTO
+) -> LoadedApp:
+    """:func:`load_app` from the code on disk now: the modules imported from
+    ``app_dir`` (not the installed packages, not ioreactor) are forgotten first, so the
+    import runs them again (a reload: SIGHUP)."""
+    where = os.path.abspath(app_dir if app_dir is not None else os.getcwd()) + os.sep
+    installed = tuple(
+        os.path.abspath(p) + os.sep for p in {sys.prefix, sys.base_prefix, *site_packages()}
+    )
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (
+            path is not None
+            and os.path.abspath(path).startswith(where)
+            and not os.path.abspath(path).startswith(installed)
+            and name.partition(".")[0] not in ("ioreactor", "ioreactor_tools")
+        ):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+    return load_app(spec, app_dir=app_dir, factory=factory, interface=interface)
+
+
+def site_packages() -> list[str]:
+    """The directories installed packages are imported from."""
+    import site
+
+    return [*site.getsitepackages(), site.getusersitepackages()]
 
 
 def split_spec(spec: str) -> tuple[str, str]:

@@ -24,7 +24,10 @@ hears of a connection once its handshake has completed.
 
 Graceful shutdown (:meth:`TcpServer.shutdown`): stop accepting at once, give every
 connection ``handler.on_shutdown(conn)`` on its own loop (the default closes after its
-output drains), and force-close what is left when the timeout expires.
+output drains), and force-close what is left when the timeout expires. Before it, a
+server may drain (:meth:`TcpServer.drain`): every connection, and each one accepted
+from then on, gets ``on_drain`` (HTTP: its next response closes it) while serving goes
+on.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import socket
 import zlib
 from collections.abc import Callable
 from ssl import SSLContext
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ioreactor.net.acceptor import ACCEPT_BATCH, BACKLOG, Acceptor, open_listener
 from ioreactor.net.address import Address, to_address
@@ -62,6 +65,16 @@ SHUTDOWN_TIMEOUT = 30.0
 FORCE_CLOSE_GRACE = 2.0
 
 
+class ServerStats(NamedTuple):
+    """A server's connection counts since it started (any thread; a snapshot)."""
+
+    accepted: int
+    closed: int
+    open: int
+    #: Connections accepted and closed at once for lack of fds (EMFILE).
+    shed: int
+
+
 def peer_hash(peer: Any) -> int:
     """A stable hash of the peer's host (not its port): the affinity key."""
     host = peer[0] if isinstance(peer, tuple) and peer else peer
@@ -77,7 +90,7 @@ class LoopConnections:
     also counts sockets still in flight to the loop.
     """
 
-    __slots__ = ("accepted", "closed", "conns", "loop", "saying_goodbye", "server")
+    __slots__ = ("accepted", "closed", "conns", "draining", "loop", "saying_goodbye", "server")
 
     def __init__(self, server: TcpServer, loop: EventLoop) -> None:
         self.server = server
@@ -86,6 +99,7 @@ class LoopConnections:
         self.accepted = 0
         self.closed = 0
         self.saying_goodbye = False
+        self.draining = False
 
     def __repr__(self) -> str:
         return f"<LoopConnections {self.loop.name} conns={len(self.conns)}>"
@@ -111,6 +125,12 @@ class LoopConnections:
             except Exception:
                 log.exception("handler on_shutdown failed for %r; closing it now", conn)
                 conn.force_close()
+
+    def drain(self) -> None:
+        """``on_drain`` for each connection of this loop, now and when accepted (loop thread)."""
+        self.draining = True
+        for conn in list(self.conns):
+            drain_connection(conn)
 
     def force_close_all(self) -> None:
         for conn in list(self.conns):
@@ -209,6 +229,11 @@ class TcpServer:
         return self._acceptor.listener.getsockname()
 
     @property
+    def listening(self) -> bool:
+        """Whether it accepts on a listener of its own (not only adopted sockets)."""
+        return self._acceptor is not None
+
+    @property
     def port(self) -> int:
         port: int = self.sockname[1]
         return port
@@ -231,6 +256,17 @@ class TcpServer:
     @property
     def connection_count(self) -> int:
         return sum(len(owner.conns) for owner in self._owners)
+
+    def stats(self) -> ServerStats:
+        """Connections accepted, closed, open and shed so far."""
+        owners = self._owners
+        shed = self._acceptor.rejected_for_fds if self._acceptor is not None else 0
+        return ServerStats(
+            sum(o.accepted for o in owners),
+            sum(o.closed for o in owners),
+            sum(len(o.conns) for o in owners),
+            shed,
+        )
 
     @property
     def shutting_down(self) -> bool:
@@ -333,6 +369,8 @@ class TcpServer:
             )
         owner.conns.add(conn)
         conn.start()
+        if owner.draining and conn.connected:
+            drain_connection(conn)
         if owner.saying_goodbye and conn.connected:  # arrived after shutdown began
             try:
                 self.handler.on_shutdown(conn)
@@ -346,6 +384,13 @@ class TcpServer:
             self._acceptor.close()
 
     # -- graceful shutdown ----------------------------------------------------------------
+
+    def drain(self) -> None:
+        """The server will shut down soon: each connection's handler gets ``on_drain``
+        (on the connection's loop), now and as connections are accepted. Serving and
+        accepting go on. Any thread."""
+        for owner in self._owners:
+            owner.loop.run_in_loop(owner.drain)
 
     def shutdown(
         self, timeout: float = SHUTDOWN_TIMEOUT, on_done: Callable[[], object] | None = None
@@ -366,6 +411,8 @@ class TcpServer:
         if self._shutting_down:
             return
         self._shutting_down = True
+        if self._acceptor is not None:
+            self._acceptor.accept_backlog()  # (served below: each gets on_shutdown)
         self.stop_accepting()
         log.info("%r: shutting down (timeout %.1f s)", self, timeout)
         self._shutdown_pending = set(self._owners)
@@ -411,6 +458,15 @@ class TcpServer:
         for owner in self._owners:
             owner.loop.run_in_loop(owner.force_close_all)
         self._pool.stop()
+
+
+def drain_connection(conn: TcpConnection) -> None:
+    """``on_drain`` of the connection's own handler (which may not be the server's)."""
+    try:
+        conn.handler.on_drain(conn)
+    except Exception:
+        log.exception("handler on_drain failed for %r; closing it now", conn)
+        conn.force_close()
 
 
 def _owner_load(owner: LoopConnections) -> int:

@@ -481,10 +481,10 @@ def distribution(values: list[float]) -> dict[str, float]:
 def server_command(port: int, config: SlowlorisConfig) -> list[str]:
     """``ioreactor serve`` with the header timeout under test. The normal load's
     generator does not reconnect, so a connection is never retired after
-    ``--max-requests`` (as in ``ioreactor bench http``)."""
+    ``--max-requests-per-connection`` (as in ``ioreactor bench http``)."""
     command = [sys.executable, "-m", "ioreactor", "serve", "--listen", f"127.0.0.1:{port}"]
     command += ["--workers", str(config.workers), "--header-timeout", str(config.header_timeout)]
-    command += ["--max-requests", str(10**9)]
+    command += ["--max-requests-per-connection", str(10**9)]
     return command + (["--poller", config.poller] if config.poller else [])
 
 

@@ -125,7 +125,7 @@ def test_a_failing_load_process_fails_the_run() -> None:
 def test_http_load_in_two_processes_merges_and_brackets_the_window() -> None:
     port = free_port()
     command = [sys.executable, "-m", "ioreactor", "serve", "--workers", "0"]
-    command += ["--listen", f"127.0.0.1:{port}", "--max-requests", "1000000000"]
+    command += ["--listen", f"127.0.0.1:{port}", "--max-requests-per-connection", "1000000000"]
     marks: list[str] = []
     with ServerProcess(command, port=port):
         result = run_http_load(

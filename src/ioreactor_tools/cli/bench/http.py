@@ -54,6 +54,9 @@ PIPELINED_CONNS = (256,)
 #: CPU per request with 16 pipelined requests per write.
 UVLOOP_RATIO_TARGET = 1.0
 PIPELINED_CPU_TARGET_US = 1.5
+#: With metrics on (``--servers ioreactor,ioreactor-metrics``): at most this much more
+#: CPU per request than without, in the same round.
+METRICS_RATIO_TARGET = 1.05
 #: fds a load process keeps for itself besides its connections.
 FD_RESERVE = 100
 
@@ -70,7 +73,7 @@ def ioreactor_command(port: int, poller: str | None) -> list[str]:
         f"127.0.0.1:{port}",
         # the peers never close a connection or time one out: neither do we, here (a
         # ramp-up of 10,000 connections on a busy machine outlasts the header timeout)
-        "--max-requests",
+        "--max-requests-per-connection",
         str(10**9),
         "--keepalive-timeout",
         "3600",
@@ -78,6 +81,15 @@ def ioreactor_command(port: int, poller: str | None) -> list[str]:
         "3600",
     ]
     return [*command, "--poller", poller] if poller else command
+
+
+def ioreactor_metrics_command(port: int, poller: str | None) -> list[str]:
+    """``ioreactor serve`` keeping Prometheus metrics (``--metrics-listen``): against
+    ``ioreactor`` in the same run, what metrics cost per request."""
+    from ioreactor.testing import free_port
+
+    metrics = ["--metrics-listen", f"127.0.0.1:{free_port()}"]
+    return [*ioreactor_command(port, poller), *metrics]
 
 
 def _peer(name: str) -> Callable[[int, str | None], list[str]]:
@@ -92,6 +104,7 @@ def _peer(name: str) -> Callable[[int, str | None], list[str]]:
 #: Server name -> command for (port, poller); the peers ignore the poller.
 HTTP_SERVERS: dict[str, Callable[[int, str | None], list[str]]] = {
     "ioreactor": ioreactor_command,
+    "ioreactor-metrics": ioreactor_metrics_command,
     "asyncio": _peer("asyncio-http"),
     "uvloop": _peer("uvloop-http"),
     "aiohttp": _peer("aiohttp-http"),
@@ -267,6 +280,18 @@ def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
         lines.append(
             f"{where}: {what} {value:.2f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
         )
+    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor-metrics"):
+        from ioreactor_tools.bench.report import round_ratios
+
+        values = round_ratios(results, "ioreactor-metrics", conns, "ioreactor")
+        if values:
+            value = statistics.median(values)
+            verdict = "meets" if value <= METRICS_RATIO_TARGET else "MISSES"
+            each = ", ".join(f"{v:.3f}" for v in values)
+            lines.append(
+                f"{conns:,} conns: CPU per request with metrics / without = {value:.3f} "
+                f"({verdict} the target <= {METRICS_RATIO_TARGET:.2f}) (rounds: {each})"
+            )
     return lines
 
 
