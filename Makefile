@@ -32,7 +32,13 @@ $(EXTSTAMP): $(COMPILED) setup.py | $(STAMP)
 run: $(RUNSTAMP)
 	$(VENV)/bin/ioreactor serve
 
-# The whole suite on the compiled build, then again on the pure one.
+# The tests of the layers that have compiled modules (and of what runs straight on
+# them): `make test` runs them again on the pure build, after the whole suite on the
+# compiled one.
+PURE_TESTS := tests/loop tests/net tests/codec tests/http tests/test_echo.py \
+	tests/test_heartbeat.py tests/test_idle.py
+
+# The whole suite on the compiled build, then the layers' tests on the pure one.
 test: system-deps $(STAMP) $(EXTSTAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy
@@ -40,7 +46,7 @@ test: system-deps $(STAMP) $(EXTSTAMP)
 	$(PY) -c 'import ioreactor, sys; kind = ioreactor.build_kind(); print("build:", kind); \
 	  sys.exit(kind != "compiled" and "the compiled build is missing (see the warning above)")'
 	$(PY) -m pytest -q -n 2 --timeout=120
-	IOREACTOR_NO_EXTENSIONS=1 $(PY) -m pytest -q -n 2 --timeout=120
+	IOREACTOR_NO_EXTENSIONS=1 $(PY) -m pytest -q -n 2 --timeout=120 $(PURE_TESTS)
 
 # nginx and HAProxy for the cluster test (tests/production, docs/deploy.md): Debian's
 # packages, installed when this runs as root with apt-get and they are missing.

@@ -75,7 +75,7 @@ def test_trickled_client_hellos_end_at_the_timeout_and_normal_clients_keep_80_pe
         pki.server.key,
         "--handshake-timeout",
         str(HANDSHAKE_TIMEOUT),
-        "--max-requests",
+        "--max-requests-per-connection",
         str(10**9),  # the normal client keeps its one connection
     ]
     hello = client_hello(pki.client_context()).hex()
