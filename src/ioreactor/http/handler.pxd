@@ -5,8 +5,7 @@ from ioreactor.net.connection cimport TcpConnection
 from ioreactor.net.handlers cimport Handler
 
 cdef class HttpHandler(Handler):
-    cdef public object dispatcher, limits, cache, _lock
-    cdef public bint access_log
+    cdef public object dispatcher, limits, cache, _lock, observer
     cdef public dict _sweeps
 
     cpdef on_connection(self, conn)

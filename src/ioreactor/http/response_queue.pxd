@@ -13,10 +13,10 @@ cdef class ResponseQueue:
     cdef public HttpProtocol owner
     cdef public TcpConnection conn
     cdef public ResponseCache cache
-    cdef public bint access_log, advancing, ended
+    cdef public bint observes_every, advancing, ended
     cdef public list pending
     cdef public Slot active
-    cdef public object sender
+    cdef public object sender, observer
 
     cpdef respond(self, Request request, object result)
     cpdef emit(self, bytes data)
