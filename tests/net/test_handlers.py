@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
 from ioreactor.echo import EchoHandler
+from ioreactor.http.echo_app import build_echo_app
+from ioreactor.http.handler import HttpHandler
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import (
@@ -17,6 +20,8 @@ from ioreactor.net.handlers import (
     overrides,
     reads_in_place,
 )
+from ioreactor.net.server import TcpServer
+from ioreactor.testing import LoopThread, recv_exactly
 
 
 class OwnOnMessage(EchoHandler):
@@ -69,3 +74,38 @@ def test_datagram_handler_defaults_log_errors_and_drops(caplog: pytest.LogCaptur
     messages = [r.getMessage() for r in caplog.records]
     assert any("refused" in m for m in messages)
     assert any("99-byte datagram" in m and "limit 10 bytes" in m for m in messages)
+
+
+class Shouting(EchoHandler):
+    """A plain-Python subclass whose on_read replaces the (compiled) echo's."""
+
+    def on_read(self, conn: TcpConnection, data: memoryview) -> int:
+        conn.send(bytes(data).upper())
+        return len(data)
+
+
+class CountingHttp(HttpHandler):
+    """A plain-Python subclass that looks at every read, then parses it as usual."""
+
+    reads = 0
+
+    def on_read(self, conn: TcpConnection, data: memoryview) -> int:
+        CountingHttp.reads += 1
+        return super().on_read(conn, data)
+
+
+def test_a_python_subclass_on_read_is_called_on_a_real_connection() -> None:
+    """The compiled build reads the loop's buffer in C for its own handlers only: a
+    Python override of on_read is what runs (on both builds)."""
+    with LoopThread("epoll") as lt:
+        server = lt.call(TcpServer(lt.loop, ("127.0.0.1", 0), Shouting()).start)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"ping")
+            assert recv_exactly(sock, 4) == b"PING"
+        lt.call(server.close)
+        http = lt.call(TcpServer(lt.loop, ("127.0.0.1", 0), CountingHttp(build_echo_app())).start)
+        with socket.create_connection(("127.0.0.1", http.port), timeout=5) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert recv_exactly(sock, 17) == b"HTTP/1.1 200 OK\r\n"
+        lt.call(http.close)
+    assert CountingHttp.reads >= 1
