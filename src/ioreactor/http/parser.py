@@ -236,6 +236,8 @@ class RequestParser:
             if start or size >= 0:
                 data = memoryview(data)[start:n]
                 n -= start
+        elif size >= 0:
+            data = memoryview(data)[:n]
         # Heads must be measured if one began in an earlier read or this read is large.
         callbacks = self.callbacks
         self.careful = self.position == HEAD or n > callbacks.small_read
