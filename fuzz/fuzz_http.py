@@ -31,6 +31,11 @@ from pathlib import Path
 
 import atheris
 
+# The package first: with IOREACTOR_NO_EXTENSIONS=1 it puts a finder of the pure modules'
+# sources in front of the import system, which must stand behind atheris's import hook
+# (else the modules that have a compiled build load uninstrumented: no coverage).
+import ioreactor  # noqa: F401  # isort: skip
+
 with atheris.instrument_imports(include=["ioreactor"]):
     from ioreactor.http.echo_app import build_echo_app
     from ioreactor.http.handler import HttpHandler
