@@ -510,7 +510,9 @@ def receive_read(
         else:
             protocol._settle()
     protocol.batch = None
-    if batch:  # this read's responses, in one conn.send (send_batch(), inlined)
+    # This read's responses, in one conn.send: send_batch(), inlined (as a call, the
+    # pure build's 38,500 instructions per keep-alive GET become 39,200; callgrind).
+    if batch:
         conn.send(batch[0] if len(batch) == 1 else b"".join(batch))
     if not protocol.direct and protocol.queue.waiting >= protocol.limits.max_pending_responses:
         protocol.paused = True
