@@ -12,7 +12,6 @@ import inspect
 import threading
 
 from http_support import Harness, parse_responses
-from ioreactor.net.handler import Handler
 
 from ioreactor.http.app import App
 from ioreactor.http.dispatch import LATER, Dispatcher
@@ -22,6 +21,7 @@ from ioreactor.http.response import Response
 from ioreactor.http.response_queue import Slot
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
+from ioreactor.net.handlers import Handler
 
 
 class Upper(Handler):

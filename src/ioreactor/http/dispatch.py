@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 from ioreactor.http.errors import HttpError
-from ioreactor.http.response import error_response
+from ioreactor.http.response import CONTINUE, error_response
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -100,6 +100,28 @@ class Dispatcher(ABC):
     @abstractmethod
     def end(self, protocol: HttpProtocol, request: Request) -> object:
         """The body of ``request`` is complete. Returns its answer, or :data:`LATER`."""
+
+    def needs_asyncio(self) -> bool:
+        """The application awaits: the connection's reactor must be driven by an asyncio
+        loop (:mod:`ioreactor.aio`), as ``run_server`` does for such a handler."""
+        return False
+
+    def expect_continue(self, protocol: HttpProtocol) -> None:
+        """The request whose head comes next waits for ``100 Continue`` before sending
+        its body. By default it is sent now, in order; an ASGI dispatcher sends it when
+        the application first asks for the body."""
+        protocol.queue.emit(CONTINUE)
+
+    def closed(self, protocol: HttpProtocol) -> None:
+        """The connection is gone (its requests in flight will never be answered)."""
+
+    async def startup(self) -> None:
+        """Runs on the asyncio loop before the server accepts (:meth:`needs_asyncio`):
+        an ASGI application's lifespan startup. Raising stops the server."""
+
+    async def shutdown(self) -> None:
+        """Runs on the asyncio loop after a graceful stop let the requests in flight
+        finish (:meth:`needs_asyncio`)."""
 
 
 class _Exchange:

@@ -148,7 +148,7 @@ class ResponseQueue:
         """Answer ``request`` with a handler's ``result`` in its turn; if the response
         closes the connection, nothing after it is answered."""
         if self.access_log:
-            _log_access(request, result)
+            _log_access(request, *describe(result))
         out = render(request, result, self.cache)
         if type(out) is bytes and not self.pending:
             self._send(out)
@@ -173,11 +173,31 @@ class ResponseQueue:
             return
         request = slot.request
         if self.access_log:
-            _log_access(request, result)
+            _log_access(request, *describe(result))
         slot.result = render(request, result, self.cache)
         if not request.keep_alive:
             self._close_after(slot)
         self.advance()
+
+    def fill_rendered(self, slot: Slot, data: bytes, status: int, body_size: int) -> None:
+        """The answer for a reserved ``slot``, a whole response already encoded (an
+        ASGI or WSGI dispatcher encodes the heads its application sets); ``status`` and
+        ``body_size`` are for the access log. If ``slot.request.keep_alive`` is False
+        the connection closes after it."""
+        if self.ended:
+            return
+        request = slot.request
+        if self.access_log:
+            _log_access(request, status, body_size)
+        slot.result = data
+        if not request.keep_alive:
+            self._close_after(slot)
+        self.advance()
+
+    def at_front(self, slot: Slot) -> bool:
+        """Whether ``slot`` is the next response to go out (nothing is queued before it)."""
+        pending = self.pending
+        return pending is not None and len(pending) > 0 and pending[0] is slot
 
     def emit(self, data: bytes) -> None:
         """Send ``data`` (a ``100 Continue``, an error) after every response queued
@@ -367,8 +387,7 @@ def _abandon(result: object) -> None:
         result.cancel()
 
 
-def _log_access(request: Request, result: object) -> None:
-    status, size = describe(result)
+def _log_access(request: Request, status: int, size: int) -> None:
     access_log.info(
         '%s "%s %s HTTP/%s" %d %s',
         request.peer,

@@ -1,0 +1,37 @@
+"""The connection handler of an ASGI server: the native HTTP handler, plus the wake-up
+of the application's ``send()`` calls that wait for the output to drain.
+
+Data flow::
+
+    TcpConnection --on_read / on_message--> HttpHandler (parser, queue, lifecycle)
+        --> AsgiDispatcher --> the application's Tasks
+    TcpConnection --on_write_complete--> AsgiHandler: the sends waiting for a drain
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ioreactor.http.asgi.dispatcher import AsgiConnection, AsgiDispatcher
+from ioreactor.http.handler import HttpHandler
+from ioreactor.http.protocol import HttpProtocol
+
+if TYPE_CHECKING:
+    from ioreactor.http.limits import Limits
+    from ioreactor.net.connection import TcpConnection
+
+
+class AsgiHandler(HttpHandler):
+    """Serves an :class:`AsgiDispatcher` (one per serving process)."""
+
+    def __init__(
+        self, dispatcher: AsgiDispatcher, limits: Limits | None = None, *, access_log: bool = False
+    ) -> None:
+        super().__init__(dispatcher, limits, access_log=access_log)
+
+    def on_write_complete(self, conn: TcpConnection) -> None:
+        protocol = conn.context
+        if isinstance(protocol, HttpProtocol):
+            connection = protocol.context
+            if isinstance(connection, AsgiConnection) and connection.drain_waiters:
+                connection.wake_drained()
