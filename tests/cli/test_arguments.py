@@ -47,6 +47,8 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "names_from.<locals>.names": ("nope", "ioreactor,nope"),
     "one_of.<locals>.name": ("nope",),
     "app_spec": ("x", "1mod:app", "a:b:c", "mod:"),
+    "url_prefix": ("api", "/a?b", "/a b", "/x#y"),
+    "trusted_hosts": ("nope", "127.0.0.1,300.1.1.1", "10.0.0.0/99", ""),
     "_mix": ("nope=1", "keepalive=-1", "keepalive=0", "keepalive=nan"),
 }
 

@@ -182,6 +182,33 @@ def one_of(known: Iterable[str], what: str = "name") -> Callable[[str], str]:
     return name
 
 
+def url_prefix(text: str) -> str:
+    """A path prefix an application is mounted under (``--root-path /api``): empty, or
+    starting with ``/``, without a query, a fragment or white space; returned without a
+    trailing ``/``."""
+    if text and (not text.startswith("/") or any(c in text for c in "?# \t\r\n")):
+        raise argparse.ArgumentTypeError(f"expected a path like /api, got {text!r}")
+    return text.rstrip("/")
+
+
+def trusted_hosts(text: str) -> tuple[str, ...]:
+    """``--forwarded-allow-ips``: comma-separated addresses or networks (``127.0.0.1``,
+    ``10.0.0.0/8``, ``::1``), ``*`` for any peer, ``unix`` for Unix-socket peers."""
+    import ipaddress
+
+    items = tuple(part.strip() for part in text.split(","))
+    for item in items:
+        if item in ("*", "unix"):
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not an IP address or network (nor * or unix)"
+            ) from None
+    return items
+
+
 # -- files --------------------------------------------------------------------------------
 
 

@@ -21,7 +21,10 @@ from ioreactor.cli.arguments import (
     positive_count,
     seconds,
     serving_options,
+    trusted_hosts,
+    url_prefix,
 )
+from ioreactor.http.app_loader import INTERFACES, LIFESPAN_MODES
 from ioreactor.http.limits import Limits
 from ioreactor.net.address import format_sockname
 
@@ -50,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "serve",
         help="serve an HTTP application (default: the HTTP echo server)",
-        description="Serve MODULE:ATTR, an ioreactor.http.App (or with --factory a callable "
-        "returning one), imported from --app-dir. Without it, the HTTP echo server: "
+        description="Serve MODULE:ATTR, an ioreactor.http.App or an ASGI application "
+        "(FastAPI, Starlette, ...; or with --factory a callable returning one), imported "
+        "from --app-dir. Without it, the HTTP echo server: "
         "GET / -> Hello, World!; POST|PUT /echo -> the body; GET /echo -> the request "
         "head; GET /healthz -> 200; /static/... -> files under --static.",
     )
@@ -74,6 +78,39 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         metavar="DIR",
         help="directory put first on the import path (default: the current directory)",
+    )
+    p.add_argument(
+        "--interface",
+        choices=INTERFACES,
+        default="auto",
+        help="what kind of application MODULE:ATTR is (default: auto, found from the object)",
+    )
+    p.add_argument(
+        "--root-path",
+        type=url_prefix,
+        default="",
+        metavar="PATH",
+        help="the path prefix the application is mounted under, behind a proxy (ASGI)",
+    )
+    p.add_argument(
+        "--lifespan",
+        choices=LIFESPAN_MODES,
+        default="auto",
+        help="the ASGI lifespan protocol: auto (if the app speaks it), on, off "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="apply Forwarded / X-Forwarded-For / X-Forwarded-Proto from trusted peers (ASGI)",
+    )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        type=trusted_hosts,
+        default=("127.0.0.1",),
+        metavar="IPS",
+        help="peers trusted with --proxy-headers: addresses, networks, * or unix "
+        "(default 127.0.0.1)",
     )
     add_serving_arguments(p, default_listen="127.0.0.1:8080")
     p.add_argument(
@@ -136,9 +173,23 @@ def application(args: argparse.Namespace) -> LoadedApp:
 
         return LoadedApp(ECHO_APP, NATIVE, build_echo_app())
     try:
-        return load_app(args.app, app_dir=args.app_dir, factory=args.factory)
+        loaded = load_app(
+            args.app, app_dir=args.app_dir, factory=args.factory, interface=args.interface
+        )
     except AppLoadError as exc:
         raise CommandError(f"serve: {exc}") from None
+    if loaded.kind is not NATIVE:
+        if args.static is not None:
+            raise CommandError(
+                f"serve: --static serves files for an ioreactor App; "
+                f"{args.app} is {loaded.kind.description}"
+            )
+        if args.loops:
+            raise CommandError(
+                f"serve: {loaded.kind.description} runs on one asyncio loop "
+                "per process: use --workers instead of --loops"
+            )
+    return loaded
 
 
 def run(args: argparse.Namespace) -> int:
@@ -148,7 +199,14 @@ def run(args: argparse.Namespace) -> int:
 
     loaded = application(args)  # before any worker starts: errors are one line, exit 2
     make_handler = loaded.handler_factory(
-        ServeOptions(limits_from(args), access_log=args.access_log, static_dir=args.static)
+        ServeOptions(
+            limits_from(args),
+            access_log=args.access_log,
+            static_dir=args.static,
+            root_path=args.root_path,
+            lifespan=args.lifespan,
+            forwarded_allow_ips=args.forwarded_allow_ips if args.proxy_headers else None,
+        )
     )
     what = "HTTP echo server" if loaded.spec == ECHO_APP else f"{loaded.spec} ({loaded.kind.name})"
 

@@ -9,8 +9,9 @@
 
 An application kind knows how to recognise an object and how to turn it into the
 handler factory a server runs. The kinds are a table, :data:`APP_KINDS`, searched in
-order: today one kind, ``native`` (an :class:`~ioreactor.http.app.App`); ASGI and WSGI
-applications are two more rows behind the same command, not a second command.
+order: ``native`` (an :class:`~ioreactor.http.app.App`), ``asgi`` (an ASGI 3
+application, or ASGI 2 through a wrapper: FastAPI, Starlette, Django's ASGI handler...);
+``--interface NAME`` skips the search and asks for one kind (:data:`INTERFACES`).
 
 Every failure is an :class:`AppLoadError` whose message is one line naming what was
 looked for and where (module, attribute, app directory), raised in the calling process
@@ -27,11 +28,12 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ioreactor.http.app import App
-from ioreactor.http.handler import HttpHandler
 from ioreactor.http.limits import Limits
-from ioreactor.net.handlers import Handler
+
+if TYPE_CHECKING:
+    from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.http")
 
@@ -43,6 +45,11 @@ class AppLoadError(ValueError):
     """The application cannot be loaded; the message is one line saying what and where."""
 
 
+#: ``--lifespan``: run the ASGI lifespan protocol if the application speaks it, always
+#: (its failure stops the server), or never.
+LIFESPAN_MODES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """What every kind of application is served with (the ``serve`` flags)."""
@@ -50,6 +57,12 @@ class ServeOptions:
     limits: Limits
     access_log: bool = False
     static_dir: str | None = None
+    #: The path prefix the application is mounted under (ASGI ``root_path``).
+    root_path: str = ""
+    #: One of :data:`LIFESPAN_MODES`: the ASGI lifespan protocol.
+    lifespan: str = "auto"
+    #: Peers whose ``Forwarded`` / ``X-Forwarded-*`` fields are applied (None: none).
+    forwarded_allow_ips: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +80,20 @@ class AppKind:
     build: Callable[[object, ServeOptions], Callable[[], Handler]]
 
 
+# The kinds import their servers when used: the command line imports this module to
+# build its parser (INTERFACES), and must not load httptools for that.
+
+
 def _is_native(obj: object) -> bool:
+    from ioreactor.http.app import App
+
     return isinstance(obj, App)
 
 
 def _serve_native(app: object, options: ServeOptions) -> Callable[[], Handler]:
+    from ioreactor.http.app import App
+    from ioreactor.http.handler import HttpHandler
+
     assert isinstance(app, App)
     if options.static_dir is not None:
         app.static(STATIC_PREFIX, options.static_dir)  # after the app's own routes
@@ -85,8 +107,40 @@ def _serve_native(app: object, options: ServeOptions) -> Callable[[], Handler]:
 
 NATIVE = AppKind("native", "an ioreactor.http.App", _is_native, _serve_native)
 
+
+def _is_asgi(obj: object) -> bool:
+    from ioreactor.http.asgi.app import asgi_version
+
+    return asgi_version(obj) is not None
+
+
+def _serve_asgi(app: object, options: ServeOptions) -> Callable[[], Handler]:
+    from ioreactor.http.asgi import (
+        AsgiDispatcher,
+        AsgiHandler,
+        TrustedProxies,
+        as_asgi3,
+    )
+
+    asgi_app = as_asgi3(app)
+    allow = options.forwarded_allow_ips
+    proxies = TrustedProxies(allow) if allow is not None else None
+
+    def make_handler() -> Handler:
+        dispatcher = AsgiDispatcher(
+            asgi_app, root_path=options.root_path, proxies=proxies, lifespan=options.lifespan
+        )
+        return AsgiHandler(dispatcher, options.limits, access_log=options.access_log)
+
+    return make_handler
+
+
+ASGI = AppKind("asgi", "an ASGI application", _is_asgi, _serve_asgi)
+
 #: Every kind ``ioreactor serve`` can run, tried in this order.
-APP_KINDS: tuple[AppKind, ...] = (NATIVE,)
+APP_KINDS: tuple[AppKind, ...] = (NATIVE, ASGI)
+#: ``--interface``: ``auto`` (the first kind that accepts the object) or a kind's name.
+INTERFACES: tuple[str, ...] = ("auto", *(kind.name for kind in APP_KINDS))
 
 
 @dataclass(frozen=True)
@@ -102,20 +156,28 @@ class LoadedApp:
         return self.kind.build(self.app, options)
 
 
-def classify(obj: object) -> AppKind | None:
-    """The first kind in :data:`APP_KINDS` that accepts ``obj``, or None."""
+def classify(obj: object, interface: str = "auto") -> AppKind | None:
+    """The first kind in :data:`APP_KINDS` that accepts ``obj`` (only the kind named
+    ``interface`` unless it is ``auto``), or None."""
     for kind in APP_KINDS:
-        if kind.accepts(obj):
+        if (interface == "auto" or kind.name == interface) and kind.accepts(obj):
             return kind
     return None
 
 
-def load_app(spec: str, *, app_dir: str | None = None, factory: bool = False) -> LoadedApp:
+def load_app(
+    spec: str, *, app_dir: str | None = None, factory: bool = False, interface: str = "auto"
+) -> LoadedApp:
     """Import ``MODULE:ATTR`` from ``app_dir`` (default: the current directory).
 
     ``app_dir`` goes first on ``sys.path``. With ``factory``, ATTR is called without
-    arguments and what it returns is the application.
+    arguments and what it returns is the application. ``interface``: ``auto``, or the
+    name of the kind the application must be.
     """
+    if interface not in INTERFACES:
+        raise AppLoadError(
+            f"{spec}: unknown interface {interface!r}; known: {', '.join(INTERFACES)}"
+        )
     module_name, attr = split_spec(spec)
     where = os.path.abspath(app_dir if app_dir is not None else os.getcwd())
     if where not in sys.path:
@@ -142,9 +204,10 @@ def load_app(spec: str, *, app_dir: str | None = None, factory: bool = False) ->
             raise AppLoadError(
                 f"{spec}: calling the factory {attr}() failed: {_one_line(exc)} ({context})"
             ) from None
-    kind = classify(obj)
+    kind = classify(obj, interface)
     if kind is None:
-        expected = " or ".join(k.description for k in APP_KINDS)
+        kinds = [k for k in APP_KINDS if interface in ("auto", k.name)]
+        expected = " or ".join(k.description for k in kinds)
         made = "returned by the factory " if factory else ""
         hint = "; a function that builds it? add --factory" if callable(obj) and not factory else ""
         raise AppLoadError(f"{spec}: {attr} {made}is {_a(obj)}, not {expected}{hint} ({context})")

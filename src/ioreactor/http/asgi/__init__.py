@@ -11,16 +11,38 @@ WebSocket, lifespan).
 Modules: ``dispatcher`` (the Dispatcher: requests to Tasks), ``cycle`` (one HTTP
 request's receive/send), ``websocket`` (Upgrade to a WebSocket session), ``lifespan``,
 ``scope`` (scopes and trusted proxies), ``fields`` (the application's response fields),
-``handler`` (the connection handler), ``app`` (ASGI 3 / ASGI 2 detection).
+``handler`` (the connection handler), ``app`` (ASGI 3 / ASGI 2 detection). The names
+below are imported on first use (the command line reads ``lifespan`` for its choices
+without loading the server).
 """
 
-from ioreactor.http.asgi.app import ASGI2Middleware, as_asgi3, asgi_version
-from ioreactor.http.asgi.cycle import ClientDisconnected
-from ioreactor.http.asgi.dispatcher import AsgiDispatcher
-from ioreactor.http.asgi.handler import AsgiHandler
-from ioreactor.http.asgi.lifespan import LIFESPAN_MODES, Lifespan, LifespanError
-from ioreactor.http.asgi.scope import TrustedProxies
-from ioreactor.http.asgi.websocket import WebSocketOptions
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ioreactor.http.asgi.app import ASGI2Middleware, as_asgi3, asgi_version
+    from ioreactor.http.asgi.cycle import ClientDisconnected
+    from ioreactor.http.asgi.dispatcher import AsgiDispatcher
+    from ioreactor.http.asgi.handler import AsgiHandler
+    from ioreactor.http.asgi.lifespan import LIFESPAN_MODES, Lifespan, LifespanError
+    from ioreactor.http.asgi.scope import TrustedProxies
+    from ioreactor.http.asgi.websocket import WebSocketOptions
+
+_EXPORTS = {
+    "ASGI2Middleware": "app",
+    "AsgiDispatcher": "dispatcher",
+    "AsgiHandler": "handler",
+    "ClientDisconnected": "cycle",
+    "LIFESPAN_MODES": "lifespan",
+    "Lifespan": "lifespan",
+    "LifespanError": "lifespan",
+    "TrustedProxies": "scope",
+    "WebSocketOptions": "websocket",
+    "as_asgi3": "app",
+    "asgi_version": "app",
+}
 
 __all__ = [
     "LIFESPAN_MODES",
@@ -35,3 +57,10 @@ __all__ = [
     "as_asgi3",
     "asgi_version",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ioreactor.http.asgi' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ioreactor.http.asgi.{module}"), name)

@@ -24,12 +24,11 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ioreactor.http.app_loader import LIFESPAN_MODES
 from ioreactor.http.asgi.scope import ASGI_VERSION
 
 log = logging.getLogger("ioreactor.asgi")
 
-#: The ``--lifespan`` choices.
-LIFESPAN_MODES = ("auto", "on", "off")
 #: Seconds the application's startup may take before the server gives up.
 STARTUP_TIMEOUT = 60.0
 #: Seconds its shutdown may take before it is cancelled.
