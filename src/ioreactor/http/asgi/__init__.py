@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ioreactor.http.asgi.cycle import ClientDisconnected
     from ioreactor.http.asgi.dispatcher import AsgiDispatcher
     from ioreactor.http.asgi.handler import AsgiHandler
-    from ioreactor.http.asgi.lifespan import LIFESPAN_MODES, Lifespan, LifespanError
+    from ioreactor.http.asgi.lifespan import Lifespan, LifespanError
     from ioreactor.http.asgi.scope import TrustedProxies
     from ioreactor.http.asgi.websocket import WebSocketOptions
 
@@ -35,7 +35,6 @@ _EXPORTS = {
     "AsgiDispatcher": "dispatcher",
     "AsgiHandler": "handler",
     "ClientDisconnected": "cycle",
-    "LIFESPAN_MODES": "lifespan",
     "Lifespan": "lifespan",
     "LifespanError": "lifespan",
     "TrustedProxies": "scope",
@@ -45,7 +44,6 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "LIFESPAN_MODES",
     "ASGI2Middleware",
     "AsgiDispatcher",
     "AsgiHandler",
