@@ -1,11 +1,16 @@
-"""Every case of the hostile-HTTP corpus against a real server (one loop thread) over
-loopback: the status, the close, and that the request sent after it is never parsed."""
+"""Every case of the hostile-HTTP corpus against a real server over loopback: the status,
+the close, and that the request sent after it is never parsed.
+
+Twice: against the native server (the echo App on one loop thread) and against the
+ASGI server (the same routes as an ASGI application on ioreactor.aio): everything the
+native server refuses is refused the same way before an ASGI application sees it."""
 
 from __future__ import annotations
 
 import logging
 import socket
 from collections.abc import Iterator
+from typing import Protocol
 
 import pytest
 from http_corpus import CASES, LIMITS, Case
@@ -14,6 +19,7 @@ from reliability_support import TIMEOUT, Responses, read_until_closed
 from ioreactor.http.echo_app import build_echo_app
 from ioreactor.http.server import HttpServer
 from ioreactor.testing import LoopThread
+from support.asgi import AsgiThread, echo_app
 
 #: Sent after every case. GET /echo answers with its request line, so if it is ever
 #: answered the response says ``smuggled``.
@@ -22,8 +28,16 @@ FOLLOW_UP = b"GET /echo?smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 INJECTED = {b"set-cookie", b"x-injected"}
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[HttpServer]:
+class Served(Protocol):
+    port: int
+
+
+@pytest.fixture(scope="module", params=["native", "asgi"])
+def server(request: pytest.FixtureRequest) -> Iterator[Served]:
+    if request.param == "asgi":
+        with AsgiThread(echo_app, limits=LIMITS) as asgi:
+            yield asgi
+        return
     with LoopThread(name="corpus") as lt:
         srv = HttpServer(lt.loop, ("127.0.0.1", 0), build_echo_app(), limits=LIMITS)
         lt.call(srv.start)
@@ -55,7 +69,7 @@ def params() -> list[object]:
 
 
 @pytest.mark.parametrize("case", params())
-def test_corpus_case(server: HttpServer, case: Case, caplog: pytest.LogCaptureFixture) -> None:
+def test_corpus_case(server: Served, case: Case, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="ioreactor")
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
         sock.sendall(case.raw + FOLLOW_UP)
@@ -77,7 +91,7 @@ def test_corpus_case(server: HttpServer, case: Case, caplog: pytest.LogCaptureFi
     assert not caplog.records, [r.getMessage() for r in caplog.records]  # no crash, no 500
 
 
-def test_trailer_fields_never_reach_the_next_request(server: HttpServer) -> None:
+def test_trailer_fields_never_reach_the_next_request(server: Served) -> None:
     chunked = (
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n0\r\nAuthorization: Bearer stolen\r\nX-Trailer: 1\r\n\r\n"

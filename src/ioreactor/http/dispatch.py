@@ -39,11 +39,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 from ioreactor.http.errors import HttpError
-from ioreactor.http.response import CONTINUE, error_response
+from ioreactor.http.response import CONTINUE, Response, error_response
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Awaitable
     from concurrent.futures import Future
 
+    from ioreactor.codec.websocket_session import WebSocketHandler
     from ioreactor.http.app import App
     from ioreactor.http.protocol import HttpProtocol
     from ioreactor.http.request import BodyConsumer, Request
@@ -115,6 +118,11 @@ class Dispatcher(ABC):
     def closed(self, protocol: HttpProtocol) -> None:
         """The connection is gone (its requests in flight will never be answered)."""
 
+    def broken(self, protocol: HttpProtocol) -> None:
+        """The input failed (a protocol error, a broken limit, a timeout): the request
+        whose body was arriving will never complete, nothing after it is parsed, and
+        the error is answered after the responses before it."""
+
     async def startup(self) -> None:
         """Runs on the asyncio loop before the server accepts (:meth:`needs_asyncio`):
         an ASGI application's lifespan startup. Raising stops the server."""
@@ -158,10 +166,13 @@ class AppDispatcher(Dispatcher):
     def __repr__(self) -> str:
         return f"<AppDispatcher {len(self.router.routes())} routes>"
 
+    def needs_asyncio(self) -> bool:
+        return self.router.awaits()
+
     def request(self, protocol: HttpProtocol, request: Request) -> object:
         routes = self.plain.get(request.path)
         route = routes.get(request.method) if routes is not None else None
-        if route is None or request.body is None:
+        if route is None or request.body is None or not request.keep_alive:
             return self._route(protocol, request)
         try:
             return route.handler(request)
@@ -212,7 +223,12 @@ class AppDispatcher(Dispatcher):
 
     def _route(self, protocol: HttpProtocol, request: Request) -> object:
         """A request the plain table does not answer: path parameters, HEAD, 404/405,
-        handlers that run in the pool or take the body as a stream, heads of bodies."""
+        handlers that run in the pool or take the body as a stream, heads of bodies,
+        the last request of a connection (an Upgrade among them)."""
+        if protocol.parser.upgrading and self.app.websockets:
+            websocket = self.app.websockets.get(request.path)
+            if websocket is not None:
+                return _upgrade(protocol, request, websocket)
         route: Route | None
         try:
             route, request.params = self.router.resolve(request.method, request.path)
@@ -243,8 +259,14 @@ class AppDispatcher(Dispatcher):
             exchange.failure = HttpError(500, "Internal Server Error")
         return LATER
 
+    def closed(self, protocol: HttpProtocol) -> None:
+        for websocket in self.app.websockets.values():
+            websocket.forget(protocol.conn)  # (closed before its hand-over)
+
     def _run(self, protocol: HttpProtocol, route: Route, request: Request) -> object:
-        """A complete request: its handler, on the loop or in the pool."""
+        """A complete request: its handler, on the loop, awaited, or in the pool."""
+        if route.awaits:
+            return _start_coroutine(protocol, route, request)
         if route.blocking:
             slot = protocol.queue.reserve(request)
             exchange = _exchange(protocol)
@@ -306,6 +328,68 @@ class AppDispatcher(Dispatcher):
             if not exchange.pool_waiting:
                 exchange.pool_waiting = None
             self._submit(protocol, exchange, following, handler)
+
+
+def _start_coroutine(protocol: HttpProtocol, route: Route, request: Request) -> object:
+    """An ``async def`` handler: a Task on the asyncio loop that drives the reactor; its
+    answer fills the request's place in the order when it completes."""
+    import asyncio  # (a server without async routes never loads asyncio)
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        log.error(
+            "%r: %s is an async def route: run the server on ioreactor.aio's loop "
+            "(ioreactor serve does)",
+            protocol,
+            route.pattern,
+        )
+        return error_response(HttpError(500, "Internal Server Error"))
+    slot = protocol.queue.reserve(request)
+    task = loop.create_task(_await_handler(protocol, route, slot))
+    _RUNNING.add(task)  # (the loop keeps only a weak reference to a task)
+    task.add_done_callback(_RUNNING.discard)
+    return LATER
+
+
+#: The Tasks of ``async def`` handlers still running.
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def _await_handler(protocol: HttpProtocol, route: Route, slot: Slot) -> None:
+    try:
+        result = await cast("Awaitable[object]", route.handler(slot.request))
+    except HttpError as exc:
+        result = error_response(exc)
+    except Exception:
+        log.exception("%r: handler for %s failed", protocol, route.pattern)
+        result = error_response(HttpError(500, "Internal Server Error"))
+    protocol.queue.fill(slot, result)
+
+
+def _upgrade(protocol: HttpProtocol, request: Request, websocket: WebSocketHandler) -> object:
+    """An Upgrade request for a WebSocket route: the handshake, the 101 and the
+    hand-over to the route's handler (or the handshake's error status, and close)."""
+    from ioreactor.codec.websocket_handshake import (
+        HandshakeError,
+        accept,
+        validate_upgrade_request,
+    )
+
+    version = (1, 1) if request.version == "1.1" else (1, 0)
+    try:
+        upgrade = validate_upgrade_request(
+            request.method, version, request.header_pairs(), request.target
+        )
+        websocket.on_request(protocol.conn, upgrade)
+        head, agreed = accept(
+            upgrade, subprotocols=websocket.subprotocols, deflate=websocket.deflate
+        )
+    except HandshakeError as exc:
+        return Response(f"{exc}\n", exc.status, headers=exc.headers)
+    websocket.adopt(protocol.conn, agreed)
+    protocol.hand_over(request, head, websocket)
+    return LATER
 
 
 def _exchange(protocol: HttpProtocol) -> _Exchange:

@@ -278,6 +278,7 @@ class HttpProtocol:
         if self.phase >= DONE:
             return
         self.phase = DONE
+        self.dispatcher.broken(self)
         self.queue.refuse(err)
 
     def finish(self) -> None:
@@ -301,9 +302,7 @@ class HttpProtocol:
         dispatcher decides after the read, an ASGI application even later)."""
         return self.successor is not None or (self.parser.upgrading and self.phase == DONE)
 
-    def hand_over(
-        self, request: Request, response: Response | bytes, successor: Handler
-    ) -> None:
+    def hand_over(self, request: Request, response: Response | bytes, successor: Handler) -> None:
         """Answer ``request`` with ``response`` in its turn, then the connection leaves
         HTTP: ``successor`` becomes its handler (``on_connection``, then ``on_message``
         with any input that arrived meanwhile, then every later event). No more input

@@ -164,6 +164,18 @@ class HttpCycle:
         self.more_body = False
         self._wake()
 
+    def abandon(self) -> None:
+        """The request's body broke off (the connection answers the error and closes):
+        the application gets http.disconnect, and its response is not sent."""
+        self.disconnected = True
+        if self.state < BODY:
+            self.state = DONE
+            self.protocol.queue.fill_rendered(self.slot, b"", 0, 0)
+        elif self.stream is not None and self.state == BODY:
+            self.state = DONE
+            self.stream.abort()
+        self._wake()
+
     def client_gone(self) -> None:
         self.disconnected = True
         if self.stream is not None:
@@ -253,6 +265,8 @@ class HttpCycle:
                 raise ClientDisconnected(f"the client of {self.request_line()} is gone")
             raise RuntimeError(f"{kind} in the wrong place (response state {state})")
         if kind == "http.response.start":
+            if self.disconnected:
+                raise ClientDisconnected(f"the client of {self.request_line()} is gone")
             if self.state != START:
                 raise RuntimeError("http.response.start sent twice")
             status = message["status"]

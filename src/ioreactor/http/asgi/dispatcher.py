@@ -175,6 +175,12 @@ class AsgiDispatcher(Dispatcher):
             self.websockets.forget(protocol.conn)
             websocket.ended(CloseCode.ABNORMAL, "")
 
+    def broken(self, protocol: HttpProtocol) -> None:
+        connection: AsgiConnection | None = protocol.context
+        if connection is not None and connection.receiving is not None:
+            connection.receiving.abandon()
+            connection.receiving = None
+
     async def startup(self) -> None:
         await self.lifespan.startup()
 

@@ -86,7 +86,8 @@ class Lifespan:
         if outcome == "complete":
             self._started = True
             return
-        if outcome == "unsupported":
+        if outcome in ("unsupported", "returned"):
+            # (returning without a message: nothing to start, as uvicorn takes it)
             self.supported = False
             return
         raise LifespanError(f"the application's startup failed: {self._failure}")
