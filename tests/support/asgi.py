@@ -56,6 +56,9 @@ class AsgiThread:
             raise RuntimeError("the ASGI server did not start")
         if self._failure is not None:
             raise self._failure
+        assert self.server is not None
+        #: The port it listens on.
+        self.port: int = self.server.port
         return self
 
     def __exit__(
@@ -68,11 +71,6 @@ class AsgiThread:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(loop.stop)
         self._thread.join(TIMEOUT)
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return self.server.port
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn()`` on the loop's thread and return its result."""

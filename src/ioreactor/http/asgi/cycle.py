@@ -91,6 +91,7 @@ class HttpCycle:
         "connection",
         "continue_owed",
         "disconnected",
+        "eof",
         "fields",
         "last_body_given",
         "more_body",
@@ -125,6 +126,9 @@ class HttpCycle:
         self.last_body_given = False
         self.paused = False
         self.disconnected = False
+        #: The client half-closed: it will send nothing more (receive() says
+        #: http.disconnect once the body is taken; the response may still go out).
+        self.eof = False
         #: The client waits for ``100 Continue``: sent on the first receive().
         self.continue_owed = False
         #: What receive() or a back-pressured send() waits on (None: nothing waits).
@@ -176,6 +180,10 @@ class HttpCycle:
             self.stream.abort()
         self._wake()
 
+    def peer_eof(self) -> None:
+        self.eof = True
+        self._wake()
+
     def client_gone(self) -> None:
         self.disconnected = True
         if self.stream is not None:
@@ -205,6 +213,8 @@ class HttpCycle:
         while True:
             if self.disconnected or self.state == DONE:
                 return DISCONNECT
+            if self.eof and self.last_body_given and not self.chunks:
+                return DISCONNECT  # (as uvicorn: a FIN is the client going away)
             chunks = self.chunks
             if chunks:
                 self.chunks = None

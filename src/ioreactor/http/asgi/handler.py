@@ -29,6 +29,18 @@ class AsgiHandler(HttpHandler):
     ) -> None:
         super().__init__(dispatcher, limits, access_log=access_log)
 
+    def on_eof(self, conn: TcpConnection) -> bool:
+        """The client half-closed: its requests in flight learn it (http.disconnect
+        from receive()); their responses may still go out."""
+        keep_open = super().on_eof(conn)
+        protocol = conn.context
+        if isinstance(protocol, HttpProtocol):
+            connection = protocol.context
+            if isinstance(connection, AsgiConnection):
+                for cycle in connection.cycles:
+                    cycle.peer_eof()
+        return keep_open
+
     def on_write_complete(self, conn: TcpConnection) -> None:
         protocol = conn.context
         if isinstance(protocol, HttpProtocol):
