@@ -4,7 +4,8 @@
 whose handler is the ASGI server's (:class:`~ioreactor.http.asgi.AsgiHandler`): the
 same objects ``ioreactor serve`` builds in each worker, minus the process. The test
 talks to ``port`` with blocking sockets or real clients; ``call(fn)`` runs ``fn`` on the
-loop's thread. ``echo_app`` answers like the native echo application (``GET /``,
+loop's thread; ``AioThread(handler)`` does the same for any HTTP handler (a native App
+with ``async def`` routes). ``echo_app`` answers like the native echo application (``GET /``,
 ``POST|PUT /echo``, ``GET /echo``), so one suite can run against both servers.
 """
 
@@ -15,10 +16,11 @@ import concurrent.futures
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import ioreactor.aio
 from ioreactor.http.asgi import AsgiDispatcher, AsgiHandler
+from ioreactor.http.handler import HttpHandler
 from ioreactor.http.limits import Limits
 from ioreactor.net.server import TcpServer
 
@@ -30,19 +32,12 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 TIMEOUT = 20.0
 
 
-class AsgiThread:
-    """Serves ``app`` on 127.0.0.1 from an ioreactor.aio loop in a thread."""
+class AioThread:
+    """Serves ``handler`` (an HttpHandler) on 127.0.0.1 from an ioreactor.aio loop in a
+    thread: the reactor is the asyncio loop's, as in a serving process."""
 
-    def __init__(
-        self,
-        app: Callable[[Scope, Receive, Send], Awaitable[None]],
-        *,
-        limits: Limits | None = None,
-        high_water_mark: int | None = None,
-        **dispatcher_options: Any,
-    ) -> None:
-        self.dispatcher = AsgiDispatcher(app, **dispatcher_options)
-        self.handler = AsgiHandler(self.dispatcher, limits)
+    def __init__(self, handler: HttpHandler, *, high_water_mark: int | None = None) -> None:
+        self.handler = handler
         self.high_water_mark = high_water_mark
         self.loop: ioreactor.aio.Loop | None = None
         self.server: TcpServer | None = None
@@ -50,7 +45,7 @@ class AsgiThread:
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="asgi-server", daemon=True)
 
-    def __enter__(self) -> AsgiThread:
+    def __enter__(self: Self) -> Self:
         self._thread.start()
         if not self._ready.wait(TIMEOUT):
             raise RuntimeError("the ASGI server did not start")
@@ -119,6 +114,21 @@ class AsgiThread:
                 task.cancel()
             loop.run_until_complete(asyncio.sleep(0))
             loop.close()
+
+
+class AsgiThread(AioThread):
+    """Serves the ASGI ``app`` (an AsgiDispatcher with ``dispatcher_options``)."""
+
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        *,
+        limits: Limits | None = None,
+        high_water_mark: int | None = None,
+        **dispatcher_options: Any,
+    ) -> None:
+        self.dispatcher = AsgiDispatcher(app, **dispatcher_options)
+        super().__init__(AsgiHandler(self.dispatcher, limits), high_water_mark=high_water_mark)
 
 
 async def read_body(receive: Receive) -> bytes:

@@ -316,7 +316,7 @@ class HttpProtocol:
         parsed (input behind it in the same read was parsed as HTTP already and is not
         passed on).
         """
-        upgrade = self.parser.upgrading and self.phase == DONE and self.successor is None
+        upgrade = self.parser.upgrading and self.phase <= DONE and self.successor is None
         closes = not request.keep_alive or (not isinstance(response, bytes) and response.close)
         if not upgrade and (self.phase >= DONE or closes):
             raise RuntimeError(f"{self!r}: a connection that closes cannot be handed over")
