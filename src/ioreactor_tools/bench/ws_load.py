@@ -19,7 +19,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 #: Connections opened at a time while ramping up.
 CONNECT_BATCH = 100
@@ -98,10 +98,9 @@ class _EchoClient(asyncio.Protocol):
         self.running = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # (uvloop's is not a subclass)
         key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
+        self.transport.write(
             (
                 f"GET {self.config.path} HTTP/1.1\r\nHost: {self.config.host}\r\n"
                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
