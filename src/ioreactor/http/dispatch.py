@@ -335,6 +335,8 @@ def _start_coroutine(protocol: HttpProtocol, route: Route, request: Request) -> 
     answer fills the request's place in the order when it completes."""
     import asyncio  # (a server without async routes never loads asyncio)
 
+    from ioreactor.http.tasks import start_task
+
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -346,7 +348,7 @@ def _start_coroutine(protocol: HttpProtocol, route: Route, request: Request) -> 
         )
         return error_response(HttpError(500, "Internal Server Error"))
     slot = protocol.queue.reserve(request)
-    task = loop.create_task(_await_handler(protocol, route, slot))
+    task = start_task(loop, _await_handler(protocol, route, slot))
     _RUNNING.add(task)  # (the loop keeps only a weak reference to a task)
     task.add_done_callback(_RUNNING.discard)
     return LATER

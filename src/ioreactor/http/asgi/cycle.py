@@ -477,6 +477,7 @@ class AsgiStream(StreamingResponse):
         for data in held:
             self._put(data)
         if self.aborted:
+            self.cycle.protocol.send_batch()
             self.cycle.protocol.conn.close()
         elif self.ending is not None:
             self._end(self.ending)
@@ -500,13 +501,17 @@ class AsgiStream(StreamingResponse):
             self._put(data)
 
     def _put(self, data: bytes) -> None:
-        out = self.out
-        if self.head_only or out is None:
+        """A piece on its way: to the connection itself, not into the batch of the read
+        being handled (an application answering inside that read would otherwise pile
+        its whole body there, unseen by ``congested``)."""
+        if self.head_only or self.out is None:
             return
+        protocol = self.cycle.protocol
+        protocol.send_batch()  # what is due before this piece (its head, at least)
         if self.chunked_body:
-            out(b"%x\r\n%s\r\n" % (len(data), data))
+            protocol.conn.send(b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            out(data)
+            protocol.conn.send(data)
 
     def congested(self) -> bool:
         """More is queued than the connection's high water mark allows."""
@@ -544,7 +549,9 @@ class AsgiStream(StreamingResponse):
         has gone out (now, or when the response's turn comes)."""
         self.aborted = True
         if self.out is not None and not self.cancelled:
-            self.cycle.protocol.conn.close()
+            protocol = self.cycle.protocol
+            protocol.send_batch()
+            protocol.conn.close()
 
     def cancel(self) -> None:
         self.cancelled = True

@@ -31,6 +31,12 @@ HTTP_EXTENSIONS: Final[dict[str, dict[str, Any]]] = {"http.response.trailers": {
 WEBSOCKET_EXTENSIONS: Final[dict[str, dict[str, Any]]] = {"websocket.http.response": {}}
 
 
+#: Targets that are their own path -> their bytes (``raw_path``), per process; the
+#: table starts over when full.
+RAW_PATH_ENTRIES = 256
+_RAW_PATHS: dict[str, bytes] = {}
+
+
 class TrustedProxies:
     """Which peers may tell the client's address and scheme (``--forwarded-allow-ips``).
 
@@ -153,9 +159,14 @@ class ScopeFactory:
     ) -> dict[str, Any]:
         target = request.target
         query = request.query
-        raw_path = (target.partition("?")[0] if query or "?" in target else target).encode(
-            "latin-1"
-        )
+        if target is request.path:  # (the parser's common case: no query, nothing escaped)
+            raw_path = _RAW_PATHS.get(target)
+            if raw_path is None:
+                if len(_RAW_PATHS) >= RAW_PATH_ENTRIES:
+                    _RAW_PATHS.clear()
+                raw_path = _RAW_PATHS[target] = target.encode("latin-1")
+        else:
+            raw_path = target.partition("?")[0].encode("latin-1")
         headers = [(name.lower(), value) for name, value in request.header_pairs()]
         scope = {
             "type": "http",

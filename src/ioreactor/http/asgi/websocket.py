@@ -58,6 +58,7 @@ from ioreactor.http.asgi.cycle import ClientDisconnected
 from ioreactor.http.asgi.fields import encode_fields
 from ioreactor.http.date import DATE
 from ioreactor.http.response import CLOSE_FIELD, has_body, status_line
+from ioreactor.http.tasks import start_task
 
 if TYPE_CHECKING:
     from ioreactor.http.asgi.dispatcher import AsgiConnection, AsgiDispatcher
@@ -114,6 +115,7 @@ class WebSocketCycle:
         "request",
         "session",
         "state",
+        "task",
         "upgrade",
         "waiter",
     )
@@ -145,6 +147,8 @@ class WebSocketCycle:
         self.disconnect: dict[str, Any] | None = None
         #: A denial response being built: (status line and fields, body pieces).
         self.denial: tuple[bytes, list[bytes]] | None = None
+        #: The Task running the application for this connection.
+        self.task: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<WebSocketCycle {self.request.target} state={self.state}>"
@@ -180,7 +184,7 @@ class WebSocketCycle:
         cycle = connection.websocket = cls(dispatcher, connection, protocol, request, upgrade)
         client, server = connection.addresses
         scope = dispatcher.scopes.websocket(request, client, server, upgrade.subprotocols)
-        connection.loop.create_task(cycle._run(scope))
+        cycle.task = start_task(connection.loop, cycle._run(scope))
 
     async def _run(self, scope: dict[str, Any]) -> None:
         error: BaseException | None = None
