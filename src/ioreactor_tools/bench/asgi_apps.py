@@ -1,14 +1,14 @@
 """The ASGI applications ``ioreactor bench asgi`` serves, the same module for every server.
 
 ``hello``         raw ASGI: ``Hello, World!`` with its Content-Length (the server alone)
-``fastapi_json``  FastAPI: ``GET /`` returns ``{"message": "Hello, World!"}`` as JSON
-                  (routing, a dependency-free endpoint, pydantic-free serialisation)
 ``ws_echo``       raw ASGI WebSocket: every message sent back as it came
+
+The FastAPI application is in :mod:`ioreactor_tools.bench.asgi_fastapi` (only its
+server imports FastAPI).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -58,21 +58,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         else:
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def _fastapi_app() -> Any:
-    fastapi: Any = importlib.import_module("fastapi")  # a bench dependency only
-    app = fastapi.FastAPI()
-
-    async def root() -> dict[str, str]:
-        return {"message": "Hello, World!"}
-
-    app.get("/")(root)
-    return app
-
-
-def __getattr__(name: str) -> Any:
-    if name == "fastapi_json":  # made on first use: only its server imports FastAPI
-        app = globals()["fastapi_json"] = _fastapi_app()
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -205,7 +205,11 @@ def run_asgi_bench(config: AsgiBenchConfig, *, console: Console) -> list[BenchRe
                         f"[dim]{label}{workload} on {server}: {conns:,} conns, "
                         f"{config.duration:g} s ...[/]"
                     )
-                    result = measure(workload, server, conns, config, plan)
+                    try:
+                        result = measure(workload, server, conns, config, plan)
+                    except (OSError, RuntimeError, TimeoutError) as exc:
+                        console.print(f"[red]{workload} on {server} failed: {exc}[/]")
+                        continue
                     result.extra["round"] = round_no
                     results.append(result)
     return results

@@ -1,7 +1,7 @@
 """The ASGI servers ``ioreactor bench asgi`` compares, and how each is started.
 
-One application module (:mod:`ioreactor_tools.bench.asgi_apps`), four servers, each
-with one worker process on the server core:
+The same applications (:mod:`ioreactor_tools.bench.asgi_apps`, ``asgi_fastapi``), four
+servers, each with one worker process on the server core:
 
 ``ioreactor``  ``ioreactor serve --workers 0`` (ioreactor.aio, the native HTTP protocol)
 ``uvicorn``    uvicorn with uvloop and httptools (``--loop uvloop --http httptools``);
@@ -19,11 +19,11 @@ from pathlib import Path
 
 #: The servers compared; the first is the one under test.
 SERVERS = ("ioreactor", "uvicorn", "granian", "hypercorn")
-#: Workload -> (application in asgi_apps, what the load speaks).
+#: Workload -> (the application, what the load speaks).
 WORKLOADS = {
-    "hello": ("hello", "http"),
-    "fastapi-json": ("fastapi_json", "http"),
-    "websocket-echo": ("ws_echo", "websocket"),
+    "hello": ("ioreactor_tools.bench.asgi_apps:hello", "http"),
+    "fastapi-json": ("ioreactor_tools.bench.asgi_fastapi:app", "http"),
+    "websocket-echo": ("ioreactor_tools.bench.asgi_apps:ws_echo", "websocket"),
 }
 #: Which servers run the WebSocket workload (hypercorn's wsproto, reported beside).
 WEBSOCKET_SERVERS = ("ioreactor", "uvicorn", "granian", "hypercorn")
@@ -51,7 +51,7 @@ def unavailable(server: str, workload: str) -> str | None:
 
 def server_command(server: str, workload: str, port: int, host: str = "127.0.0.1") -> list[str]:
     """The command line that serves ``workload``'s application with ``server``."""
-    app = f"ioreactor_tools.bench.asgi_apps:{WORKLOADS[workload][0]}"
+    app = WORKLOADS[workload][0]
     if server == "ioreactor":
         return [
             sys.executable, "-m", "ioreactor", "--log-level", "WARNING", "serve", app,
