@@ -104,3 +104,15 @@ def test_websocket_routes_switch_after_the_101() -> None:
             assert read_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 426 ")
         with pytest.raises(Exception, match="403"):
             ws_client.connect(f"{base}/echo?deny=1", open_timeout=TIMEOUT)
+
+
+def test_frames_sent_with_the_handshake_reach_a_websocket_route() -> None:
+    from support.websocket_peer import TEXT, RawClient, build_frame
+
+    with AioThread(HttpHandler(build_app())) as server, RawClient(server.port) as client:
+        client.send(client.request(path="/echo") + build_frame(TEXT, b"right behind"))
+        status, _, rest = client.read_head()
+        assert status == 101
+        client.frames.extend(client.reader.feed(rest))
+        frame = client.recv_frame()
+        assert frame is not None and frame.payload == b"RIGHT BEHIND"

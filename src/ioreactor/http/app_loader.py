@@ -209,7 +209,13 @@ def load_app(
         kinds = [k for k in APP_KINDS if interface in ("auto", k.name)]
         expected = " or ".join(k.description for k in kinds)
         made = "returned by the factory " if factory else ""
-        hint = "; a function that builds it? add --factory" if callable(obj) and not factory else ""
+        other = classify(obj) if interface != "auto" else None
+        if other is not None:
+            hint = f"; it is {other.description} (--interface {other.name})"
+        elif callable(obj) and not factory:
+            hint = "; a function that builds it? add --factory"
+        else:
+            hint = ""
         raise AppLoadError(f"{spec}: {attr} {made}is {_a(obj)}, not {expected}{hint} ({context})")
     return LoadedApp(spec, kind, obj)
 

@@ -261,3 +261,16 @@ def test_a_slow_application_stops_the_reading() -> None:
             client.sock.sendall(frame)
         assert client.expect_close()[0] == 1000
     assert got == [16384] * 2000
+
+
+def test_frames_sent_with_the_handshake_reach_the_session(app: Recorder) -> None:
+    """llhttp stops at the Upgrade request: the frames in the same packet are the
+    WebSocket's, kept for the session until the application accepts."""
+    with AsgiThread(app) as server, RawClient(server.port) as client:
+        client.send(client.request() + build_frame(TEXT, b"early") + build_frame(TEXT, b"bird"))
+        status, _, rest = client.read_head()
+        assert status == 101
+        client.frames.extend(client.reader.feed(rest))
+        first, second = client.recv_frame(), client.recv_frame()
+        assert first is not None and first.payload == b"early"
+        assert second is not None and second.payload == b"bird"
