@@ -89,6 +89,10 @@ def _format_handle(handle: events.Handle) -> str:
     return str(handle)
 
 
+def _ran_now() -> None:
+    """The callback of the handle call_soon() returns for a step it ran at once."""
+
+
 def _run_until_complete_cb(fut: futures.Future[Any]) -> None:
     if not fut.cancelled():
         exc = fut.exception()
@@ -164,8 +168,10 @@ class LoopCore(events.AbstractEventLoop):
         )
         self.slow_callback_duration = SLOW_CALLBACK_DURATION
         self._current_handle: events.Handle | None = None
-        #: The next call_soon() runs its callback at once (see eager_task()).
+        #: The next call_soon() runs its callback at once (see eager_task()), and
+        #: returns this handle, already run.
         self._run_now = False
+        self._ran_now = events.Handle(_ran_now, (), self)
         self._watches: dict[int, FdWatch] = {}
         self._signal_handlers: dict[int, events.Handle] = {}
         self._signal_pair: tuple[socket.socket, socket.socket] | None = None
@@ -376,11 +382,14 @@ class LoopCore(events.AbstractEventLoop):
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_soon")
-        handle = events.Handle(callback, args, self, context)
-        if self._run_now:  # the first step of an eager_task()
+        if self._run_now:  # the first step of an eager_task(): run it, no Handle
             self._run_now = False
-            handle._run()
-            return handle
+            if context is None:
+                callback(*args)
+            else:
+                context.run(callback, *args)
+            return self._ran_now  # (the Task ignores what call_soon returns)
+        handle = events.Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
 

@@ -189,6 +189,22 @@ class ResponseQueue:
         request = slot.request
         if self.access_log:
             _log_access(request, status, body_size)
+        pending = self.pending
+        if (
+            request.keep_alive
+            and pending is not None
+            and pending[0] is slot
+            and (not self.advancing)
+        ):
+            # Its turn already (the common case): advance(), for one entry.
+            del pending[0]
+            self._send(data)
+            if pending:
+                self.advance()
+            else:
+                self._emptied()
+                self.owner.room()
+            return
         slot.result = data
         if not request.keep_alive:
             self._close_after(slot)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
 from ioreactor.http.asgi.fields import ResponseFields, encode_fields, encode_trailers
@@ -243,7 +243,13 @@ class HttpCycle:
 
     # -- send -----------------------------------------------------------------------------
 
-    async def send(self, message: MutableMapping[str, Any]) -> None:
+    def send(self, message: MutableMapping[str, Any]) -> Awaitable[None]:
+        """The application's ``send``: an awaitable that is done at once unless the
+        output is congested (then the wait for the drain); an error raises here.
+
+        Not an ``async def``: a message that needs no wait (all of them but a congested
+        body piece) costs no coroutine object, and its awaitable is the connection's
+        completed Future."""
         kind = message["type"]
         if kind == "http.response.body":
             state = self.state
@@ -251,9 +257,9 @@ class HttpCycle:
                 body = message.get("body", b"")
                 if not message.get("more_body", False) and not self.trailers:
                     self._respond(body)
-                    return
+                    return self.connection.done
                 if not has_body(self.status):
-                    return  # (1xx, 204, 304: no body; the head goes at the last message)
+                    return self.connection.done  # (1xx, 204, 304: no body)
                 self._start_stream()
                 state = BODY
             if state == BODY:
@@ -267,10 +273,10 @@ class HttpCycle:
                         self.state = TRAILERS
                     else:
                         self._finish_stream()
-                    return
+                    return self.connection.done
                 if stream.congested():
-                    await self._drain(stream)
-                return
+                    return self._drain(stream)
+                return self.connection.done
             if self.disconnected:
                 raise ClientDisconnected(f"the client of {self.request_line()} is gone")
             raise RuntimeError(f"{kind} in the wrong place (response state {state})")
@@ -287,7 +293,7 @@ class HttpCycle:
             self.status = status
             self.trailers = bool(message.get("trailers", False))
             self.state = HEAD
-            return
+            return self.connection.done
         if kind == "http.response.trailers":
             if self.state != TRAILERS and not (self.state == BODY and self.trailers):
                 raise RuntimeError("http.response.trailers without trailers announced")
@@ -295,7 +301,7 @@ class HttpCycle:
             if not message.get("more_trailers", False):
                 self.state = BODY
                 self._finish_stream()
-            return
+            return self.connection.done
         raise RuntimeError(f"unknown ASGI message type {kind!r} for an HTTP request")
 
     async def _drain(self, stream: AsgiStream) -> None:

@@ -61,6 +61,7 @@ class AsgiConnection:
         "addresses",
         "continue_next",
         "cycles",
+        "done",
         "drain_waiters",
         "loop",
         "receiving",
@@ -69,6 +70,10 @@ class AsgiConnection:
 
     def __init__(self, protocol: HttpProtocol, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        #: What a ``send()`` that needs no wait returns: a Future, already done (awaiting
+        #: it is one C call; any number of awaits may share it).
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.done.set_result(None)
         conn = protocol.conn
         #: ``(client, server)`` as ASGI writes them, read once per connection.
         self.addresses = (address_pair(conn.peer), address_pair(conn.local_address()))
