@@ -40,6 +40,7 @@ FRAGMENTS = {
     "docs/multicore.md": 1,
     "docs/websocket.md": 1,
     "docs/aio.md": 1,
+    "docs/asgi.md": 1,
 }
 #: What running a document's blocks prints, in part.
 PRINTS = {

@@ -457,3 +457,28 @@ def test_an_app_that_never_answers_cannot_pile_up_requests() -> None:
         time.sleep(0.5)
         # httptools cannot stop inside a feed: at most one slice's requests past the limit
         assert 8 <= server.call(lambda: len(calls)) <= 8 + FEED_SLICE // len(request) + 1
+
+
+def test_the_native_deadlines_hold_for_asgi_apps() -> None:
+    """A slow head (slowloris) gets 408 before the app sees it; an app that never reads
+    a body cannot hold the connection past the body timeout either."""
+    calls: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            calls.append(scope["path"])
+            await asyncio.Event().wait()  # never reads, never answers
+
+    limits = Limits(header_timeout=0.5, body_timeout=0.5, sweep_interval=0.1)
+    with AsgiThread(app, limits=limits) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as slow:
+            slow.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\nX-Drip: ")
+            started = time.monotonic()
+            data = read_until(slow, b"\r\n\r\n")
+            assert data.startswith(b"HTTP/1.1 408 ") and time.monotonic() - started < 5
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as body:
+            body.sendall(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n")
+            body.sendall(b"x" * 100_000)  # then the client stalls, and nobody reads
+            data = read_until(body, b"\r\n\r\n")
+            assert data.startswith(b"HTTP/1.1 408 ")
+    assert calls == ["/upload"]
