@@ -19,7 +19,7 @@ from ioreactor.http.asgi import ClientDisconnected, TrustedProxies
 from ioreactor.http.asgi.cycle import BODY_BUFFER
 from ioreactor.http.limits import Limits
 from ioreactor.http.parser import FEED_SLICE
-from support.asgi import TIMEOUT, AsgiThread, Receive, Scope, Send, read_body, respond
+from support.asgi import TIMEOUT, AsgiThread, Receive, Scope, Send, echo_app, read_body, respond
 
 
 def exchange(port: int, data: bytes, *, until: bytes = b"", timeout: float = TIMEOUT) -> bytes:
@@ -482,3 +482,16 @@ def test_the_native_deadlines_hold_for_asgi_apps() -> None:
             data = read_until(body, b"\r\n\r\n")
             assert data.startswith(b"HTTP/1.1 408 ")
     assert calls == ["/upload"]
+
+
+def test_http_server_gives_an_asgi_dispatcher_its_handler() -> None:
+    from ioreactor.http.asgi import AsgiDispatcher, AsgiHandler
+    from ioreactor.http.server import HttpServer
+    from ioreactor.loop.event_loop import EventLoop
+
+    loop = EventLoop()
+    try:
+        server = HttpServer(loop, "127.0.0.1:0", AsgiDispatcher(echo_app))
+        assert type(server.handler) is AsgiHandler
+    finally:
+        loop.close()
