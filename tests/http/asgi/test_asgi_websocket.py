@@ -274,3 +274,47 @@ def test_frames_sent_with_the_handshake_reach_the_session(app: Recorder) -> None
         first, second = client.recv_frame(), client.recv_frame()
         assert first is not None and first.payload == b"early"
         assert second is not None and second.payload == b"bird"
+
+
+async def forgetful(scope: Scope, receive: Receive, send: Send) -> None:
+    """Accepts and reads until the end, keeping nothing."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+
+def test_violations_leave_no_memory_behind() -> None:
+    """Peers announcing a 1 GiB frame, or sending invalid text, over and over: each is
+    closed with its code before a byte of payload is held, and nothing accumulates."""
+    import gc
+    import tracemalloc
+
+    def round_of(n: int) -> None:
+        for i in range(n):
+            with RawClient(server.port) as client:
+                client.handshake()
+                bad = (
+                    build_frame(BINARY, b"", length=1 << 30)
+                    if i % 2
+                    else build_frame(TEXT, b"\xff" * 100)
+                )
+                client.send(bad)
+                assert client.expect_close()[0] in (1009, 1007)
+
+    options = WebSocketOptions(max_message_size=64 * 1024)
+    with AsgiThread(forgetful, websocket=options) as server:
+        round_of(20)  # warm: caches, the wheel, the loop's buffers
+        time.sleep(0.2)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            round_of(100)
+            time.sleep(0.2)
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+    assert grown < 100 * 1024, f"{grown} bytes left after 100 violating peers"
