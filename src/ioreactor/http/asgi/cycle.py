@@ -162,11 +162,11 @@ class HttpCycle:
         if self.size > BODY_BUFFER and not self.paused:
             self.paused = True
             self.protocol.conn.pause_reading()
-        self._wake()
+        self.wake()
 
     def body_ended(self) -> None:
         self.more_body = False
-        self._wake()
+        self.wake()
 
     def abandon(self) -> None:
         """The request's body broke off (the connection answers the error and closes):
@@ -178,19 +178,20 @@ class HttpCycle:
         elif self.stream is not None and self.state == BODY:
             self.state = DONE
             self.stream.abort()
-        self._wake()
+        self.wake()
 
     def peer_eof(self) -> None:
         self.eof = True
-        self._wake()
+        self.wake()
 
     def client_gone(self) -> None:
         self.disconnected = True
         if self.stream is not None:
             self.stream.cancel()
-        self._wake()
+        self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Whatever waits (receive(), a congested send()) looks again."""
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -320,7 +321,7 @@ class HttpCycle:
 
     # -- the response -----------------------------------------------------------------------
 
-    def _head(self, framing: bytes) -> bytes:
+    def head(self, framing: bytes) -> bytes:
         """Status line, the application's fields, Server and Date unless it gave them,
         ``framing`` and the Connection field."""
         fields = self.fields
@@ -366,11 +367,11 @@ class HttpCycle:
         else:
             framing = b"Content-Length: %d\r\n" % len(body)
         self.state = DONE
-        data = self._head(framing)
+        data = self.head(framing)
         if body and not head_request:
             data += body
         self.protocol.queue.fill_rendered(self.slot, data, status, len(body))
-        self._wake()
+        self.wake()
 
     def _start_stream(self) -> None:
         fields = self.fields
@@ -386,7 +387,7 @@ class HttpCycle:
         self.state = DONE
         trailers = self.trailer_lines if _accepts_trailers(self.request) else b""
         stream.finish(trailers)
-        self._wake()
+        self.wake()
 
     def finished(self, error: BaseException | None) -> None:
         """The application returned (``error`` None) or raised: complete what it left."""
@@ -423,7 +424,7 @@ class HttpCycle:
             stream = self.stream
             assert stream is not None
             stream.abort()
-        self._wake()
+        self.wake()
 
 
 def _accepts_trailers(request: Request) -> bool:
@@ -463,7 +464,7 @@ class AsgiStream(StreamingResponse):
         framing = CHUNKED_FIELD if self.chunked_body else b""
         if self.length >= 0 and not self.chunked_body:
             framing = b""  # the application's own Content-Length is among its fields
-        return self.cycle._head(framing)
+        return self.cycle.head(framing)
 
     def bind(
         self,

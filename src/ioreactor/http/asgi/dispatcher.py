@@ -92,7 +92,7 @@ class AsgiConnection:
         """The connection's output drained (or a response got its turn): wake the
         sends that wait for it."""
         for cycle in self.drain_waiters:
-            cycle._wake()
+            cycle.wake()
 
 
 class AsgiDispatcher(Dispatcher):

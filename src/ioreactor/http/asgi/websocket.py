@@ -237,17 +237,18 @@ class WebSocketCycle:
         if len(inbox) > MAX_QUEUED_MESSAGES and not self.paused and self.session is not None:
             self.paused = True
             self.session_conn().pause_reading()
-        self._wake()
+        self.wake()
 
     def ended(self, code: int, reason: str) -> None:
         self.state = CLOSED
         self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
-        self._wake()
+        self.wake()
 
     def session_conn(self) -> TcpConnection:
         return self.protocol.conn
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Whatever waits (receive(), a congested send()) looks again."""
         waiter = self.waiter
         if waiter is not None:
             self.waiter = None
@@ -390,7 +391,7 @@ class WebSocketCycle:
             data = head + b"Content-Length: %d\r\n%s\r\n" % (len(body), CLOSE_FIELD) + body
         self.protocol.queue.emit(data)
         self.protocol.finish()
-        self._wake()
+        self.wake()
 
 
 class AsgiWebSocketHandler(WebSocketHandler):
@@ -421,7 +422,7 @@ class AsgiWebSocketHandler(WebSocketHandler):
         if type(session) is WebSocketSession:
             cycle = session.context
             if isinstance(cycle, WebSocketCycle) and cycle.waiter is not None:
-                cycle._wake()
+                cycle.wake()
 
     def on_disconnect(self, session: WebSocketSession, code: int, reason: str) -> None:
         cycle = session.context
