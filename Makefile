@@ -9,7 +9,7 @@ EXTSTAMP := $(VENV)/.extensions
 PXD      := $(shell find src/ioreactor -name '*.pxd')
 COMPILED := $(PXD) $(wildcard $(PXD:.pxd=.py))
 
-.PHONY: run test lint typecheck bench fuzz clean cluster-deps
+.PHONY: run test lint typecheck bench fuzz clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,26 +32,44 @@ $(EXTSTAMP): $(COMPILED) setup.py | $(STAMP)
 run: $(RUNSTAMP)
 	$(VENV)/bin/ioreactor serve
 
-# The whole suite on the compiled build, then again on the pure one.
-test: $(STAMP) $(EXTSTAMP)
+# The tests of the layers that have compiled modules (and of what runs straight on
+# them): `make test` runs them again on the pure build, after the whole suite on the
+# compiled one.
+PURE_TESTS := tests/loop tests/net tests/codec tests/http tests/test_echo.py \
+	tests/test_heartbeat.py tests/test_idle.py
+
+# The whole suite on the compiled build, then the layers' tests on the pure one.
+test: system-deps $(STAMP) $(EXTSTAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -c 'import ioreactor, sys; kind = ioreactor.build_kind(); print("build:", kind); \
 	  sys.exit(kind != "compiled" and "the compiled build is missing (see the warning above)")'
 	$(PY) -m pytest -q -n 2 --timeout=120
-	IOREACTOR_NO_EXTENSIONS=1 $(PY) -m pytest -q -n 2 --timeout=120
+	IOREACTOR_NO_EXTENSIONS=1 $(PY) -m pytest -q -n 2 --timeout=120 $(PURE_TESTS)
 
 # nginx and HAProxy for the cluster test (tests/production, docs/deploy.md): Debian's
 # packages, installed when this runs as root with apt-get and they are missing.
-cluster-deps:
+# The programs the tests drive, each with the Debian package that has it. `make test`
+# installs the missing ones when it runs as root with apt-get; otherwise it names them
+# (and each test that needs one says so when it skips).
+SYSTEM_PROGRAMS := wrk:wrk nginx:nginx-light haproxy:haproxy h2load:nghttp2-client \
+	curl:curl openssl:openssl ip:iproute2 systemd-socket-activate:systemd \
+	systemd-analyze:systemd prlimit:util-linux gcc:gcc
+
+system-deps:
 	@missing=""; \
-	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx-light"; \
-	command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
-	if [ -z "$$missing" ]; then echo "nginx and haproxy are installed"; \
+	for pair in $(SYSTEM_PROGRAMS); do \
+		program=$${pair%%:*}; package=$${pair##*:}; \
+		command -v $$program >/dev/null || [ -x /usr/sbin/$$program ] || \
+			case " $$missing " in *" $$package "*) ;; *) missing="$$missing $$package";; esac; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -q && apt-get install -y -q $$missing; \
-	else echo "the cluster test needs:$$missing (as root: apt-get install$$missing)"; fi
+		echo "installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	else echo "the tests need:$$missing (as root: apt-get install$$missing)"; fi
 
 bench: $(STAMP)
 	$(VENV)/bin/ioreactor bench echo

@@ -1,7 +1,7 @@
 """Build the compiled hot path with Cython where possible; pure Python otherwise.
 
 Every ``src/ioreactor/**/X.py`` with an ``X.pxd`` beside it is compiled into the
-extension module ``X`` (the ``.py`` stays the source: see ``ioreactor/_build.py``).
+extension module ``X`` (the ``.py`` stays the source: see ``ioreactor/build.py``).
 ``IOREACTOR_NO_EXTENSIONS=1`` skips the compilation; so does a missing Cython or C
 compiler, and an extension that fails to build: each with one warning line, never a
 failed install.

@@ -8,10 +8,13 @@ backend this OS offers (select, poll, epoll, epoll-et, and the io_uring completi
 ``loop_thread``  an :class:`ioreactor.testing.LoopThread`: the loop runs in a background
                  thread while the test drives blocking sockets; touch loop-owned objects
                  through ``loop_thread.call(fn, ...)``.
+
+And ``pair``: a connected pair of non-blocking socketpair ends.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -34,6 +37,17 @@ def _uring_backends() -> list[str]:
 #: The readiness pollers of this OS, then the io_uring completion loop where it works
 #: (the readiness pollers over io_uring have their own tests in tests/loop/uring).
 BACKENDS = [n for n in available_pollers() if n not in URING_POLLERS] + _uring_backends()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected pair of non-blocking Unix stream sockets, closed after the test."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
 
 
 @pytest.fixture(params=BACKENDS)

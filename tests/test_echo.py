@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import pytest
 
 from ioreactor.loop.poller import URING_POLLERS, available_pollers
+from support.cli_process import run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -146,12 +147,7 @@ def test_supervised_workers_stop_on_sigint() -> None:
 
 
 def test_unknown_poller_is_refused_with_the_choices() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "echo", "--poller", "nope"],
-        capture_output=True,
-        text=True,
-        timeout=LIVENESS,
-    )
+    done = run_cli("echo", "--poller", "nope", timeout=LIVENESS)
     assert done.returncode == 2
     assert "invalid choice: 'nope'" in done.stderr
     for name in available_pollers():

@@ -7,17 +7,12 @@ only the application stops answering -- exactly what TCP itself cannot see.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
@@ -32,23 +27,16 @@ from ioreactor.net.buffer import Buffer
 from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import LoopThread
+from ioreactor.testing import LoopThread, MockClock
+from support.cli_process import CliProcess
 
 # -- the schedule, on a deterministic clock -----------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def time(self) -> float:
-        return self.now
 
 
 class StandIn:
     """The parts of a connection the heartbeat uses, recording what it sends."""
 
-    def __init__(self, handler: HeartbeatHandler, clock: FakeClock) -> None:
+    def __init__(self, handler: HeartbeatHandler, clock: MockClock) -> None:
         self.handler = handler
         self.loop = clock
         self.last_read = 0.0
@@ -77,8 +65,8 @@ class StandIn:
 TICK = 1 / 16
 
 
-def rig(active: bool, misses: int = 3) -> tuple[HeartbeatHandler, StandIn, FakeClock, TimingWheel]:
-    clock = FakeClock()
+def rig(active: bool, misses: int = 3) -> tuple[HeartbeatHandler, StandIn, MockClock, TimingWheel]:
+    clock = MockClock()
     wheel = TimingWheel(None, tick=TICK, slots=64, clock=clock.time)
     handler = HeartbeatHandler(1.0, misses, active=active, wheel=wheel)
     conn = StandIn(handler, clock)
@@ -86,7 +74,7 @@ def rig(active: bool, misses: int = 3) -> tuple[HeartbeatHandler, StandIn, FakeC
     return handler, conn, clock, wheel
 
 
-def run_to(clock: FakeClock, wheel: TimingWheel, end: float, conn: StandIn | None = None,
+def run_to(clock: MockClock, wheel: TimingWheel, end: float, conn: StandIn | None = None,
            reads_until: float = -1.0) -> None:  # fmt: skip
     """Tick the clock to ``end``; the peer is heard from every tick until ``reads_until``."""
     while clock.now < end - 1e-9:
@@ -184,7 +172,7 @@ def test_data_frames_reach_on_data_and_unknown_types_close() -> None:
         def on_data(self, conn: TcpConnection, payload: bytes) -> None:
             got.append(payload)
 
-    clock = FakeClock()
+    clock = MockClock()
     handler = App(1.0, 3, wheel=TimingWheel(None, tick=TICK, clock=clock.time))
     conn = StandIn(handler, clock)
     handler.on_connection(cast(TcpConnection, conn))
@@ -215,37 +203,13 @@ MISSES = 3
 SLACK = 1.0
 
 
-@contextlib.contextmanager
-def cli_process(tmp_path: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """``ioreactor heartbeat ARGS`` as a child process (log in a file); SIGCONT + SIGKILL after."""
-    log = tmp_path / f"{args[0]}-{time.monotonic_ns()}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ioreactor", "heartbeat", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield proc, log
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-        proc.wait(10)
+def heartbeat(tmp_path: Path, *args: str) -> CliProcess:
+    """``ioreactor heartbeat ARGS`` as a child process, its log in a file of its own."""
+    return CliProcess(tmp_path, "heartbeat", *args, name=f"{args[0]}-{time.monotonic_ns()}")
 
 
-def wait_for_log(log: Path, pattern: str, timeout: float = 20.0) -> re.Match[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = re.search(pattern, log.read_text(errors="replace"))
-        if match:
-            return match
-        time.sleep(0.02)
-    raise AssertionError(f"{pattern!r} not in {log}:\n{log.read_text(errors='replace')}")
-
-
-def serve(tmp_path: Path, port: int = 0) -> Any:
-    return cli_process(
+def serve(tmp_path: Path, port: int = 0) -> CliProcess:
+    return heartbeat(
         tmp_path, "serve", "--listen", f"127.0.0.1:{port}",
         "--interval", str(INTERVAL), "--misses", str(MISSES),
     )  # fmt: skip
@@ -273,8 +237,8 @@ def assert_dead_within_window(handler: Recording) -> None:
 @pytest.mark.timeout(60)
 def test_client_declares_a_stopped_server_dead(tmp_path: Path) -> None:
     handler = Recording(active=True)
-    with serve(tmp_path) as (server, log), LoopThread(name="hb-client") as lt:
-        port = int(wait_for_log(log, r"heartbeat server on 127\.0\.0\.1:(\d+)").group(1))
+    with serve(tmp_path) as server, LoopThread(name="hb-client") as lt:
+        port = int(server.wait_for(r"heartbeat server on 127\.0\.0\.1:(\d+)").group(1))
         client = TcpClient(lt.loop, ("127.0.0.1", port), handler, reconnect=False)
         lt.call(client.connect)
         assert lt.wait_until(lambda: handler.pongs_received >= 2, timeout=20)
@@ -289,11 +253,11 @@ def test_server_declares_a_stopped_client_dead(tmp_path: Path) -> None:
     handler = Recording(active=False)
     with LoopThread(name="hb-server") as lt:
         server = lt.call(TcpServer(lt.loop, ("127.0.0.1", 0), handler).start)
-        with cli_process(
+        with heartbeat(
             tmp_path, "connect", "--connect", f"127.0.0.1:{server.port}",
             "--interval", str(INTERVAL), "--misses", str(MISSES),
-        ) as (client, log):  # fmt: skip
-            wait_for_log(log, r"pong seq=2 ")  # the client pings, we answer
+        ) as client:  # fmt: skip
+            client.wait_for(r"pong seq=2 ")  # the client pings, we answer
             os.kill(client.pid, signal.SIGSTOP)
             assert lt.wait_until(lambda: bool(handler.closes), timeout=20)
     assert_dead_within_window(handler)
@@ -304,8 +268,8 @@ def test_server_declares_a_stopped_client_dead(tmp_path: Path) -> None:
 def test_client_reconnects_when_the_server_comes_back(tmp_path: Path) -> None:
     handler = Recording(active=True)
     with LoopThread(name="hb-client") as lt:
-        with serve(tmp_path) as (server, log):
-            port = int(wait_for_log(log, r"heartbeat server on 127\.0\.0\.1:(\d+)").group(1))
+        with serve(tmp_path) as server:
+            port = int(server.wait_for(r"heartbeat server on 127\.0\.0\.1:(\d+)").group(1))
             client = TcpClient(
                 lt.loop, ("127.0.0.1", port), handler,
                 reconnect=True, backoff_initial=0.05, backoff_max=0.3,
@@ -314,8 +278,8 @@ def test_client_reconnects_when_the_server_comes_back(tmp_path: Path) -> None:
             assert lt.wait_until(lambda: handler.pongs_received >= 1, timeout=20)
             server.kill()  # the kernel closes its sockets: the client sees EOF or RST
             assert lt.wait_until(lambda: bool(handler.closes), timeout=20)
-        with serve(tmp_path, port) as (_, log2):
-            wait_for_log(log2, r"connection from")
+        with serve(tmp_path, port) as again:
+            again.wait_for(r"connection from")
             before = lt.call(lambda: handler.pongs_received)
             assert lt.wait_until(lambda: handler.pongs_received > before, timeout=20)
             assert lt.call(lambda: client.connections_made) == 2

@@ -4,8 +4,6 @@ handler type is there, and ``__version__`` is the installed distribution's."""
 from __future__ import annotations
 
 import importlib.metadata
-import subprocess
-import sys
 
 import pytest
 
@@ -14,6 +12,7 @@ from ioreactor.codec import FrameHandler
 from ioreactor.heartbeat import HeartbeatHandler
 from ioreactor.idle import IdleStateHandler
 from ioreactor.net.handlers import DatagramHandler, Handler
+from support.imports import modules_loaded_by, third_party
 
 
 def test_the_docstring_names_every_export() -> None:
@@ -43,10 +42,33 @@ def test_version_is_single_sourced() -> None:
 
 
 def test_importing_the_package_loads_no_io_uring_no_tools_no_metadata() -> None:
-    code = (
-        "import sys, ioreactor\n"
-        "print(sorted(m for m in ('ctypes', 'ioreactor.loop.uring', 'ioreactor_tools', "
-        "'argparse', 'rich', 'importlib.metadata') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    loaded = modules_loaded_by("import ioreactor")
+    unwanted = {"ctypes", "ioreactor.loop.uring", "ioreactor_tools", "argparse", "rich"}
+    assert not loaded & (unwanted | {"importlib.metadata"})
+
+
+#: Imports every module of the framework (``python -m ioreactor``'s ``__main__`` runs the
+#: command line instead of defining anything).
+IMPORT_EVERY_MODULE = """
+import importlib, pkgutil, ioreactor
+for info in pkgutil.walk_packages(ioreactor.__path__, "ioreactor."):
+    if not info.name.endswith(".__main__"):
+        importlib.import_module(info.name)
+"""
+
+
+@pytest.mark.parametrize("build", ["compiled where built", "pure"])
+def test_the_framework_needs_no_third_party_module_but_httptools(build: str) -> None:
+    """What ``pip install .`` without extras gives: every framework module imports in an
+    interpreter where importing any package but httptools fails (Cython, the tools'
+    rich, matplotlib, uvloop are installed here), and httptools is all it loads."""
+    env = {"IOREACTOR_NO_EXTENSIONS": "1"} if build == "pure" else None
+    loaded = modules_loaded_by(IMPORT_EVERY_MODULE, env, installed={"httptools"})
+    assert "ioreactor.net.connection" in loaded and "ioreactor.cli" in loaded
+    assert third_party(loaded) == {"httptools"}
+
+
+def test_the_distribution_requires_httptools_only_without_extras() -> None:
+    requires = importlib.metadata.requires("ioreactor") or []
+    plain = [r for r in requires if "extra ==" not in r]
+    assert [r.split(">")[0].split("=")[0].split("<")[0].strip() for r in plain] == ["httptools"]

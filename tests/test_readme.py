@@ -18,7 +18,6 @@ import itertools
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from ioreactor.build import describe, version
+from ioreactor.testing import free_port
+from support.server_process import wait_accepting
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -41,10 +42,12 @@ FRAGMENTS = {
     "docs/websocket.md": 1,
     "docs/aio.md": 1,
     "docs/asgi.md": 1,
+    "docs/tls.md": 1,
+    "docs/wsgi.md": 1,
 }
 #: What running a document's blocks prints, in part.
 PRINTS = {
-    "README.md": ["200 user 42"],
+    "README.md": ["200 user 42", "the protocol works"],
     "docs/heartbeat.md": ["echoed: b'HELLO'"],
     "docs/http.md": ["/users/7?full=1 200", "user 7, query", "'report\\n'", "'first\\nlater\\n'"],
     "docs/sockets.md": [
@@ -123,24 +126,6 @@ def test_the_python_blocks_of_a_document_run_as_written(document: str) -> None:
 
 
 # -- transcripts ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_accepting(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
 
 
 def sessions(block: Block) -> list[tuple[str, list[str]]]:
@@ -330,3 +315,60 @@ def test_the_heartbeat_transcripts_are_what_the_programs_log(tmp_path: Path) -> 
                 assert shape(match.group("line")) in real, (
                     f"{block.document}: the programs no longer log {line!r}"
                 )
+
+
+def test_the_flask_transcript(tmp_path: Path) -> None:
+    app, console = block_after("README.md", "# hello_flask.py")
+    (tmp_path / "hello_flask.py").write_text(app.code)
+    port, server = free_port(), None
+    try:
+        for command, expected in sessions(console):
+            command = command.replace("8000", str(port))
+            if command.startswith("curl "):
+                assert curl(command, port).splitlines() == expected, command
+                continue
+            assert command.endswith(" &"), command  # the server, in the background
+            argv = [sys.executable, "-m", "ioreactor", *shlex.split(command)[1:-1]]
+            server_log = (tmp_path / "server.log").open("wb")
+            server = subprocess.Popen(
+                argv, cwd=tmp_path, stdout=server_log, stderr=subprocess.STDOUT
+            )
+            wait_accepting(port, server)
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(TIMEOUT) == 0
+    assert server is not None
+    assert (tmp_path / "server.log").read_text() == "", "the transcript shows no server output"
+
+
+# -- the layout ----------------------------------------------------------------------------
+
+
+def layout_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Layout\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_the_layout_names_every_directory_and_every_framework_module() -> None:
+    """README's layout section matches the tree: each package directory of src/ (the
+    framework's and the tools'), each module of the framework, each top-level directory
+    in the checkout."""
+    layout = layout_section()
+    src = ROOT / "src"
+    missing = []
+    for directory in sorted(p for p in src.rglob("*") if (p / "__init__.py").exists()):
+        if f"{directory.name}/" not in layout:
+            missing.append(str(directory.relative_to(ROOT)))
+    for module in sorted((src / "ioreactor").rglob("*.py")):
+        if module.name not in ("__init__.py", "__main__.py") and module.name not in layout:
+            missing.append(str(module.relative_to(ROOT)))
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode == 0:  # in a git checkout: the directories it tracks
+        tops = {line.split("/")[0] for line in tracked.stdout.splitlines() if "/" in line}
+        missing += [
+            f"{top}/" for top in sorted(tops) if not top.startswith(".") and f"{top}/" not in layout
+        ]
+    assert not missing, f"README's layout section does not name: {missing}"

@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from ioreactor.cli import build_parser
+from support.cli_process import run_cli
 
 #: Bad values for each argument type, by the type function's qualified name.
 BAD_VALUES: dict[str, tuple[str, ...]] = {
@@ -32,6 +31,8 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "log_level": ("LOUD",),
     "existing_dir": ("/nonexistent-dir", "/dev/null"),
     "output_dir": ("/dev/null", "/dev/null/results"),
+    "readable_file": ("/nonexistent-file.pem", "/"),
+    "sni_certificate": ("example.com", "=cert.pem", "example.com=/nonexistent.pem"),
     "_address_type.<locals>.address": (
         "nonsense",
         ":8080",
@@ -47,8 +48,9 @@ BAD_VALUES: dict[str, tuple[str, ...]] = {
     "names_from.<locals>.names": ("nope", "ioreactor,nope"),
     "one_of.<locals>.name": ("nope",),
     "app_spec": ("x", "1mod:app", "a:b:c", "mod:"),
-    "url_prefix": ("api", "/a?b", "/a b", "/x#y"),
-    "trusted_hosts": ("nope", "127.0.0.1,300.1.1.1", "10.0.0.0/99", ""),
+    "url_path": ("app", "/a?b", "/a b", "/caf\u00e9"),
+    "proxy_trust": ("nonsense", "10.0.0.0/33", "10.0.0.1/8", "127.0.0.1,x"),
+    "absolute_url_path": ("healthz", "/a b", "/x?y", ""),
     "_mix": ("nope=1", "keepalive=-1", "keepalive=0", "keepalive=nan"),
 }
 
@@ -176,9 +178,7 @@ ISSUE_CASES = [
 
 def test_the_issues_bad_arguments_are_one_line_exit_2_as_real_processes() -> None:
     for argv in ISSUE_CASES:
-        done = subprocess.run(
-            [sys.executable, "-m", "ioreactor", *argv], capture_output=True, text=True, timeout=60
-        )
+        done = run_cli(*argv, timeout=60)
         assert done.returncode == 2, (argv, done.stderr)
         assert done.stderr.startswith("ioreactor: error: "), (argv, done.stderr)
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, (argv, done.stderr)
@@ -186,10 +186,5 @@ def test_the_issues_bad_arguments_are_one_line_exit_2_as_real_processes() -> Non
 
 
 def test_a_missing_socket_directory_is_named() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "echo", "--listen", "unix:///nonexistent-dir/x.sock"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("echo", "--listen", "unix:///nonexistent-dir/x.sock", timeout=60)
     assert "directory /nonexistent-dir does not exist" in done.stderr, done.stderr

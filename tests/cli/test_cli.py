@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from ioreactor.cli import build_parser
+from support.cli_process import run_cli
 
 HEAVY = ("asyncio", "rich", "matplotlib", "uvloop")
 
@@ -53,13 +54,7 @@ def test_unknown_command_is_refused() -> None:
 
 
 def _version_line(**env: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-    )
+    done = run_cli("--version", timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

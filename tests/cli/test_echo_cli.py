@@ -8,20 +8,15 @@ import sys
 import time
 from pathlib import Path
 
+from ioreactor.testing import free_port
+
 ECHO = [sys.executable, "-m", "ioreactor", "echo"]
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_one_server_serves_tcp_udp_and_unix_with_a_socket_option(tmp_path: Path) -> None:
     tcp, udp, path = (
-        _free_port(socket.SOCK_STREAM),
-        _free_port(socket.SOCK_DGRAM),
+        free_port(),
+        free_port(kind=socket.SOCK_DGRAM),
         tmp_path / "e.sock",
     )
     server = subprocess.Popen(

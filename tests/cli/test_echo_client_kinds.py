@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from support.cli_process import run_cli
+
 SERVER = "import sys\nfrom ioreactor.echo import serve_echo\nsys.exit(serve_echo(sys.argv[1:]))\n"
 
 
@@ -41,25 +43,18 @@ def echo_addresses(tmp_path: Path) -> Iterator[list[str]]:
 
 def test_echo_client_drives_each_kind(echo_addresses: list[str]) -> None:
     for address in echo_addresses:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ioreactor",
-                "echo-client",
-                "--connect",
-                address,
-                "--conns",
-                "3",
-                "--size",
-                "200",
-                "--duration",
-                "0.5",
-                "--warmup",
-                "0.1",
-            ],
-            capture_output=True,
-            text=True,
+        result = run_cli(
+            "echo-client",
+            "--connect",
+            address,
+            "--conns",
+            "3",
+            "--size",
+            "200",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
             timeout=60,
         )
         assert result.returncode == 0, f"{address}: {result.stdout}{result.stderr}"
@@ -69,21 +64,14 @@ def test_echo_client_drives_each_kind(echo_addresses: list[str]) -> None:
 
 
 def test_procs_is_refused_for_other_kinds(echo_addresses: list[str]) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "echo-client",
-            "--connect",
-            echo_addresses[0],
-            "--procs",
-            "2",
-            "--duration",
-            "0.2",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "echo-client",
+        "--connect",
+        echo_addresses[0],
+        "--procs",
+        "2",
+        "--duration",
+        "0.2",
         timeout=60,
     )
     assert result.returncode != 0 and "--procs applies to TCP only" in result.stderr

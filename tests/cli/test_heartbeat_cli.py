@@ -4,49 +4,28 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from ioreactor.cli import main
+from ioreactor.testing import free_port
+from support.cli_process import CliProcess, run_cli
 
 CLI = [sys.executable, "-m", "ioreactor", "heartbeat"]
 STAMP = r"\d\d:\d\d:\d\d\.\d\d\d"  # every line carries a timestamp
 
 
-def unused_port() -> int:
-    """A port nothing listened on a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(log: Path, pattern: str, timeout: float = 20.0) -> re.Match[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        match = re.search(pattern, log.read_text(errors="replace"))
-        if match:
-            return match
-        time.sleep(0.02)
-    raise AssertionError(f"{pattern!r} not found in:\n{log.read_text(errors='replace')}")
-
-
 @pytest.mark.timeout(60)
 def test_serve_and_connect_exchange_pings_pongs_and_data(tmp_path: Path) -> None:
-    server_log, client_log = tmp_path / "serve.log", tmp_path / "connect.log"
-    with server_log.open("wb") as out:
-        server = subprocess.Popen(
-            [*CLI, "serve", "--listen", "127.0.0.1:0", "--interval", "0.1", "--misses", "2",
-             "--keepalive", "60:10:3"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        port = wait_for(server_log, r"heartbeat server on 127\.0\.0\.1:(\d+)").group(1)
+    client_log = tmp_path / "connect.log"
+    with CliProcess(
+        tmp_path, "heartbeat", "serve", "--listen", "127.0.0.1:0", "--interval", "0.1",
+        "--misses", "2", "--keepalive", "60:10:3", name="serve",
+    ) as server:  # fmt: skip
+        port = server.wait_for(r"heartbeat server on 127\.0\.0\.1:(\d+)").group(1)
         with client_log.open("wb") as out:
             client = subprocess.run(
                 [*CLI, "connect", "--connect", f"127.0.0.1:{port}", "--interval", "0.1",
@@ -54,13 +33,9 @@ def test_serve_and_connect_exchange_pings_pongs_and_data(tmp_path: Path) -> None
                 stdout=out, stderr=subprocess.STDOUT, timeout=30,
             )  # fmt: skip
         assert client.returncode == 0
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(20) == 0
-    finally:
-        server.kill()
-        server.wait(10)
+        assert server.stop(signal.SIGTERM) == 0
+        server_text = server.log()
     client_text = client_log.read_text()
-    server_text = server_log.read_text()
     assert re.search(rf"{STAMP} INFO ioreactor.heartbeat: connected to", client_text)
     assert re.search(rf"{STAMP} INFO ioreactor.heartbeat: ping seq=1 to", client_text)
     assert re.search(rf"{STAMP} INFO ioreactor.heartbeat: pong seq=1 from .* rtt=", client_text)
@@ -73,7 +48,7 @@ def test_serve_and_connect_exchange_pings_pongs_and_data(tmp_path: Path) -> None
 @pytest.mark.timeout(60)
 def test_client_retries_until_a_server_appears(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*CLI, "connect", "--connect", f"127.0.0.1:{unused_port()}", "--interval", "0.1",
+        [*CLI, "connect", "--connect", f"127.0.0.1:{free_port()}", "--interval", "0.1",
          "--duration", "1.0"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
@@ -103,11 +78,10 @@ def test_bad_arguments_are_usage_errors(
 @pytest.mark.timeout(120)
 def test_bench_heartbeat_runs_both_parts_against_a_peer(tmp_path: Path) -> None:
     """A tiny run: the command, its servers and peers and its load work together."""
-    result = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "bench", "heartbeat", "--conns", "20",
-         "--interval", "0.2", "--duration", "0.5", "--warmup", "0.3", "--frame-conns", "4",
-         "--servers", "ioreactor,asyncio", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=110,
+    result = run_cli(
+        "bench", "heartbeat", "--conns", "20", "--interval", "0.2", "--duration", "0.5",
+        "--warmup", "0.3", "--frame-conns", "4", "--servers", "ioreactor,asyncio",
+        "--out", str(tmp_path), timeout=110,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "idle heartbeating connections" in result.stdout

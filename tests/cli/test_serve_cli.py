@@ -10,14 +10,12 @@ from __future__ import annotations
 import http.client
 import signal
 import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from support.cli_process import CliProcess
+from support.cli_process import CliProcess, run_cli
 
 APP = textwrap.dedent(
     """
@@ -39,6 +37,14 @@ APP = textwrap.dedent(
         return made
 
     not_an_app = {"routes": []}
+
+    def wsgi_app(environ, start_response):
+        body = f"{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}|{environ['wsgi.multithread']}"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body.encode()]
+
+    def wrapped(*args):  # a WSGI app behind a wrapper: its signature cannot say so
+        return wsgi_app(*args)
 
     def broken_factory():
         return 1 / 0
@@ -125,7 +131,7 @@ def test_serving_options_apply_to_the_users_app(tmp_path: Path, app_dir: Path) -
         "--static",
         str(static),
         "--access-log",
-        "--max-requests",
+        "--max-requests-per-connection",
         "1",
     ) as server:
         port = int(server.wait_for(BANNER).group(2))
@@ -134,7 +140,7 @@ def test_serving_options_apply_to_the_users_app(tmp_path: Path, app_dir: Path) -
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             reply = b""
-            while chunk := sock.recv(4096):  # --max-requests 1: the server closes
+            while chunk := sock.recv(4096):  # --max-requests-per-connection 1: it closes
                 reply += chunk
         assert b"Connection: close" in reply
         assert server.stop() == 0
@@ -166,12 +172,7 @@ def test_the_banner_brackets_an_ipv6_host(tmp_path: Path, app_dir: Path) -> None
 def test_an_app_that_cannot_be_served_is_one_line_before_any_worker(
     app_dir: Path, spec: str, extra: list[str], said: list[str]
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "serve", spec, "--app-dir", str(app_dir), *extra],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("serve", spec, "--app-dir", str(app_dir), *extra, timeout=60)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("ioreactor: error: serve: ") and done.stderr.count("\n") == 1
     for words in [*said, f"app-dir {app_dir}"]:
@@ -183,12 +184,7 @@ def test_an_import_error_in_the_module_names_the_module_and_line(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "broken.py").write_text("import json\nraise RuntimeError('no config')\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "serve", "broken:app", "--app-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_cli("serve", "broken:app", "--app-dir", str(tmp_path), timeout=60)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert "importing broken failed: RuntimeError: no config at broken.py:2" in done.stderr
@@ -224,11 +220,7 @@ def test_asgi_flags_that_do_not_apply_are_one_line(
     tmp_path: Path, extra: list[str], said: str
 ) -> None:
     (tmp_path / "asgi_app.py").write_text(ASGI_APP)
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "serve", "asgi_app:app", "--app-dir", str(tmp_path),
-         *extra],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-    )  # fmt: skip
+    done = run_cli("serve", "asgi_app:app", "--app-dir", str(tmp_path), *extra)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("ioreactor: error: serve: ") and done.stderr.count("\n") == 1
     assert said in done.stderr, done.stderr
@@ -236,11 +228,7 @@ def test_asgi_flags_that_do_not_apply_are_one_line(
 
 def test_a_wsgi_callable_is_not_taken_for_asgi(tmp_path: Path) -> None:
     (tmp_path / "asgi_app.py").write_text(ASGI_APP)
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "serve", "asgi_app:wsgi", "--app-dir", str(tmp_path),
-         "--interface", "asgi"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = run_cli("serve", "asgi_app:wsgi", "--app-dir", str(tmp_path), "--interface", "asgi")
     assert done.returncode == 2
     assert "a function, not an ASGI application" in done.stderr, done.stderr
 
@@ -261,3 +249,81 @@ def test_lifespan_on_stops_an_app_that_does_not_speak_it(
         else:
             assert server.wait() == status
             assert "listening" not in server.log()
+
+
+def test_a_wsgi_app_is_served_with_its_flags(tmp_path: Path, app_dir: Path) -> None:
+    static = tmp_path / "files"
+    static.mkdir()
+    (static / "a.txt").write_text("static text")
+    with CliProcess(
+        tmp_path,
+        "serve",
+        "tests_app:wsgi_app",
+        "--app-dir",
+        str(app_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--root-path",
+        "/mount/",
+        "--static",
+        str(static),
+    ) as server:
+        port = int(server.wait_for(r"tests_app:wsgi_app \(wsgi\) " + BANNER).group(2))
+        assert get("127.0.0.1", port, "/mount/x/y")[2] == "/mount|/x/y|False"
+        assert get("127.0.0.1", port, "/elsewhere")[0] == 404
+        assert get("127.0.0.1", port, "/static/a.txt")[2] == "static text"
+        assert server.stop() == 0
+    assert "Traceback" not in server.log()
+
+
+def test_interface_names_the_kind_detection_cannot_see(tmp_path: Path, app_dir: Path) -> None:
+    done = run_cli("serve", "tests_app:wrapped", "--app-dir", str(app_dir))
+    assert done.returncode == 2 and "add --interface wsgi" in done.stderr, done.stderr
+    with CliProcess(
+        tmp_path,
+        "serve",
+        "tests_app:wrapped",
+        "--interface",
+        "wsgi",
+        "--app-dir",
+        str(app_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+    ) as server:
+        port = int(server.wait_for(BANNER).group(2))
+        assert get("127.0.0.1", port, "/p")[2] == "|/p|True"
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["tests_app:app", "--threads", "4"], "--threads applies to WSGI applications"),
+        (["tests_app:app", "--stream-body"], "--stream-body applies to WSGI applications"),
+        (
+            ["tests_app:app", "--root-path", "/a"],
+            "--root-path applies to WSGI and ASGI applications",
+        ),
+        (["tests_app:app", "--interface", "wsgi"], "--interface wsgi: app is an App, not a WSGI"),
+        (["tests_app:wsgi_app", "--interface", "native"], "is a function, not an ioreactor"),
+        (["--pool-timeout", "3"], "--pool-timeout needs MODULE:ATTR, a WSGI application"),
+    ],
+)
+def test_flags_that_do_not_apply_are_refused(app_dir: Path, argv: list[str], said: str) -> None:
+    where = ["--app-dir", str(app_dir)] if ":" in argv[0] else []
+    done = run_cli("serve", *argv, *where)
+    assert done.returncode == 2 and said in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_the_interface_choices_are_the_loaders_kinds() -> None:
+    from ioreactor.cli.serve import INTERFACES
+    from ioreactor.http.app_loader import APP_KINDS
+
+    assert ("auto", *(kind.name for kind in APP_KINDS)) == INTERFACES

@@ -15,6 +15,7 @@ from ioreactor.codec.websocket_session import (
     WebSocketSession,
 )
 from ioreactor.net.buffer import Buffer
+from ioreactor.testing import MockClock
 from support.websocket_peer import (
     BINARY,
     CLOSE,
@@ -26,14 +27,6 @@ from support.websocket_peer import (
     build_frame,
     close_payload,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Recorder:
@@ -57,9 +50,9 @@ class Recorder:
         self.calls.append("close")
 
 
-def make(**options: object) -> tuple[WebSocketSession, Recorder, FakeClock, list[float]]:
+def make(**options: object) -> tuple[WebSocketSession, Recorder, MockClock, list[float]]:
     transport = Recorder()
-    clock = FakeClock()
+    clock = MockClock(100.0)
     moved: list[float] = []
 
     def on_moved(session: WebSocketSession) -> None:
@@ -298,7 +291,7 @@ def test_options_are_validated() -> None:
 
 def test_a_client_session_masks_and_expects_unmasked_frames() -> None:
     transport = Recorder()
-    session = WebSocketSession(transport, server=False, clock=FakeClock())
+    session = WebSocketSession(transport, server=False, clock=MockClock())
     session.send_text("from the client")
     assert transport.raw[-1][1] & 0x80, "the mask bit is set"
     assert transport.frames[-1].payload == b"from the client"

@@ -1,4 +1,5 @@
-"""Test helpers for the HTTP server: an in-thread harness, a live server, response parsing.
+"""Test helpers for the HTTP server: an in-thread harness and a live server (parsing the
+responses: ``support.http``).
 
 :class:`Harness` drives one server connection over a socketpair from the test's own
 thread (``loop.run_once`` until nothing moves): deterministic, fast enough for Hypothesis,
@@ -13,10 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
-
-import httptools
 
 from ioreactor.http.app import App
 from ioreactor.http.dispatch import Dispatcher
@@ -28,6 +26,7 @@ from ioreactor.http.server import HttpServer
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.net.connection import TcpConnection
 from ioreactor.testing import LoopThread
+from support.http import Response, parse_responses
 
 
 class CountingSocket:
@@ -177,58 +176,6 @@ class Harness:
         self.close()
 
 
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.done: list[Response] = []
-        self.current: Response | None = None
-
-    def on_message_begin(self) -> None:
-        self.current = Response(0)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.current is not None
-        self.current.headers.append((name.decode("latin-1"), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        assert self.current is not None
-        self.current.status = self.parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        assert self.current is not None
-        self.current.body += body
-
-    def on_message_complete(self) -> None:
-        assert self.current is not None
-        self.done.append(self.current)
-        self.current = None
-
-
-def parse_responses(data: bytes) -> list[Response]:
-    """Every complete response in ``data`` (a HEAD response's body must be empty)."""
-    collector = _Collector()
-    collector.parser.feed_data(data)
-    return collector.done
-
-
-def status_of(data: bytes) -> int:
-    """The status code of the first response in ``data``."""
-    return int(data.split(b" ", 2)[1])
-
-
 def gated_slow_app() -> tuple[App, threading.Event]:
     """An app whose ``GET /slow`` runs in the worker pool and answers ``slow`` only once
     the returned event is set: responses pile up behind it until the test says so."""
@@ -261,25 +208,3 @@ def live_server(
             yield lt, server
         finally:
             lt.call(server.close)
-
-
-def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0) -> tuple[bytes, bool]:
-    """Send ``data`` on a new connection; read until the server closes or ``timeout``.
-
-    Returns what was read and whether the server closed the connection.
-    """
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        received = bytearray()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                return bytes(received), False
-            except ConnectionResetError:
-                return bytes(received), True
-            if not chunk:
-                return bytes(received), True
-            received += chunk
-        return bytes(received), False

@@ -6,18 +6,20 @@ from __future__ import annotations
 import math
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
-from http_support import live_server, raw_exchange
+from http_support import live_server
 
 from ioreactor.http.limits import Limits
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.http_load import HttpLoadConfig, parse_wrk_output, run_http_load
 from ioreactor_tools.bench.http_peers import http_peer_command, unavailable
-from ioreactor_tools.bench.pinning import free_port, wait_for_port
+from ioreactor_tools.bench.pinning import wait_for_port
 from ioreactor_tools.bench.report import BenchResult, median_rounds, round_ratios
 from ioreactor_tools.cli.bench.http import target_lines
+from support.cli_process import run_cli
+from support.http import raw_exchange
 
 
 @pytest.mark.parametrize("pipeline", [1, 8])
@@ -98,12 +100,7 @@ def test_parse_wrk_output() -> None:
 
 
 def test_bench_http_command_parses() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "bench", "http", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_cli("bench", "http", "--help", timeout=60)
     assert out.returncode == 0 and "--pipeline" in out.stdout and "--load" in out.stdout
 
 

@@ -14,6 +14,9 @@ from http_support import live_server
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 RESPONSE_END = b"Hello, World!"
+#: An idle gap that crosses at least one second boundary: a Date cached before it is
+#: stale after it.
+IDLE = 1.1
 
 
 def dated_request(sock: socket.socket) -> tuple[float, int, float]:
@@ -39,10 +42,10 @@ def assert_current(sent: float, date: int, received: float) -> None:
 
 def test_the_first_response_after_an_idle_start_carries_the_current_second() -> None:
     with live_server() as (_, server):
-        time.sleep(2.2)  # the server started (and cached its first Date) two seconds ago
+        time.sleep(IDLE)  # the server started (and cached its first Date) a second ago
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             assert_current(*dated_request(sock))
-            time.sleep(2.2)  # idle again, the connection kept
+            time.sleep(IDLE)  # idle again, the connection kept
             assert_current(*dated_request(sock))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import threading
 
-from http_support import Harness, parse_responses
+from http_support import Harness
 
 from ioreactor.http.app import App
 from ioreactor.http.dispatch import LATER, Dispatcher
@@ -22,6 +22,7 @@ from ioreactor.http.response_queue import Slot
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
+from support.http import parse_responses
 
 
 class Upper(Handler):

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from http_support import Harness, parse_responses
+from http_support import Harness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +18,7 @@ from ioreactor.http.echo_app import build_echo_app
 from ioreactor.http.limits import Limits
 from ioreactor.http.request import Request
 from ioreactor.loop.event_loop import EventLoop
+from support.http import parse_responses
 
 LIMITS = Limits(max_request_line=512, max_header_bytes=2048, max_headers=20, max_body=4096)
 

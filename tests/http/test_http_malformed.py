@@ -4,10 +4,11 @@ and the connection ends; nothing after the bad request is ever parsed."""
 from __future__ import annotations
 
 import pytest
-from http_support import Harness, live_server, raw_exchange, status_of
+from http_support import Harness, live_server
 
 from ioreactor.http.limits import Limits
 from ioreactor.http.protocol import LINGER
+from support.http import raw_exchange, status_of
 
 LIMITS = Limits(max_request_line=256, max_header_bytes=1024, max_headers=10, max_body=4096)
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"

@@ -7,8 +7,6 @@ that ends the connection.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from ioreactor.http.errors import HttpError
@@ -23,13 +21,6 @@ CHUNKED = (
     b"PUT /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n"
 )
-
-
-@pytest.fixture
-def loop() -> Iterator[EventLoop]:
-    loop = EventLoop(name="parser-test")
-    yield loop
-    loop.close()
 
 
 def parser_for(loop: EventLoop, limits: Limits | None = None) -> RequestParser:

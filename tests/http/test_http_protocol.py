@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from http_support import Harness, gated_slow_app, parse_responses, status_of
+from http_support import Harness, gated_slow_app
 
 from ioreactor.http.app import App
 from ioreactor.http.errors import HttpError
@@ -17,6 +17,7 @@ from ioreactor.http.limits import Limits
 from ioreactor.http.protocol import IDLE, LINGER
 from ioreactor.http.request import Request
 from ioreactor.http.response import Response, StreamingResponse
+from support.http import parse_responses, status_of
 
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from pathlib import Path
 
@@ -12,9 +11,8 @@ import pytest
 from ioreactor.http.sendfile import FileSender
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
-from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
-from ioreactor.testing import open_fds
+from ioreactor.testing import connection_pair, open_fds, run_until
 
 SIZE = 4 * 1024 * 1024 + 3
 
@@ -26,23 +24,9 @@ def payload(tmp_path: Path) -> Path:
     return path
 
 
-def connected(loop: EventLoop) -> tuple[TcpConnection, socket.socket]:
-    server_end, client = socket.socketpair()
-    server_end.setblocking(False)
-    conn = TcpConnection(loop, server_end, "peer", Handler())
-    conn.start()
-    return conn, client
-
-
-def run_until(loop: EventLoop, done: list[bool], timeout: float = 30.0) -> None:
-    deadline = loop.time() + timeout
-    while not done and loop.time() < deadline:
-        loop.run_once(0.05)
-
-
 def test_head_then_whole_file_then_more_output(poller_name: str, payload: Path) -> None:
     loop = new_loop(poller_name)
-    conn, client = connected(loop)
+    conn, client = connection_pair(loop, Handler())
     received = bytearray()
 
     def reader() -> None:  # a slow reader: the socket fills and the sender must wait
@@ -61,10 +45,10 @@ def test_head_then_whole_file_then_more_output(poller_name: str, payload: Path) 
         conn.send(b"HEAD:")
         sender = FileSender(conn, fd, 0, SIZE, done.append)
         sender.start()
-        run_until(loop, done)
+        run_until(loop, lambda: bool(done))
         assert done == [True] and not sender.active
         conn.send(b"TAIL!")
-        loop.run_once(0)
+        run_until(loop, lambda: conn.output_size == 0)
         thread.join(30)
         assert bytes(received) == b"HEAD:" + payload.read_bytes() + b"TAIL!"
     finally:
@@ -76,12 +60,12 @@ def test_head_then_whole_file_then_more_output(poller_name: str, payload: Path) 
 
 def test_range_of_a_file(payload: Path) -> None:
     loop = EventLoop()
-    conn, client = connected(loop)
+    conn, client = connection_pair(loop, Handler())
     done: list[bool] = []
     fd = os.open(payload, os.O_RDONLY)
     try:
         FileSender(conn, fd, 1000, 5000, done.append).start()
-        run_until(loop, done)
+        run_until(loop, lambda: bool(done))
         client.settimeout(10)
         data = b""
         while len(data) < 5000:
@@ -97,14 +81,14 @@ def test_range_of_a_file(payload: Path) -> None:
 def test_peer_gone_mid_transfer_reports_failure_and_leaks_nothing(payload: Path) -> None:
     fds = open_fds()
     loop = EventLoop()
-    conn, client = connected(loop)
+    conn, client = connection_pair(loop, Handler())
     done: list[bool] = []
     fd = os.open(payload, os.O_RDONLY)
     sender = FileSender(conn, fd, 0, SIZE, done.append)
     sender.start()
     loop.run_once(0.05)
     client.close()
-    run_until(loop, done)
+    run_until(loop, lambda: bool(done))
     assert done == [False]
     conn.force_close()
     os.close(fd)
@@ -116,12 +100,12 @@ def test_file_shorter_than_promised(tmp_path: Path) -> None:
     path = tmp_path / "short"
     path.write_bytes(b"x" * 100)
     loop = EventLoop()
-    conn, client = connected(loop)
+    conn, client = connection_pair(loop, Handler())
     done: list[bool] = []
     fd = os.open(path, os.O_RDONLY)
     try:
         FileSender(conn, fd, 0, 1000, done.append).start()
-        run_until(loop, done)
+        run_until(loop, lambda: bool(done))
         assert done == [False]
     finally:
         os.close(fd)

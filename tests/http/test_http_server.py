@@ -16,11 +16,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from http_support import live_server, raw_exchange, status_of
+from http_support import live_server
 
 from ioreactor.http.app import App
 from ioreactor.http.request import Request
 from ioreactor.http.server import HttpServer
+from support.cli_process import run_cli
+from support.http import raw_exchange, status_of
+from support.server_process import wait_accepting
 
 
 def test_http_client_reuses_one_connection(poller_name: str) -> None:
@@ -201,21 +204,14 @@ def test_serve_answers_and_stops_gracefully_on_sigterm(
 
 
 def test_serve_refuses_a_missing_static_directory() -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "serve",
-            "--static",
-            "/nonexistent/dir",
-            "--workers",
-            "0",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        capture_output=True,
-        text=True,
+    out = run_cli(
+        "serve",
+        "--static",
+        "/nonexistent/dir",
+        "--workers",
+        "0",
+        "--listen",
+        "127.0.0.1:0",
         timeout=60,
     )
     assert out.returncode == 2 and "directory '/nonexistent/dir' does not exist" in out.stderr
@@ -242,14 +238,7 @@ def test_serve_on_several_cores(mode: list[str]) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server never listened"
-                time.sleep(0.05)
+        wait_accepting(port, proc)
         conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(8)]
         for sock in conns:
             sock.sendall(

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_support import live_server, parse_responses, raw_exchange, status_of
+from http_support import live_server
 
 from ioreactor.http.echo_app import build_echo_app
 from ioreactor.http.server import HttpServer
 from ioreactor.http.static import parse_range
 from ioreactor.testing import LoopThread, open_fds
+from support.http import parse_responses, raw_exchange, status_of
 
 BIG = 3 * 1024 * 1024 + 17
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import socket
 import time
 
-from http_support import Harness, gated_slow_app, live_server, status_of
+from http_support import Harness, gated_slow_app, live_server
 
 from ioreactor.http.app import App
 from ioreactor.http.limits import Limits
 from ioreactor.http.parser import FEED_SLICE
 from ioreactor.http.protocol import BODY, HEADERS, IDLE, LINGER, RESUME_POLL, RESUME_POLL_MAX
 from ioreactor.http.request import Request
+from support.http import status_of
 
 LIMITS = Limits(
     header_timeout=5.0,

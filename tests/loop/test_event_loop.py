@@ -20,18 +20,11 @@ import pytest
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import LAG_WINDOW, SCRATCH_SIZE, EventLoop
 from ioreactor.loop.poller import READ, WRITE
-from ioreactor.testing import LoopThread
+from ioreactor.testing import LoopThread, run_until
 
 pytestmark = pytest.mark.timeout(30)
 
 LIVENESS = 10.0  # seconds: how long anything that should happen "soon" may take
-
-
-def run_until(loop: EventLoop, predicate: Callable[[], bool], timeout: float = LIVENESS) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        loop.run_once(0.05)
 
 
 # -- call_soon ---------------------------------------------------------------------------

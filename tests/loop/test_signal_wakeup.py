@@ -5,21 +5,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from ioreactor.loop.event_loop import EventLoop
 
 #: Liveness bound: a loop whose poll is never woken sleeps this long.
 SLEEP = 15.0
-
-
-@pytest.fixture
-def loop() -> Iterator[EventLoop]:
-    ev = EventLoop(name="signal-wakeup-test")
-    yield ev
-    ev.close()
 
 
 def wakeup_fd() -> int:

@@ -7,9 +7,6 @@ protocol needs (SEQPACKET messages, SCM_RIGHTS batches, ready and load reports).
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
-
-import pytest
 
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.multicore.channel import (
@@ -18,22 +15,7 @@ from ioreactor.multicore.channel import (
     WorkerChannel,
     channel_pair,
 )
-from ioreactor.testing import open_fds
-
-
-@pytest.fixture
-def loop() -> Iterator[EventLoop]:
-    ev = EventLoop(name="channel-test")
-    yield ev
-    ev.close()
-
-
-def run_until(loop: EventLoop, predicate: Callable[[], bool], iterations: int = 200) -> None:
-    for _ in range(iterations):
-        if predicate():
-            return
-        loop.run_once(0.05)
-    raise AssertionError("condition never became true")
+from ioreactor.testing import open_fds, run_until
 
 
 class Received:

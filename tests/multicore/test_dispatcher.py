@@ -6,7 +6,9 @@ import os
 import signal
 from pathlib import Path
 
-from multicore_harness import AppServer, wait_until
+from multicore_harness import AppServer
+
+from ioreactor.testing import wait_until
 
 
 def test_connections_queued_to_a_dead_worker_are_served_by_another(tmp_path: Path) -> None:
@@ -14,7 +16,7 @@ def test_connections_queued_to_a_dead_worker_are_served_by_another(tmp_path: Pat
     stopped = 0
     try:
         pids = server.worker_pids()
-        baseline = server.open_fds()
+        baseline = server.fds()
         stopped = pids[0]
         os.kill(stopped, signal.SIGSTOP)  # it takes no more fds from its channel
         clients = [server.connect() for _ in range(6)]  # round-robin: 3 of them go to it
@@ -29,8 +31,8 @@ def test_connections_queued_to_a_dead_worker_are_served_by_another(tmp_path: Pat
             assert client.request(b"still served") == b"still served"
             client.close()
         server.wait_for(r"worker 0 restarted")
-        assert wait_until(lambda: server.open_fds() == baseline), (
-            f"supervisor holds {server.open_fds()} fds, {baseline} before"
+        assert wait_until(lambda: server.fds() == baseline), (
+            f"supervisor holds {server.fds()} fds, {baseline} before"
         )
         server.signal(signal.SIGTERM)
         assert server.wait() == 0

@@ -5,22 +5,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.multicore.signals import StopSignals
 
 #: Liveness bound: a loop whose poll is never woken sleeps this long per iteration.
 SLEEP = 15.0
-
-
-@pytest.fixture
-def loop() -> Iterator[EventLoop]:
-    ev = EventLoop(name="signals-test")
-    yield ev
-    ev.close()
 
 
 def signal_during_poll(sig: int, delay: float = 0.3) -> threading.Thread:

@@ -4,42 +4,29 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from multicore_harness import TIMEOUT, AppServer, LineClient, wait_until
+from multicore_harness import AppServer, LineClient
 
 from ioreactor.multicore import FORCED_EXIT, RestartBackoff, describe_exit
+from ioreactor.testing import wait_until
+from support.chatter import Chatter
 
 #: Liveness bound on a restart; the real figure (tens of ms) is printed and in the log.
 RESTART_BOUND = 5.0
 
 
-class Chatter(threading.Thread):
-    """Keeps one connection exchanging requests until stopped; records any error."""
+def chatter(client: LineClient) -> Chatter:
+    """Keeps ``client`` exchanging lines, each checked, until stopped."""
 
-    def __init__(self, client: LineClient) -> None:
-        super().__init__(daemon=True)
-        self.client = client
-        self.done = threading.Event()
-        self.exchanges = 0
-        self.error: BaseException | None = None
+    def exchange(n: int) -> None:
+        line = b"chat %d" % n
+        if client.request(line) != line:
+            raise AssertionError("wrong reply")
 
-    def run(self) -> None:
-        try:
-            while not self.done.is_set():
-                line = b"chat %d" % self.exchanges
-                if self.client.request(line) != line:
-                    raise AssertionError("wrong reply")
-                self.exchanges += 1
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join(TIMEOUT)
+    return Chatter(exchange)
 
 
 @pytest.mark.parametrize("dispatch", ["reuseport", "fdpass"])
@@ -55,9 +42,9 @@ def test_killed_worker_is_restarted_fast_and_other_workers_see_no_error(
             clients.append(server.connect())  # reuseport hashes: 10 may all land on one
         survivors = [c for c in clients if c.pid() != victim]
         assert survivors, "some connections are on the other worker"
-        chatters = [Chatter(c) for c in survivors]
-        for chatter in chatters:
-            chatter.start()
+        chatters = [chatter(c) for c in survivors]
+        for busy in chatters:
+            busy.start()
         assert wait_until(lambda: all(c.exchanges > 10 for c in chatters))
         killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
@@ -69,11 +56,9 @@ def test_killed_worker_is_restarted_fast_and_other_workers_see_no_error(
         before = [c.exchanges for c in chatters]
         progress = list(zip(chatters, before, strict=True))
         assert wait_until(lambda: all(c.exchanges > b + 10 for c, b in progress))
-        for chatter in chatters:
-            chatter.stop()
-            assert chatter.error is None, (
-                f"a connection on the other worker failed: {chatter.error}"
-            )
+        for busy in chatters:
+            busy.stop()
+            assert busy.error is None, f"a connection on the other worker failed: {busy.error}"
         newcomer = server.worker_pids()[victim_index]
         assert newcomer != victim
 
@@ -88,8 +73,8 @@ def test_killed_worker_is_restarted_fast_and_other_workers_see_no_error(
         server.signal(signal.SIGTERM)
         assert server.wait() == 0
     finally:
-        for chatter in chatters:
-            chatter.done.set()
+        for busy in chatters:
+            busy.done.set()
         server.stop()
 
 

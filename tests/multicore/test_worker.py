@@ -15,7 +15,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from multicore_harness import TIMEOUT, AppServer, LineClient, wait_until
+from multicore_harness import TIMEOUT, AppServer, LineClient
+
+from ioreactor.testing import wait_until
 
 CLIENTS = 8
 #: Requests a client keeps in flight (pipelined) at any time.

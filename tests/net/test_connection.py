@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import random
-import selectors
 import socket
 import struct
 import threading
@@ -33,7 +32,8 @@ from ioreactor.net.channels import connection_class
 from ioreactor.net.connection import IOV_MAX, TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import LoopThread, open_fds
+from ioreactor.testing import LoopThread, open_fds, read_until_closed, recv_exactly, run_until
+from support.echo import echo_many
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -144,22 +144,6 @@ def wait(lt: LoopThread, predicate: Callable[[], bool], what: str) -> None:
     assert lt.wait_until(predicate, LIVENESS), f"timed out waiting for {what}"
 
 
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < n:
-        chunk = sock.recv(min(n - len(chunks), MiB))
-        assert chunk, f"EOF after {len(chunks)} of {n} bytes"
-        chunks += chunk
-    return bytes(chunks)
-
-
-def recv_until_eof(sock: socket.socket) -> bytes:
-    chunks = bytearray()
-    while chunk := sock.recv(MiB):
-        chunks += chunk
-    return bytes(chunks)
-
-
 def payload(n: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(n)
 
@@ -170,50 +154,6 @@ def no_unhandled_errors(caplog: pytest.LogCaptureFixture) -> None:
 
 
 # -- echo integrity -------------------------------------------------------------------------
-
-
-def echo_many(addr: tuple[str, int], payloads: list[bytes], timeout: float) -> list[bytes]:
-    """Push every payload through its own connection at once; return what came back."""
-    sel = selectors.DefaultSelector()
-    received: list[bytearray] = [bytearray() for _ in payloads]
-    sent = [0] * len(payloads)
-    socks = []
-    for i in range(len(payloads)):
-        sock = socket.create_connection(addr, timeout=LIVENESS)
-        sock.setblocking(False)
-        socks.append(sock)
-        sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, i)
-    pending = len(payloads)
-    deadline = time.monotonic() + timeout
-    try:
-        while pending:
-            assert time.monotonic() < deadline, f"{pending} echo connections unfinished"
-            for key, mask in sel.select(1.0):
-                i = key.data
-                sock = socks[i]
-                data = payloads[i]
-                if mask & selectors.EVENT_WRITE:
-                    try:
-                        sent[i] += sock.send(memoryview(data)[sent[i] : sent[i] + SCRATCH_SIZE])
-                    except BlockingIOError:
-                        pass
-                    if sent[i] == len(data):
-                        sel.modify(sock, selectors.EVENT_READ, i)
-                if mask & selectors.EVENT_READ:
-                    try:
-                        chunk = sock.recv(SCRATCH_SIZE)
-                    except BlockingIOError:
-                        continue
-                    assert chunk, f"connection {i} closed after {len(received[i])} bytes"
-                    received[i] += chunk
-                    if len(received[i]) == len(data):
-                        sel.unregister(sock)
-                        pending -= 1
-    finally:
-        sel.close()
-        for sock in socks:
-            sock.close()
-    return [bytes(r) for r in received]
 
 
 @pytest.mark.parametrize("handler_class", [Echo, EchoInPlace])
@@ -323,10 +263,10 @@ def test_on_read_that_closes_or_raises_ends_that_connection_only(
     with connect(addr) as good, connect(addr) as closing, connect(addr) as failing:
         wait(loop_thread, lambda: len(handler.conns) == 3, "three connections")
         closing.sendall(b"close\n")
-        assert recv_until_eof(closing) == b""
+        assert read_until_closed(closing) == (b"", True)
         with caplog.at_level(logging.ERROR, logger="ioreactor.connection"):
             failing.sendall(b"boom\n")
-            assert recv_until_eof(failing) == b""
+            assert read_until_closed(failing) == (b"", True)
         good.sendall(b"ok\n")
         assert recv_exactly(good, 3) == b"OK\n"
     wait(loop_thread, lambda: sum(handler.closes.values()) == 3, "3 closes")
@@ -389,7 +329,7 @@ def test_on_read_returning_a_bad_count_closes_that_connection(
     with caplog.at_level(logging.ERROR, logger="ioreactor.connection"):
         with connect(address(loop_thread, server)) as sock:
             sock.sendall(b"hello")
-            recv_until_eof(sock)
+            assert read_until_closed(sock)[1], "the server closed"
         wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "on_close")
     assert any("on_read" in r.getMessage() for r in caplog.records)
     no_unhandled_errors(caplog)
@@ -451,13 +391,6 @@ def counting_pair() -> tuple[CountingSocket, socket.socket]:
     counted.setblocking(False)
     b.settimeout(LIVENESS)
     return counted, b
-
-
-def run_until(loop: EventLoop, predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + LIVENESS
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        loop.run_once(0.05)
 
 
 class ThreeReplies(Recorder):
@@ -820,7 +753,7 @@ def test_shutdown_half_closes_after_draining_and_keeps_reading(loop_thread: Loop
     server = serve(loop_thread, handler)
     with connect(address(loop_thread, server)) as sock:
         sock.sendall(b"request")
-        assert recv_until_eof(sock) == response, "everything queued, then EOF"
+        assert read_until_closed(sock) == (response, True), "everything queued, then EOF"
         conn = handler.conns[0]
         assert not loop_thread.call(lambda: conn.closed)
         sock.sendall(b"after our EOF")  # the server still reads its half-open side
@@ -847,7 +780,7 @@ def test_peer_half_close_surfaces_on_eof_and_default_closes_after_draining(
         wait(loop_thread, lambda: bool(handler.received), "request")
         sock.shutdown(socket.SHUT_WR)
         wait(loop_thread, lambda: bool(handler.eofs), "on_eof")
-        assert recv_until_eof(sock) == response, "queued output drains before the close"
+        assert read_until_closed(sock) == (response, True), "queued output drains before the close"
     conn = handler.conns[0]
     wait(loop_thread, lambda: handler.closes[conn] == 1, "on_close")
     assert handler.eofs[conn] == 1
@@ -869,7 +802,7 @@ def test_on_eof_returning_true_keeps_the_connection_writable(loop_thread: LoopTh
     with connect(address(loop_thread, server)) as sock:
         sock.sendall(b"question")
         sock.shutdown(socket.SHUT_WR)
-        assert recv_until_eof(sock) == b"late answer"
+        assert read_until_closed(sock) == (b"late answer", True)
     wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "on_close")
 
 
@@ -913,7 +846,7 @@ def test_close_from_another_thread_drains_first(loop_thread: LoopThread) -> None
         conn = handler.conns[0]
         conn.close()
         conn.close()  # twice: harmless
-        assert recv_until_eof(sock) == response
+        assert read_until_closed(sock) == (response, True)
     wait(loop_thread, lambda: handler.closes[conn] == 1, "on_close")
 
 
@@ -1074,12 +1007,12 @@ def test_handler_exception_closes_only_that_connection(
         wait(loop_thread, lambda: len(handler.conns) == 2, "two connections")
         with caplog.at_level(logging.ERROR, logger="ioreactor.connection"):
             bad.sendall(b"boom")
-            assert recv_until_eof(bad) == b""
+            assert read_until_closed(bad) == (b"", True)
             good.sendall(b"still fine")
             assert recv_exactly(good, 10) == b"still fine"
             handler.fail_connect = True
             with connect(addr) as refused:
-                assert recv_until_eof(refused) == b""
+                assert read_until_closed(refused) == (b"", True)
                 name = refused.getsockname()
             handler.fail_connect = False
             good.sendall(b"and again")
@@ -1215,3 +1148,26 @@ def test_select_refusing_a_high_fd_closes_only_that_socket(
             os.close(fd)
         spare.close()
         loop.close()
+
+
+class PausesEachRead(Recorder):
+    """Pauses reading at each delivery and resumes 2 ms later: bytes and the FIN arrive
+    meanwhile (on io_uring, in completions that come while paused)."""
+
+    def reply(self, conn: TcpConnection, chunk: bytes) -> None:
+        conn.pause_reading()
+        conn.loop.call_later(0.002, conn.resume_reading)
+
+
+def test_a_fin_while_reading_is_paused_loses_no_byte(loop_thread: LoopThread) -> None:
+    handler = PausesEachRead()
+    server = serve(loop_thread, handler)
+    data = b"".join(bytes([i % 251]) * (1000 + 37 * i) for i in range(300))
+    with connect(address(loop_thread, server)) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)  # the FIN right behind the bytes
+        assert read_until_closed(sock)[1], "the server closed"
+    wait(loop_thread, lambda: sum(handler.closes.values()) == 1, "the close")
+    (conn,) = handler.conns
+    assert bytes(handler.data[conn]) == data
+    assert handler.eofs[conn] == 1

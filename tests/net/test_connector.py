@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from net_support import LIVENESS, fd_count, free_port, run_until
+from net_support import LIVENESS, fd_count
 
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import FD_SETSIZE
 from ioreactor.net import connector as connector_mod
 from ioreactor.net.address import to_address
 from ioreactor.net.connector import Connector
+from ioreactor.testing import free_port, run_until
 
 pytestmark = pytest.mark.timeout(60)
 

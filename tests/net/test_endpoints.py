@@ -21,7 +21,7 @@ from ioreactor.echo import DatagramEchoHandler, EchoHandler, start_echo
 from ioreactor.net.address import AddressError, parse_address
 from ioreactor.net.endpoints import Endpoints, StreamServer
 from ioreactor.net.sockopt import KeepAlive, SockOptError, parse_sockopt
-from ioreactor.testing import LoopThread
+from ioreactor.testing import LoopThread, recv_exactly
 
 TIMEOUT = 10.0
 
@@ -46,13 +46,7 @@ def _echo(bound: str, payload: bytes) -> bytes:
             sock.send(payload)
             return sock.recv(65536)
         sock.sendall(payload)
-        data = b""
-        while len(data) < len(payload):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        return data
+        return recv_exactly(sock, len(payload))
 
 
 def test_echo_over_every_kind_at_once(tmp_path: Path) -> None:
@@ -279,10 +273,14 @@ def test_serve_echo_runs_until_sigterm_and_cleans_up(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        while not os.path.exists(path):
+        while True:  # the path appears at bind(), a connection succeeds after listen()
             assert proc.poll() is None and time.monotonic() < deadline, "server never listened"
-            time.sleep(0.02)
-        assert _echo(f"unix://{path}", b"served") == b"served"
+            try:
+                echoed = _echo(f"unix://{path}", b"served")
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.02)
+        assert echoed == b"served"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

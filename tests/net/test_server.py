@@ -17,7 +17,7 @@ from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import LoopThread
+from ioreactor.testing import LoopThread, read_until_closed, recv_exactly
 
 TIMEOUT = 30.0
 BURST = 8 * 1024 * 1024
@@ -27,26 +27,6 @@ def connect(server: TcpServer) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < n:
-        chunk = sock.recv(n - len(chunks))
-        if not chunk:
-            break
-        chunks += chunk
-    return bytes(chunks)
-
-
-def recv_until_closed(sock: socket.socket) -> bytes:
-    data = bytearray()
-    try:
-        while chunk := sock.recv(1 << 20):
-            data += chunk
-    except ConnectionResetError:
-        pass
-    return bytes(data)
 
 
 class ThreadCheckingEcho(Handler):
@@ -221,7 +201,7 @@ def test_close_force_closes_connections_and_stops_the_sub_loop_threads(lt: LoopT
     assert len(threads) == 2
     lt.call(server.close)
     for sock in clients:
-        assert recv_until_closed(sock) == b""
+        assert read_until_closed(sock, TIMEOUT) == (b"", True)
         sock.close()
     for t in threads:
         t.join(TIMEOUT)
@@ -247,8 +227,9 @@ def test_graceful_shutdown_drains_in_flight_output_then_reports_done(
         with pytest.raises(OSError):  # stopped accepting at once
             socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
         assert server.connection_count == 1 and not done.is_set()
-        data = recv_until_closed(sock)
+        data, closed = read_until_closed(sock, TIMEOUT)
         assert data == b"x" * BURST + b"bye", "everything in flight, then the goodbye"
+        assert closed
         assert done.wait(TIMEOUT)
         assert server.connection_count == 0
         assert handler.shutdown_on_own_thread == [True]
@@ -267,7 +248,8 @@ def test_shutdown_force_closes_what_is_left_at_the_timeout(lt: LoopThread) -> No
         server.shutdown(0.2, on_done=done.set)  # the client reads nothing meanwhile
         assert done.wait(TIMEOUT)
         assert server.connection_count == 0
-        assert len(recv_until_closed(sock)) < BURST
+        data, closed = read_until_closed(sock, TIMEOUT)
+        assert closed and len(data) < BURST
     finally:
         sock.close()
         lt.call(server.close)
@@ -282,7 +264,7 @@ def test_a_failing_on_shutdown_closes_only_that_connection(lt: LoopThread) -> No
         server.shutdown(TIMEOUT, on_done=done.set)
         assert done.wait(TIMEOUT)
         for sock in clients:
-            assert recv_until_closed(sock) == b""
+            assert read_until_closed(sock, TIMEOUT) == (b"", True)
     finally:
         for sock in clients:
             sock.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -32,29 +31,10 @@ from ioreactor.net.systemd import (
     SystemdError,
     socket_from_fd,
 )
-from ioreactor.testing import open_fds
+from ioreactor.testing import free_port, open_fds
+from support.systemd import socket_activate
 
 TIMEOUT = 20.0
-SOCKET_ACTIVATE_PATHS = ("/usr/bin/systemd-socket-activate", "/lib/systemd/systemd-activate")
-
-
-def socket_activate() -> str:
-    found = shutil.which("systemd-socket-activate") or next(
-        (path for path in SOCKET_ACTIVATE_PATHS if os.access(path, os.X_OK)), None
-    )
-    if found is None:
-        pytest.skip(
-            "needs systemd-socket-activate (Debian package systemd: "
-            "/usr/bin/systemd-socket-activate)"
-        )
-    return found
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # -- socket activation with the real tool -------------------------------------------------
@@ -240,7 +220,7 @@ DATAGRAM_SERVICE = textwrap.dedent(
 
 def test_systemd_socket_activate_datagram_socket_is_detected_as_such() -> None:
     tool = socket_activate()
-    port = free_port(socket.SOCK_DGRAM)
+    port = free_port(kind=socket.SOCK_DGRAM)
     command = [tool, "--datagram", "-l", f"127.0.0.1:{port}", "--fdname=dns"]
     with (
         subprocess.Popen(

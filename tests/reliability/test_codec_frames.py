@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_support import TIMEOUT, read_until_closed
+from reliability_support import TIMEOUT
 
 from ioreactor.codec.base import FrameError
 from ioreactor.codec.handler import FrameHandler
@@ -27,7 +27,7 @@ from ioreactor.heartbeat import HeartbeatHandler
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import LoopThread
+from ioreactor.testing import LoopThread, read_until_closed
 
 MAX_FRAME = 4096
 #: 4-byte length field counting the payload, stripped on decode.

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from reliability_support import TIMEOUT, http_get
+from reliability_support import TIMEOUT
 
 from ioreactor.http.app import App
 from ioreactor.http.request import Request
@@ -27,6 +27,7 @@ from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.testing import LoopThread
+from support.http import http_get
 
 #: How long the blocking handlers block: well above the loop's slow-iteration threshold.
 BLOCK = 0.3

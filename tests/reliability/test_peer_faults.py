@@ -20,15 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_support import (
-    TIMEOUT,
-    Responses,
-    http_get,
-    read_until_closed,
-    rst_close,
-    serve,
-    wait_until,
-)
+from reliability_support import TIMEOUT, rst_close, serve
 
 from ioreactor.http import protocol as protocol_module
 from ioreactor.http.echo_app import build_echo_app
@@ -39,7 +31,8 @@ from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import LoopThread, open_fds
+from ioreactor.testing import LoopThread, open_fds, read_until_closed, wait_until
+from support.http import ResponseReader, http_get
 
 PEER_CLIENT = Path(__file__).with_name("peer_client.py")
 #: Short deadlines so the faults play out in about a second.
@@ -325,7 +318,7 @@ def test_a_slow_reader_of_pipelined_responses_gets_them_all(
             assert lt.wait_until(
                 lambda: any(c.context.paused for c in server.tcp.connections), timeout=TIMEOUT
             )
-            parsed = Responses()
+            parsed = ResponseReader()
             while len(parsed) < count:
                 chunk = sock.recv(1 << 20)
                 assert chunk, f"closed after {len(parsed)} of {count} responses"

@@ -23,47 +23,30 @@ import socket
 import threading
 from pathlib import Path
 
-from reliability_support import (
-    GET,
-    TIMEOUT,
-    Responses,
-    serve,
-    serving_pid,
-    wait_until,
-)
+from reliability_support import TIMEOUT, serve, serving_pid
+
+from ioreactor.testing import wait_until
+from support.chatter import Chatter
+from support.http import GET, ResponseReader
 
 HELLO = b"Hello, World!"
 
 
-class KeepAliveChatter(threading.Thread):
-    """GET / over one keep-alive connection, again and again; records the first error."""
+def keep_alive_chatter(sock: socket.socket) -> Chatter:
+    """GET / over one keep-alive connection, again and again, each answer checked."""
+    parsed = ResponseReader()
 
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__(daemon=True)
-        self.sock = sock
-        self.exchanges = 0
-        self.error: BaseException | None = None
-        self.done = threading.Event()
+    def exchange(n: int) -> None:
+        sock.sendall(GET)
+        while len(parsed) == n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the server")
+            parsed.feed(chunk)
+        if parsed[-1].status != 200 or parsed[-1].body != HELLO:
+            raise AssertionError(f"bad answer {parsed[-1].status}")
 
-    def run(self) -> None:
-        parsed = Responses()
-        try:
-            while not self.done.is_set():
-                self.sock.sendall(GET)
-                while len(parsed) == self.exchanges:
-                    chunk = self.sock.recv(65536)
-                    if not chunk:
-                        raise ConnectionError("closed by the server")
-                    parsed.feed(chunk)
-                if parsed.statuses[-1] != 200 or parsed.bodies[-1] != HELLO:
-                    raise AssertionError(f"bad answer {parsed.statuses[-1]}")
-                self.exchanges += 1
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join(TIMEOUT)
+    return Chatter(exchange)
 
 
 def owner(sock: socket.socket, pids: list[int]) -> int:
@@ -82,7 +65,7 @@ def owner(sock: socket.socket, pids: list[int]) -> int:
 
 def test_worker_killed_under_load(tmp_path: Path) -> None:
     with serve(tmp_path, "--workers", "2") as server:
-        server.start(workers=2)
+        server.start()
         workers = server.worker_pids()
         victim_index, victim = sorted(workers.items())[0]
         socks: list[socket.socket] = []
@@ -92,7 +75,7 @@ def test_worker_killed_under_load(tmp_path: Path) -> None:
             socks.append(sock)
             where[owner(sock, list(workers.values()))].append(sock)
         assert all(where[p] for p in workers.values()), "reuseport gave one worker everything"
-        chatters = {sock: KeepAliveChatter(sock) for sock in socks}
+        chatters = {sock: keep_alive_chatter(sock) for sock in socks}
         try:
             for chatter in chatters.values():
                 chatter.start()
@@ -147,7 +130,7 @@ class Pipeliner(threading.Thread):
         super().__init__(daemon=True)
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
         self.port: int = self.sock.getsockname()[1]
-        self.parsed = Responses()
+        self.parsed = ResponseReader()
         self.sent = 0
         self.out_of_order: bytes | None = None
         self.ended = ""
@@ -166,11 +149,11 @@ class Pipeliner(threading.Thread):
                 before = len(parsed)
                 parsed.feed(chunk)
                 for i in range(before, len(parsed)):
-                    if parsed.bodies[i] != b"%d" % i:
-                        self.out_of_order = parsed.bodies[i]
+                    if parsed[i].body != b"%d" % i:
+                        self.out_of_order = parsed[i].body
                         return
                 more = len(parsed) - before
-                if more and parsed.says_close(len(parsed) - 1):
+                if more and parsed[-1].closes:
                     continue  # the server said goodbye: send nothing more, read to the end
                 if more:
                     sock.sendall(b"".join(numbered(self.sent + i) for i in range(more)))
@@ -185,7 +168,7 @@ class Pipeliner(threading.Thread):
 
 def test_sigterm_under_load_answers_what_was_taken_in_then_exits_zero(tmp_path: Path) -> None:
     with serve(tmp_path, "--workers", "2", "--access-log") as server:
-        server.start(workers=2)
+        server.start()
         clients = [Pipeliner(server.port) for _ in range(PIPELINERS)]
         for client in clients:
             client.start()
@@ -200,7 +183,8 @@ def test_sigterm_under_load_answers_what_was_taken_in_then_exits_zero(tmp_path: 
             for client in clients:
                 client.sock.close()
         taken_in = collections.Counter(
-            int(port) for port in re.findall(r"\('127\.0\.0\.1', (\d+)\) \"POST ", server.log())
+            int(port)
+            for port in re.findall(r"127\.0\.0\.1:(\d+) - - \[[^]]*\] \"POST ", server.log())
         )
         for client in clients:
             assert client.out_of_order is None, f"answer out of order: {client.out_of_order!r}"

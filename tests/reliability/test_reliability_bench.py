@@ -9,24 +9,18 @@ the header timeout, the JSON and the PNG are written, and no error is reported.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ioreactor_tools.bench.soak import SoakConfig, parse_mix
+from support.cli_process import run_cli
 
 TINY_TIMEOUT = 120
 
 
 def bench(tmp_path: Path, *args: str) -> tuple[dict[str, object], str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "bench", *args, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=TINY_TIMEOUT,
-    )
+    done = run_cli("bench", *args, "--out", str(tmp_path), timeout=TINY_TIMEOUT)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     (result,) = [p for p in tmp_path.glob("*.json") if not p.name.startswith("soak-lag")]

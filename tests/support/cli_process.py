@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -95,3 +96,53 @@ class CliProcess:
         tb: TracebackType | None,
     ) -> None:
         self.kill()
+
+
+def run_cli(
+    *args: str, timeout: float = TIMEOUT, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ioreactor ARGS`` run to its end (``env`` added to this one's): its exit
+    status, stdout and stderr as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "ioreactor", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=None if env is None else {**os.environ, **env},
+        check=False,
+    )
+
+
+#: What ``ioreactor serve`` logs once every worker accepts (the supervisor), or once it
+#: listens (``--workers 0``), with the port.
+SERVING = r"(?:supervisor \(pid \d+\)|server \(pid \d+\)) listening on tcp://127\.0\.0\.1:(\d+)"
+
+
+def start_serve(
+    tmp_path: Path, *args: str, cwd: Path | None = None, name: str = "serve"
+) -> tuple[CliProcess, int]:
+    """``ioreactor serve *args`` on a port of the kernel's choosing, in a session of its
+    own (so that cleanup reaches every process it started); returns it once it serves,
+    and its port."""
+    process = CliProcess(
+        tmp_path, "serve", "--listen", "127.0.0.1:0", *args, name=name, cwd=cwd, new_session=True
+    )
+    try:
+        port = int(process.wait_for(SERVING).group(1))
+    except BaseException:
+        process.kill()
+        raise
+    return process, port
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """One ``GET`` on a new connection to 127.0.0.1: (status, body text)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        reply = conn.getresponse()
+        return reply.status, reply.read().decode()
+    finally:
+        conn.close()

@@ -57,6 +57,9 @@ global
     maxconn 4096
 
 """
+#: Seconds a stopping server keeps serving with /healthz at 503 (HAProxy's check takes
+#: it out after two failed checks 500 ms apart), as in deploy/systemd's unit.
+DRAIN_DELAY = 2.0
 #: Seconds a server has to listen, and the load to announce its start.
 SERVER_START_TIMEOUT = 20.0
 LOAD_START_TIMEOUT = 20.0
@@ -154,7 +157,8 @@ class Cluster:
         """Start (or restart) ``ioreactor serve`` on host ``name``."""
         app = self.apps[name]
         argv = [sys.executable, "-m", "ioreactor", "serve", "--listen", f"0.0.0.0:{APP_PORT}"]
-        argv += ["--workers", "1", "--access-log", *self.server_args]
+        argv += ["--workers", "1", "--access-log", "--drain-delay", str(DRAIN_DELAY)]
+        argv += self.server_args
         log_path = self.workdir / f"{name}-{len(app.runs) + 1}.log"
         process = app.host.spawn(argv, log_path)
         app.runs.append(process)

@@ -6,17 +6,14 @@ skipped saying so (never passed).
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-import pytest
-
 from support.processes import Process, spawn
+from support.programs import require_program
 
 if TYPE_CHECKING:
     from support.netns import Host
@@ -30,15 +27,12 @@ STOP_TIMEOUT = 10.0
 
 def haproxy_program() -> str:
     """The haproxy executable, or skip the test naming what it needs."""
-    found = shutil.which("haproxy") or next(
-        (path for path in HAPROXY_PATHS if os.access(path, os.X_OK)), None
+    return require_program(
+        "haproxy",
+        "HAProxy: no haproxy in PATH, /usr/sbin or /usr/local/sbin "
+        "(Debian: apt-get install haproxy)",
+        HAPROXY_PATHS,
     )
-    if found is None:
-        pytest.skip(
-            "needs HAProxy: no haproxy in PATH, /usr/sbin or /usr/local/sbin "
-            "(Debian: apt-get install haproxy)"
-        )
-    return found
 
 
 def listening_tcp_ports() -> set[int]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 import time
@@ -22,10 +21,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-import pytest
-
 from support.haproxy import listening_tcp_ports
 from support.processes import Process, spawn
+from support.programs import require_program
 
 if TYPE_CHECKING:
     from support.netns import Host
@@ -64,15 +62,12 @@ http {{
 
 def nginx_program() -> str:
     """The nginx executable, or skip the test naming what it needs."""
-    found = shutil.which("nginx") or next(
-        (path for path in NGINX_PATHS if os.access(path, os.X_OK)), None
+    return require_program(
+        "nginx",
+        "nginx: no nginx in PATH, /usr/sbin or /usr/local/sbin "
+        "(Debian: apt-get install nginx-light)",
+        NGINX_PATHS,
     )
-    if found is None:
-        pytest.skip(
-            "needs nginx: no nginx in PATH, /usr/sbin or /usr/local/sbin "
-            "(Debian: apt-get install nginx-light)"
-        )
-    return found
 
 
 class Nginx:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ioreactor_tools.bench.procstat import tree_pids
+from support.server_process import wait_accepting
 
 pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")]
 
@@ -118,14 +119,7 @@ def echo_port(tmp_path: Path) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None
-            time.sleep(0.05)
+    wait_accepting(port, server, TIMEOUT)
     yield port
     server.terminate()
     server.wait(TIMEOUT)

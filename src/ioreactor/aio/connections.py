@@ -29,7 +29,7 @@ import stat
 import sys
 import warnings
 import weakref
-from asyncio import constants, exceptions, futures, sslproto, staggered, tasks
+from asyncio import constants, exceptions, futures, sslproto, staggered, tasks, transports
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -199,12 +199,17 @@ class StreamOps(SocketOps):
             )
         else:
             transport = self._make_transport(sock, protocol, waiter)
+        await self._until_ready(transport, waiter)
+        return transport, protocol
+
+    @staticmethod
+    async def _until_ready(transport: transports.BaseTransport, waiter: Any) -> None:
+        """Await a new transport's ``waiter``; if that fails (or is cancelled), close it."""
         try:
             await waiter
         except BaseException:
             transport.close()
             raise
-        return transport, protocol
 
     # -- name resolution ---------------------------------------------------------------------
 
@@ -501,21 +506,15 @@ class StreamOps(SocketOps):
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
             sockets = [sock]
-        for s in sockets:
-            s.setblocking(False)
-        server = Server(
-            self,
+        return await self._serve(
             sockets,
             protocol_factory,
             ssl,
             backlog,
             ssl_handshake_timeout,
             ssl_shutdown_timeout,
+            start_serving,
         )
-        if start_serving:
-            server._start_serving()
-            await tasks.sleep(0)
-        return server
 
     async def create_unix_server(  # type: ignore[override]
         self,
@@ -547,10 +546,32 @@ class StreamOps(SocketOps):
                 raise ValueError("path was not specified, and no sock specified")
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-        sock.setblocking(False)
+        return await self._serve(
+            [sock],
+            protocol_factory,
+            ssl,
+            backlog,
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+            start_serving,
+        )
+
+    async def _serve(
+        self,
+        sockets: list[socket.socket],
+        protocol_factory: Callable[[], Any],
+        ssl: Any,
+        backlog: int,
+        ssl_handshake_timeout: float | None,
+        ssl_shutdown_timeout: float | None,
+        start_serving: bool,
+    ) -> Server:
+        """The Server of ``create_server`` and ``create_unix_server`` on their sockets."""
+        for sock in sockets:
+            sock.setblocking(False)
         server = Server(
             self,
-            [sock],
+            sockets,
             protocol_factory,
             ssl,
             backlog,

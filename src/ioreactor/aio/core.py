@@ -356,15 +356,7 @@ class LoopCore(events.AbstractEventLoop):
         """How long the loop's iterations took (poll return to the end of the ready
         handles): the time it could not react to new events. ``slow_iterations`` counts
         those above ``slow_callback_duration``."""
-        recent = sorted(self._lag_recent)
-        p99 = recent[min(len(recent) - 1, int(len(recent) * 0.99))] if recent else 0.0
-        return LoopLag(
-            iterations=self._iterations,
-            last=self._lag_recent[-1] if self._lag_recent else 0.0,
-            max=self._lag_max,
-            p99=p99,
-            slow_iterations=self._slow_iterations,
-        )
+        return LoopLag.of(self._lag_recent, self._iterations, self._lag_max, self._slow_iterations)
 
     # -- callbacks and timers -------------------------------------------------------------
 

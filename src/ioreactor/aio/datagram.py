@@ -23,12 +23,12 @@ import socket
 import stat
 import sys
 import warnings
-from asyncio import transports, trsock
+from asyncio import transports
 from collections.abc import Callable
 from typing import Any
 
 from ioreactor.aio.connections import StreamOps
-from ioreactor.aio.stream import LOG_THRESHOLD_FOR_CONNLOST_WRITES, water_marks
+from ioreactor.aio.stream import LOG_THRESHOLD_FOR_CONNLOST_WRITES, FlowControl, socket_extra
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
 
 #: Datagrams read per readiness event before the loop serves other fds.
@@ -37,7 +37,7 @@ READ_BATCH = 64
 _SEND_EMPTY = sys.version_info >= (3, 12)
 
 
-class DatagramTransport(transports.DatagramTransport, transports.Transport):
+class DatagramTransport(FlowControl, transports.DatagramTransport):
     """A datagram socket as an asyncio transport (see the module docstring)."""
 
     _extra: dict[str, Any]  # BaseTransport's slot
@@ -51,11 +51,7 @@ class DatagramTransport(transports.DatagramTransport, transports.Transport):
         "_conn_lost",
         "_events",
         "_fd",
-        "_high_water",
-        "_loop",
-        "_low_water",
         "_protocol",
-        "_protocol_paused",
         "_sock",
         "_watched",
     )
@@ -69,28 +65,16 @@ class DatagramTransport(transports.DatagramTransport, transports.Transport):
         waiter: Any = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(extra)
-        self._loop = loop
+        super().__init__(extra, loop)
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        socket_extra(self._extra, sock)
         self._protocol = protocol
         self._address = address
         self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
         self._buffer_size = 0
         self._closing = False
         self._conn_lost = 0
-        self._protocol_paused = False
-        self._high_water, self._low_water = water_marks(None, None)
         self._events = 0
         self._watched = False
         loop.call_soon(self._start, waiter)
@@ -146,47 +130,6 @@ class DatagramTransport(transports.DatagramTransport, transports.Transport):
 
     def get_write_buffer_size(self) -> int:
         return self._buffer_size
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low_water, self._high_water)
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._high_water, self._low_water = water_marks(high, low)
-        self._maybe_pause_protocol()
-
-    def _maybe_pause_protocol(self) -> None:
-        if self._buffer_size > self._high_water and not self._protocol_paused:
-            self._protocol_paused = True
-            try:
-                self._protocol.pause_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler(
-                    {
-                        "message": "protocol.pause_writing() failed",
-                        "exception": exc,
-                        "transport": self,
-                        "protocol": self._protocol,
-                    }
-                )
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and self._buffer_size <= self._low_water:
-            self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler(
-                    {
-                        "message": "protocol.resume_writing() failed",
-                        "exception": exc,
-                        "transport": self,
-                        "protocol": self._protocol,
-                    }
-                )
 
     # -- input -------------------------------------------------------------------------------
 
@@ -311,23 +254,6 @@ class DatagramTransport(transports.DatagramTransport, transports.Transport):
     def abort(self) -> None:
         self._force_close(None)
 
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                from asyncio.log import logger
-
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-        self._force_close(exc)
-
     def _force_close(self, exc: BaseException | None) -> None:
         if self._conn_lost:
             return
@@ -451,11 +377,7 @@ class DatagramOps(StreamOps):
         protocol = protocol_factory()
         waiter = self.create_future()
         transport = DatagramTransport(self, sock, protocol, r_addr, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await self._until_ready(transport, waiter)
         return transport, protocol
 
     async def _datagram_address_pairs(

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ioreactor.aio.datagram import DatagramOps
-from ioreactor.aio.stream import LOG_THRESHOLD_FOR_CONNLOST_WRITES
+from ioreactor.aio.stream import LOG_THRESHOLD_FOR_CONNLOST_WRITES, FlowControl
 from ioreactor.loop.poller import READ, WRITE
 
 #: Bytes read from a pipe per readiness event (asyncio's max_size).
@@ -35,7 +35,49 @@ PIPE_READ_SIZE = 256 * 1024
 HAVE_PIDFD = hasattr(os, "pidfd_open")
 
 
-class ReadPipeTransport(transports.ReadTransport):
+class PipeEnd:
+    """What both ends of a pipe transport share: the pipe (refused unless it is a pipe, a
+    socket or a character device), its protocol, started soon, and the warning for an
+    end dropped without close()."""
+
+    _pipe: Any
+    _fileno: int
+    _protocol: Any
+    _closing: bool
+
+    def _open(self, loop: ProcessOps, pipe: Any, protocol: Any, refusal: str) -> int:
+        """Take ``pipe`` (its mode is returned) and schedule connection_made."""
+        self._pipe = pipe
+        self._fileno = pipe.fileno()
+        self._protocol = protocol
+        self._closing = False
+        mode = os.fstat(self._fileno).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            self._pipe = None
+            raise ValueError(refusal)
+        os.set_blocking(self._fileno, False)
+        loop.call_soon(protocol.connection_made, self)
+        return mode
+
+    def _state(self) -> str:
+        return "closed" if self._pipe is None else "closing" if self._closing else "open"
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if getattr(self, "_pipe", None) is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._pipe.close()
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+
+class ReadPipeTransport(PipeEnd, transports.ReadTransport):
     """The read end of a pipe (or a socket or character device)."""
 
     _extra: dict[str, Any]  # BaseTransport's slot
@@ -46,29 +88,14 @@ class ReadPipeTransport(transports.ReadTransport):
         super().__init__(extra)
         self._extra["pipe"] = pipe
         self._loop: ProcessOps | None = loop
-        self._pipe = pipe
-        self._fileno = pipe.fileno()
-        self._protocol = protocol
-        self._closing = False
         self._paused = False
-        mode = os.fstat(self._fileno).st_mode
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
-            self._pipe = None
-            raise ValueError("Pipe transport is for pipes/sockets only.")
-        os.set_blocking(self._fileno, False)
-        loop.call_soon(protocol.connection_made, self)
+        self._open(loop, pipe, protocol, "Pipe transport is for pipes/sockets only.")
         loop.call_soon(self._watch)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
-        state = "closed" if self._pipe is None else "closing" if self._closing else "open"
-        return f"<ReadPipeTransport fd={self._fileno} {state}>"
-
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if getattr(self, "_pipe", None) is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._pipe.close()
+        return f"<ReadPipeTransport fd={self._fileno} {self._state()}>"
 
     def _watch(self) -> None:
         if self._loop is not None and not self._closing and not self._paused:
@@ -107,15 +134,6 @@ class ReadPipeTransport(transports.ReadTransport):
     def is_reading(self) -> bool:
         return not self._paused and not self._closing
 
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
-
     def close(self) -> None:
         if not self._closing:
             self._close(None)
@@ -148,7 +166,7 @@ class ReadPipeTransport(transports.ReadTransport):
             self._loop = None
 
 
-class WritePipeTransport(transports._FlowControlMixin, transports.WriteTransport):
+class WritePipeTransport(PipeEnd, FlowControl, transports.WriteTransport):
     """The write end of a pipe (or a socket or character device)."""
 
     _extra: dict[str, Any]  # BaseTransport's slot
@@ -158,34 +176,22 @@ class WritePipeTransport(transports._FlowControlMixin, transports.WriteTransport
     ) -> None:
         super().__init__(extra, loop)
         self._extra["pipe"] = pipe
-        self._pipe = pipe
-        self._fileno = pipe.fileno()
-        self._protocol = protocol
         self._buffer = bytearray()
         self._conn_lost = 0
-        self._closing = False
         self._owner: ProcessOps | None = loop
-        mode = os.fstat(self._fileno).st_mode
-        is_socket = stat.S_ISSOCK(mode)
-        if not (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or is_socket):
-            self._pipe = None
-            raise ValueError("Pipe transport is only for pipes, sockets and character devices")
-        os.set_blocking(self._fileno, False)
-        loop.call_soon(protocol.connection_made, self)
-        if is_socket or stat.S_ISFIFO(mode):
+        mode = self._open(
+            loop, pipe, protocol, "Pipe transport is only for pipes, sockets and character devices"
+        )
+        if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
             # The read side closing shows as readable (EOF) or an error on this end.
             loop.call_soon(self._watch_peer)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
-        state = "closed" if self._pipe is None else "closing" if self._closing else "open"
-        return f"<WritePipeTransport fd={self._fileno} {state} buffered={len(self._buffer)}>"
-
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if getattr(self, "_pipe", None) is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._pipe.close()
+        return (
+            f"<WritePipeTransport fd={self._fileno} {self._state()} buffered={len(self._buffer)}>"
+        )
 
     def _watch_peer(self) -> None:
         if self._owner is not None and self._pipe is not None and not self._closing:
@@ -234,7 +240,7 @@ class WritePipeTransport(transports._FlowControlMixin, transports.WriteTransport
             assert self._owner is not None
             self._owner._add_watch(self._fileno, WRITE, self._write_ready, ())
         self._buffer += data
-        self._maybe_pause_protocol()  # type: ignore[attr-defined]
+        self._maybe_pause_protocol()
 
     def _write_ready(self) -> None:
         owner = self._owner
@@ -254,7 +260,7 @@ class WritePipeTransport(transports._FlowControlMixin, transports.WriteTransport
         if n == len(self._buffer):
             self._buffer.clear()
             owner._remove_watch(self._fileno, WRITE)
-            self._maybe_resume_protocol()  # type: ignore[attr-defined]
+            self._maybe_resume_protocol()
             if self._closing:
                 owner._remove_watch(self._fileno, READ)
                 self._call_connection_lost(None)
@@ -272,15 +278,6 @@ class WritePipeTransport(transports._FlowControlMixin, transports.WriteTransport
         if not self._buffer:
             self._owner._remove_watch(self._fileno, READ)
             self._owner.call_soon(self._call_connection_lost, None)
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
 
     def close(self) -> None:
         if self._pipe is not None and not self._closing:
@@ -360,22 +357,14 @@ class ProcessOps(DatagramOps):
         protocol = protocol_factory()
         waiter = self.create_future()
         transport = ReadPipeTransport(self, pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await self._until_ready(transport, waiter)
         return transport, protocol
 
     async def connect_write_pipe(self, protocol_factory: Callable[[], Any], pipe: Any) -> Any:
         protocol = protocol_factory()
         waiter = self.create_future()
         transport = WritePipeTransport(self, pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await self._until_ready(transport, waiter)
         return transport, protocol
 
     async def subprocess_shell(

@@ -135,57 +135,39 @@ class SocketOps(LoopCore):
     # -- receiving ---------------------------------------------------------------------------
 
     async def sock_recv(self, sock: socket.socket, nbytes: int) -> bytes:
-        _check_socket(sock, self._debug)
-        try:
-            return sock.recv(nbytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock, "recv", (nbytes,))
-        data: bytes = await fut
+        data: bytes = await self._sock_io(sock, READ, "recv", nbytes)
         return data
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
-        _check_socket(sock, self._debug)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock, "recv_into", (buf,))
-        n: int = await fut
+        n: int = await self._sock_io(sock, READ, "recv_into", buf)
         return n
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
-        _check_socket(sock, self._debug)
-        try:
-            return sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), READ, self._recv_ready, sock, "recvfrom", (bufsize,))
-        result: tuple[bytes, Any] = await fut
+        result: tuple[bytes, Any] = await self._sock_io(sock, READ, "recvfrom", bufsize)
         return result
 
     async def sock_recvfrom_into(
         self, sock: socket.socket, buf: Any, nbytes: int = 0
     ) -> tuple[int, Any]:
+        result: tuple[int, Any] = await self._sock_io(
+            sock, READ, "recvfrom_into", buf, nbytes or len(buf)
+        )
+        return result
+
+    async def _sock_io(self, sock: socket.socket, event: int, method: str, *args: Any) -> Any:
+        """``sock.method(*args)`` now if the socket is ready, else once ``event`` says it
+        is (retried on a spurious wakeup): the one-call socket methods."""
         _check_socket(sock, self._debug)
-        if not nbytes:
-            nbytes = len(buf)
         try:
-            return sock.recvfrom_into(buf, nbytes)
+            return getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(
-            fut, sock.fileno(), READ, self._recv_ready, sock, "recvfrom_into", (buf, nbytes)
-        )
-        result: tuple[int, Any] = await fut
-        return result
+        self._wait_fd(fut, sock.fileno(), event, self._retry_ready, sock, method, args)
+        return await fut
 
     @staticmethod
-    def _recv_ready(
+    def _retry_ready(
         fut: futures.Future[Any], sock: socket.socket, method: str, args: tuple[Any, ...]
     ) -> None:
         """Retry ``sock.method(*args)`` (looked up now, as asyncio does) for ``fut``."""
@@ -240,14 +222,7 @@ class SocketOps(LoopCore):
             pos[0] = start
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
-        _check_socket(sock, self._debug)
-        try:
-            return sock.sendto(data, address)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), WRITE, self._recv_ready, sock, "sendto", (data, address))
-        n: int = await fut
+        n: int = await self._sock_io(sock, WRITE, "sendto", data, address)
         return n
 
     # -- connecting and accepting ------------------------------------------------------------
@@ -289,33 +264,9 @@ class SocketOps(LoopCore):
             fut.set_result(None)
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
-        _check_socket(sock, self._debug)
-        try:
-            conn, address = sock.accept()
-            conn.setblocking(False)
-            return conn, address
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), READ, self._accept_ready, sock)
-        result: tuple[socket.socket, Any] = await fut
-        return result
-
-    @staticmethod
-    def _accept_ready(fut: futures.Future[Any], sock: socket.socket) -> None:
-        if fut.done():
-            return
-        try:
-            conn, address = sock.accept()
-            conn.setblocking(False)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result((conn, address))
+        conn, address = await self._sock_io(sock, READ, "accept")
+        conn.setblocking(False)
+        return conn, address
 
     # -- sendfile ----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ connection closes, never from inside ``close()``.
 
 from __future__ import annotations
 
+import socket
 import warnings
 from asyncio import BufferedProtocol, constants, transports, trsock
 from typing import TYPE_CHECKING, Any
@@ -33,21 +34,65 @@ from ioreactor.net.handlers import Handler
 if TYPE_CHECKING:
     from ioreactor.aio.core import LoopCore
 
-#: asyncio's default write buffer limits: pause_writing above 64 KiB.
-HIGH_WATER = 64 * 1024
 #: Repeated writes after the connection was lost are logged once this many have been made.
 LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 
-def water_marks(high: int | None, low: int | None) -> tuple[int, int]:
-    """asyncio's defaults and checks for set_write_buffer_limits()."""
-    if high is None:
-        high = HIGH_WATER if low is None else 4 * low
-    if low is None:
-        low = high // 4
-    if not high >= low >= 0:
-        raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-    return high, low
+class FlowControl(transports._FlowControlMixin):
+    """asyncio's write flow control, the base of every transport here that writes:
+    ``pause_writing()`` once ``get_write_buffer_size()`` passes the high-water mark (64 KiB
+    by default), ``resume_writing()`` at or below the low one, a failing protocol reported
+    to the loop's exception handler. The subclass calls ``_maybe_pause_protocol()`` when
+    its buffer grew and ``_maybe_resume_protocol()`` when it shrank."""
+
+    __slots__ = ()
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        """Report ``exc`` (an OSError only in debug mode, as asyncio does: the peer's
+        doing, not the program's) and close the transport at once."""
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                from asyncio.log import logger
+
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler(
+                {
+                    "message": message,
+                    "exception": exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
+    if TYPE_CHECKING:  # what asyncio's mixin has, and typeshed does not declare
+        _loop: LoopCore
+        _protocol: Any
+        _protocol_paused: bool
+        _high_water: int
+        _low_water: int
+
+        def _maybe_pause_protocol(self) -> None: ...
+
+        def _maybe_resume_protocol(self) -> None: ...
+
+
+def socket_extra(extra: dict[str, Any], sock: socket.socket) -> None:
+    """Fill a transport's ``socket``, ``sockname`` and (unless given) ``peername`` extras."""
+    extra["socket"] = trsock.TransportSocket(sock)
+    try:
+        extra["sockname"] = sock.getsockname()
+    except OSError:
+        extra["sockname"] = None
+    if "peername" not in extra:
+        try:
+            extra["peername"] = sock.getpeername()
+        except OSError:
+            extra["peername"] = None
 
 
 class ProtocolHandler(Handler):
@@ -100,7 +145,7 @@ class ProtocolHandler(Handler):
 PROTOCOL_HANDLER = ProtocolHandler()
 
 
-class StreamTransport(transports.Transport):
+class StreamTransport(FlowControl):
     """A connected stream socket as an asyncio transport (see the module docstring)."""
 
     _extra: dict[str, Any]  # BaseTransport's slot
@@ -117,11 +162,7 @@ class StreamTransport(transports.Transport):
         "_drain_waiters",
         "_eof",
         "_get_buffer",
-        "_high_water",
-        "_loop",
-        "_low_water",
         "_protocol",
-        "_protocol_paused",
         "_read_paused",
         "_sendfile_busy",
         "_server",
@@ -141,21 +182,10 @@ class StreamTransport(transports.Transport):
         extra: dict[str, Any] | None = None,
         server: Any = None,
     ) -> None:
-        super().__init__(extra)
-        self._loop = loop
+        super().__init__(extra, loop)
         self._conn = conn
         conn.context = self
-        sock = conn.sock
-        self._extra["socket"] = trsock.TransportSocket(sock)
-        try:
-            self._extra["sockname"] = sock.getsockname()
-        except OSError:
-            self._extra["sockname"] = None
-        if "peername" not in self._extra:
-            try:
-                self._extra["peername"] = sock.getpeername()
-            except OSError:
-                self._extra["peername"] = None
+        socket_extra(self._extra, conn.sock)
         self._waiter = waiter
         self._server = server
         self._closing = False
@@ -163,9 +193,7 @@ class StreamTransport(transports.Transport):
         self._eof = False
         self._conn_lost = 0
         self._read_paused = False
-        self._protocol_paused = False
         self._sendfile_busy = False
-        self._high_water, self._low_water = water_marks(None, None)
         self._drain_waiters: list[Any] = []
         self.set_protocol(protocol)
         if server is not None:
@@ -279,23 +307,6 @@ class StreamTransport(transports.Transport):
             self._get_buffer = self._buffer_updated = None
             self._waiter = None
 
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                from asyncio.log import logger
-
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-        self._force_close(exc)
-
     # -- reading -----------------------------------------------------------------------------
 
     def is_reading(self) -> bool:
@@ -339,8 +350,8 @@ class StreamTransport(transports.Transport):
             self._conn_lost += 1
             return
         conn.send(data)
-        if conn.output_size > self._high_water and not self._protocol_paused:
-            self._pause_protocol()
+        if conn.output_size > self._high_water:
+            self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Any) -> None:
         for data in list_of_data:
@@ -357,47 +368,6 @@ class StreamTransport(transports.Transport):
 
     def get_write_buffer_size(self) -> int:
         return self._conn.output_size
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low_water, self._high_water)
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._high_water, self._low_water = water_marks(high, low)
-        if self._conn.output_size > self._high_water and not self._protocol_paused:
-            self._pause_protocol()
-
-    def _pause_protocol(self) -> None:
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._loop.call_exception_handler(
-                {
-                    "message": "protocol.pause_writing() failed",
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-
-    def _maybe_resume_protocol(self) -> None:
-        if self._protocol_paused and self._conn.output_size <= self._low_water:
-            self._protocol_paused = False
-            try:
-                self._protocol.resume_writing()
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._loop.call_exception_handler(
-                    {
-                        "message": "protocol.resume_writing() failed",
-                        "exception": exc,
-                        "transport": self,
-                        "protocol": self._protocol,
-                    }
-                )
 
     # -- closing -----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from ioreactor.net.address import (
     AddressError,
     parse_address,
 )
+from ioreactor.net.proxy_protocol import ProxyTrust
 from ioreactor.net.server import BALANCES, SHUTDOWN_TIMEOUT
 from ioreactor.net.sockopt import KeepAlive, SockOpt, SockOptError, parse_sockopt
 
@@ -182,31 +183,21 @@ def one_of(known: Iterable[str], what: str = "name") -> Callable[[str], str]:
     return name
 
 
-def url_prefix(text: str) -> str:
-    """A path prefix an application is mounted under (``--root-path /api``): empty, or
-    starting with ``/``, without a query, a fragment or white space; returned without a
-    trailing ``/``."""
-    if text and (not text.startswith("/") or any(c in text for c in "?# \t\r\n")):
-        raise argparse.ArgumentTypeError(f"expected a path like /api, got {text!r}")
+# -- URLs -----------------------------------------------------------------------------------
+
+
+def url_path(text: str) -> str:
+    """A path where an application is mounted (``--root-path /app``): "" or absolute,
+    ASCII, without a query, fragment or whitespace; returned without a final slash."""
+    if text == "":
+        return text
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"a path starts with '/', got {text!r}")
+    if any(c in text for c in "?#") or any(c.isspace() or ord(c) < 32 for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a path has no query, fragment or spaces")
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"{text!r}: percent-encode non-ASCII characters")
     return text.rstrip("/")
-
-
-def trusted_hosts(text: str) -> tuple[str, ...]:
-    """``--forwarded-allow-ips``: comma-separated addresses or networks (``127.0.0.1``,
-    ``10.0.0.0/8``, ``::1``), ``*`` for any peer, ``unix`` for Unix-socket peers."""
-    import ipaddress
-
-    items = tuple(part.strip() for part in text.split(","))
-    for item in items:
-        if item in ("*", "unix"):
-            continue
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{item!r} is not an IP address or network (nor * or unix)"
-            ) from None
-    return items
 
 
 # -- files --------------------------------------------------------------------------------
@@ -220,6 +211,16 @@ def existing_dir(text: str) -> str:
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is not a directory")
     return str(path.resolve())
+
+
+def readable_file(text: str) -> str:
+    """A file that exists and can be read; returned absolute (workers may chdir)."""
+    path = os.path.abspath(os.path.expanduser(text))
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"file {text!r} does not exist")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"file {text!r} is not readable")
+    return path
 
 
 def output_dir(text: str) -> Path:
@@ -270,6 +271,23 @@ tcp_listen_address = _address_type(("tcp",), listen=True)
 connect_address = _address_type(KINDS, listen=False)
 #: ``--connect`` of a TCP-only client.
 tcp_connect_address = _address_type(("tcp",), listen=False)
+
+
+def proxy_trust(text: str) -> ProxyTrust:
+    """``--proxy-allow-ips``: comma-separated addresses and networks, ``unix``, ``*``."""
+    try:
+        return ProxyTrust(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def absolute_url_path(text: str) -> str:
+    """An absolute URL path (``--health-path /healthz``)."""
+    if not text.startswith("/") or any(c in text for c in " ?#\r\n\0"):
+        raise argparse.ArgumentTypeError(
+            f"expected an absolute path like /healthz (no spaces, query or fragment), got {text!r}"
+        )
+    return text
 
 
 def sockopt(text: str) -> SockOpt:
@@ -373,6 +391,33 @@ def add_serving_arguments(
         help="on SIGTERM/SIGINT, seconds connections get to finish (default %(default)s); "
         "a second SIGINT stops at once",
     )
+    add_proxy_arguments(p)
+
+
+#: Who may send a PROXY header or forwarding headers, unless ``--proxy-allow-ips`` says.
+DEFAULT_PROXY_TRUST = "127.0.0.1,::1"
+
+
+def add_proxy_arguments(p: argparse.ArgumentParser) -> None:
+    """``--proxy-protocol`` and the trust list it shares with forwarding headers
+    (``--proxy-allow-ips``, also spelled ``--forwarded-allow-ips`` as uvicorn does)."""
+    p.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        help="every connection from a --proxy-allow-ips peer starts with a PROXY protocol "
+        "header (v1 or v2) naming the client; others are refused",
+    )
+    p.add_argument(
+        "--proxy-allow-ips",
+        "--forwarded-allow-ips",
+        dest="proxy_allow_ips",
+        type=proxy_trust,
+        default=ProxyTrust(DEFAULT_PROXY_TRUST),
+        metavar="IPS",
+        help="the proxies: addresses and networks, comma-separated ('*': any peer, "
+        f"'unix': Unix-socket peers) trusted for PROXY headers and, with --proxy-headers, "
+        f"Forwarded / X-Forwarded-For / X-Forwarded-Proto (default {DEFAULT_PROXY_TRUST})",
+    )
 
 
 def serving_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -386,4 +431,5 @@ def serving_options(args: argparse.Namespace) -> dict[str, Any]:
         "poller": args.poller,
         "backlog": args.backlog,
         "shutdown_timeout": args.shutdown_timeout,
+        "proxy_protocol": args.proxy_allow_ips if args.proxy_protocol else None,
     }

@@ -19,6 +19,7 @@ from ioreactor.cli.arguments import (
     sockopt,
     uid,
 )
+from ioreactor.cli.tls_arguments import add_tls_arguments, tls_server_options
 from ioreactor.echo import EchoHandler
 from ioreactor.multicore import run_server
 from ioreactor.net.address import KINDS, Address, parse_address
@@ -31,6 +32,7 @@ MULTICORE_FLAGS = {"workers": None, "loops": 0, "dispatch": None, "balance": "ro
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("echo", help="run the echo server (TCP, UDP, Unix)")
     add_serving_arguments(p, DEFAULT_LISTEN, repeat=True, kinds=KINDS)
+    add_tls_arguments(p)
     p.add_argument(
         "--sockopt",
         type=sockopt,
@@ -54,9 +56,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     listens: list[Address] = args.listen or [parse_address(DEFAULT_LISTEN)]
     single_stream = len(listens) == 1 and listens[0].is_stream
+    tls = tls_server_options(args)
     if single_stream and not args.sockopt and not args.allow_uid:
         args.listen = listens[0]
-        return run_server(EchoHandler, **serving_options(args))
+        return run_server(EchoHandler, **serving_options(args), **tls)
+    if tls:
+        raise CommandError("echo: TLS serves one stream --listen (no --sockopt, --allow-uid)")
     given = [
         f"--{name}" for name, default in MULTICORE_FLAGS.items() if getattr(args, name) != default
     ]

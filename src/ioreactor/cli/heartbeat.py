@@ -18,6 +18,7 @@ from ioreactor.cli.arguments import (
     tcp_connect_address,
     tcp_listen_address,
 )
+from ioreactor.cli.tls_arguments import add_tls_arguments, tls_client_options, tls_server_options
 from ioreactor.heartbeat import INTERVAL, MISSES, HeartbeatHandler
 from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
@@ -130,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="HOST:PORT (%(default)s)",
     )
     _common(serve)
+    add_tls_arguments(serve)
     serve.set_defaults(func=run_serve)
     connect = sub.add_parser("connect", help="heartbeat client: pings, reconnects with back-off")
     connect.add_argument(
@@ -146,6 +148,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="send a DATA frame every S seconds (data counts as liveness: fewer pings)",
     )
     _common(connect)
+    add_tls_arguments(connect, server=False)
     connect.set_defaults(func=run_connect)
 
 
@@ -159,9 +162,10 @@ def _run(loop: EventLoop, duration: float | None) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     raise_nofile_limit()
+    tls = tls_server_options(args)
     loop = new_loop(args.poller, name="heartbeat-server")
     handler = DemoServer(args.interval, args.misses, active=False, log_traffic=_log_traffic())
-    server = TcpServer(loop, args.listen, handler, keepalive=args.keepalive).start()
+    server = TcpServer(loop, args.listen, handler, keepalive=args.keepalive, **tls).start()
     log.info(
         "heartbeat server on %s (interval %g s, misses %d, dead after %g-%g s of silence%s)",
         format_sockname("tcp", server.sockname).removeprefix("tcp://"),
@@ -180,6 +184,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_connect(args: argparse.Namespace) -> int:
+    tls = tls_client_options(args)
     loop = new_loop(args.poller, name="heartbeat-client")
     handler = DemoClient(args.interval, args.misses)
     client = TcpClient(
@@ -190,6 +195,7 @@ def run_connect(args: argparse.Namespace) -> int:
         reconnect=True,
         backoff_max=BACKOFF_MAX,
         keepalive=args.keepalive,
+        **tls,
     ).connect()
     if args.data_every is not None:
         loop.call_every(args.data_every, handler.send_tick)

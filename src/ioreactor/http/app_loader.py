@@ -9,9 +9,10 @@
 
 An application kind knows how to recognise an object and how to turn it into the
 handler factory a server runs. The kinds are a table, :data:`APP_KINDS`, searched in
-order: ``native`` (an :class:`~ioreactor.http.app.App`), ``asgi`` (an ASGI 3
-application, or ASGI 2 through a wrapper: FastAPI, Starlette, Django's ASGI handler...);
-``--interface NAME`` skips the search and asks for one kind (:data:`INTERFACES`).
+order: ``native`` (an :class:`~ioreactor.http.app.App`), ``wsgi`` (a PEP 3333 callable,
+run by :class:`~ioreactor.http.wsgi.WsgiDispatcher`) and ``asgi`` (an ASGI 3 application,
+or ASGI 2 through a wrapper: FastAPI, Starlette, Django's ASGI handler..., run by
+:class:`~ioreactor.http.asgi.AsgiDispatcher`). ``--interface NAME`` names the kind instead.
 
 Every failure is an :class:`AppLoadError` whose message is one line naming what was
 looked for and where (module, attribute, app directory), raised in the calling process
@@ -28,12 +29,22 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from ioreactor.http.access_log import AccessLog
+from ioreactor.http.app import App
+from ioreactor.http.dispatch import AppDispatcher, Dispatcher
+from ioreactor.http.forwarding import ForwardedHeaders, ForwardingDispatcher
+from ioreactor.http.handler import HttpHandler
+from ioreactor.http.health import HEALTH_PATH, add_health_route
 from ioreactor.http.limits import Limits
-
-if TYPE_CHECKING:
-    from ioreactor.net.handlers import Handler
+from ioreactor.http.metrics import (
+    CountingDispatcher,
+    MeteredHttpHandler,
+    MetricsObserver,
+    ObservingDispatcher,
+)
+from ioreactor.http.observers import ResponseObserver, combine
+from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.http")
 
@@ -57,12 +68,62 @@ class ServeOptions:
     limits: Limits
     access_log: bool = False
     static_dir: str | None = None
-    #: The path prefix the application is mounted under (ASGI ``root_path``).
+    #: Where the application is mounted (WSGI's ``SCRIPT_NAME``, ASGI's ``root_path``):
+    #: "" or "/a/b".
     root_path: str = ""
     #: One of :data:`LIFESPAN_MODES`: the ASGI lifespan protocol.
     lifespan: str = "auto"
-    #: Peers whose ``Forwarded`` / ``X-Forwarded-*`` fields are applied (None: none).
-    forwarded_allow_ips: tuple[str, ...] | None = None
+    #: Threads of the pool that runs a WSGI application, per serving process.
+    threads: int | None = None
+    #: Run a WSGI application at the request head, ``wsgi.input`` fed as the body arrives.
+    stream_body: bool = False
+    #: Seconds a request handed to the WSGI pool may go unanswered (then 503).
+    pool_timeout: float | None = None
+    #: Other processes serve the same application (``--workers`` > 1).
+    multiprocess: bool = False
+    #: Trusted forwarding headers (``--proxy-headers``): None to ignore them.
+    forwarded: ForwardedHeaders | None = None
+    #: The path the server answers for health checks (None: none added).
+    health_path: str | None = HEALTH_PATH
+    #: ``combined``, ``common`` or ``json`` (with ``access_log``).
+    access_log_format: str = "combined"
+    #: Count the requests of each process (``--max-requests``).
+    count_requests: bool = False
+    #: Keep the HTTP metrics of each process (``--metrics-listen``).
+    metrics: bool = False
+
+    def observer(self) -> ResponseObserver | None:
+        """Who watches the responses: the access log, the metrics, both or nobody."""
+        return combine(
+            AccessLog(self.access_log_format) if self.access_log else None,
+            MetricsObserver() if self.metrics else None,
+        )
+
+    def observed(self, dispatcher: Dispatcher, forwarding: bool = True) -> Dispatcher:
+        """``dispatcher`` with the forwarding headers (unless it reads them itself:
+        ``forwarding`` False) and the request counting asked for."""
+        if self.forwarded is not None and forwarding:
+            dispatcher = ForwardingDispatcher(dispatcher, self.forwarded)
+        if self.metrics:
+            dispatcher = ObservingDispatcher(dispatcher)
+        elif self.count_requests:
+            dispatcher = CountingDispatcher(dispatcher)
+        return dispatcher
+
+    def handler(
+        self,
+        dispatcher: Dispatcher,
+        kind: type[HttpHandler] = HttpHandler,
+        metered: type[HttpHandler] = MeteredHttpHandler,
+        *,
+        forwarding: bool = True,
+    ) -> HttpHandler:
+        """The connection handler of a serving process for ``dispatcher``: ``kind``, or
+        ``metered`` (its subclass that counts back-pressure) with the metrics on."""
+        handler_class = metered if self.metrics else kind
+        return handler_class(
+            self.observed(dispatcher, forwarding), self.limits, observer=self.observer()
+        )
 
 
 @dataclass(frozen=True)
@@ -80,32 +141,56 @@ class AppKind:
     build: Callable[[object, ServeOptions], Callable[[], Handler]]
 
 
-# The kinds import their servers when used: the command line imports this module to
-# build its parser (INTERFACES), and must not load httptools for that.
+# The WSGI and ASGI kinds import their servers when used: serving a native App loads
+# neither (nor asyncio).
 
 
 def _is_native(obj: object) -> bool:
-    from ioreactor.http.app import App
-
     return isinstance(obj, App)
 
 
 def _serve_native(app: object, options: ServeOptions) -> Callable[[], Handler]:
-    from ioreactor.http.app import App
-    from ioreactor.http.handler import HttpHandler
-
     assert isinstance(app, App)
     if options.static_dir is not None:
         app.static(STATIC_PREFIX, options.static_dir)  # after the app's own routes
-    limits, access_log = options.limits, options.access_log
+    if options.health_path is not None:
+        add_health_route(app, options.health_path)
 
     def make_handler() -> Handler:
-        return HttpHandler(app, limits, access_log=access_log)
+        return options.handler(AppDispatcher(app))
 
     return make_handler
 
 
 NATIVE = AppKind("native", "an ioreactor.http.App", _is_native, _serve_native)
+
+
+def _is_wsgi(obj: object) -> bool:
+    from ioreactor.http.wsgi.dispatcher import is_wsgi_callable
+
+    return is_wsgi_callable(obj)
+
+
+def _serve_wsgi(app: object, options: ServeOptions) -> Callable[[], Handler]:
+    from ioreactor.http.static import StaticFiles
+    from ioreactor.http.wsgi.dispatcher import DEFAULT_THREADS, POOL_TIMEOUT, WsgiDispatcher
+
+    static = StaticFiles(options.static_dir) if options.static_dir is not None else None
+
+    def make_handler() -> Handler:
+        dispatcher = WsgiDispatcher(
+            app,
+            threads=options.threads or DEFAULT_THREADS,
+            root_path=options.root_path,
+            stream_body=options.stream_body,
+            pool_timeout=options.pool_timeout or POOL_TIMEOUT,
+            static=static,
+            static_prefix=STATIC_PREFIX,
+            multiprocess=options.multiprocess,
+        )
+        return options.handler(dispatcher)
+
+    return make_handler
 
 
 def _is_asgi(obj: object) -> bool:
@@ -115,32 +200,30 @@ def _is_asgi(obj: object) -> bool:
 
 
 def _serve_asgi(app: object, options: ServeOptions) -> Callable[[], Handler]:
-    from ioreactor.http.asgi import (
-        AsgiDispatcher,
-        AsgiHandler,
-        TrustedProxies,
-        as_asgi3,
-    )
+    from ioreactor.http.asgi import AsgiDispatcher, as_asgi3
+    from ioreactor.http.asgi.handler import AsgiHandler, MeteredAsgiHandler
 
     asgi_app = as_asgi3(app)
-    allow = options.forwarded_allow_ips
-    proxies = TrustedProxies(allow) if allow is not None else None
 
     def make_handler() -> Handler:
         dispatcher = AsgiDispatcher(
-            asgi_app, root_path=options.root_path, proxies=proxies, lifespan=options.lifespan
+            asgi_app,
+            root_path=options.root_path,
+            forwarded=options.forwarded,
+            lifespan=options.lifespan,
         )
-        return AsgiHandler(dispatcher, options.limits, access_log=options.access_log)
+        # (the scope takes the client and the scheme from the forwarding headers)
+        return options.handler(dispatcher, AsgiHandler, MeteredAsgiHandler, forwarding=False)
 
     return make_handler
 
 
+WSGI = AppKind("wsgi", "a WSGI application (PEP 3333)", _is_wsgi, _serve_wsgi)
 ASGI = AppKind("asgi", "an ASGI application", _is_asgi, _serve_asgi)
 
-#: Every kind ``ioreactor serve`` can run, tried in this order.
-APP_KINDS: tuple[AppKind, ...] = (NATIVE, ASGI)
-#: ``--interface``: ``auto`` (the first kind that accepts the object) or a kind's name.
-INTERFACES: tuple[str, ...] = ("auto", *(kind.name for kind in APP_KINDS))
+#: Every kind ``ioreactor serve`` can run, tried in this order (an ASGI 3 function has
+#: three parameters and a WSGI one two, so they are told apart; a class is ASGI).
+APP_KINDS: tuple[AppKind, ...] = (NATIVE, ASGI, WSGI)
 
 
 @dataclass(frozen=True)
@@ -156,28 +239,43 @@ class LoadedApp:
         return self.kind.build(self.app, options)
 
 
-def classify(obj: object, interface: str = "auto") -> AppKind | None:
-    """The first kind in :data:`APP_KINDS` that accepts ``obj`` (only the kind named
-    ``interface`` unless it is ``auto``), or None."""
+def classify(obj: object) -> AppKind | None:
+    """The first kind in :data:`APP_KINDS` that accepts ``obj``, or None."""
     for kind in APP_KINDS:
-        if (interface == "auto" or kind.name == interface) and kind.accepts(obj):
+        if kind.accepts(obj):
             return kind
     return None
 
 
+#: ``interface`` of :func:`load_app`: the first kind that accepts the object.
+AUTO = "auto"
+
+
+def kind_named(name: str) -> AppKind:
+    """The kind called ``name`` in :data:`APP_KINDS` (ValueError if none is)."""
+    for kind in APP_KINDS:
+        if kind.name == name:
+            return kind
+    known = ", ".join(kind.name for kind in APP_KINDS)
+    raise ValueError(f"unknown application kind {name!r}; known: {known}")
+
+
 def load_app(
-    spec: str, *, app_dir: str | None = None, factory: bool = False, interface: str = "auto"
+    spec: str, *, app_dir: str | None = None, factory: bool = False, interface: str = AUTO
 ) -> LoadedApp:
     """Import ``MODULE:ATTR`` from ``app_dir`` (default: the current directory).
 
     ``app_dir`` goes first on ``sys.path``. With ``factory``, ATTR is called without
-    arguments and what it returns is the application. ``interface``: ``auto``, or the
-    name of the kind the application must be.
+    arguments and what it returns is the application. ``interface`` names its kind
+    instead of detecting it: any callable is then served as that kind (a C callable or
+    a ``*args`` wrapper has no signature to detect it by); a native app must be an App.
     """
-    if interface not in INTERFACES:
-        raise AppLoadError(
-            f"{spec}: unknown interface {interface!r}; known: {', '.join(INTERFACES)}"
-        )
+    named = None
+    if interface != AUTO:
+        try:
+            named = kind_named(interface)
+        except ValueError as exc:
+            raise AppLoadError(f"{spec}: {exc}") from None
     module_name, attr = split_spec(spec)
     where = os.path.abspath(app_dir if app_dir is not None else os.getcwd())
     if where not in sys.path:
@@ -204,20 +302,58 @@ def load_app(
             raise AppLoadError(
                 f"{spec}: calling the factory {attr}() failed: {_one_line(exc)} ({context})"
             ) from None
-    kind = classify(obj, interface)
+    if named is not None:
+        if named.accepts(obj):
+            return LoadedApp(spec, named, obj)
+        other = classify(obj)
+        if other is None and named is not NATIVE and callable(obj):
+            return LoadedApp(spec, named, obj)  # nothing in its signature says otherwise
+        hint = f"; it is {other.description} (--interface {other.name})" if other else ""
+        raise AppLoadError(
+            f"{spec}: --interface {interface}: {attr} is {_a(obj)}, not "
+            f"{named.description}{hint} ({context})"
+        )
+    kind = classify(obj)
     if kind is None:
-        kinds = [k for k in APP_KINDS if interface in ("auto", k.name)]
-        expected = " or ".join(k.description for k in kinds)
+        expected = " or ".join(k.description for k in APP_KINDS)
         made = "returned by the factory " if factory else ""
-        other = classify(obj) if interface != "auto" else None
-        if other is not None:
-            hint = f"; it is {other.description} (--interface {other.name})"
-        elif callable(obj) and not factory:
-            hint = "; a function that builds it? add --factory"
-        else:
-            hint = ""
+        hint = ""
+        if callable(obj):
+            hint = "; a WSGI application whose signature does not say so? add --interface wsgi"
+            if not factory:
+                hint += "; a function that builds the application? add --factory"
         raise AppLoadError(f"{spec}: {attr} {made}is {_a(obj)}, not {expected}{hint} ({context})")
     return LoadedApp(spec, kind, obj)
+
+
+def reload_app(
+    spec: str, *, app_dir: str | None = None, factory: bool = False, interface: str = AUTO
+) -> LoadedApp:
+    """:func:`load_app` from the code on disk now: the modules imported from
+    ``app_dir`` (not the installed packages, not ioreactor) are forgotten first, so the
+    import runs them again (a reload: SIGHUP)."""
+    where = os.path.abspath(app_dir if app_dir is not None else os.getcwd()) + os.sep
+    installed = tuple(
+        os.path.abspath(p) + os.sep for p in {sys.prefix, sys.base_prefix, *site_packages()}
+    )
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if (
+            path is not None
+            and os.path.abspath(path).startswith(where)
+            and not os.path.abspath(path).startswith(installed)
+            and name.partition(".")[0] not in ("ioreactor", "ioreactor_tools")
+        ):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+    return load_app(spec, app_dir=app_dir, factory=factory, interface=interface)
+
+
+def site_packages() -> list[str]:
+    """The directories installed packages are imported from."""
+    import site
+
+    return [*site.getsitepackages(), site.getusersitepackages()]
 
 
 def split_spec(spec: str) -> tuple[str, str]:

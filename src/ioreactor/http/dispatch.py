@@ -132,6 +132,47 @@ class Dispatcher(ABC):
         finish (:meth:`needs_asyncio`)."""
 
 
+class WrappingDispatcher(Dispatcher):
+    """A dispatcher around another (``inner``): every call goes to ``inner`` unless a
+    subclass -- forwarding headers, metrics -- overrides it to add its own step."""
+
+    __slots__ = ("inner", "server_name")
+
+    def __init__(self, inner: Dispatcher) -> None:
+        self.inner = inner
+        self.server_name = inner.server_name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.inner!r}>"
+
+    def request(self, protocol: HttpProtocol, request: Request) -> object:
+        return self.inner.request(protocol, request)
+
+    def body(self, protocol: HttpProtocol, chunk: bytes) -> None:
+        self.inner.body(protocol, chunk)
+
+    def end(self, protocol: HttpProtocol, request: Request) -> object:
+        return self.inner.end(protocol, request)
+
+    def needs_asyncio(self) -> bool:
+        return self.inner.needs_asyncio()
+
+    def expect_continue(self, protocol: HttpProtocol) -> None:
+        self.inner.expect_continue(protocol)
+
+    def closed(self, protocol: HttpProtocol) -> None:
+        self.inner.closed(protocol)
+
+    def broken(self, protocol: HttpProtocol) -> None:
+        self.inner.broken(protocol)
+
+    async def startup(self) -> None:
+        await self.inner.startup()
+
+    async def shutdown(self) -> None:
+        await self.inner.shutdown()
+
+
 class _Exchange:
     """:class:`AppDispatcher`'s state on one connection (``protocol.context``), made on
     the first request that has a body or runs in the pool."""

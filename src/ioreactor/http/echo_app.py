@@ -3,7 +3,9 @@
 ``GET /``        ``Hello, World!`` as text/plain
 ``POST|PUT /echo``  the request body back, with its Content-Type
 ``GET /echo``    the request line and header fields, as text
-``GET /healthz`` 200
+``GET /healthz`` 200, 503 once the process drains (:mod:`ioreactor.http.health`)
+``GET /whoami``  the client's address as the server sees it (PROXY protocol, trusted
+                 forwarding headers)
 ``/static/...``  files under ``--static DIR``, zero-copy, with ranges
 anything else    404 (405 for a known path with another method)
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 
 from ioreactor.http.app import App
+from ioreactor.http.health import HEALTH, HEALTH_PATH
 from ioreactor.http.request import Request
 from ioreactor.http.response import OCTET_STREAM, Response
 
@@ -36,8 +39,9 @@ def echo_head(request: Request) -> str:
     return "\n".join(lines) + "\n"
 
 
-def healthz(request: Request) -> str:
-    return "ok\n"
+def whoami(request: Request) -> str:
+    peer = request.peer
+    return f"{peer[0]} {peer[1]}\n" if isinstance(peer, tuple) else f"{peer}\n"
 
 
 def build_echo_app(static_dir: str | os.PathLike[str] | None = None) -> App:
@@ -45,7 +49,8 @@ def build_echo_app(static_dir: str | os.PathLike[str] | None = None) -> App:
     app.add_route("/", hello)
     app.add_route("/echo", echo_body, ("POST", "PUT"))
     app.add_route("/echo", echo_head, ("GET",))
-    app.add_route("/healthz", healthz)
+    app.add_route(HEALTH_PATH, HEALTH.answer, ("GET", "HEAD"))
+    app.add_route("/whoami", whoami)
     if static_dir is not None:
         app.static("/static", static_dir)
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from ioreactor.http.access_log import AccessLog
 from ioreactor.http.dispatch import AppDispatcher, Dispatcher
 from ioreactor.http.limits import Limits
 from ioreactor.http.protocol import HttpProtocol, receive, receive_read
@@ -24,6 +25,7 @@ from ioreactor.net.handlers import Handler
 
 if TYPE_CHECKING:
     from ioreactor.http.app import App
+    from ioreactor.http.observers import ResponseObserver
     from ioreactor.loop.event_loop import EventLoop
     from ioreactor.net.connection import TcpConnection
 
@@ -38,11 +40,19 @@ class HttpHandler(Handler):
     """
 
     def __init__(
-        self, app: App | Dispatcher, limits: Limits | None = None, *, access_log: bool = False
+        self,
+        app: App | Dispatcher,
+        limits: Limits | None = None,
+        *,
+        access_log: bool = False,
+        observer: ResponseObserver | None = None,
     ):
         self.dispatcher = app if isinstance(app, Dispatcher) else AppDispatcher(app)
         self.limits = limits if limits is not None else Limits()
-        self.access_log = access_log
+        if observer is None and access_log:
+            observer = AccessLog()
+        #: Told of the responses (an access log, metrics); None: nobody asks.
+        self.observer = observer
         #: What every connection's responses share (Server, Date, whole short texts).
         self.cache = ResponseCache(self.dispatcher.server_name)
         self._sweeps: dict[EventLoop, ConnectionSweep] = {}
@@ -67,7 +77,7 @@ class HttpHandler(Handler):
             self.cache,
             self.limits,
             self.sweep_of(conn.loop),
-            access_log=self.access_log,
+            observer=self.observer,
         )
 
     #: Parse a read in place, or what ``conn.input`` holds (module functions: one
@@ -85,6 +95,13 @@ class HttpHandler(Handler):
             protocol.shutdown()
         else:
             conn.close()
+
+    def on_drain(self, conn: TcpConnection) -> None:
+        """The server drains: the next response (or the one in flight) closes the
+        connection, so the peer learns it from a response, never from a lost request."""
+        protocol = conn.context
+        if isinstance(protocol, HttpProtocol):
+            protocol.parser.last_request()
 
     def on_close(self, conn: TcpConnection) -> None:
         protocol = conn.context

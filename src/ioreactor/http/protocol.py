@@ -61,6 +61,7 @@ from ioreactor.http.response_queue import ResponseQueue
 if TYPE_CHECKING:
     from ioreactor.http.dispatch import Dispatcher
     from ioreactor.http.limits import Limits
+    from ioreactor.http.observers import ResponseObserver
     from ioreactor.http.response import Response, ResponseCache
     from ioreactor.http.sweep import ConnectionSweep
     from ioreactor.net.buffer import Buffer
@@ -121,7 +122,7 @@ class HttpProtocol:
         limits: Limits,
         sweep: ConnectionSweep,
         *,
-        access_log: bool = False,
+        observer: ResponseObserver | None = None,
     ) -> None:
         self.conn = conn
         self.loop = conn.loop
@@ -135,10 +136,11 @@ class HttpProtocol:
         #: is done (None outside a read: responses then go to the connection at once).
         self.batch: list[bytes] | None = None
         #: An answer due now may go straight into the batch: nothing waits in the queue
-        #: and no access log is kept (the queue keeps this up to date). The common path
-        #: then never touches the queue: one object fewer out of cache per request.
-        self.direct = not access_log
-        self.queue = ResponseQueue(self, cache, access_log=access_log)
+        #: and no observer wants every response (an access log; the queue keeps this up
+        #: to date). The common path then never touches the queue: one object fewer out
+        #: of cache per request.
+        self.direct = observer is None or not observer.every
+        self.queue = ResponseQueue(self, cache, observer=observer)
         self.phase = IDLE
         #: When the current phase's deadline began to run.
         self.since = conn.loop.now
@@ -369,6 +371,12 @@ class HttpProtocol:
         """Graceful server shutdown: finish the request in flight, then close."""
         self.parser.last_request()  # the request in flight is answered with Connection: close
         if self.phase == IDLE:
+            if self.since == self.loop.now == self.conn.last_read:
+                # Accepted in this very loop iteration (taken from the listen queue as
+                # the server stops accepting): its first request is most likely on its
+                # way. It gets that request answered with Connection: close, or the
+                # header timeout closes it.
+                return
             if self.queue.idle:
                 self.phase = DONE
                 self.conn.close()
@@ -400,15 +408,18 @@ class HttpProtocol:
                 # response moves last_write; ``since`` is the connection's start.
                 if now - max(self.since, conn.last_write) > timeout:
                     self.phase = DONE
+                    self._timed_out("keep-alive" if served else "header")
                     conn.close()
                     return
         # While parsing is paused the wait is the server's (responses or output still
         # draining), not the client's: no head or body deadline runs (see _unpause).
         elif phase == HEADERS:
             if not self.paused and now - self.since > limits.header_timeout:
+                self._timed_out("header")
                 self.fail(HttpError(408, "Request Timeout", close=True))
         elif phase == BODY:
             if not self.paused and now - max(self.since, conn.last_read) > limits.body_timeout:
+                self._timed_out("body")
                 self.fail(HttpError(408, "Request Timeout", close=True))
         elif (
             phase == LINGER
@@ -430,6 +441,11 @@ class HttpProtocol:
                 conn.force_close()
         else:
             self.stall_mark = -1.0
+
+    def _timed_out(self, kind: str) -> None:
+        observer = self.queue.observer
+        if observer is not None:
+            observer.timed_out(kind)
 
 
 def receive(handler: object, conn: TcpConnection, buffer: Buffer) -> None:

@@ -446,6 +446,10 @@ def render(
         if result.close:
             request.keep_alive = False
         return result
+    if isinstance(result, Response):  # a dispatcher's own whole response (WSGI's framing)
+        if result.close:
+            request.keep_alive = False
+        return result.encode(connection_field(request), cache.server, head)
     log.error(
         "handler for %s %s returned %r, not a response", request.method, request.path, type(result)
     )

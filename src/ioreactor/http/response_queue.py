@@ -38,7 +38,6 @@ from ioreactor.http.response import (
     ResponseCache,
     StreamingResponse,
     connection_field,
-    describe,
     error_response,
     render,
 )
@@ -46,13 +45,13 @@ from ioreactor.http.sendfile import FileSender
 
 if TYPE_CHECKING:
     from ioreactor.http.errors import HttpError
+    from ioreactor.http.observers import ResponseObserver
     from ioreactor.http.protocol import HttpProtocol
     from ioreactor.http.request import Request
     from ioreactor.net.connection import TcpConnection
     from ioreactor.net.handlers import Handler
 
 log = logging.getLogger("ioreactor.http")
-access_log = logging.getLogger("ioreactor.http.access")
 
 
 class Slot:
@@ -95,24 +94,31 @@ class ResponseQueue:
     """The responses of one connection, in request order (module docstring)."""
 
     __slots__ = (
-        "access_log",
         "active",
         "advancing",
         "cache",
         "conn",
         "ended",
+        "observer",
+        "observes_every",
         "owner",
         "pending",
         "sender",
     )
 
     def __init__(
-        self, owner: HttpProtocol, cache: ResponseCache, *, access_log: bool = False
+        self,
+        owner: HttpProtocol,
+        cache: ResponseCache,
+        *,
+        observer: ResponseObserver | None = None,
     ) -> None:
         self.owner = owner
         self.conn: TcpConnection = owner.conn
         self.cache = cache
-        self.access_log = access_log
+        #: Told of responses (an access log: all of them), refusals, abandoned answers.
+        self.observer = observer
+        self.observes_every = observer is not None and observer.every
         #: Responses waiting for their turn, oldest first; None when there are none (no
         #: list on an idle connection). The owner's ``direct`` says the same without a
         #: look at this object (kept by _append and _emptied).
@@ -147,8 +153,9 @@ class ResponseQueue:
     def respond(self, request: Request, result: object) -> None:
         """Answer ``request`` with a handler's ``result`` in its turn; if the response
         closes the connection, nothing after it is answered."""
-        if self.access_log:
-            _log_access(request, *describe(result))
+        if self.observes_every:
+            assert self.observer is not None
+            result = self.observer.responded(request, result)
         out = render(request, result, self.cache)
         if type(out) is bytes and not self.pending:
             self._send(out)
@@ -168,12 +175,15 @@ class ResponseQueue:
         """The answer for a reserved ``slot`` (loop thread). If the response closes the
         connection, the ones reserved after it are never sent. Dropped (a file closed, a
         stream cancelled) when the connection has ended meanwhile."""
+        request = slot.request
+        observer = self.observer
         if self.ended:
+            if observer is not None:
+                observer.abandoned(request)
             _abandon(result)
             return
-        request = slot.request
-        if self.access_log:
-            _log_access(request, *describe(result))
+        if observer is not None:
+            result = observer.responded(request, result)
         slot.result = render(request, result, self.cache)
         if not request.keep_alive:
             self._close_after(slot)
@@ -182,13 +192,19 @@ class ResponseQueue:
     def fill_rendered(self, slot: Slot, data: bytes, status: int, body_size: int) -> None:
         """The answer for a reserved ``slot``, a whole response already encoded (an
         ASGI or WSGI dispatcher encodes the heads its application sets); ``status`` and
-        ``body_size`` are for the access log. If ``slot.request.keep_alive`` is False
-        the connection closes after it."""
-        if self.ended:
-            return
+        ``body_size`` are for the observer (access log, metrics). If
+        ``slot.request.keep_alive`` is False the connection closes after it."""
         request = slot.request
-        if self.access_log:
-            _log_access(request, status, body_size)
+        if self.ended:
+            if self.observer is not None:
+                self.observer.abandoned(request)
+            return
+        observer = self.observer
+        if observer is not None:
+            if status:
+                observer.sent(request, status, body_size)
+            else:  # no response (``data`` empty): the slot only kept its place
+                observer.abandoned(request)
         pending = self.pending
         if (
             request.keep_alive
@@ -226,8 +242,8 @@ class ResponseQueue:
     def refuse(self, err: HttpError) -> None:
         """Answer a protocol error (status and ``Connection: close``) after the responses
         before it; the connection ends then."""
-        if self.access_log:
-            access_log.info("%s error %d %s", self.conn.peer, err.status, err.detail)
+        if self.observer is not None:
+            self.observer.refused(self.conn.peer, err)
         self.emit(error_response(err).encode(CLOSE_FIELD, self.cache.server))
         self.close_when_sent()
 
@@ -276,7 +292,7 @@ class ResponseQueue:
 
     def _emptied(self) -> None:
         self.pending = None
-        self.owner.direct = not self.access_log
+        self.owner.direct = not self.observes_every
 
     def _close_after(self, slot: Slot) -> None:
         """End the connection once ``slot``'s response is out; later ones are dropped."""
@@ -377,6 +393,8 @@ class ResponseQueue:
     def _drop_pending(self) -> None:
         for entry in self.pending or ():
             if isinstance(entry, Slot):
+                if entry.result is None and self.observer is not None:
+                    self.observer.abandoned(entry.request)
                 _abandon(entry.result)
         self._emptied()
 
@@ -401,15 +419,3 @@ def _abandon(result: object) -> None:
         result.release()
     elif isinstance(result, StreamingResponse):
         result.cancel()
-
-
-def _log_access(request: Request, status: int, size: int) -> None:
-    access_log.info(
-        '%s "%s %s HTTP/%s" %d %s',
-        request.peer,
-        request.method,
-        request.target,
-        request.version,
-        status,
-        size if size >= 0 else "-",
-    )

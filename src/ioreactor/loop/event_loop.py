@@ -31,7 +31,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -68,6 +68,15 @@ class LoopLag:
     max: float
     p99: float
     slow_iterations: int
+
+    @classmethod
+    def of(cls, recent: Sequence[float], iterations: int, worst: float, slow: int) -> LoopLag:
+        """The statistics of a loop whose last iterations took ``recent`` seconds (oldest
+        first), ``worst`` the longest ever, ``slow`` of them above its threshold."""
+        ordered = sorted(recent)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
+        last = recent[-1] if recent else 0.0
+        return cls(iterations=iterations, last=last, max=worst, p99=p99, slow_iterations=slow)
 
 
 class _Waker:
@@ -501,15 +510,7 @@ class EventLoop:
 
     def lag(self) -> LoopLag:
         """Iteration-time statistics over the last ``LAG_WINDOW`` iterations."""
-        recent = sorted(self._lag_recent)
-        p99 = recent[min(len(recent) - 1, int(len(recent) * 0.99))] if recent else 0.0
-        return LoopLag(
-            iterations=self._iterations,
-            last=self._lag_recent[-1] if self._lag_recent else 0.0,
-            max=self._lag_max,
-            p99=p99,
-            slow_iterations=self._slow_iterations,
-        )
+        return LoopLag.of(self._lag_recent, self._iterations, self._lag_max, self._slow_iterations)
 
     def close(self) -> None:
         """Release the poller, the waker and the pools. The loop must not be running."""

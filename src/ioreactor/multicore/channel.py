@@ -7,6 +7,9 @@
       sendmsg("F" family, SCM_RIGHTS [fd, fd, ...]) -->  recvmsg -> on_fds(fds, family)
       on_ready(channel)                            <--  "R"                    ready()
       channel.active / channel.received            <--  "L" active received   report()
+      channel.last_heard (watchdog)                <--  "A"                    alive()
+      on_recycle(channel, reason)                  <--  "C" reason             recycle(reason)
+      retire()   "X" ------------------------------->  on_retire(): stop accepting, drain
 
 Message boundaries are kept (SEQPACKET), so each ``recvmsg`` is one message and one
 batch of fds. All fds accepted during one loop iteration for one worker leave in one
@@ -47,9 +50,14 @@ RECEIVE_BATCH = 64
 TAG_FDS = b"F"
 TAG_READY = b"R"
 TAG_LOAD = b"L"
+TAG_ALIVE = b"A"
+TAG_RECYCLE = b"C"
+TAG_RETIRE = b"X"
+#: Longest reason a worker gives for wanting a replacement.
+MAX_REASON = 64
 _FDS = struct.Struct("=cH")  # tag, address family of the fds
 _LOAD = struct.Struct("=cQQ")  # tag, open connections, fds received so far
-_MESSAGE_SIZE = max(_FDS.size, _LOAD.size)
+_MESSAGE_SIZE = max(_FDS.size, _LOAD.size, 1 + MAX_REASON)
 _ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_FDS_PER_MESSAGE * array.array("i").itemsize)
 _RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
@@ -81,9 +89,11 @@ class ParentChannel:
         "active",
         "blocked",
         "index",
+        "last_heard",
         "loop",
         "on_blocked",
         "on_ready",
+        "on_recycle",
         "on_writable",
         "outbox",
         "received",
@@ -113,7 +123,10 @@ class ParentChannel:
         self.sent = 0
         self.active = 0
         self.received = 0
+        #: Loop time of the worker's last message (its liveness, for the watchdog).
+        self.last_heard = loop.time()
         self.on_ready: Callable[[ParentChannel], object] | None = None
+        self.on_recycle: Callable[[ParentChannel, str], object] | None = None
         self.on_blocked: Callable[[ParentChannel], object] | None = None
         self.on_writable: Callable[[ParentChannel], object] | None = None
         loop.watch(sock.fileno(), READ, self._handle_event)
@@ -166,6 +179,13 @@ class ParentChannel:
         if self.on_blocked is not None:
             self.on_blocked(self)
 
+    def retire(self) -> None:
+        """Tell the worker it is replaced: stop accepting, finish, exit."""
+        try:
+            self.sock.send(TAG_RETIRE)
+        except OSError as exc:
+            log.debug("worker %d channel: %s", self.index, exc)
+
     def take_outbox(self) -> list[int]:
         fds, self.outbox = self.outbox, []
         return fds
@@ -200,14 +220,20 @@ class ParentChannel:
                 message = recv(_MESSAGE_SIZE)
             except (BlockingIOError, OSError):
                 return
+            if not message:
+                return
+            self.last_heard = self.loop.time()
             tag = message[:1]
             if tag == TAG_LOAD and len(message) == _LOAD.size:
                 _, self.active, self.received = _LOAD.unpack(message)
+            elif tag == TAG_ALIVE:
+                pass
             elif tag == TAG_READY:
                 if self.on_ready is not None:
                     self.on_ready(self)
-            elif not message:
-                return
+            elif tag == TAG_RECYCLE:
+                if self.on_recycle is not None:
+                    self.on_recycle(self, message[1:].decode("ascii", "replace"))
             else:
                 log.warning("worker %d sent an unknown message %r", self.index, message)
 
@@ -223,7 +249,7 @@ class ParentChannel:
 class WorkerChannel:
     """The worker's end: receives fds, tells the supervisor it is ready and how loaded."""
 
-    __slots__ = ("loop", "on_fds", "on_parent_gone", "received", "sock")
+    __slots__ = ("loop", "on_fds", "on_parent_gone", "on_retire", "received", "sock")
 
     def __init__(
         self,
@@ -231,11 +257,13 @@ class WorkerChannel:
         sock: socket.socket,
         on_fds: Callable[[list[int], int], object],
         on_parent_gone: Callable[[], object],
+        on_retire: Callable[[], object] | None = None,
     ) -> None:
         self.loop = loop
         self.sock = sock
         self.on_fds = on_fds
         self.on_parent_gone = on_parent_gone
+        self.on_retire = on_retire
         #: Fds received so far (reported back, so the supervisor can count those in flight).
         self.received = 0
         loop.watch(sock.fileno(), READ, self._handle_event)
@@ -245,6 +273,15 @@ class WorkerChannel:
 
     def report(self, active: int) -> None:
         self._send(_LOAD.pack(TAG_LOAD, active, self.received))
+
+    def alive(self) -> None:
+        """The loop runs (the supervisor's watchdog counts on it)."""
+        self._send(TAG_ALIVE)
+
+    def recycle(self, reason: str) -> None:
+        """Ask for a replacement (``--max-requests``): the supervisor starts one, then
+        retires this worker."""
+        self._send(TAG_RECYCLE + reason.encode("ascii", "replace")[:MAX_REASON])
 
     def _send(self, message: bytes) -> None:
         try:
@@ -273,6 +310,10 @@ class WorkerChannel:
                 self._parent_gone()
                 return
             fds = _fds_from(ancdata, flags)
+            if message == TAG_RETIRE and not fds:
+                if self.on_retire is not None:
+                    self.on_retire()
+                continue
             if message[:1] != TAG_FDS or len(message) != _FDS.size:
                 log.warning("unknown message %r from the supervisor", message)
                 for fd in fds:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ioreactor.net.acceptor import BACKLOG
 from ioreactor.net.address import Address
+from ioreactor.net.proxy_protocol import ProxyTrust
 from ioreactor.net.server import BALANCES, SHUTDOWN_TIMEOUT, Balance
 
 if TYPE_CHECKING:
@@ -59,6 +60,24 @@ class ServeConfig:
     backlog: int = BACKLOG
     shutdown_timeout: float = SHUTDOWN_TIMEOUT
     server_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Listening sockets inherited (socket activation, ``--fd``, an upgrade) to serve
+    #: instead of binding ``address``; several must share one address (a SO_REUSEPORT
+    #: group: the workers share them out).
+    listeners: tuple[socket.socket, ...] = ()
+    #: Peers whose connections start with a PROXY protocol header (None: no header).
+    proxy_protocol: ProxyTrust | None = None
+    #: Seconds a stopping worker keeps serving (and accepting) after it starts draining
+    #: -- /healthz says 503, responses say ``Connection: close`` -- so that a balancer
+    #: stops sending before the listener closes.
+    drain_delay: float = 0.0
+    #: Recycle a worker after about this many requests (0: never), plus a random
+    #: 0..max_requests_jitter so the workers do not all restart at once.
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    #: Recycle a worker whose resident memory passes this many MiB (0: never).
+    max_rss: int = 0
+    #: Where Prometheus scrapes ``/metrics`` (None: no metrics are kept).
+    metrics_listen: Address | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -71,11 +90,25 @@ class ServeConfig:
             raise ValueError(f"balance must be one of {', '.join(BALANCES)}")
         if self.shutdown_timeout < 0:
             raise ValueError("shutdown_timeout must be >= 0")
+        for name in ("drain_delay", "max_requests", "max_requests_jitter", "max_rss"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.listeners:
+            names = {_sockname(sock) for sock in self.listeners}
+            if len(names) > 1:
+                raise ValueError(
+                    "inherited listeners on several addresses "
+                    f"({', '.join(sorted(map(str, names)))}): a server serves one address"
+                )
         if self.workers and self.dispatch == "reuseport":
             if not hasattr(socket, "SO_REUSEPORT"):
                 raise ValueError("dispatch 'reuseport' needs SO_REUSEPORT; use 'fdpass'")
             if self.address.is_unix:
                 raise ValueError("dispatch 'reuseport' is for TCP; a Unix socket needs 'fdpass'")
+
+    @property
+    def inherited(self) -> bool:
+        return bool(self.listeners)
 
     def describe(self) -> str:
         if not self.workers:
@@ -94,3 +127,10 @@ class WorkerContext:
     pid: int
     loop: EventLoop
     server: TcpServer
+
+
+def _sockname(sock: socket.socket) -> Any:
+    try:
+        return sock.getsockname()
+    except OSError as exc:
+        return f"(fd {sock.fileno()}: {exc.strerror})"

@@ -60,6 +60,11 @@ class FdDispatcher:
     def __repr__(self) -> str:
         return f"<FdDispatcher workers={len(self._available)}/{len(self._channels)}>"
 
+    @property
+    def shed(self) -> int:
+        """Connections accepted and closed at once for lack of fds (EMFILE)."""
+        return self._acceptor.rejected_for_fds
+
     # -- workers come and go -------------------------------------------------------------
 
     def add_worker(self, channel: ParentChannel) -> None:
@@ -69,9 +74,11 @@ class FdDispatcher:
         channel.on_writable = self._on_writable
         self._refresh()
 
-    def remove_worker(self, index: int) -> None:
-        """The worker died: no more fds for it (its channel's owner closes the channel)."""
-        if self._channels.pop(index, None) is not None:
+    def remove_worker(self, channel: ParentChannel) -> None:
+        """The worker died or is retiring: no more fds for it (its channel's owner closes
+        the channel). A replacement that took its index already stays."""
+        if self._channels.get(channel.index) is channel:
+            del self._channels[channel.index]
             self._refresh()
 
     def redispatch(self, fds: list[int]) -> None:
@@ -152,6 +159,8 @@ class FdDispatcher:
         """Close the listener; fds nobody took are closed (their clients see a close)."""
         if self._closed:
             return
+        if self._accepting:
+            self._acceptor.accept_backlog()  # queued connections would be reset
         self._closed = True
         self._set_accepting(False)
         self._acceptor.close()  # closes the listener

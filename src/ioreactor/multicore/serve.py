@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ioreactor.multicore.config import (
@@ -17,7 +18,9 @@ from ioreactor.multicore.worker import ServerProcess
 from ioreactor.net.acceptor import BACKLOG
 from ioreactor.net.address import Address, to_address
 from ioreactor.net.handlers import Handler
+from ioreactor.net.proxy_protocol import ProxyTrust
 from ioreactor.net.server import SHUTDOWN_TIMEOUT, Balance
+from ioreactor.net.systemd import listening_address
 
 
 def run_server(
@@ -32,6 +35,15 @@ def run_server(
     backlog: int = BACKLOG,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     on_worker_start: Callable[[WorkerContext], object] | None = None,
+    listeners: Sequence[socket.socket] = (),
+    proxy_protocol: ProxyTrust | None = None,
+    drain_delay: float = 0.0,
+    max_requests: int = 0,
+    max_requests_jitter: int = 0,
+    max_rss: int = 0,
+    metrics_listen: str | Address | None = None,
+    reload_handler: Callable[[], Callable[[], Handler]] | None = None,
+    requests_served: Callable[[], int] | None = None,
     **server_options: Any,
 ) -> int:
     """Serve ``make_handler()`` on ``address`` until a stop signal; returns the exit status.
@@ -46,10 +58,21 @@ def run_server(
     serving process, after the fork. ``server_options`` go to ``TcpServer`` (nodelay,
     keepalive, high_water_mark, low_water_mark, accept_batch).
 
-    Stops on SIGTERM, SIGINT or SIGHUP gracefully (exit 0), or at once on a second SIGINT
-    (exit 130). Call it from the main thread: it installs signal handlers.
+    ``listeners``: inherited listening sockets to serve instead of binding ``address``
+    (socket activation, ``--fd``); ``proxy_protocol``: the peers whose connections start
+    with a PROXY header. ``drain_delay``: seconds a stopping worker keeps serving after
+    its health check turns 503. ``max_requests`` (+ a random 0..``max_requests_jitter``,
+    counted by ``requests_served()`` in each worker) and ``max_rss`` (MiB) recycle a
+    worker: its replacement accepts before it retires. ``metrics_listen``: serve
+    Prometheus metrics of every worker there (needs prometheus_client).
+
+    Stops on SIGTERM or SIGINT gracefully (exit 0), or at once on a second SIGINT
+    (exit 130). With workers, SIGHUP reloads (``reload_handler()`` gives the new
+    ``make_handler``; new workers first, then the old ones retire) and SIGUSR2 upgrades
+    (a new supervisor inherits the listeners); without, SIGHUP stops gracefully. Call it
+    from the main thread: it installs signal handlers.
     """
-    where = to_address(address)
+    where = listening_address(listeners[0]) if listeners else to_address(address)
     config = ServeConfig(
         address=where,
         workers=default_workers() if workers is None else workers,
@@ -60,7 +83,25 @@ def run_server(
         backlog=backlog,
         shutdown_timeout=shutdown_timeout,
         server_options=server_options,
+        listeners=tuple(listeners),
+        proxy_protocol=proxy_protocol,
+        drain_delay=drain_delay,
+        max_requests=max_requests,
+        max_requests_jitter=max_requests_jitter,
+        max_rss=max_rss,
+        metrics_listen=None if metrics_listen is None else to_address(metrics_listen),
     )
     if config.workers == 0:
-        return ServerProcess(config, make_handler, on_worker_start=on_worker_start).run()
-    return Supervisor(config, make_handler, on_worker_start=on_worker_start).run()
+        return ServerProcess(
+            config,
+            make_handler,
+            listener=config.listeners[0] if config.listeners else None,
+            on_worker_start=on_worker_start,
+        ).run()
+    return Supervisor(
+        config,
+        make_handler,
+        on_worker_start=on_worker_start,
+        reload_handler=reload_handler,
+        requests_served=requests_served,
+    ).run()

@@ -3,12 +3,15 @@
 The stop policy of every ioreactor server process::
 
     first SIGTERM, SIGINT     graceful: stop accepting, let connections finish
-      or SIGHUP
+      (or SIGHUP without
+      a supervisor)
     second SIGINT             forced: close everything now (exit status FORCED_EXIT)
     SIGQUIT (workers only)    forced: the supervisor passes a forced stop on this way
+    SIGHUP (supervisor)       zero-downtime reload (new workers, then the old ones retire)
+    SIGUSR2 (supervisor)      upgrade: a new supervisor inherits the listeners
 
-Workers ignore SIGINT and SIGHUP: a Ctrl-C, or a closed terminal, reaches the whole
-process group, and a worker must take its orders from the supervisor alone (which
+Workers ignore SIGINT, SIGHUP and SIGUSR2: a Ctrl-C, or a closed terminal, reaches the
+whole process group, and a worker must take its orders from the supervisor alone (which
 forwards SIGTERM), or one keypress would count twice.
 
 Every handler is installed with :meth:`EventLoop.add_signal_handler`, which also makes
@@ -33,7 +36,7 @@ FORCED_EXIT = 128 + signal.SIGINT
 #: Signals the supervisor handles itself; blocked around fork so that a child never runs
 #: the parent's handlers.
 CONTROL_SIGNALS = frozenset(
-    {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD}
+    {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR2}
 )
 
 

@@ -165,6 +165,20 @@ class Acceptor:
             # the other ready fds have had their turn.
             self.loop.call_soon(self.handle_read, events)
 
+    def accept_backlog(self, limit: int = 4 * ACCEPT_BATCH) -> None:
+        """Accept the connections waiting in the listen queue now, before the listener
+        closes: closing would reset them, after their clients may have sent a request."""
+        if not self._listening or self._paused is not None:
+            return
+        accept = self.listener.accept
+        for _ in range(limit):
+            try:
+                sock, peer = accept()
+            except OSError:
+                return  # EAGAIN: the queue is empty (or the listener cannot accept now)
+            sock.setblocking(False)
+            self.on_accept(sock, peer)
+
     def _shed_one(self, exc: OSError) -> bool:
         """Out of fds: accept the oldest pending connection with the spare fd and close it.
 

@@ -70,6 +70,7 @@ SOCKET = socket.socket
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
     from ioreactor.loop.timers import TimerHandle
+    from ioreactor.net.tls import TlsSession
 
 log = logging.getLogger("ioreactor.connection")
 
@@ -203,6 +204,12 @@ class TcpConnection:
     def handler(self) -> Handler:
         """The connection's callbacks (switch them with :meth:`set_handler`)."""
         return self._handler
+
+    @property
+    def tls(self) -> TlsSession | None:
+        """The TLS state (version, ALPN protocol, peer certificate...); None without TLS
+        (a :class:`~ioreactor.net.tls.TlsConnection` has one)."""
+        return None
 
     def local_address(self) -> Any:
         return self.sock.getsockname() if self._state != DISCONNECTED else None
@@ -479,12 +486,14 @@ class TcpConnection:
             log.debug("%r: %s", self, exc)
         else:
             log.warning("%r: socket error: %s", self, exc)
-        self.error = exc
+        # Without its traceback: the frames would hold this connection (a cycle that
+        # only the cyclic GC frees, with everything the connection holds).
+        self.error = exc.with_traceback(None)
         self._close_now()
 
     def _callback_failed(self, name: str, exc: Exception) -> None:
         log.exception("handler %s failed for peer %s; closing this connection", name, self.peer)
-        self.error = exc
+        self.error = exc.with_traceback(None)  # (logged with it; see _handle_error)
         self._close_now()
 
     # -- output --------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class Handler:
         """The server is shutting down gracefully: say goodbye and let the connection end."""
         conn.close()
 
+    def on_drain(self, conn: TcpConnection) -> None:
+        """The server drains before it stops (``TcpServer.drain``): tell the peer, if you can."""
+
     def on_close(self, conn: TcpConnection) -> None:
         """The connection is closed (called exactly once); ``conn.error`` says why, if not."""
 

@@ -5,8 +5,9 @@ Data flow::
 
     accept -> ProxyProtocolHandler.on_connection: is the peer in the ProxyTrust list?
            -> first bytes -> parse_header() -> None (need more) | ProxyHeader | error
-           -> conn.peer = the client's address -> inner.on_connection(conn)
-           -> the bytes after the header (same read) and every later event -> inner
+           -> conn.peer = the client's address -> conn.set_handler(inner)
+           -> inner.on_connection(conn) -> the bytes after the header (same read) and
+              every later event go to inner directly (the connection's handler now)
 
 Version 1 is one US-ASCII line of at most 107 bytes, CRLF included::
 
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.net.buffer import Buffer
-from ioreactor.net.handlers import Handler, overrides, reads_in_place
+from ioreactor.net.handlers import Handler, reads_in_place
 
 if TYPE_CHECKING:
     from ioreactor.loop.timers import TimerHandle
@@ -615,11 +616,13 @@ class ProxyProtocolHandler(Handler):
     A malformed header, an untrusted peer or a header not complete within ``timeout``
     seconds closes that connection only, with one log line and a count in :attr:`stats`.
 
-    Until TcpConnection can switch the handler of a live connection, this handler stays
-    in front and forwards each event (one Python call more per event); switching will be
-    the one line marked in :meth:`_hand_over`. Per-connection state: ``conn.context``
-    until the hand-over (``inner`` gets it empty), then a record keyed by the socket
-    that lives as long as the connection.
+    At the hand-over the connection's handler becomes ``inner``
+    (:meth:`TcpConnection.set_handler`): from then on this handler is out of the path,
+    and a relayed connection costs nothing per event. Per-connection state:
+    ``conn.context`` until the hand-over (``inner`` gets it empty), then a record keyed
+    by the socket that lives as long as the connection. A server shutdown still calls
+    the server's handler (this one): :meth:`on_shutdown` passes a relayed connection
+    on to ``inner``.
     """
 
     def __init__(
@@ -646,11 +649,7 @@ class ProxyProtocolHandler(Handler):
         self._relays: weakref.WeakKeyDictionary[socket.socket, tuple[Any, ProxyHeader]] = (
             weakref.WeakKeyDictionary()
         )
-        # The inner handler's methods, looked up once (this sits on every event).
         self._inner_reads_in_place = reads_in_place(inner)
-        self._inner_notify_drain = overrides(inner, "on_write_complete")
-        self._inner_on_read = inner.on_read
-        self._inner_on_message = inner.on_message
 
     def __repr__(self) -> str:
         return f"<ProxyProtocolHandler {self.inner!r} trust={self.trust!r}>"
@@ -680,6 +679,7 @@ class ProxyProtocolHandler(Handler):
             conn.force_close()
         else:
             self.stats.direct += 1
+            conn.set_handler(self.inner)
             self.inner.on_connection(conn)
 
     def _read_header(self, conn: TcpConnection, data: memoryview) -> int:
@@ -697,7 +697,7 @@ class ProxyProtocolHandler(Handler):
         if not self._inner_reads_in_place:
             return used  # the rest goes to conn.input, then to inner.on_message
         rest = len(data) - used
-        taken = self._inner_on_read(conn, data[used:])
+        taken = self.inner.on_read(conn, data[used:])
         if not 0 <= taken <= rest:  # (the connection checks only the sum)
             raise ValueError(f"on_read returned {taken!r}, not a count in 0..{rest}")
         return used + taken
@@ -712,8 +712,8 @@ class ProxyProtocolHandler(Handler):
             return
         buffer.retrieve(header.size)
         self._hand_over(conn, header)
-        if buffer.readable_bytes and conn.connected:
-            self._inner_on_message(conn, buffer)
+        # What follows the header stays in ``buffer``: the connection hands it to the
+        # new handler's on_message as soon as this call returns.
 
     def _hand_over(self, conn: TcpConnection, header: ProxyHeader) -> None:
         """The header is whole: the connection becomes the client's, served by inner."""
@@ -727,8 +727,7 @@ class ProxyProtocolHandler(Handler):
         else:
             self.stats.local += 1
         conn.context = None
-        # With TcpConnection.set_handler(): conn.set_handler(self.inner) -- and the
-        # forwarding below (everything after on_connection) is no longer needed.
+        conn.set_handler(self.inner)
         self.inner.on_connection(conn)
 
     def _reject(self, conn: TcpConnection, counter: str, why: str) -> None:
@@ -750,49 +749,29 @@ class ProxyProtocolHandler(Handler):
                 conn, "timeouts", f"no complete header after {self.timeout:g} s ({got} bytes)"
             )
 
-    # -- every event: the header first, then the inner handler --------------------------
+    # -- events before the hand-over (after it, they go to inner directly) ------------
 
     def on_read(self, conn: TcpConnection, data: memoryview) -> int:
-        if type(conn.context) is _Waiting:
-            return self._read_header(conn, data)
-        if self._inner_reads_in_place:
-            return self._inner_on_read(conn, data)
-        return 0  # inner parses conn.input: on_message follows at once
+        return self._read_header(conn, data)
 
     def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
-        if type(conn.context) is _Waiting:
-            self._header_from_buffer(conn, buffer)
-        else:
-            self._inner_on_message(conn, buffer)
-
-    def on_write_complete(self, conn: TcpConnection) -> None:
-        if self._inner_notify_drain and type(conn.context) is not _Waiting:
-            self.inner.on_write_complete(conn)
-
-    def on_high_water_mark(self, conn: TcpConnection, size: int) -> None:
-        if type(conn.context) is not _Waiting:
-            self.inner.on_high_water_mark(conn, size)
+        self._header_from_buffer(conn, buffer)
 
     def on_eof(self, conn: TcpConnection) -> bool:
-        waiting = conn.context
-        if type(waiting) is not _Waiting:
-            return self.inner.on_eof(conn)
+        waiting: _Waiting = conn.context
         got = conn.input.readable_bytes
         if got and not waiting.rejected:
             self._reject(conn, "malformed", f"the peer closed after {got} bytes of a header")
         return False
 
     def on_shutdown(self, conn: TcpConnection) -> None:
-        if type(conn.context) is _Waiting:
-            conn.close()
+        if conn.handler is self:
+            conn.close()  # still waiting for its header
         else:
-            self.inner.on_shutdown(conn)
+            conn.handler.on_shutdown(conn)
 
     def on_close(self, conn: TcpConnection) -> None:
-        waiting = conn.context
-        if type(waiting) is not _Waiting:
-            self.inner.on_close(conn)
-            return
+        waiting: _Waiting = conn.context
         if waiting.timer is not None:
             waiting.timer.cancel()
             waiting.timer = None

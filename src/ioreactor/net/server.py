@@ -17,9 +17,17 @@ a connection needs no lock; :attr:`TcpServer.connections` is a snapshot across t
 Each accepted socket gets TCP_NODELAY (on by default: the loop already coalesces writes,
 so Nagle would only add latency) and the configured keepalive timers.
 
+TLS (``ssl=``): every connection is a :class:`~ioreactor.net.tls.TlsConnection` (or its
+io_uring twin) sharing the server's :class:`~ioreactor.net.tls.TlsLayer` (its context,
+handshake timeout and counters: :attr:`TcpServer.tls`). The handler is the same; it
+hears of a connection once its handshake has completed.
+
 Graceful shutdown (:meth:`TcpServer.shutdown`): stop accepting at once, give every
 connection ``handler.on_shutdown(conn)`` on its own loop (the default closes after its
-output drains), and force-close what is left when the timeout expires.
+output drains), and force-close what is left when the timeout expires. Before it, a
+server may drain (:meth:`TcpServer.drain`): every connection, and each one accepted
+from then on, gets ``on_drain`` (HTTP: its next response closes it) while serving goes
+on.
 """
 
 from __future__ import annotations
@@ -28,15 +36,17 @@ import logging
 import socket
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from ssl import SSLContext
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ioreactor.net.acceptor import ACCEPT_BATCH, BACKLOG, Acceptor, open_listener
 from ioreactor.net.address import Address, to_address
-from ioreactor.net.channels import acceptor_class, connection_class
+from ioreactor.net.channels import acceptor_class, connection_class, tls_connection_class
 from ioreactor.net.connection import HIGH_WATER_MARK, LOW_WATER_MARK, TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.loop_thread import EventLoopThreadPool, LoopFactory
 from ioreactor.net.sockopt import KeepAlive, is_tcp, set_keepalive
+from ioreactor.net.tls import HANDSHAKE_TIMEOUT, TlsLayer
 
 if TYPE_CHECKING:
     from ioreactor.loop.event_loop import EventLoop
@@ -55,6 +65,16 @@ SHUTDOWN_TIMEOUT = 30.0
 FORCE_CLOSE_GRACE = 2.0
 
 
+class ServerStats(NamedTuple):
+    """A server's connection counts since it started (any thread; a snapshot)."""
+
+    accepted: int
+    closed: int
+    open: int
+    #: Connections accepted and closed at once for lack of fds (EMFILE).
+    shed: int
+
+
 def peer_hash(peer: Any) -> int:
     """A stable hash of the peer's host (not its port): the affinity key."""
     host = peer[0] if isinstance(peer, tuple) and peer else peer
@@ -70,7 +90,7 @@ class LoopConnections:
     also counts sockets still in flight to the loop.
     """
 
-    __slots__ = ("accepted", "closed", "conns", "loop", "saying_goodbye", "server")
+    __slots__ = ("accepted", "closed", "conns", "draining", "loop", "saying_goodbye", "server")
 
     def __init__(self, server: TcpServer, loop: EventLoop) -> None:
         self.server = server
@@ -79,6 +99,7 @@ class LoopConnections:
         self.accepted = 0
         self.closed = 0
         self.saying_goodbye = False
+        self.draining = False
 
     def __repr__(self) -> str:
         return f"<LoopConnections {self.loop.name} conns={len(self.conns)}>"
@@ -106,6 +127,12 @@ class LoopConnections:
                 log.exception("handler on_shutdown failed for %r; closing it now", conn)
                 conn.force_close()
 
+    def drain(self) -> None:
+        """``on_drain`` for each connection of this loop, now and when accepted (loop thread)."""
+        self.draining = True
+        for conn in list(self.conns):
+            drain_connection(conn)
+
     def force_close_all(self) -> None:
         for conn in list(self.conns):
             conn.force_close()
@@ -118,6 +145,12 @@ class TcpServer:
     ``balance``: how a connection picks its sub-loop (see :data:`BALANCES`).
     ``poller``: backend of the sub-loops (default: the same as ``loop``'s);
     ``loop_factory(name=...)`` builds them instead when the loop class needs it.
+
+    ``ssl``: serve TLS with this server context -- or with the context a function
+    returns, called here (a worker process that builds its server loads its own).
+    ``ssl_handshake_timeout``: seconds a handshake may take (None: no limit).
+    ``ssl_plaintext_reply``: bytes answered in plaintext to an HTTP request sent to the
+    TLS port (None: close without a word).
     """
 
     def __init__(
@@ -139,6 +172,9 @@ class TcpServer:
         poller: str | None = None,
         loop_factory: LoopFactory | None = None,
         name: str = "server",
+        ssl: SSLContext | Callable[[], SSLContext] | None = None,
+        ssl_handshake_timeout: float | None = HANDSHAKE_TIMEOUT,
+        ssl_plaintext_reply: bytes | None = None,
     ) -> None:
         if loops < 0:
             raise ValueError(f"loops must be >= 0, got {loops}")
@@ -157,6 +193,16 @@ class TcpServer:
         self.num_loops = loops
         self.balance = balance
         self.name = name
+        #: The TLS settings and counters of every connection (None: plain TCP).
+        self.tls: TlsLayer | None = None
+        if ssl is not None:
+            context = ssl if isinstance(ssl, SSLContext) else ssl()
+            self.tls = TlsLayer(
+                context,
+                server_side=True,
+                handshake_timeout=ssl_handshake_timeout,
+                plaintext_reply=ssl_plaintext_reply,
+            )
         self._pool = EventLoopThreadPool(
             loop, loops, name=f"{name}-io", poller=poller, loop_factory=loop_factory
         )
@@ -184,6 +230,11 @@ class TcpServer:
         return self._acceptor.listener.getsockname()
 
     @property
+    def listening(self) -> bool:
+        """Whether it accepts on a listener of its own (not only adopted sockets)."""
+        return self._acceptor is not None
+
+    @property
     def port(self) -> int:
         port: int = self.sockname[1]
         return port
@@ -206,6 +257,17 @@ class TcpServer:
     @property
     def connection_count(self) -> int:
         return sum(len(owner.conns) for owner in self._owners)
+
+    def stats(self) -> ServerStats:
+        """Connections accepted, closed, open and shed so far."""
+        owners = self._owners
+        shed = self._acceptor.rejected_for_fds if self._acceptor is not None else 0
+        return ServerStats(
+            sum(o.accepted for o in owners),
+            sum(o.closed for o in owners),
+            sum(len(o.conns) for o in owners),
+            shed,
+        )
 
     @property
     def shutting_down(self) -> bool:
@@ -284,17 +346,32 @@ class TcpServer:
             sock.close()
             owner.closed += 1
             return
-        conn = connection_class(owner.loop)(
-            owner.loop,
-            sock,
-            peer,
-            self.handler,
-            owner,
-            high_water_mark=self.high_water_mark,
-            low_water_mark=self.low_water_mark,
-        )
+        conn: TcpConnection
+        if self.tls is None:
+            conn = connection_class(owner.loop)(
+                owner.loop,
+                sock,
+                peer,
+                self.handler,
+                owner,
+                high_water_mark=self.high_water_mark,
+                low_water_mark=self.low_water_mark,
+            )
+        else:
+            conn = tls_connection_class(owner.loop)(
+                owner.loop,
+                sock,
+                peer,
+                self.handler,
+                owner,
+                tls=self.tls,
+                high_water_mark=self.high_water_mark,
+                low_water_mark=self.low_water_mark,
+            )
         owner.conns.add(conn)
         conn.start()
+        if owner.draining and conn.connected:
+            drain_connection(conn)
         if owner.saying_goodbye and conn.connected:  # arrived after shutdown began
             try:
                 self.handler.on_shutdown(conn)
@@ -308,6 +385,13 @@ class TcpServer:
             self._acceptor.close()
 
     # -- graceful shutdown ----------------------------------------------------------------
+
+    def drain(self) -> None:
+        """The server will shut down soon: each connection's handler gets ``on_drain``
+        (on the connection's loop), now and as connections are accepted. Serving and
+        accepting go on. Any thread."""
+        for owner in self._owners:
+            owner.loop.run_in_loop(owner.drain)
 
     def shutdown(
         self, timeout: float = SHUTDOWN_TIMEOUT, on_done: Callable[[], object] | None = None
@@ -328,6 +412,8 @@ class TcpServer:
         if self._shutting_down:
             return
         self._shutting_down = True
+        if self._acceptor is not None:
+            self._acceptor.accept_backlog()  # (served below: each gets on_shutdown)
         self.stop_accepting()
         log.info("%r: shutting down (timeout %.1f s)", self, timeout)
         self._shutdown_pending = set(self._owners)
@@ -373,6 +459,15 @@ class TcpServer:
         for owner in self._owners:
             owner.loop.run_in_loop(owner.force_close_all)
         self._pool.stop()
+
+
+def drain_connection(conn: TcpConnection) -> None:
+    """``on_drain`` of the connection's own handler (which may not be the server's)."""
+    try:
+        conn.handler.on_drain(conn)
+    except Exception:
+        log.exception("handler on_drain failed for %r; closing it now", conn)
+        conn.force_close()
 
 
 def _owner_load(owner: LoopConnections) -> int:

@@ -32,6 +32,8 @@ import stat
 import time
 from dataclasses import dataclass
 
+from ioreactor.net.address import Address
+
 log = logging.getLogger("ioreactor.systemd")
 
 #: The first inherited fd (after stdin, stdout and stderr).
@@ -118,6 +120,25 @@ def _inherited_sockets() -> list[ListenSocket]:
             done.sock.detach()  # a failed call closes none of the fds it was given
         raise
     return adopted
+
+
+def listening_address(sock: socket.socket) -> Address:
+    """The address an inherited stream listener is bound to (what it serves)."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        if isinstance(name, bytes):  # Linux gives abstract names as bytes
+            name = "@" + os.fsdecode(name[1:]) if name[:1] == b"\0" else os.fsdecode(name)
+        return Address.unix(name)
+    return Address("tcp", name[0], name[1], sock.family)
+
+
+def check_stream_listener(sock: socket.socket, what: str) -> socket.socket:
+    """``sock`` if it is a listening stream socket; SystemdError naming ``what`` if not."""
+    if sock.type != socket.SOCK_STREAM:
+        raise SystemdError(f"{what} is a {sock.type.name} socket, not a stream listener")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        raise SystemdError(f"{what} is a stream socket that does not listen")
+    return sock
 
 
 def socket_from_fd(fd: int) -> socket.socket:

@@ -18,15 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS, server_command, unavailable
 from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
-from ioreactor_tools.bench.pinning import (
-    CorePlan,
-    ServerProcess,
-    core_plan,
-    free_port,
-    pin_current_process,
-)
+from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult, round_ratios
 

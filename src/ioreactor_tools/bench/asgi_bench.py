@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS, server_command, unavailable
 from ioreactor_tools.bench.pinning import (
     CorePlan,
     ServerProcess,
     core_plan,
-    free_port,
     pin_current_process,
 )
 from ioreactor_tools.bench.procstat import TreeSample

@@ -46,8 +46,9 @@ from ioreactor.loop.poller import WRITE, available_pollers
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.latency import LatencyHistogram
-from ioreactor_tools.bench.pinning import ServerProcess, free_port
+from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.tcp_load import errno_kind, split_conns
 

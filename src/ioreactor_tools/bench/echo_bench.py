@@ -19,14 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import (
-    CorePlan,
-    ServerProcess,
-    core_plan,
-    free_port,
-    pin_current_process,
-)
+from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult, round_ratios, window_result
 

@@ -49,17 +49,12 @@ from ioreactor.loop.poller import available_pollers
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
 from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor.testing import free_port
 from ioreactor_tools.bench import PEER_SERVERS
 from ioreactor_tools.bench.echo_load import EchoLoad, EchoLoadConfig, EchoLoadResult
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.peers import PEER_BACKLOG, peer_command, uvloop_available
-from ioreactor_tools.bench.pinning import (
-    CorePlan,
-    ServerProcess,
-    core_plan,
-    free_port,
-    pin_current_process,
-)
+from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import (
     BenchResult,

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_bench import echo_server_args
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port
+from ioreactor_tools.bench.pinning import ServerProcess, core_plan
 from ioreactor_tools.bench.procstat import process_fds, sample_tree
 
 #: Seconds to wait for the server to accept every connection (and for a heap report).

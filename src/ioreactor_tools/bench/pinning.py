@@ -68,15 +68,6 @@ def pin_current_process(core: int | None) -> None:
         os.sched_setaffinity(0, {core})
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel reports free now (a small race with other binders, fine here)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait_for_port(
     host: str,
     port: int,

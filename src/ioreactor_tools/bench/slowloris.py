@@ -32,7 +32,8 @@ from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
+from ioreactor.testing import free_port
+from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.children import die_with_parent
 
 #: The head a slow connection trickles: a real request line, then a field that never ends.
@@ -480,10 +481,10 @@ def distribution(values: list[float]) -> dict[str, float]:
 def server_command(port: int, config: SlowlorisConfig) -> list[str]:
     """``ioreactor serve`` with the header timeout under test. The normal load's
     generator does not reconnect, so a connection is never retired after
-    ``--max-requests`` (as in ``ioreactor bench http``)."""
+    ``--max-requests-per-connection`` (as in ``ioreactor bench http``)."""
     command = [sys.executable, "-m", "ioreactor", "serve", "--listen", f"127.0.0.1:{port}"]
     command += ["--workers", str(config.workers), "--header-timeout", str(config.header_timeout)]
-    command += ["--max-requests", str(10**9)]
+    command += ["--max-requests-per-connection", str(10**9)]
     return command + (["--poller", config.poller] if config.poller else [])
 
 

@@ -53,8 +53,9 @@ from ioreactor.net.client import TcpClient
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.latency import LatencyHistogram
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port, pin_current_process
+from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.slowloris import SlowClients, SlowTally, distribution
 from ioreactor_tools.children import die_with_parent
 

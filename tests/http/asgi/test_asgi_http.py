@@ -15,10 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from ioreactor.http.asgi import ClientDisconnected, TrustedProxies
+from ioreactor.http.asgi import ClientDisconnected
 from ioreactor.http.asgi.cycle import BODY_BUFFER
+from ioreactor.http.forwarding import ForwardedHeaders
 from ioreactor.http.limits import Limits
 from ioreactor.http.parser import FEED_SLICE
+from ioreactor.net.proxy_protocol import ProxyTrust
 from support.asgi import TIMEOUT, AsgiThread, Receive, Scope, Send, echo_app, read_body, respond
 
 
@@ -105,7 +107,10 @@ def test_proxy_fields_only_from_trusted_peers(allow: list[str], peer_trusted: bo
             seen.append(scope)
             await respond(send, 200, b"ok")
 
-    with AsgiThread(app, proxies=TrustedProxies(allow)) as server, httpx.Client() as client:
+    with (
+        AsgiThread(app, forwarded=ForwardedHeaders(ProxyTrust(allow))) as server,
+        httpx.Client() as client,
+    ):
         client.get(
             f"http://127.0.0.1:{server.port}/",
             headers={"X-Forwarded-For": "203.0.113.7, 127.0.0.1", "X-Forwarded-Proto": "https"},
@@ -117,7 +122,7 @@ def test_proxy_fields_only_from_trusted_peers(allow: list[str], peer_trusted: bo
     xff, forwarded = seen
     if peer_trusted:
         assert xff["client"] == ("203.0.113.7", 0) and xff["scheme"] == "https"
-        assert forwarded["client"] == ("2001:db8::1", 0) and forwarded["scheme"] == "https"
+        assert forwarded["client"] == ("2001:db8::1", 4711) and forwarded["scheme"] == "https"
     else:
         assert xff["client"][0] == "127.0.0.1" and xff["scheme"] == "http"
         assert forwarded["client"][0] == "127.0.0.1"

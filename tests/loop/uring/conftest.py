@@ -1,11 +1,6 @@
-"""Fixtures of the io_uring tests of the loop layer.
-
-``ring``: a fresh ring per test. ``poller_name`` / ``loop`` / ``loop_thread`` (from
-``support.uring``) override the suite-wide fixtures of ``tests/conftest.py`` for every
-test in this directory -- including the core TCP tests that
-``test_uring_conformance.py`` re-collects -- so they run on a completion-mode loop.
-Everything skips where io_uring is unavailable.
-"""
+"""Fixtures of the io_uring tests of the loop layer: ``ring``, a fresh ring per test
+(skipped where io_uring is unavailable). The connection-level tests of the suite run on
+the completion loop through the suite-wide backends (``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -14,9 +9,6 @@ from collections.abc import Iterator
 import pytest
 
 from ioreactor.loop.uring.ring import Ring, UringUnavailable
-from support.uring import loop, loop_thread, poller_name
-
-__all__ = ["loop", "loop_thread", "poller_name", "ring"]
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
-"""UringPoller against the poller contract: level-triggered by default, edge-triggered
-as ``uring-poll-et``, one io_uring_enter per poll(), and the real EventLoop/TcpServer on top."""
+"""What is particular to UringPoller (the contract every readiness poller shares, its
+level- and edge-triggered modes included, is tested in tests/loop/test_poller.py): armed
+polls replaced or dropped, fd numbers reused, one io_uring_enter per poll(), bursts
+bigger than the rings, and the real EventLoop/TcpServer on top."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 
 from ioreactor.loop import poller as poller_mod
 from ioreactor.loop.event_loop import EventLoop
-from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
+from ioreactor.loop.poller import HUP, READ, WRITE
 from ioreactor.loop.uring import ring as ring_mod
 from ioreactor.loop.uring.poller import UringPoller
 from ioreactor.loop.uring.ring import UringUnavailable
@@ -38,104 +40,6 @@ def poller() -> Iterator[UringPoller]:
     p = _make()
     yield p
     p.close()
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    yield a, b
-    a.close()
-    b.close()
-
-
-def test_names_and_fileno() -> None:
-    lt, et = _make(), _make(edge_triggered=True)
-    try:
-        assert (lt.name, lt.edge_triggered) == ("uring-poll", False)
-        assert (et.name, et.edge_triggered) == ("uring-poll-et", True)
-        assert os.readlink(f"/proc/self/fd/{lt.fileno()}") == "anon_inode:[io_uring]"
-    finally:
-        lt.close()
-        et.close()
-
-
-def test_read_readiness(poller: UringPoller, pair: tuple[socket.socket, socket.socket]) -> None:
-    a, b = pair
-    poller.register(a.fileno(), READ)
-    assert poller.poll(0) == []
-    b.send(b"ping")
-    assert poller.poll(2.0) == [(a.fileno(), READ)]
-
-
-def test_level_triggered_partial_reader_is_notified_again(
-    poller: UringPoller, pair: tuple[socket.socket, socket.socket]
-) -> None:
-    a, b = pair
-    poller.register(a.fileno(), READ)
-    b.send(b"x" * 100)
-    consumed = 0
-    for _ in range(10):  # ten bytes per event, no new data: every poll must report READ
-        assert poller.poll(1.0) == [(a.fileno(), READ)]
-        consumed += len(a.recv(10))
-    assert consumed == 100
-    assert poller.poll(0.05) == []  # drained: quiet
-
-
-def test_edge_triggered_partial_reader_is_not_notified_again(
-    pair: tuple[socket.socket, socket.socket],
-) -> None:
-    """The documented difference: ``uring-poll-et`` reports arrivals, not unread data."""
-    a, b = pair
-    poller = _make(edge_triggered=True)
-    try:
-        poller.register(a.fileno(), READ)
-        b.send(b"x" * 100)
-        assert poller.poll(1.0) == [(a.fileno(), READ)]
-        a.recv(10)
-        assert poller.poll(0.05) == []  # 90 bytes unread, but no new edge
-        b.send(b"y")
-        assert poller.poll(1.0) == [(a.fileno(), READ)]
-    finally:
-        poller.close()
-
-
-def test_write_interest_on_and_off(
-    poller: UringPoller, pair: tuple[socket.socket, socket.socket]
-) -> None:
-    a, _ = pair
-    fd = a.fileno()
-    poller.register(fd, READ)
-    assert poller.poll(0) == []
-    poller.modify(fd, READ | WRITE)
-    assert poller.poll(1.0) == [(fd, WRITE)]
-    assert poller.poll(1.0) == [(fd, WRITE)]  # still writable: level-triggered
-    poller.modify(fd, READ)
-    assert poller.poll(0.05) == []
-
-
-def test_modify_replaces_an_armed_poll(
-    poller: UringPoller, pair: tuple[socket.socket, socket.socket]
-) -> None:
-    a, b = pair
-    fd = a.fileno()
-    poller.register(fd, READ)
-    assert poller.poll(0) == []  # READ poll now armed in the kernel
-    poller.modify(fd, WRITE)
-    b.send(b"data")  # would fire the old READ poll
-    assert poller.poll(1.0) == [(fd, WRITE)]
-
-
-def test_completion_of_an_unregistered_fd_is_dropped(
-    poller: UringPoller, pair: tuple[socket.socket, socket.socket]
-) -> None:
-    a, b = pair
-    fd = a.fileno()
-    poller.register(fd, READ)
-    assert poller.poll(0) == []  # armed
-    b.send(b"late")  # the armed poll completes in the kernel...
-    poller.unregister(fd)  # ...after the loop has let go of the fd
-    assert poller.poll(0.05) == []
 
 
 def test_reused_fd_number_gets_only_its_own_events(poller: UringPoller) -> None:
@@ -167,26 +71,6 @@ def test_hangup_reported_even_with_empty_interest(
     b.close()
     [(fd, mask)] = poller.poll(1.0)
     assert fd == a.fileno() and mask & HUP
-
-
-def test_peer_close_reports_read_and_hup(
-    poller: UringPoller, pair: tuple[socket.socket, socket.socket]
-) -> None:
-    a, b = pair
-    poller.register(a.fileno(), READ)
-    b.close()
-    [(_, mask)] = poller.poll(1.0)
-    assert mask & READ and mask & HUP
-
-
-def test_fd_closed_without_unregister_is_reported_once_not_spun(poller: UringPoller) -> None:
-    a, _b = socket.socketpair()
-    fd = a.fileno()
-    poller.register(fd, READ)
-    a.close()  # loop bug: closed before unregister, before the poll was submitted
-    assert poller.poll(1.0) == [(fd, ERROR)]
-    assert poller.poll(0.05) == []
-    _b.close()
 
 
 def test_contract_errors(poller: UringPoller) -> None:

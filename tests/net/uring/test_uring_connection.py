@@ -28,7 +28,8 @@ from ioreactor.net.handlers import Handler
 from ioreactor.net.server import TcpServer
 from ioreactor.net.uring.connection import JOIN_LIMIT, UringConnection
 from ioreactor.testing import open_fds
-from support.uring import UringLoopThread, echo_check, make_loop, port_of
+from support.echo import echo_many
+from support.uring import UringLoopThread, make_loop, port_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,12 +96,12 @@ def sizes(rng: random.Random, n: int, top: int) -> list[int]:
 
 def test_echo_integrity_random_sizes_50_connections() -> None:
     rng = random.Random(8)
-    payloads = [[rng.randbytes(n) for n in sizes(rng, 3, MiB)] for _ in range(50)]
+    payloads = [b"".join(rng.randbytes(n) for n in sizes(rng, 3, MiB)) for _ in range(50)]
     handler = Echo()
     with UringLoopThread() as lt:
         addr = serve(lt, handler)
-        echoed = echo_check(addr, payloads, timeout=45)
-        assert echoed == [b"".join(p) for p in payloads]
+        echoed = echo_many(addr, payloads, timeout=45)
+        assert echoed == payloads
         wait(lt, lambda: len(handler.closes) == 50, "50 closes")
         assert all(conn_type is UringConnection for conn_type in map(type, handler.conns))
         assert set(handler.closes.values()) == {1}
@@ -367,7 +368,7 @@ def test_buffer_lifetimes_under_random_sizes_and_resets(caplog: pytest.LogCaptur
     and would be logged), and none stays held at the end."""
     rng = random.Random(11)
     handler = Echo()
-    survivors = [[rng.randbytes(n) for n in sizes(rng, 4, 512 * 1024)] for _ in range(27)]
+    survivors = [b"".join(rng.randbytes(n) for n in sizes(rng, 4, 512 * 1024)) for _ in range(27)]
     doomed = [rng.randbytes(rng.randrange(1, 400_000)) for _ in range(13)]
     with UringLoopThread(buffers=8, buffer_size=4096) as lt:
         addr = serve(lt, handler)
@@ -385,9 +386,9 @@ def test_buffer_lifetimes_under_random_sizes_and_resets(caplog: pytest.LogCaptur
 
         resetter = threading.Thread(target=reset_peers)
         resetter.start()
-        echoed = echo_check(addr, survivors, timeout=45)
+        echoed = echo_many(addr, survivors, timeout=45)
         resetter.join(LIVENESS)
-        assert echoed == [b"".join(p) for p in survivors]
+        assert echoed == survivors
         # A peer reset while still in the backlog is dropped before the handler sees it.
         wait(lt, quiet(lt), "every connection closed, every buffer back in the ring")
         assert len(handler.conns) >= len(survivors)
@@ -400,10 +401,10 @@ def test_buffer_lifetimes_under_random_sizes_and_resets(caplog: pytest.LogCaptur
 
 def test_enobufs_when_the_ring_runs_dry_recovers_without_data_loss() -> None:
     rng = random.Random(3)
-    payloads = [[rng.randbytes(128 * 1024)] for _ in range(16)]
+    payloads = [rng.randbytes(128 * 1024) for _ in range(16)]
     with UringLoopThread(buffers=4, buffer_size=2048) as lt:
         addr = serve(lt, Echo())
-        assert echo_check(addr, payloads, timeout=45) == [p[0] for p in payloads]
+        assert echo_many(addr, payloads, timeout=45) == payloads
         assert lt.call(lambda: lt.port.enobufs) > 0
         wait(lt, quiet(lt), "every buffer back in the ring")
 
@@ -440,11 +441,11 @@ def test_paused_reading_cancels_and_resumes_without_losing_bytes() -> None:
     """Small water marks: the receive is cancelled (ECANCELED) and re-armed many times;
     bytes that arrived between the pause and the cancel are held, then delivered."""
     rng = random.Random(4)
-    payloads = [[rng.randbytes(3 * MiB)] for _ in range(4)]
+    payloads = [rng.randbytes(3 * MiB) for _ in range(4)]
     handler = Echo()
     with UringLoopThread() as lt:
         addr = serve(lt, handler, high_water_mark=64 * 1024, low_water_mark=16 * 1024)
-        assert echo_check(addr, payloads, timeout=45) == [p[0] for p in payloads]
+        assert echo_many(addr, payloads, timeout=45) == payloads
         assert lt.call(lambda: handler.high_water) > 0
         wait(lt, lambda: sum(handler.closes.values()) == 4, "4 closes")
         wait(lt, quiet(lt), "in-flight operations to finish")

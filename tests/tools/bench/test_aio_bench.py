@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from ioreactor_tools.bench.aio_bench import target_lines
 from ioreactor_tools.bench.peers import uvloop_available
 from ioreactor_tools.bench.report import BenchResult, read_json
+from support.cli_process import run_cli
 
 
 def _row(name: str, workload: str, cpu_seconds: float) -> BenchResult:
@@ -33,24 +32,17 @@ def test_each_workload_is_judged_against_its_own_targets() -> None:
 
 
 def test_tiny_bench_runs_every_workload_on_every_loop(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "bench",
-            "aio",
-            "--conns",
-            "4",
-            "--duration",
-            "0.4",
-            "--warmup",
-            "0.1",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "bench",
+        "aio",
+        "--conns",
+        "4",
+        "--duration",
+        "0.4",
+        "--warmup",
+        "0.1",
+        "--out",
+        str(tmp_path),
         timeout=240,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

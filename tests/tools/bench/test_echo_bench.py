@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from ioreactor_tools.bench.echo_bench import target_lines
 from ioreactor_tools.bench.peers import uvloop_available
 from ioreactor_tools.bench.report import BenchResult, read_json
+from support.cli_process import run_cli
 
 
 def _row(name: str, cpu_seconds: float, round_no: int) -> BenchResult:
@@ -32,27 +31,20 @@ def test_verdicts_are_the_median_of_the_per_round_ratios() -> None:
 
 
 def test_tiny_bench_measures_all_three_servers(tmp_path: Path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "bench",
-            "echo",
-            "--conns",
-            "10",
-            "--duration",
-            "0.5",
-            "--rounds",
-            "2",
-            "--warmup",
-            "0.2",
-            "--out",
-            str(tmp_path),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "bench",
+        "echo",
+        "--conns",
+        "10",
+        "--duration",
+        "0.5",
+        "--rounds",
+        "2",
+        "--warmup",
+        "0.2",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
         timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -14,9 +14,10 @@ from ioreactor.echo import EchoHandler
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.connection import TcpConnection
 from ioreactor.net.server import TcpServer
-from ioreactor.testing import LoopThread
+from ioreactor.testing import LoopThread, free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load, split_conns
-from ioreactor_tools.bench.pinning import ServerProcess, free_port
+from ioreactor_tools.bench.pinning import ServerProcess
+from support.cli_process import run_cli
 
 SIZE = 1024
 
@@ -125,19 +126,16 @@ def test_invalid_config_is_refused():
         EchoLoadConfig(host="127.0.0.1", port=1, size=0)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ioreactor", "echo-client", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def echo_client(*args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("echo-client", *args, timeout=120)
 
 
 def test_cli_reports_rate_latency_and_errors(echo_port: int):
-    ok = run_cli("--connect", f"127.0.0.1:{echo_port}", "--conns", "5", "--duration", "0.5")
+    ok = echo_client("--connect", f"127.0.0.1:{echo_port}", "--conns", "5", "--duration", "0.5")
     assert ok.returncode == 0, ok.stderr
     assert "msg/s" in ok.stdout and "p99.9" in ok.stdout and "errors       none" in ok.stdout
-    refused = run_cli("--connect", f"127.0.0.1:{free_port()}", "--conns", "3", "--duration", "1")
+    refused = echo_client(
+        "--connect", f"127.0.0.1:{free_port()}", "--conns", "3", "--duration", "1"
+    )
     assert refused.returncode == 1
     assert "connect:ECONNREFUSED 3" in refused.stdout

@@ -9,9 +9,10 @@ import textwrap
 
 import pytest
 
+from ioreactor.testing import free_port, recv_exactly
 from ioreactor_tools.bench import pinning
 from ioreactor_tools.bench.peers import ECHO_PEERS, echo_peer_command, uvloop_available
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, free_port
+from ioreactor_tools.bench.pinning import ServerProcess, core_plan
 
 CORE = core_plan().server
 
@@ -19,13 +20,7 @@ CORE = core_plan().server
 def echo_round_trip(port: int, payload: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        return got
+        return recv_exactly(s, len(payload))
 
 
 @pytest.mark.parametrize("peer", ECHO_PEERS)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, EchoLoadResult, run_echo_load
 from ioreactor_tools.bench.http_load import HttpLoadConfig, HttpLoadResult, run_http_load
 from ioreactor_tools.bench.latency import LatencyHistogram
-from ioreactor_tools.bench.pinning import ServerProcess, free_port
+from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.tcp_load import errno_kind, split_conns
 
 
@@ -124,7 +125,7 @@ def test_a_failing_load_process_fails_the_run() -> None:
 def test_http_load_in_two_processes_merges_and_brackets_the_window() -> None:
     port = free_port()
     command = [sys.executable, "-m", "ioreactor", "serve", "--workers", "0"]
-    command += ["--listen", f"127.0.0.1:{port}", "--max-requests", "1000000000"]
+    command += ["--listen", f"127.0.0.1:{port}", "--max-requests-per-connection", "1000000000"]
     marks: list[str] = []
     with ServerProcess(command, port=port):
         result = run_http_load(

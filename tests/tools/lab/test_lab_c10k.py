@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from ioreactor.cli import main
 from ioreactor_tools.lab import c10k, c10k_report
 from ioreactor_tools.lab.c10k import C10kConfig, Step, predicted_memory
+from support.cli_process import run_cli
 
 
 def test_c10k_reduced_run() -> None:
@@ -104,10 +103,9 @@ def test_failure_reason_prefers_the_limit_the_server_hit(tmp_path: Path) -> None
 
 def test_c10k_tables_stay_readable_in_a_pipe(tmp_path: Path) -> None:
     # Output to a file or a pipe: rich would assume 80 columns and cut the model names.
-    done = subprocess.run(
-        [sys.executable, "-m", "ioreactor", "lab", "c10k", "--models", "thread-per-connection",
-         "--levels", "20", "--duration", "0.3", "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": ""},
+    done = run_cli(
+        "lab", "c10k", "--models", "thread-per-connection", "--levels", "20",
+        "--duration", "0.3", "--out", str(tmp_path / "run"), timeout=120, env={"COLUMNS": ""},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     table = done.stdout[done.stdout.index("every step") :]

@@ -5,22 +5,13 @@ from __future__ import annotations
 import os
 import socket
 
-import httptools
+from ioreactor.testing import recv_exactly
+from support.http import parse_responses
 
 HELLO_RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n"
     b"Connection: keep-alive\r\n\r\nHello, World!"
 )
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < n:
-        data = sock.recv(n - len(chunks))
-        if not data:
-            raise ConnectionError(f"EOF after {len(chunks)} of {n} bytes")
-        chunks += data
-    return bytes(chunks)
 
 
 def echo_session(address: tuple[str, int], sizes: tuple[int, ...] = (1, 1000, 70000, 5)) -> None:
@@ -34,22 +25,6 @@ def echo_session(address: tuple[str, int], sizes: tuple[int, ...] = (1, 1000, 70
         assert sock.recv(1) == b"", "the server must close after our FIN"
 
 
-class _Responses:
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
-        self.statuses: list[int] = []
-        self.parser = httptools.HttpResponseParser(self)
-
-    def on_message_begin(self) -> None:
-        self.bodies.append(b"")
-
-    def on_body(self, body: bytes) -> None:
-        self.bodies[-1] += body
-
-    def on_message_complete(self) -> None:
-        self.statuses.append(self.parser.get_status_code())
-
-
 def http_session(address: tuple[str, int], requests: int = 3, pipelined: int = 2) -> None:
     """Send keep-alive ``GET /`` requests in pipelined groups; check each response."""
     request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -58,10 +33,9 @@ def http_session(address: tuple[str, int], requests: int = 3, pipelined: int = 2
             sock.sendall(request * pipelined)
             raw = recv_exactly(sock, len(HELLO_RESPONSE) * pipelined)
             assert raw == HELLO_RESPONSE * pipelined
-            responses = _Responses()
-            responses.parser.feed_data(raw)
-            assert responses.statuses == [200] * pipelined
-            assert responses.bodies == [b"Hello, World!"] * pipelined
+            responses = parse_responses(raw)
+            assert [r.status for r in responses] == [200] * pipelined
+            assert [r.body for r in responses] == [b"Hello, World!"] * pipelined
 
 
 SESSIONS = {"echo": echo_session, "http": http_session}

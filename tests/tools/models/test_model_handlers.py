@@ -7,8 +7,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from model_clients import HELLO_RESPONSE, recv_exactly
+from model_clients import HELLO_RESPONSE
 
+from ioreactor.testing import recv_exactly
 from ioreactor_tools.models.handlers import echo_until_closed, http_until_closed
 
 

@@ -14,13 +14,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from model_clients import HELLO_RESPONSE, SESSIONS, recv_exactly
+from model_clients import HELLO_RESPONSE, SESSIONS
 
+from ioreactor.testing import recv_exactly, wait_until
 from ioreactor_tools.models.base import ModelOptions, ServerModel
 from ioreactor_tools.models.registry import MODELS, create_model
 
@@ -189,15 +189,6 @@ def listen_inode(port: int) -> int:
             if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
                 return int(fields[9])
     raise AssertionError(f"no listener on port {port}")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture

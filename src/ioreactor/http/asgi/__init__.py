@@ -10,10 +10,9 @@ WebSocket, lifespan).
 
 Modules: ``dispatcher`` (the Dispatcher: requests to Tasks), ``cycle`` (one HTTP
 request's receive/send), ``websocket`` (Upgrade to a WebSocket session), ``lifespan``,
-``scope`` (scopes and trusted proxies), ``fields`` (the application's response fields),
+``scope`` (the scopes), ``fields`` (the application's response fields),
 ``handler`` (the connection handler), ``app`` (ASGI 3 / ASGI 2 detection). The names
-below are imported on first use (the command line reads ``lifespan`` for its choices
-without loading the server).
+below are imported on first use (a native App never loads asyncio through them).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from ioreactor.http.asgi.dispatcher import AsgiDispatcher
     from ioreactor.http.asgi.handler import AsgiHandler
     from ioreactor.http.asgi.lifespan import Lifespan, LifespanError
-    from ioreactor.http.asgi.scope import TrustedProxies
     from ioreactor.http.asgi.websocket import WebSocketOptions
 
 _EXPORTS = {
@@ -37,7 +35,6 @@ _EXPORTS = {
     "ClientDisconnected": "cycle",
     "Lifespan": "lifespan",
     "LifespanError": "lifespan",
-    "TrustedProxies": "scope",
     "WebSocketOptions": "websocket",
     "as_asgi3": "app",
     "asgi_version": "app",
@@ -50,7 +47,6 @@ __all__ = [
     "ClientDisconnected",
     "Lifespan",
     "LifespanError",
-    "TrustedProxies",
     "WebSocketOptions",
     "as_asgi3",
     "asgi_version",

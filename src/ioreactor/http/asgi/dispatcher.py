@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any
 from ioreactor.codec.websocket import CloseCode
 from ioreactor.http.asgi.cycle import HttpCycle
 from ioreactor.http.asgi.lifespan import Lifespan
-from ioreactor.http.asgi.scope import ScopeFactory, TrustedProxies, address_pair
+from ioreactor.http.asgi.scope import ScopeFactory, address_pair
 from ioreactor.http.asgi.websocket import AsgiWebSocketHandler, WebSocketCycle, WebSocketOptions
 from ioreactor.http.dispatch import LATER, Dispatcher
 from ioreactor.http.tasks import start_task
 
 if TYPE_CHECKING:
+    from ioreactor.http.forwarding import ForwardedHeaders
     from ioreactor.http.protocol import HttpProtocol
     from ioreactor.http.request import Request
 
@@ -99,8 +100,8 @@ class AsgiDispatcher(Dispatcher):
     """Runs an ASGI 3 application for every request of a server (module docstring).
 
     ``root_path``: the prefix the application is mounted under (``--root-path``).
-    ``proxies``: the peers whose forwarded fields are applied (``--forwarded-allow-ips``;
-    None: no proxy fields are read). ``lifespan``: ``auto``, ``on`` or ``off``.
+    ``forwarded``: the trusted forwarding headers (``--proxy-headers``; None: no
+    forwarding field is read). ``lifespan``: ``auto``, ``on`` or ``off``.
     ``websocket``: the WebSocket session's limits and permessage-deflate.
     """
 
@@ -111,13 +112,15 @@ class AsgiDispatcher(Dispatcher):
         app: ASGIApp,
         *,
         root_path: str = "",
-        proxies: TrustedProxies | None = None,
+        forwarded: ForwardedHeaders | None = None,
         lifespan: str = "auto",
         websocket: WebSocketOptions | None = None,
     ) -> None:
         self.app = app
         self.lifespan = Lifespan(app, lifespan)
-        self.scopes = ScopeFactory(root_path=root_path, proxies=proxies, state=self.lifespan.state)
+        self.scopes = ScopeFactory(
+            root_path=root_path, forwarded=forwarded, state=self.lifespan.state
+        )
         self.websockets = AsgiWebSocketHandler(websocket or WebSocketOptions())
         #: Tasks of requests whose connection closed while the application still ran
         #: (cancelled at the end of a graceful shutdown).

@@ -12,22 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ioreactor.http.asgi.dispatcher import AsgiConnection, AsgiDispatcher
+from ioreactor.http.asgi.dispatcher import AsgiConnection
 from ioreactor.http.handler import HttpHandler
+from ioreactor.http.metrics import MeteredHttpHandler
 from ioreactor.http.protocol import HttpProtocol
 
 if TYPE_CHECKING:
-    from ioreactor.http.limits import Limits
     from ioreactor.net.connection import TcpConnection
 
 
 class AsgiHandler(HttpHandler):
-    """Serves an :class:`AsgiDispatcher` (one per serving process)."""
-
-    def __init__(
-        self, dispatcher: AsgiDispatcher, limits: Limits | None = None, *, access_log: bool = False
-    ) -> None:
-        super().__init__(dispatcher, limits, access_log=access_log)
+    """Serves an :class:`AsgiDispatcher` (one per serving process; wrapped by the
+    forwarding or metrics dispatchers or not)."""
 
     def on_eof(self, conn: TcpConnection) -> bool:
         """The client half-closed: its requests in flight learn it (http.disconnect
@@ -47,3 +43,7 @@ class AsgiHandler(HttpHandler):
             connection = protocol.context
             if isinstance(connection, AsgiConnection) and connection.drain_waiters:
                 connection.wake_drained()
+
+
+class MeteredAsgiHandler(AsgiHandler, MeteredHttpHandler):
+    """:class:`AsgiHandler` that counts back-pressure pauses (``--metrics-listen``)."""

@@ -1,11 +1,12 @@
-"""The ASGI connection scope of a request, and the proxy fields trusted peers may set.
+"""The ASGI connection scope of a request.
 
 Data flow::
 
     Request (parser) + the connection's addresses + the server's config
         --ScopeFactory.http / .websocket--> the scope dict the application receives
-    X-Forwarded-For / X-Forwarded-Proto / Forwarded --TrustedProxies (peer trusted)-->
-        the scope's ``client`` and ``scheme``
+    X-Forwarded-For / X-Forwarded-Proto / Forwarded --ForwardedHeaders.resolve (the
+        peer trusted: --proxy-headers, --proxy-allow-ips)--> the scope's ``client`` and
+        ``scheme``
 
 The scope follows asgiref's "HTTP & WebSocket ASGI Message Format" 2.4: ``path`` is the
 percent-decoded path with ``root_path`` in front (as uvicorn sends it since 0.26),
@@ -17,11 +18,11 @@ shallow copy of the lifespan state.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    from ioreactor.http.forwarding import ForwardedHeaders
     from ioreactor.http.request import Request
 
 #: The ASGI version the server speaks (``scope["asgi"]``).
@@ -37,94 +38,6 @@ RAW_PATH_ENTRIES = 256
 _RAW_PATHS: dict[str, bytes] = {}
 
 
-class TrustedProxies:
-    """Which peers may tell the client's address and scheme (``--forwarded-allow-ips``).
-
-    ``allow``: addresses and networks (``127.0.0.1``, ``10.0.0.0/8``, ``::1``), ``*``
-    for any peer, ``unix`` for peers on a Unix socket. Only a trusted peer's
-    ``Forwarded`` (RFC 7239) or ``X-Forwarded-For`` / ``X-Forwarded-Proto`` fields are
-    applied; a client talking to the server directly cannot forge its address. In a
-    chain of proxies the client is the rightmost address that is not a trusted proxy
-    (uvicorn's rule).
-    """
-
-    __slots__ = ("any", "networks", "unix")
-
-    def __init__(self, allow: Iterable[str]) -> None:
-        self.any = False
-        self.unix = False
-        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for item in allow:
-            item = item.strip()
-            if item == "*":
-                self.any = True
-            elif item == "unix":
-                self.unix = True
-            elif item:
-                self.networks.append(ipaddress.ip_network(item, strict=False))
-
-    def __repr__(self) -> str:
-        return f"<TrustedProxies any={self.any} {[str(n) for n in self.networks]}>"
-
-    def trusts(self, host: str | None) -> bool:
-        """Whether a peer at ``host`` (None: a Unix socket peer) may set the fields."""
-        if self.any:
-            return True
-        if host is None:
-            return self.unix
-        try:
-            address = ipaddress.ip_address(host.partition("%")[0])
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
-
-    def apply(self, scope: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
-        """Rewrite ``scope``'s client and scheme from the fields of a trusted peer."""
-        client = scope["client"]
-        if not self.trusts(client[0] if client else None):
-            return
-        forwarded_for: list[str] = []
-        proto: str | None = None
-        for name, value in headers:
-            if name == b"forwarded":
-                hops, proto_seen = _parse_forwarded(value.decode("latin-1"))
-                forwarded_for.extend(hops)
-                proto = proto_seen or proto
-            elif name == b"x-forwarded-for":
-                forwarded_for.extend(h.strip() for h in value.decode("latin-1").split(","))
-            elif name == b"x-forwarded-proto":
-                proto = value.decode("latin-1").split(",")[-1].strip().lower()
-        if proto in ("https", "wss"):
-            scope["scheme"] = "https"
-        elif proto in ("http", "ws"):
-            scope["scheme"] = "http"
-        hops = [h for h in forwarded_for if h]
-        for host in reversed(hops):
-            if not self.trusts(host) or host is hops[0]:
-                scope["client"] = (host, 0)
-                break
-
-
-def _parse_forwarded(value: str) -> tuple[list[str], str | None]:
-    """The ``for=`` hosts and the last ``proto=`` of a ``Forwarded`` field (RFC 7239)."""
-    hosts: list[str] = []
-    proto = None
-    for element in value.split(","):
-        for pair in element.split(";"):
-            key, _, item = pair.strip().partition("=")
-            item = item.strip().strip('"')
-            key = key.lower()
-            if key == "for":
-                if item.startswith("["):  # [v6]:port
-                    item = item[1 : item.find("]")] if "]" in item else item[1:]
-                elif item.count(":") == 1:  # v4:port
-                    item = item.partition(":")[0]
-                hosts.append(item)
-            elif key == "proto":
-                proto = item.lower()
-    return hosts, proto
-
-
 def address_pair(address: object) -> tuple[str, int] | None:
     """``(host, port)`` of a socket address, None for a Unix socket's (ASGI's form)."""
     if isinstance(address, tuple) and len(address) >= 2:
@@ -133,20 +46,21 @@ def address_pair(address: object) -> tuple[str, int] | None:
 
 
 class ScopeFactory:
-    """Builds the scopes of one server (its root path, proxies and lifespan state)."""
+    """Builds the scopes of one server (its root path, trusted forwarding headers and
+    lifespan state)."""
 
-    __slots__ = ("proxies", "raw_root", "root_path", "state")
+    __slots__ = ("forwarded", "raw_root", "root_path", "state")
 
     def __init__(
         self,
         *,
         root_path: str = "",
-        proxies: TrustedProxies | None = None,
+        forwarded: ForwardedHeaders | None = None,
         state: dict[str, Any] | None = None,
     ) -> None:
         self.root_path = root_path.rstrip("/")
         self.raw_root = self.root_path.encode("utf-8")
-        self.proxies = proxies
+        self.forwarded = forwarded
         #: The lifespan state: each scope gets a shallow copy.
         self.state: dict[str, Any] = state if state is not None else {}
 
@@ -184,8 +98,13 @@ class ScopeFactory:
             "state": self.state.copy(),
             "extensions": HTTP_EXTENSIONS,
         }
-        if self.proxies is not None:
-            self.proxies.apply(scope, headers)
+        if self.forwarded is not None:
+            said = self.forwarded.resolve(request.peer, request.headers)
+            if said is not None:
+                if said.client is not None:
+                    scope["client"] = (said.client, said.port)
+                if said.scheme is not None:
+                    scope["scheme"] = "https" if said.scheme in ("https", "wss") else "http"
         return scope
 
     def websocket(

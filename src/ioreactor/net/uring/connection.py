@@ -85,11 +85,14 @@ _MSGHDR = struct.Struct("<QI4xQQQQi4x")  # name, namelen, iov, iovlen, control, 
 _IOVEC = struct.Struct("<QQ")
 assert _MSGHDR.size == 56
 
-# _recv_state: the receive's state in the low bits, plus a flag.
+# _recv_state: the receive's state in the low bits, plus flags.
 _IDLE, _ARMED, _CANCELLING = 0, 1, 2
 _STATE = 0b11
 #: Bytes arrived while reading was paused, not yet shown to the handler.
 _HELD = 0b100
+#: ... and then the peer's EOF, which must wait for them (and for reading to resume).
+_EOF_HELD = 0b1000
+_KEPT = _HELD | _EOF_HELD
 
 
 class UringConnection(TcpConnection):
@@ -134,21 +137,21 @@ class UringConnection(TcpConnection):
         self._events = events
         state = self._recv_state
         if events & READ:
-            if state & _STATE == _IDLE:
+            if state & _STATE == _IDLE and not state & _EOF_HELD:
                 self._arm_recv()
             # (_CANCELLING: the cancelled receive's last completion re-arms it)
             if state & _HELD:
                 self.loop.call_soon(self._deliver_held)
         elif state & _STATE == _ARMED:
             self._cancel(channel_key(self) | RECV)
-            self._recv_state = state & _HELD | _CANCELLING
+            self._recv_state = state & _KEPT | _CANCELLING
 
     def _arm_recv(self) -> None:
         port = self._port
         user_data = channel_key(self) | RECV
         port.ring.prep_recv(self.fd, port.buffers, user_data, multishot=True)
         port.ops[user_data] = self
-        self._recv_state = self._recv_state & _HELD | _ARMED
+        self._recv_state = self._recv_state & _KEPT | _ARMED
 
     def _recv_done(self, res: int, flags: int) -> None:
         """A receive completion: bytes in a provided buffer, EOF, or an error.
@@ -166,7 +169,7 @@ class UringConnection(TcpConnection):
             buffers.recycle(flags)
         if not flags & CQE_F_MORE:
             del self._port.ops[channel_key(self) | RECV]
-            self._recv_state &= _HELD  # _IDLE
+            self._recv_state &= _KEPT  # _IDLE
             if res <= 0:
                 self._recv_ended(res)
                 return
@@ -177,14 +180,25 @@ class UringConnection(TcpConnection):
         if self._events & READ:
             self._received(data)
         else:  # arrived while paused: kept, shown when reading resumes
-            self.input.append_received(data)
+            self._hold(data)
             self._recv_state |= _HELD
+
+    def _hold(self, data: memoryview) -> None:
+        """Keep bytes that arrived while reading was paused (the buffer goes back to the
+        kernel): in ``input`` until reading resumes (a TLS connection keeps the
+        ciphertext in its BIO instead)."""
+        self.input.append_received(data)
 
     def _recv_ended(self, res: int) -> None:
         """The receive's final completion without data: EOF, cancelled, dry, or failed."""
         if self._state == DISCONNECTED:
             return
         if res == 0:
+            if self._recv_state & _HELD or not self._events & READ:
+                # After what arrived while paused, once reading resumes (as epoll sees
+                # a FIN only when it reads again): an EOF now would drop those bytes.
+                self._recv_state |= _HELD | _EOF_HELD
+                return
             self._handle_eof()
         elif res == -errno.ECANCELED or res == -errno.ENOBUFS:
             if res == -errno.ENOBUFS:
@@ -195,13 +209,27 @@ class UringConnection(TcpConnection):
             self._handle_error(OSError(-res, os.strerror(-res)))
 
     def _deliver_held(self) -> None:
-        """Reading resumed: ``on_message`` with what arrived while it was paused."""
-        if not (self._recv_state & _HELD and self._events & READ):
+        """Reading resumed: what arrived while it was paused, then the EOF if it came
+        meanwhile (held again if the handler pauses once more)."""
+        state = self._recv_state
+        if not (state & _HELD and self._events & READ):
             return
-        self._recv_state &= _STATE
-        if self._state != DISCONNECTED and not self.input.is_empty():
+        self._recv_state = state & _STATE
+        if self._state == DISCONNECTED:
+            return
+        self._release_held()
+        if state & _EOF_HELD and self._state != DISCONNECTED:
+            if self._events & READ:
+                self._handle_eof()
+            else:
+                self._recv_state |= _HELD | _EOF_HELD
+
+    def _release_held(self) -> None:
+        """Hand what :meth:`_hold` kept to the handler (``on_message``; what it sends
+        leaves at the end of this iteration). A TLS connection decrypts its BIO."""
+        if not self.input.is_empty():
             self.last_read = self.loop.now
-            self._deliver()  # what it sends leaves at the end of this iteration
+            self._deliver()
 
     # -- writing -------------------------------------------------------------------------
 

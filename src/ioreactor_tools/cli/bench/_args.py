@@ -9,17 +9,23 @@ a command that does not run a benchmark does not load it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ioreactor.cli.arguments import output_dir, positive_count, seconds, seconds_or_zero
 from ioreactor.loop.poller import available_pollers
-from ioreactor_tools.bench.report import BenchResult, timestamped, write_json
+from ioreactor_tools.bench.pinning import core_plan
+from ioreactor_tools.bench.report import RESULTS_DIR, BenchResult, timestamped, write_json
 
 if TYPE_CHECKING:  # rich is imported where the console is built
     from rich.console import Console
 
     from ioreactor_tools.bench.pinning import CorePlan
+
+#: The peers a table's ratios are against, where they ran.
+PEERS = ("asyncio", "uvloop")
 
 
 def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -27,10 +33,66 @@ def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> No
     p.add_argument("--poller", choices=available_pollers(), default=None, help=help)
 
 
-def warn_if_unpinned(console: Console, plan: CorePlan) -> None:
-    """Say so when the machine has too few cores to pin server and load apart."""
+def add_window_options(
+    p: argparse.ArgumentParser,
+    *,
+    duration: float,
+    warmup: float | None,
+    per: str = "server",
+    warmup_help: str = "unmeasured seconds first",
+) -> None:
+    """``--duration`` (the measured window, per ``per``) and ``--warmup`` before it."""
+    p.add_argument("--duration", type=seconds, default=duration, help=f"measured seconds per {per}")
+    p.add_argument("--warmup", type=seconds_or_zero, default=warmup, help=warmup_help)
+
+
+def add_rounds_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--rounds``: how many times the whole comparison runs (default 1)."""
+    p.add_argument("--rounds", type=positive_count, default=1, help=help)
+
+
+def add_out_option(p: argparse.ArgumentParser, what: str = "JSON and PNG") -> None:
+    """``--out``: the directory the results go to (default ``bench-results``)."""
+    p.add_argument("--out", type=output_dir, default=str(RESULTS_DIR), help=f"directory for {what}")
+
+
+def pinned_plan(console: Console) -> CorePlan:
+    """The cores for server and load, said out loud when the machine has too few to
+    pin them apart."""
+    plan = core_plan()
     if not plan.pinned:
         console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    return plan
+
+
+def peers_in(results: Sequence[BenchResult], peers: Sequence[str] = PEERS) -> list[str]:
+    """The ``peers`` that have a row among ``results`` (the ratio columns of a table)."""
+    return [name for name in peers if any(r.name == name for r in results)]
+
+
+def report_run(
+    console: Console,
+    out: str,
+    stem: str,
+    results: Sequence[BenchResult],
+    *,
+    verdicts: Iterable[str],
+    command: str,
+    config: Any,
+    plan: CorePlan,
+) -> Path:
+    """The end every comparison shares: its verdicts, the command that reruns it, and
+    the results saved as ``<out>/<stem>-<time>.json`` with its configuration and cores."""
+    for line in verdicts:
+        console.print(line)
+    console.print(f"command: {command}")
+    meta = {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)}
+    return save_results(console, out, stem, results, command, meta)
+
+
+def exit_status(results: Sequence[BenchResult]) -> int:
+    """1 when any run counted errors, else 0."""
+    return 1 if any(r.error_count for r in results) else 0
 
 
 def save_results(

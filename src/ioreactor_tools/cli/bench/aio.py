@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from ioreactor.cli.arguments import (
     count_list,
     names_from,
-    output_dir,
     positive_count,
-    seconds,
-    seconds_or_zero,
 )
 from ioreactor_tools.bench.aio_bench import (
     WARMUP,
@@ -22,12 +18,16 @@ from ioreactor_tools.bench.aio_bench import (
 )
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS
 from ioreactor_tools.bench.chart import bar_chart
-from ioreactor_tools.bench.pinning import core_plan
-from ioreactor_tools.bench.report import RESULTS_DIR, median_rounds, print_table
+from ioreactor_tools.bench.report import median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
+    add_out_option,
     add_poller_option,
-    save_results,
-    warn_if_unpinned,
+    add_rounds_option,
+    add_window_options,
+    exit_status,
+    peers_in,
+    pinned_plan,
+    report_run,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -50,15 +50,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
     p.add_argument("--loops", type=names_from(LOOPS, "loop"), default=LOOPS, help="comma-separated")
     p.add_argument("--size", type=positive_count, default=1024, help="echo message bytes")
-    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per run")
-    p.add_argument(
-        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
-    )
-    p.add_argument("--rounds", type=positive_count, default=1, help="repeat the comparison N times")
+    add_window_options(p, duration=10.0, warmup=WARMUP, per="run")
+    add_rounds_option(p, "repeat the comparison N times")
     add_poller_option(p, help="ioreactor.aio's backend")
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
-    )
+    add_out_option(p)
     p.set_defaults(func=run)
 
 
@@ -90,13 +85,9 @@ def run(args: argparse.Namespace) -> int:
         poller=args.poller,
         rounds=args.rounds,
     )
-    if config.rounds < 1:
-        console.print("[red]ioreactor bench aio: --rounds must be >= 1[/]")
-        return 2
-    plan = core_plan()
-    warn_if_unpinned(console, plan)
+    plan = pinned_plan(console)
     results = run_aio_bench(config, console=console)
-    baselines = [name for name in ("asyncio", "uvloop") if any(r.name == name for r in results)]
+    baselines = peers_in(results)
     for workload in config.workloads:
         mine = of_workload(results, workload)
         if not mine:
@@ -107,17 +98,15 @@ def run(args: argparse.Namespace) -> int:
             f"(server on core {plan.server}, load on core {plan.load})"
         )
         print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results):
-        console.print(line)
-    command = reproduce_command(config)
-    console.print(f"command: {command}")
-    json_path = save_results(
+    json_path = report_run(
         console,
         args.out,
         "aio",
         results,
-        command,
-        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results),
+        command=reproduce_command(config),
+        config=config,
+        plan=plan,
     )
     for workload in config.workloads:
         mine = of_workload(results, workload)
@@ -126,4 +115,4 @@ def run(args: argparse.Namespace) -> int:
         chart = bar_chart(shown, path, title=f"{workload}: server CPU µs per message")
         if chart is not None:
             console.print(f"chart:   {chart}")
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

@@ -24,9 +24,8 @@ from ioreactor_tools.bench.asgi_bench import (
 )
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS
 from ioreactor_tools.bench.chart import bar_chart
-from ioreactor_tools.bench.pinning import core_plan
 from ioreactor_tools.bench.report import RESULTS_DIR, median_rounds, print_table
-from ioreactor_tools.cli.bench._args import save_results, warn_if_unpinned
+from ioreactor_tools.cli.bench._args import pinned_plan, save_results
 from ioreactor_tools.cli.console import report_console
 
 
@@ -95,8 +94,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         load=args.load,
     )
-    plan = core_plan()
-    warn_if_unpinned(console, plan)
+    plan = pinned_plan(console)
     results = run_asgi_bench(config, console=console)
     baselines = [
         s for s in ("uvicorn", "granian", "hypercorn") if any(r.name == s for r in results)

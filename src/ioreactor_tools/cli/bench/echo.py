@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from ioreactor.cli.arguments import (
     count_list,
     names_from,
-    output_dir,
     positive_count,
-    seconds,
-    seconds_or_zero,
 )
 from ioreactor_tools.bench.chart import bar_chart
 from ioreactor_tools.bench.echo_bench import (
@@ -21,12 +17,16 @@ from ioreactor_tools.bench.echo_bench import (
     run_echo_bench,
     target_lines,
 )
-from ioreactor_tools.bench.pinning import core_plan
-from ioreactor_tools.bench.report import RESULTS_DIR, median_rounds, print_table
+from ioreactor_tools.bench.report import median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
+    add_out_option,
     add_poller_option,
-    save_results,
-    warn_if_unpinned,
+    add_rounds_option,
+    add_window_options,
+    exit_status,
+    peers_in,
+    pinned_plan,
+    report_run,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -43,18 +43,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
     )
-    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per server")
-    p.add_argument(
-        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
-    )
+    add_window_options(p, duration=10.0, warmup=WARMUP)
     p.add_argument(
         "--pipeline", type=positive_count, default=1, help="messages in flight per connection"
     )
-    p.add_argument(
-        "--rounds",
-        type=positive_count,
-        default=1,
-        help="repeat the whole comparison N times, servers interleaved; the table shows "
+    add_rounds_option(
+        p,
+        "repeat the whole comparison N times, servers interleaved; the table shows "
         "each server's median round, the verdicts the median of the per-round ratios",
     )
     add_poller_option(p, help="ioreactor's backend")
@@ -64,9 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=tuple(ECHO_SERVERS),
         help="comma-separated",
     )
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
-    )
+    add_out_option(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -103,15 +96,11 @@ def run(args: argparse.Namespace) -> int:
         servers=args.servers,
         rounds=args.rounds,
     )
-    if config.rounds < 1:
-        console.print("[red]ioreactor bench echo: --rounds must be >= 1[/]")
-        return 2
-    plan = core_plan()
-    warn_if_unpinned(console, plan)
+    plan = pinned_plan(console)
     results = run_echo_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal
     )
-    baselines = [name for name in ("asyncio", "uvloop") if any(r.name == name for r in results)]
+    baselines = peers_in(results)
     rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
     title = (
         f"TCP echo, {args.size} B ping-pong, {args.duration:g} s per server{rounds} "
@@ -119,19 +108,17 @@ def run(args: argparse.Namespace) -> int:
     )
     shown = median_rounds(results) if config.rounds > 1 else results
     print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results):
-        console.print(line)
-    command = reproduce_command(config)
-    console.print(f"command: {command}")
-    json_path = save_results(
+    json_path = report_run(
         console,
         args.out,
         "echo",
         results,
-        command,
-        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results),
+        command=reproduce_command(config),
+        config=config,
+        plan=plan,
     )
     chart = bar_chart(shown, json_path.with_suffix(".png"), title=title)
     if chart is not None:
         console.print(f"chart:   {chart}")
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

@@ -11,13 +11,11 @@ import argparse
 from ioreactor.cli.arguments import (
     count_list,
     names_from,
-    output_dir,
     positive_count,
     seconds,
-    seconds_or_zero,
 )
 from ioreactor_tools.bench import PEER_SERVERS
-from ioreactor_tools.cli.bench._args import add_poller_option
+from ioreactor_tools.cli.bench._args import add_out_option, add_poller_option, add_window_options
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,12 +36,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--misses", type=positive_count, default=3, help="idle: unanswered pings allowed"
     )
-    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per run")
-    p.add_argument(
-        "--warmup",
-        type=seconds_or_zero,
-        default=None,
-        help="unmeasured seconds first (default: 2 intervals idle, 1 s frames)",
+    add_window_options(
+        p,
+        duration=10.0,
+        warmup=None,
+        per="run",
+        warmup_help="unmeasured seconds first (default: 2 intervals idle, 1 s frames)",
     )
     p.add_argument("--frame-conns", type=positive_count, default=100, help="frames: connections")
     p.add_argument("--frame-size", type=positive_count, default=64, help="frames: payload bytes")
@@ -55,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="ioreactor,asyncio,uvloop",
     )
     add_poller_option(p)
-    p.add_argument("--out", type=output_dir, default="bench-results", help="directory for the JSON")
+    add_out_option(p, "the JSON")
     p.set_defaults(func=run)
 
 

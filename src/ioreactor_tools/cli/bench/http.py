@@ -16,7 +16,6 @@ against connections).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,12 +25,18 @@ from typing import TYPE_CHECKING
 from ioreactor.cli.arguments import (
     count_list,
     names_from,
-    output_dir,
     positive_count,
-    seconds,
-    seconds_or_zero,
 )
 from ioreactor.loop.poller import available_pollers
+from ioreactor_tools.cli.bench._args import (
+    add_out_option,
+    add_rounds_option,
+    add_window_options,
+    exit_status,
+    peers_in,
+    pinned_plan,
+    report_run,
+)
 from ioreactor_tools.cli.console import report_console
 
 if TYPE_CHECKING:
@@ -49,6 +54,9 @@ PIPELINED_CONNS = (256,)
 #: CPU per request with 16 pipelined requests per write.
 UVLOOP_RATIO_TARGET = 1.0
 PIPELINED_CPU_TARGET_US = 1.5
+#: With metrics on (``--servers ioreactor,ioreactor-metrics``): at most this much more
+#: CPU per request than without, in the same round.
+METRICS_RATIO_TARGET = 1.05
 #: fds a load process keeps for itself besides its connections.
 FD_RESERVE = 100
 
@@ -65,7 +73,7 @@ def ioreactor_command(port: int, poller: str | None) -> list[str]:
         f"127.0.0.1:{port}",
         # the peers never close a connection or time one out: neither do we, here (a
         # ramp-up of 10,000 connections on a busy machine outlasts the header timeout)
-        "--max-requests",
+        "--max-requests-per-connection",
         str(10**9),
         "--keepalive-timeout",
         "3600",
@@ -73,6 +81,15 @@ def ioreactor_command(port: int, poller: str | None) -> list[str]:
         "3600",
     ]
     return [*command, "--poller", poller] if poller else command
+
+
+def ioreactor_metrics_command(port: int, poller: str | None) -> list[str]:
+    """``ioreactor serve`` keeping Prometheus metrics (``--metrics-listen``): against
+    ``ioreactor`` in the same run, what metrics cost per request."""
+    from ioreactor.testing import free_port
+
+    metrics = ["--metrics-listen", f"127.0.0.1:{free_port()}"]
+    return [*ioreactor_command(port, poller), *metrics]
 
 
 def _peer(name: str) -> Callable[[int, str | None], list[str]]:
@@ -87,6 +104,7 @@ def _peer(name: str) -> Callable[[int, str | None], list[str]]:
 #: Server name -> command for (port, poller); the peers ignore the poller.
 HTTP_SERVERS: dict[str, Callable[[int, str | None], list[str]]] = {
     "ioreactor": ioreactor_command,
+    "ioreactor-metrics": ioreactor_metrics_command,
     "asyncio": _peer("asyncio-http"),
     "uvloop": _peer("uvloop-http"),
     "aiohttp": _peer("aiohttp-http"),
@@ -205,7 +223,8 @@ def run_http_bench(
     config: HttpBenchConfig, *, console: Console, progress: bool = False
 ) -> list[BenchResult]:
     """Every server at every connection count, in one run; the load pins this process."""
-    from ioreactor_tools.bench.pinning import core_plan, free_port, pin_current_process
+    from ioreactor.testing import free_port
+    from ioreactor_tools.bench.pinning import core_plan, pin_current_process
 
     plan = core_plan()
     load = load_kind(config.load)
@@ -261,6 +280,18 @@ def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
         lines.append(
             f"{where}: {what} {value:.2f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
         )
+    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor-metrics"):
+        from ioreactor_tools.bench.report import round_ratios
+
+        values = round_ratios(results, "ioreactor-metrics", conns, "ioreactor")
+        if values:
+            value = statistics.median(values)
+            verdict = "meets" if value <= METRICS_RATIO_TARGET else "MISSES"
+            each = ", ".join(f"{v:.3f}" for v in values)
+            lines.append(
+                f"{conns:,} conns: CPU per request with metrics / without = {value:.3f} "
+                f"({verdict} the target <= {METRICS_RATIO_TARGET:.2f}) (rounds: {each})"
+            )
     return lines
 
 
@@ -320,10 +351,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="e.g. 100,1000,10000 (default: that, or 256 with --pipeline > 1)",
     )
-    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per server")
-    p.add_argument(
-        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
-    )
+    add_window_options(p, duration=10.0, warmup=WARMUP)
     p.add_argument(
         "--pipeline", type=positive_count, default=1, help="requests per write (default 1)"
     )
@@ -342,16 +370,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="auto",
         help="load generator (default: wrk when installed)",
     )
-    p.add_argument(
-        "--rounds",
-        type=positive_count,
-        default=1,
-        help="repeat the whole cycle; show each server's median round and judge the targets "
+    add_rounds_option(
+        p,
+        "repeat the whole cycle; show each server's median round and judge the targets "
         "by the median per-round ratio (default 1; odd counts have a true median)",
     )
-    p.add_argument(
-        "--out", type=output_dir, default="bench-results", help="directory for JSON and PNG"
-    )
+    add_out_option(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -375,8 +399,7 @@ def reproduce_command(config: HttpBenchConfig, load: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ioreactor_tools.bench.pinning import core_plan
-    from ioreactor_tools.bench.report import median_rounds, print_table, timestamped, write_json
+    from ioreactor_tools.bench.report import median_rounds, print_table
 
     console = report_console()
     conns = args.conns or (PIPELINED_CONNS if args.pipeline > 1 else KEEPALIVE_CONNS)
@@ -391,13 +414,11 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
     )
     load = load_kind(config.load)
-    plan = core_plan()
-    if not plan.pinned:
-        console.print("[yellow]fewer than two usable cores: server and load are NOT pinned[/]")
+    plan = pinned_plan(console)
     results = run_http_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal
     )
-    baselines = [n for n in ("asyncio", "uvloop") if any(r.name == n for r in results)]
+    baselines = peers_in(results)
     rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
     title = (
         f"HTTP keep-alive GET /, {config.pipeline} request(s) per write, "
@@ -406,18 +427,17 @@ def run(args: argparse.Namespace) -> int:
     )
     shown = median_rounds(results) if config.rounds > 1 else results
     print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results, config.pipeline):
-        console.print(line)
-    command = reproduce_command(config, load)
-    console.print(f"command: {command}")
-    json_path = write_json(
-        timestamped("http", "json", Path(args.out)),
+    json_path = report_run(
+        console,
+        args.out,
+        "http",
         results,
-        command=command,
-        meta={"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results, config.pipeline),
+        command=reproduce_command(config, load),
+        config=config,
+        plan=plan,
     )
-    console.print(f"results: {json_path}")
     chart = line_plot(shown, json_path.with_suffix(".png"), title)
     if chart is not None:
         console.print(f"chart:   {chart}")
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

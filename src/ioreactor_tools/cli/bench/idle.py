@@ -8,10 +8,10 @@ import json
 import time
 from pathlib import Path
 
-from ioreactor.cli.arguments import output_dir, positive_count
+from ioreactor.cli.arguments import positive_count
 from ioreactor_tools.bench.idle_bench import HEAP_TARGET, run_idle_bench
-from ioreactor_tools.bench.report import RESULTS_DIR, timestamped
-from ioreactor_tools.cli.bench._args import add_poller_option
+from ioreactor_tools.bench.report import timestamped
+from ioreactor_tools.cli.bench._args import add_out_option, add_poller_option
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,9 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--conns", type=positive_count, default=10_000, help="idle connections")
     add_poller_option(p)
     p.add_argument("--no-tracemalloc", action="store_true", help="RSS only (skip the heap server)")
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
-    )
+    add_out_option(p, "the JSON")
     p.set_defaults(func=run)
 
 

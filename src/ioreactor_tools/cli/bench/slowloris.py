@@ -16,9 +16,9 @@ import math
 import sys
 from pathlib import Path
 
-from ioreactor.cli.arguments import output_dir, positive_count, seconds
-from ioreactor_tools.bench.report import RESULTS_DIR, timestamped
-from ioreactor_tools.cli.bench._args import add_poller_option
+from ioreactor.cli.arguments import positive_count, seconds
+from ioreactor_tools.bench.report import timestamped
+from ioreactor_tools.cli.bench._args import add_out_option, add_poller_option
 from ioreactor_tools.cli.console import report_console
 
 
@@ -47,9 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--load", choices=("auto", "wrk", "ioreactor"), default="auto", help="normal load"
     )
     add_poller_option(p)
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
-    )
+    add_out_option(p, "the JSON")
     p.set_defaults(func=run)
 
 

@@ -16,9 +16,9 @@ import math
 import sys
 from pathlib import Path
 
-from ioreactor.cli.arguments import count, output_dir, positive_count, seconds, seconds_or_zero
-from ioreactor_tools.bench.report import RESULTS_DIR, timestamped
-from ioreactor_tools.cli.bench._args import add_poller_option
+from ioreactor.cli.arguments import count, positive_count, seconds, seconds_or_zero
+from ioreactor_tools.bench.report import timestamped
+from ioreactor_tools.cli.bench._args import add_out_option, add_poller_option
 from ioreactor_tools.cli.console import report_console
 
 
@@ -73,9 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds before the flatness baseline (0: half the duration)",
     )
     add_poller_option(p)
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
-    )
+    add_out_option(p)
     p.set_defaults(func=run)
 
 

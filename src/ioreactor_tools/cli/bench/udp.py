@@ -6,9 +6,9 @@ import argparse
 import dataclasses
 import tempfile
 
-from ioreactor.cli.arguments import names_from, output_dir, positive_count, seconds, seconds_or_zero
-from ioreactor_tools.bench.pinning import core_plan, pin_current_process
-from ioreactor_tools.bench.report import RESULTS_DIR, print_table, ratio
+from ioreactor.cli.arguments import names_from, positive_count
+from ioreactor_tools.bench.pinning import pin_current_process
+from ioreactor_tools.bench.report import print_table, ratio
 from ioreactor_tools.bench.udp_load import (
     SERVERS,
     LoadConfig,
@@ -17,9 +17,12 @@ from ioreactor_tools.bench.udp_load import (
     server_command,
 )
 from ioreactor_tools.cli.bench._args import (
+    add_out_option,
     add_poller_option,
+    add_window_options,
+    peers_in,
+    pinned_plan,
     save_results,
-    warn_if_unpinned,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -45,15 +48,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--size", type=positive_count, default=512, help="datagram bytes (default %(default)s)"
     )
-    p.add_argument("--duration", type=seconds, default=5.0, help="measured seconds per server")
-    p.add_argument("--warmup", type=seconds_or_zero, default=1.0, help="unmeasured seconds first")
+    add_window_options(p, duration=5.0, warmup=1.0)
     add_poller_option(p, help="load's backend")
     p.add_argument(
         "--servers", type=names_from(SERVERS, "server"), default=("ioreactor", "asyncio", "uvloop")
     )
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
-    )
+    add_out_option(p, "the JSON")
     p.set_defaults(func=run)
 
 
@@ -67,8 +67,7 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = report_console()
-    plan = core_plan()
-    warn_if_unpinned(console, plan)
+    plan = pinned_plan(console)
     pin_current_process(plan.load)
     results = []
     with tempfile.TemporaryDirectory(prefix="ioreactor-bench-") as directory:
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"[dim]{name}: {config.address}, {args.duration:g} s ...[/]")
             command = server_command(name, [config.address])
             results.append(measure_server(name, command, config, plan.server))
-    baselines = [n for n in ("asyncio", "uvloop") if any(r.name == n for r in results)]
+    baselines = peers_in(results)
     title = (
         f"{args.kind} echo, {args.size} B datagrams, {args.flows} flows x {args.inflight} in "
         f"flight, {args.duration:g} s per server (server on core {plan.server}, load on "

@@ -12,18 +12,19 @@ import argparse
 import dataclasses
 import tempfile
 
-from ioreactor.cli.arguments import output_dir, positive_count, seconds, seconds_or_zero
-from ioreactor_tools.bench.pinning import core_plan, pin_current_process
+from ioreactor.cli.arguments import positive_count
+from ioreactor_tools.bench.pinning import pin_current_process
 from ioreactor_tools.bench.report import (
-    RESULTS_DIR,
     print_table,
     ratio,
 )
 from ioreactor_tools.bench.udp_load import LoadConfig, free_address, measure_server, server_command
 from ioreactor_tools.cli.bench._args import (
+    add_out_option,
     add_poller_option,
+    add_window_options,
+    pinned_plan,
     save_results,
-    warn_if_unpinned,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -45,20 +46,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
     )
-    p.add_argument("--duration", type=seconds, default=5.0, help="measured seconds per server")
-    p.add_argument("--warmup", type=seconds_or_zero, default=1.0, help="unmeasured seconds first")
+    add_window_options(p, duration=5.0, warmup=1.0)
     add_poller_option(p, help="load's backend")
     p.add_argument("--peers", action="store_true", help="also measure asyncio on both transports")
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
-    )
+    add_out_option(p, "the JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     console = report_console()
-    plan = core_plan()
-    warn_if_unpinned(console, plan)
+    plan = pinned_plan(console)
     pin_current_process(plan.load)
     servers = ("ioreactor", "asyncio") if args.peers else ("ioreactor",)
     results = []

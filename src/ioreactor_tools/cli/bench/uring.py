@@ -41,33 +41,28 @@ from ioreactor.cli.arguments import (
     count,
     count_list,
     names_from,
-    output_dir,
     positive_count,
-    seconds,
-    seconds_or_zero,
     tcp_listen_address,
 )
 from ioreactor.net.address import Address
+from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_bench import WARMUP, load_processes
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import (
-    CorePlan,
-    ServerProcess,
-    core_plan,
-    free_port,
-    pin_current_process,
-)
+from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, pin_current_process
 from ioreactor_tools.bench.procstat import CLOCK_TICKS, TreeSample, process_fds, sample_tree
 from ioreactor_tools.bench.report import (
-    RESULTS_DIR,
     BenchResult,
     print_table,
     ratio,
     window_result,
 )
 from ioreactor_tools.cli.bench._args import (
+    add_out_option,
+    add_rounds_option,
+    add_window_options,
+    exit_status,
+    pinned_plan,
     save_results,
-    warn_if_unpinned,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -96,13 +91,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
     )
-    p.add_argument("--duration", type=seconds, default=3.0, help="measured seconds per backend")
-    p.add_argument(
-        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
-    )
-    p.add_argument(
-        "--rounds", type=positive_count, default=1, help="repeat the whole comparison N times"
-    )
+    add_window_options(p, duration=3.0, warmup=WARMUP, per="backend")
+    add_rounds_option(p, "repeat the whole comparison N times")
     p.add_argument(
         "--backends",
         type=names_from(BACKENDS, "backend"),
@@ -110,9 +100,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="comma-separated, epoll first",
     )
     p.add_argument("--idle", type=count, default=0, help="also measure N idle connections")
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for the JSON"
-    )
+    add_out_option(p, "the JSON")
     p.add_argument(
         "--workloads",
         type=names_from(WORKLOADS, "workload"),
@@ -414,8 +402,7 @@ def run(args: argparse.Namespace) -> int:
     if args.serve:
         return serve(args.serve, args.backend, args.listen)
     console = report_console()
-    plan = core_plan()
-    warn_if_unpinned(console, plan)
+    plan = pinned_plan(console)
     pin_current_process(plan.load)
     results: list[BenchResult] = []
     for workload in args.workloads:
@@ -457,4 +444,4 @@ def run(args: argparse.Namespace) -> int:
         command,
         {"cores": dataclasses.asdict(plan), "idle": [dataclasses.asdict(m) for m in idle]},
     )
-    return 1 if any(r.error_count for r in results) else 0
+    return exit_status(results)

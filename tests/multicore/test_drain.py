@@ -1,0 +1,94 @@
+"""A stopping server drains before it closes: /healthz answers 503 from the moment
+SIGTERM arrives, every response says ``Connection: close``, new connections are still
+accepted and served for ``--drain-delay`` seconds, and only then does the listener close
+(a balancer that checks /healthz has stopped sending by then)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from ioreactor.testing import wait_until
+from support.cli_process import TIMEOUT, http_get, start_serve
+
+DRAIN = 1.5
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+@pytest.mark.timeout(60)
+def test_sigterm_answers_503_on_healthz_and_serves_until_the_drain_delay(
+    tmp_path: Path, workers: str
+) -> None:
+    server, port = start_serve(tmp_path, "--workers", workers, "--drain-delay", str(DRAIN))
+    with server:
+        assert http_get(port, "/healthz") == (200, "ok\n")
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        kept.request("GET", "/")
+        first = kept.getresponse()
+        assert first.read() == b"Hello, World!" and not first.will_close
+        signal_at = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: http_get(port, "/healthz")[0] == 503, timeout=DRAIN)
+        kept.request("GET", "/")  # on a connection open before the drain
+        last = kept.getresponse()
+        assert last.status == 200 and last.will_close  # its last response says close
+        assert last.getheader("Connection") == "close"
+        fresh = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        fresh.request("GET", "/")  # a new connection during the drain is served
+        reply = fresh.getresponse()
+        assert reply.status == 200 and reply.getheader("Connection") == "close"
+        assert wait_until(lambda: refused(port), timeout=DRAIN + 10)
+        assert time.monotonic() - signal_at >= DRAIN * 0.9  # not before the delay
+        assert server.wait() == 0
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.timeout(60)
+def test_connections_queued_when_the_listener_closes_are_served_not_reset(
+    tmp_path: Path, workers: str
+) -> None:
+    """Clients that connected (the kernel completed the handshake) and sent a request
+    while the server was not looking get their answer when it stops, not a reset."""
+    server, port = start_serve(tmp_path, "--workers", workers)
+    with server:
+        pids = [server.pid] if workers == "0" else worker_pids(server.pid)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+            for client in clients:
+                client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            server.proc.send_signal(signal.SIGTERM)
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        for client in clients:
+            client.settimeout(TIMEOUT)
+            reply = b""
+            while chunk := client.recv(65536):
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in reply
+            client.close()
+        assert server.wait() == 0
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    def children() -> list[str]:
+        return Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+
+    assert wait_until(lambda: bool(children()))
+    return [int(pid) for pid in children()]

@@ -1,0 +1,161 @@
+"""A server a test runs as a real process: ``python -m ioreactor ARGS`` or ``python SCRIPT
+ARGS``, its log in a file, every wait bounded, stopped with everything it forked.
+
+Anything that forks, lowers a limit or gets signalled runs in its own process, never in
+pytest's (which has threads). The log goes to a file the test polls, so a full pipe can
+never block the server. The server leads its own session: :meth:`ServerProcess.stop`
+reaches its worker processes through the process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ioreactor.testing import LIVENESS
+
+#: What a server logs once it listens (the first port is the one the tests connect to).
+LISTENING = r"listening on tcp://127\.0\.0\.1:(\d+)"
+#: What the supervisor logs for each worker that serves, first start or restart.
+WORKER_READY = r"worker (\d+) (?:\(pid (\d+)\)|restarted: pid (\d+)) ready"
+#: Seconds the server has to exit after SIGTERM before the whole group is killed.
+STOP_TIMEOUT = 10.0
+
+
+class ServerProcess:
+    """``ioreactor ARGS...`` (or ``python SCRIPT ARGS...``) with its log in ``tmp_path``.
+
+    ``preexec`` runs in the child before exec (e.g. to lower RLIMIT_NOFILE). With
+    ``--workers N`` among the arguments, :meth:`start` also waits for the N workers.
+    """
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        *args: str,
+        name: str = "server",
+        script: Path | None = None,
+        preexec: Callable[[], None] | None = None,
+    ) -> None:
+        self.log_path = tmp_path / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        head = [sys.executable, str(script)] if script else [sys.executable, "-m", "ioreactor"]
+        self.proc = subprocess.Popen(
+            [*head, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=preexec,
+        )
+        self.workers = _workers_flag(args)
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(
+        self, pattern: str, count: int = 1, timeout: float = LIVENESS, *, alive: bool = True
+    ) -> list[re.Match[str]]:
+        """Wait until ``pattern`` matches ``count`` times in the log; the matches.
+
+        ``alive``: give up early if the server process has exited (not for a log that
+        other processes, its workers, keep writing).
+        """
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            matches = list(regex.finditer(self.log()))
+            if len(matches) >= count:
+                return matches
+            if (alive and self.proc.poll() is not None) or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{pattern!r} x{count} not in the log (exit {self.proc.poll()}):\n{self.log()}"
+                )
+            time.sleep(0.02)
+
+    def start(self) -> ServerProcess:
+        """Wait until it listens and every worker is ready (as the supervisor sees it)."""
+        self.port = int(self.wait_for(LISTENING)[0].group(1))
+        if self.workers:
+            self.wait_for(WORKER_READY, self.workers)
+        return self
+
+    def worker_pids(self) -> dict[int, int]:
+        """index -> pid of the newest ready process of each worker position."""
+        pids: dict[int, int] = {}
+        for m in re.finditer(WORKER_READY, self.log()):
+            pids[int(m.group(1))] = int(m.group(2) or m.group(3))
+        return pids
+
+    def fds(self) -> int:
+        """Open fds of the server process itself (the supervisor, with workers)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def rss(self) -> int:
+        """Resident set of the server's process tree, bytes."""
+        from ioreactor_tools.bench.procstat import sample_tree
+
+        return sample_tree(self.pid, count_fds=False).rss_bytes
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = LIVENESS) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        """Whatever happened: SIGTERM, then SIGKILL to the whole group."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a test may have stopped it
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(STOP_TIMEOUT)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(LIVENESS)
+        self._log.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _workers_flag(args: tuple[str, ...]) -> int:
+    """The N of ``--workers N`` (0 without the flag)."""
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--workers":
+            return int(args[i + 1])
+    return 0
+
+
+def wait_accepting(
+    port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = LIVENESS
+) -> None:
+    """Return once 127.0.0.1:``port`` accepts a connection; AssertionError if
+    ``process`` (the server) exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            exited = process is not None and process.poll() is not None
+            assert not exited, f"the server exited ({process.returncode}) before listening"
+            assert time.monotonic() < deadline, f"nothing accepts on port {port} after {timeout} s"
+            time.sleep(0.05)
