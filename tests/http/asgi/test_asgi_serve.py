@@ -24,6 +24,7 @@ import websockets.sync.client as ws_client
 from asgi_apps import FILE_BODY
 from websockets.exceptions import ConnectionClosed
 
+from ioreactor.testing import wait_until
 from support.cli_process import CliProcess
 
 HERE = Path(__file__).parent
@@ -238,6 +239,45 @@ def test_proxy_headers_from_a_trusted_peer(tmp_path: Path) -> None:
             got = httpx.get(f"http://127.0.0.1:{port}/", headers=headers, timeout=TIMEOUT).text
             assert got == expected, flags
             assert proc.stop() == 0
+
+
+def test_metrics_access_log_and_request_limit_wrap_an_asgi_app(tmp_path: Path) -> None:
+    """The production wrappers keep the ASGI application's asyncio loop and lifespan
+    (they forward every hook), and they see its responses: each request is one access
+    log line with its status and one count in /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    flags = ("--workers", "0", "--access-log", "--metrics-listen", "127.0.0.1:0",
+             "--max-requests", "1000", "--proxy-headers")  # fmt: skip
+    with serve(tmp_path, "asgi_apps:fastapi_app", *flags) as proc:
+        port = proc.wait_for(BANNER).group(2)
+        metrics = proc.wait_for(r"metrics on (http://127\.0\.0\.1:\d+/metrics)").group(1)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=TIMEOUT) as client:
+            assert client.get("/state").json()["greeting"]  # the lifespan ran
+            assert client.get("/items/7").status_code == 200
+            assert client.get("/items/x").status_code == 422
+            assert client.get("/", headers={"X-Forwarded-For": "198.51.100.4"}).status_code == 200
+            # answered after an await: the response is encoded by the ASGI cycle
+            assert client.get("/slow", params={"ms": 20}).text == "slept 20"
+        proc.wait_for(r'"GET /items/x HTTP/1\.1" 422 ')
+        proc.wait_for(r'"GET /slow\?ms=20 HTTP/1\.1" 200 ')
+        proc.wait_for(r'198\.51\.100\.4\S* - - \[.*"GET / HTTP/1\.1" 200 ')  # forwarded
+        seen: dict[tuple[str, str], float] = {}
+
+        def counted() -> bool:
+            text = httpx.get(metrics, timeout=TIMEOUT).text
+            seen.clear()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "ioreactor_http_requests_total":
+                        key = (sample.labels["method"], sample.labels["status"])
+                        seen[key] = sample.value
+            return seen.get(("GET", "2xx")) == 4
+
+        assert wait_until(counted), seen
+        assert seen[("GET", "4xx")] == 1
+        assert proc.stop() == 0
+    assert "Traceback" not in proc.log()
 
 
 def test_a_failing_startup_exits_non_zero_before_accepting(tmp_path: Path) -> None:

@@ -103,6 +103,7 @@ class ScopeFactory:
             if said is not None:
                 if said.client is not None:
                     scope["client"] = (said.client, said.port)
+                    request.peer = said.peer(request.peer)  # (the access log's client)
                 if said.scheme is not None:
                     scope["scheme"] = "https" if said.scheme in ("https", "wss") else "http"
         return scope
