@@ -41,6 +41,7 @@ FRAGMENTS = {
     "docs/multicore.md": 1,
     "docs/websocket.md": 1,
     "docs/aio.md": 1,
+    "docs/asgi.md": 1,
     "docs/tls.md": 1,
     "docs/wsgi.md": 1,
 }
@@ -180,9 +181,11 @@ def block_after(document: str, first_line: str) -> tuple[Block, Block]:
     raise AssertionError(f"{document} has no block starting with {first_line!r}")
 
 
-def test_the_serve_your_own_app_transcript(tmp_path: Path) -> None:
-    app, console = block_after("README.md", "# web.py")
-    (tmp_path / "web.py").write_text(app.code)
+@pytest.mark.parametrize("module", ["web", "api"])
+def test_the_serve_your_own_app_transcripts(tmp_path: Path, module: str) -> None:
+    """The native App's transcript and the FastAPI one (an ASGI application)."""
+    app, console = block_after("README.md", f"# {module}.py")
+    (tmp_path / f"{module}.py").write_text(app.code)
     port, server = free_port(), None
     try:
         for command, expected in sessions(console):

@@ -236,3 +236,41 @@ def test_ctrl_c_cancels_the_main_task_promptly() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_an_eager_task_takes_its_first_step_inside_the_call(aio_loop: Loop) -> None:
+    seen: list[object] = []
+
+    async def quick() -> str:
+        seen.append(asyncio.current_task())
+        return "done at once"
+
+    async def waits() -> str:
+        seen.append("before")
+        await asyncio.sleep(0)
+        seen.append("after")
+        return "done later"
+
+    def from_a_callback() -> None:  # as a reactor callback (a parser's read) calls it
+        first = aio_loop.eager_task(quick())
+        assert first.done() and first.result() == "done at once"
+        assert seen == [first]  # current_task() was the Task itself
+        second = aio_loop.eager_task(waits())
+        assert seen[1:] == ["before"] and not second.done()
+        results.append(second)
+
+    async def from_a_task() -> None:  # inside a Task, steps never nest: ordinary
+        task = aio_loop.eager_task(quick())
+        assert not task.done()
+        await task
+
+    results: list[asyncio.Task[str]] = []
+
+    async def main() -> None:
+        aio_loop.call_soon(from_a_callback)
+        while not results:
+            await asyncio.sleep(0)
+        assert await results[0] == "done later"
+        await from_a_task()
+
+    aio_loop.run_until_complete(main())

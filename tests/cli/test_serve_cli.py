@@ -190,6 +190,67 @@ def test_an_import_error_in_the_module_names_the_module_and_line(
     assert "importing broken failed: RuntimeError: no config at broken.py:2" in done.stderr
 
 
+ASGI_APP = textwrap.dedent(
+    """
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan here")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"asgi"})
+
+    def wsgi(environ, start_response):
+        return [b"not asgi"]
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (
+            ["--interface", "native"],
+            "app is a function, not an ioreactor.http.App; it is an ASGI application "
+            "(--interface asgi)",
+        ),
+        (["--static", "."], "--static serves files for an ioreactor App"),
+        (["--loops", "2"], "use --workers instead of --loops"),
+    ],
+)
+def test_asgi_flags_that_do_not_apply_are_one_line(
+    tmp_path: Path, extra: list[str], said: str
+) -> None:
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    done = run_cli("serve", "asgi_app:app", "--app-dir", str(tmp_path), *extra)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("ioreactor: error: serve: ") and done.stderr.count("\n") == 1
+    assert said in done.stderr, done.stderr
+
+
+def test_a_wsgi_callable_is_not_taken_for_asgi(tmp_path: Path) -> None:
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    done = run_cli("serve", "asgi_app:wsgi", "--app-dir", str(tmp_path), "--interface", "asgi")
+    assert done.returncode == 2
+    assert "a function, not an ASGI application" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize(("mode", "status"), [("on", 3), ("auto", 0)])
+def test_lifespan_on_stops_an_app_that_does_not_speak_it(
+    tmp_path: Path, mode: str, status: int
+) -> None:
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    with CliProcess(
+        tmp_path, "serve", "asgi_app:app", "--app-dir", str(tmp_path), "--listen",
+        "127.0.0.1:0", "--workers", "0", "--lifespan", mode,
+    ) as server:  # fmt: skip
+        if status == 0:
+            host, port = server.wait_for(BANNER).groups()
+            assert get(host, int(port), "/")[2] == "asgi"
+            assert server.stop(signal.SIGTERM) == 0
+        else:
+            assert server.wait() == status
+            assert "listening" not in server.log()
+
+
 def test_a_wsgi_app_is_served_with_its_flags(tmp_path: Path, app_dir: Path) -> None:
     static = tmp_path / "files"
     static.mkdir()
@@ -245,10 +306,13 @@ def test_interface_names_the_kind_detection_cannot_see(tmp_path: Path, app_dir: 
     [
         (["tests_app:app", "--threads", "4"], "--threads applies to WSGI applications"),
         (["tests_app:app", "--stream-body"], "--stream-body applies to WSGI applications"),
-        (["tests_app:app", "--root-path", "/a"], "--root-path applies to WSGI applications"),
+        (
+            ["tests_app:app", "--root-path", "/a"],
+            "--root-path applies to WSGI and ASGI applications",
+        ),
         (["tests_app:app", "--interface", "wsgi"], "--interface wsgi: app is an App, not a WSGI"),
         (["tests_app:wsgi_app", "--interface", "native"], "is a function, not an ioreactor"),
-        (["--pool-timeout", "3"], "the WSGI flags need MODULE:ATTR"),
+        (["--pool-timeout", "3"], "--pool-timeout needs MODULE:ATTR, a WSGI application"),
     ],
 )
 def test_flags_that_do_not_apply_are_refused(app_dir: Path, argv: list[str], said: str) -> None:

@@ -187,3 +187,23 @@ def test_any_head_gives_the_same_events_on_both_paths(
     head += b"".join(name + separator + value + eol for name, value in fields) + eol
     scanned, general = both_paths(loop, head + PLAIN)
     assert scanned == general
+
+
+def test_an_upgrade_behind_scanned_heads_ends_where_its_head_ends(loop: EventLoop) -> None:
+    """The offset of the new protocol's first byte counts the plain heads scanned before
+    llhttp saw the upgrade request."""
+    upgrade = (
+        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    wire = PLAIN * 2 + upgrade + b"\x81\x80frame"
+    parser = RequestParser(Limits(), loop, ("peer", 1))
+    events = parser.feed(wire) or []
+    assert [e.target for e in events if isinstance(e, Request)] == ["/a/b", "/a/b", "/ws"]
+    assert parser.upgrading and parser.upgraded_at == len(PLAIN * 2 + upgrade)
+    assert events[-1].header_pairs()[0] == (b"Host", b"t")  # type: ignore[union-attr]
+    assert events[0].header_pairs() == [  # type: ignore[union-attr]
+        (b"Host", b"t"),
+        (b"Accept", b"*/*"),
+        (b"User-Agent", b"bench"),
+    ]

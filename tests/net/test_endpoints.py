@@ -273,10 +273,14 @@ def test_serve_echo_runs_until_sigterm_and_cleans_up(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 30
-        while not os.path.exists(path):
+        while True:  # the path appears at bind(), a connection succeeds after listen()
             assert proc.poll() is None and time.monotonic() < deadline, "server never listened"
-            time.sleep(0.02)
-        assert _echo(f"unix://{path}", b"served") == b"served"
+            try:
+                echoed = _echo(f"unix://{path}", b"served")
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.02)
+        assert echoed == b"served"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

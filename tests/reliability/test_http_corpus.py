@@ -1,13 +1,16 @@
-"""Every case of the hostile-HTTP corpus against a real server (one loop thread) over
-loopback: the status, the close, and that the request sent after it is never parsed --
-for the native echo application and for the same routes as a WSGI application (the
-parser refuses every hostile case before a WSGI thread sees it)."""
+"""Every case of the hostile-HTTP corpus against a real server over loopback: the status,
+the close, and that the request sent after it is never parsed.
+
+Three times: the native echo App on one loop thread, the same routes as a WSGI
+application, and as an ASGI application on ioreactor.aio: the parser refuses every
+hostile case the same way before a WSGI thread or an ASGI application sees it."""
 
 from __future__ import annotations
 
 import logging
 import socket
 from collections.abc import Iterator
+from typing import Protocol
 
 import pytest
 from http_corpus import CASES, LIMITS, Case
@@ -19,8 +22,10 @@ from ioreactor.http.echo_app import build_echo_app
 from ioreactor.http.server import HttpServer
 from ioreactor.http.wsgi import WsgiDispatcher
 from ioreactor.testing import LoopThread, read_until_closed
+from support.asgi import AsgiThread
+from support.asgi import echo_app as asgi_echo_app
 from support.http import ResponseReader, read_responses
-from support.wsgi_apps import echo_app
+from support.wsgi_apps import echo_app as wsgi_echo_app
 
 #: Sent after every case. GET /echo answers with its request line, so if it is ever
 #: answered the response says ``smuggled``.
@@ -29,11 +34,19 @@ FOLLOW_UP = b"GET /echo?smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 INJECTED = {"set-cookie", "x-injected"}
 
 
-@pytest.fixture(scope="module", params=["native", "wsgi"])
-def server(request: pytest.FixtureRequest) -> Iterator[HttpServer]:
+class Served(Protocol):
+    port: int
+
+
+@pytest.fixture(scope="module", params=["native", "wsgi", "asgi"])
+def server(request: pytest.FixtureRequest) -> Iterator[Served]:
+    if request.param == "asgi":
+        with AsgiThread(asgi_echo_app, limits=LIMITS) as asgi:
+            yield asgi
+        return
     app: App | Dispatcher = build_echo_app()
     if request.param == "wsgi":
-        app = WsgiDispatcher(echo_app, threads=2)
+        app = WsgiDispatcher(wsgi_echo_app, threads=2)
     with LoopThread(name="corpus") as lt:
         srv = HttpServer(lt.loop, ("127.0.0.1", 0), app, limits=LIMITS)
         lt.call(srv.start)
@@ -55,7 +68,7 @@ def params() -> list[object]:
 
 
 @pytest.mark.parametrize("case", params())
-def test_corpus_case(server: HttpServer, case: Case, caplog: pytest.LogCaptureFixture) -> None:
+def test_corpus_case(server: Served, case: Case, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="ioreactor")
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
         sock.sendall(case.raw + FOLLOW_UP)
@@ -77,7 +90,7 @@ def test_corpus_case(server: HttpServer, case: Case, caplog: pytest.LogCaptureFi
     assert not caplog.records, [r.getMessage() for r in caplog.records]  # no crash, no 500
 
 
-def test_trailer_fields_never_reach_the_next_request(server: HttpServer) -> None:
+def test_trailer_fields_never_reach_the_next_request(server: Served) -> None:
     chunked = (
         b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n0\r\nAuthorization: Bearer stolen\r\nX-Trailer: 1\r\n\r\n"

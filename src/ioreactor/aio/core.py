@@ -89,6 +89,10 @@ def _format_handle(handle: events.Handle) -> str:
     return str(handle)
 
 
+def _ran_now() -> None:
+    """The callback of the handle call_soon() returns for a step it ran at once."""
+
+
 def _run_until_complete_cb(fut: futures.Future[Any]) -> None:
     if not fut.cancelled():
         exc = fut.exception()
@@ -164,6 +168,10 @@ class LoopCore(events.AbstractEventLoop):
         )
         self.slow_callback_duration = SLOW_CALLBACK_DURATION
         self._current_handle: events.Handle | None = None
+        #: The next call_soon() runs its callback at once (see eager_task()), and
+        #: returns this handle, already run.
+        self._run_now = False
+        self._ran_now = events.Handle(_ran_now, (), self)
         self._watches: dict[int, FdWatch] = {}
         self._signal_handlers: dict[int, events.Handle] = {}
         self._signal_pair: tuple[socket.socket, socket.socket] | None = None
@@ -366,6 +374,13 @@ class LoopCore(events.AbstractEventLoop):
         if self._debug:
             self._check_thread()
             self._check_callback(callback, "call_soon")
+        if self._run_now:  # the first step of an eager_task(): run it, no Handle
+            self._run_now = False
+            if context is None:
+                callback(*args)
+            else:
+                context.run(callback, *args)
+            return self._ran_now  # (the Task ignores what call_soon returns)
         handle = events.Handle(callback, args, self, context)
         self._ready.append(handle)
         return handle
@@ -437,6 +452,23 @@ class LoopCore(events.AbstractEventLoop):
 
     def create_future(self) -> futures.Future[Any]:
         return futures.Future(loop=self)
+
+    def eager_task(
+        self, coro: Coroutine[Any, Any, T], *, context: contextvars.Context | None = None
+    ) -> tasks.Task[T]:
+        """A Task whose first step runs now, inside this call, until its coroutine first
+        waits or ends: Python 3.12's eager tasks, on 3.11 as well. What a coroutine does
+        before it waits (an ASGI "hello", a cached answer) then costs no trip through
+        the ready queue and no Handle run later, and ``current_task()`` is the Task all
+        along. Called from inside another Task, it is an ordinary Task (steps never
+        nest)."""
+        self._check_closed()
+        if tasks.current_task(self) is None:
+            self._run_now = True  # call_soon() runs the step the Task asks for at once
+        try:
+            return tasks.Task(coro, loop=self, context=context)
+        finally:
+            self._run_now = False
 
     def create_task(
         self,

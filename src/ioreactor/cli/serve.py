@@ -1,8 +1,9 @@
 """`ioreactor serve [MODULE:ATTR]`: serve an HTTP application on one or many cores.
 
 Without MODULE:ATTR it serves the course's HTTP echo application (the 10k-20k connection
-server of ``make run``); with it, the user's own -- an ``App`` or a WSGI application
-(``--threads``, ``--pool-timeout``, ``--stream-body``, ``--root-path``) -- found by
+server of ``make run``); with it, the user's own -- an ``App``, an ASGI application
+(``--lifespan``, ``--root-path``) or a WSGI one (``--threads``, ``--pool-timeout``,
+``--stream-body``, ``--root-path``) -- found by
 :func:`ioreactor.http.app_loader.load_app` (``--app-dir``, ``--factory``,
 ``--interface``) before any worker starts. One loop, sub-reactor threads (``--loops``) or
 worker processes (``--workers``, one per core by default), through
@@ -50,9 +51,18 @@ log = logging.getLogger("ioreactor.serve")
 ECHO_APP = "ioreactor.http.echo_app:build_echo_app"
 #: ``--interface``: detect the kind, or name one of ``app_loader.APP_KINDS`` (kept equal
 #: to that table by a test; listed here so building the parser imports no HTTP code).
-INTERFACES = ("auto", "native", "wsgi")
-#: The flags that apply to WSGI applications only, with the value meaning "not given".
-WSGI_FLAGS = {"threads": None, "pool_timeout": None, "stream_body": False, "root_path": ""}
+INTERFACES = ("auto", "native", "asgi", "wsgi")
+#: ``--lifespan`` (``app_loader.LIFESPAN_MODES``, kept equal by a test).
+LIFESPAN_MODES = ("auto", "on", "off")
+#: The flags that apply to some kinds of application only: the kinds, and the value
+#: meaning "not given".
+KIND_FLAGS: dict[str, tuple[tuple[str, ...], object]] = {
+    "threads": (("wsgi",), None),
+    "pool_timeout": (("wsgi",), None),
+    "stream_body": (("wsgi",), False),
+    "root_path": (("wsgi", "asgi"), ""),
+    "lifespan": (("asgi",), "auto"),
+}
 
 
 def app_spec(text: str) -> str:
@@ -70,10 +80,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "serve",
         help="serve an HTTP application (default: the HTTP echo server)",
-        description="Serve MODULE:ATTR, an ioreactor.http.App or a WSGI application (or "
-        "with --factory a callable returning one), imported from --app-dir. Without it, the "
-        "HTTP echo server: GET / -> Hello, World!; POST|PUT /echo -> the body; GET /echo "
-        "-> the request head; GET /healthz -> 200; /static/... -> files under --static.",
+        description="Serve MODULE:ATTR, an ioreactor.http.App, an ASGI application "
+        "(FastAPI, Starlette, ...) or a WSGI one (Flask, Django, ...), or with --factory a "
+        "callable returning one, imported from --app-dir. Without it, the HTTP echo "
+        "server: GET / -> Hello, World!; POST|PUT /echo -> the body; GET /echo -> the "
+        "request head; GET /healthz -> 200; /static/... -> files under --static.",
     )
     p.add_argument(
         "app",
@@ -103,6 +114,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "callable whose signature does not say so)",
     )
     p.add_argument(
+        "--root-path",
+        type=url_path,
+        default="",
+        metavar="PATH",
+        help="where the application is mounted behind a proxy, e.g. /app: WSGI's "
+        "SCRIPT_NAME (stripped from PATH_INFO), ASGI's root_path",
+    )
+    p.add_argument(
+        "--lifespan",
+        choices=LIFESPAN_MODES,
+        default="auto",
+        help="ASGI: the lifespan protocol: auto (if the app speaks it), on, off "
+        "(default %(default)s)",
+    )
+    p.add_argument(
         "--threads",
         type=positive_count,
         default=None,
@@ -122,14 +148,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="WSGI: run the application at the request head and stream the body to "
         "wsgi.input (default: the body is received whole first)",
-    )
-    p.add_argument(
-        "--root-path",
-        type=url_path,
-        default="",
-        metavar="PATH",
-        help="WSGI: the SCRIPT_NAME the application is mounted at, e.g. /app "
-        "(stripped from PATH_INFO)",
     )
     add_serving_arguments(p, default_listen="127.0.0.1:8080")
     add_tls_arguments(p)
@@ -262,8 +280,12 @@ def application(args: argparse.Namespace) -> LoadedApp:
     if args.app is None:
         if args.factory or args.app_dir is not None or args.interface != "auto":
             raise CommandError("serve: --factory, --app-dir and --interface need MODULE:ATTR")
-        if any(getattr(args, name) != unset for name, unset in WSGI_FLAGS.items()):
-            raise CommandError("serve: the WSGI flags need MODULE:ATTR, a WSGI application")
+        for name, (kinds, unset) in KIND_FLAGS.items():
+            if getattr(args, name) != unset:
+                flag = "--" + name.replace("_", "-")
+                raise CommandError(
+                    f"serve: {flag} needs MODULE:ATTR, a {kinds[0].upper()} application"
+                )
         from ioreactor.http.echo_app import build_echo_app
 
         return LoadedApp(ECHO_APP, NATIVE, build_echo_app())
@@ -273,14 +295,24 @@ def application(args: argparse.Namespace) -> LoadedApp:
         )
     except AppLoadError as exc:
         raise CommandError(f"serve: {exc}") from None
-    if loaded.kind.name != "wsgi":
-        for name, unset in WSGI_FLAGS.items():
-            if getattr(args, name) != unset:
-                flag = "--" + name.replace("_", "-")
-                raise CommandError(
-                    f"serve: {flag} applies to WSGI applications; {args.app} is "
-                    f"{loaded.kind.description}"
-                )
+    for name, (kinds, unset) in KIND_FLAGS.items():
+        if loaded.kind.name not in kinds and getattr(args, name) != unset:
+            flag = "--" + name.replace("_", "-")
+            raise CommandError(
+                f"serve: {flag} applies to {' and '.join(k.upper() for k in kinds)} "
+                f"applications; {args.app} is {loaded.kind.description}"
+            )
+    if loaded.kind.name == "asgi":
+        if args.loops:
+            raise CommandError(
+                f"serve: {loaded.kind.description} runs on one asyncio loop per process: "
+                "use --workers instead of --loops"
+            )
+        if args.static is not None:
+            raise CommandError(
+                f"serve: --static serves files for an ioreactor App or a WSGI application; "
+                f"{args.app} is {loaded.kind.description} (mount its own, e.g. StaticFiles)"
+            )
     return loaded
 
 
@@ -322,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         static_dir=args.static,
         root_path=args.root_path,
+        lifespan=args.lifespan,
         threads=args.threads,
         stream_body=args.stream_body,
         pool_timeout=args.pool_timeout,

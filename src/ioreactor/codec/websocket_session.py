@@ -60,6 +60,7 @@ from ioreactor.codec.websocket import (
 from ioreactor.codec.websocket_deflate import DeflateConfig, PerMessageDeflate
 from ioreactor.codec.websocket_handshake import (
     MAX_HANDSHAKE_SIZE,
+    Handshake,
     HandshakeError,
     UpgradeRequest,
     accept,
@@ -433,6 +434,8 @@ class WebSocketHandler(Handler):
         self._wheel = wheel
         self._wheels = PerLoopWheels(tick=min(timeouts) / TICKS_PER_TIMEOUT)
         self._entries: dict[object, WheelEntry[TcpConnection]] = {}
+        #: Connections whose handshake an HTTP server made (see :meth:`adopt`).
+        self._adopted: dict[TcpConnection, tuple[Handshake, object]] = {}
         self._visit = self._on_deadline
         self._moved = self._deadline_moved
 
@@ -442,8 +445,25 @@ class WebSocketHandler(Handler):
 
     # -- connection lifecycle -------------------------------------------------------------
 
+    def adopt(self, conn: TcpConnection, handshake: Handshake, context: object = None) -> None:
+        """``conn``'s opening handshake was made by an HTTP server (an Upgrade request
+        answered ``101``), which hands the connection to this handler next: its session
+        opens at once then, with what was agreed, and ``session.context = context``.
+        :meth:`forget` undoes it for a connection that closed before the hand-over."""
+        self._adopted[conn] = (handshake, context)
+
+    def forget(self, conn: TcpConnection) -> None:
+        """``conn`` closed before it was handed over: drop what :meth:`adopt` kept."""
+        self._adopted.pop(conn, None)
+
     def on_connection(self, conn: TcpConnection) -> None:
         wheel = self._wheel if self._wheel is not None else self._wheels.for_loop(conn.loop)
+        adopted = self._adopted.pop(conn, None)
+        if adopted is not None:
+            self._entries[conn] = wheel.schedule(conn.loop.time(), self._visit, conn)
+            handshake, context = adopted
+            self._open(conn, handshake, context)
+            return
         when = conn.loop.time() + self.handshake_timeout
         self._entries[conn] = wheel.schedule(when, self._visit, conn)
 
@@ -501,6 +521,17 @@ class WebSocketHandler(Handler):
         except HandshakeError as exc:
             self._refuse(conn, buffer, exc)
             return
+        conn.send(response)
+        session = self._open(conn, agreed)
+        if buffer and session.state is OPEN:  # frames sent right behind the request
+            events = session.receive(buffer)
+            if events:
+                self._deliver(session, events)
+
+    def _open(
+        self, conn: TcpConnection, agreed: Handshake, context: object = None
+    ) -> WebSocketSession:
+        """The handshake succeeded (its 101 is on its way): the connection's session."""
         deflate = None
         if agreed.deflate is not None:
             config = self.deflate
@@ -524,14 +555,11 @@ class WebSocketHandler(Handler):
             clock=conn.loop.time,
             on_deadline_moved=self._moved,
         )
-        conn.send(response)
+        session.context = context
         conn.context = session
         self._deadline_moved(session)
         self._call("on_open", self.on_open, session)
-        if buffer and session.state is OPEN:  # frames sent right behind the request
-            events = session.receive(buffer)
-            if events:
-                self._deliver(session, events)
+        return session
 
     def _refuse(self, conn: TcpConnection, buffer: Buffer, error: HandshakeError) -> None:
         log.info("refusing WebSocket handshake from %s: %s %s", conn.peer, error.status, error)

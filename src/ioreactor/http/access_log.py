@@ -70,7 +70,16 @@ class AccessLog:
             request_id = os.urandom(16).hex()
             result = with_field(result, REQUEST_ID, request_id)
         assert request_id is not None
-        status, size = describe(result)
+        self._log(request, *describe(result), request_id)
+        return result
+
+    def sent(self, request: Request, status: int, size: int) -> None:
+        """A response the dispatcher encoded itself (ASGI): its id is the client's, or
+        ``-`` (no field can be added to it any more)."""
+        request_id = request.headers.get("x-request-id")
+        self._log(request, status, size, request_id if request_id and _usable(request_id) else "-")
+
+    def _log(self, request: Request, status: int, size: int, request_id: str) -> None:
         peer = _host(request.peer)
         if self.format == "json":
             log.info(
@@ -91,7 +100,7 @@ class AccessLog:
                     ensure_ascii=False,
                 ),
             )
-            return result
+            return
         line = (
             f'{peer} - - [{self._now()}] "{_quoted(request.method)} {_quoted(request.target)} '
             f'HTTP/{request.version}" {status} {size if size >= 0 else "-"}'
@@ -101,7 +110,6 @@ class AccessLog:
             agent = request.headers.get("user-agent") or "-"
             line += f' "{_quoted(referer)}" "{_quoted(agent)}"'
         log.info('%s "%s"', line, _quoted(request_id))
-        return result
 
     def refused(self, peer: object, error: HttpError) -> None:
         if self.format == "json":

@@ -9,9 +9,10 @@
 
 An application kind knows how to recognise an object and how to turn it into the
 handler factory a server runs. The kinds are a table, :data:`APP_KINDS`, searched in
-order: ``native`` (an :class:`~ioreactor.http.app.App`) and ``wsgi`` (a PEP 3333 callable,
-run by :class:`~ioreactor.http.wsgi.WsgiDispatcher`); an ASGI kind is one more row behind
-the same command, not a second command. ``--interface NAME`` names the kind instead.
+order: ``native`` (an :class:`~ioreactor.http.app.App`), ``wsgi`` (a PEP 3333 callable,
+run by :class:`~ioreactor.http.wsgi.WsgiDispatcher`) and ``asgi`` (an ASGI 3 application,
+or ASGI 2 through a wrapper: FastAPI, Starlette, Django's ASGI handler..., run by
+:class:`~ioreactor.http.asgi.AsgiDispatcher`). ``--interface NAME`` names the kind instead.
 
 Every failure is an :class:`AppLoadError` whose message is one line naming what was
 looked for and where (module, attribute, app directory), raised in the calling process
@@ -55,6 +56,11 @@ class AppLoadError(ValueError):
     """The application cannot be loaded; the message is one line saying what and where."""
 
 
+#: ``--lifespan``: run the ASGI lifespan protocol if the application speaks it, always
+#: (its failure stops the server), or never.
+LIFESPAN_MODES = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """What every kind of application is served with (the ``serve`` flags)."""
@@ -62,8 +68,11 @@ class ServeOptions:
     limits: Limits
     access_log: bool = False
     static_dir: str | None = None
-    #: Where the application is mounted (WSGI's ``SCRIPT_NAME``): "" or "/a/b".
+    #: Where the application is mounted (WSGI's ``SCRIPT_NAME``, ASGI's ``root_path``):
+    #: "" or "/a/b".
     root_path: str = ""
+    #: One of :data:`LIFESPAN_MODES`: the ASGI lifespan protocol.
+    lifespan: str = "auto"
     #: Threads of the pool that runs a WSGI application, per serving process.
     threads: int | None = None
     #: Run a WSGI application at the request head, ``wsgi.input`` fed as the body arrives.
@@ -90,9 +99,10 @@ class ServeOptions:
             MetricsObserver() if self.metrics else None,
         )
 
-    def observed(self, dispatcher: Dispatcher) -> Dispatcher:
-        """``dispatcher`` with the forwarding headers and the request counting asked for."""
-        if self.forwarded is not None:
+    def observed(self, dispatcher: Dispatcher, forwarding: bool = True) -> Dispatcher:
+        """``dispatcher`` with the forwarding headers (unless it reads them itself:
+        ``forwarding`` False) and the request counting asked for."""
+        if self.forwarded is not None and forwarding:
             dispatcher = ForwardingDispatcher(dispatcher, self.forwarded)
         if self.metrics:
             dispatcher = ObservingDispatcher(dispatcher)
@@ -100,10 +110,20 @@ class ServeOptions:
             dispatcher = CountingDispatcher(dispatcher)
         return dispatcher
 
-    def handler(self, dispatcher: Dispatcher) -> HttpHandler:
-        """The connection handler of a serving process for ``dispatcher``."""
-        kind = MeteredHttpHandler if self.metrics else HttpHandler
-        return kind(self.observed(dispatcher), self.limits, observer=self.observer())
+    def handler(
+        self,
+        dispatcher: Dispatcher,
+        kind: type[HttpHandler] = HttpHandler,
+        metered: type[HttpHandler] = MeteredHttpHandler,
+        *,
+        forwarding: bool = True,
+    ) -> HttpHandler:
+        """The connection handler of a serving process for ``dispatcher``: ``kind``, or
+        ``metered`` (its subclass that counts back-pressure) with the metrics on."""
+        handler_class = metered if self.metrics else kind
+        return handler_class(
+            self.observed(dispatcher, forwarding), self.limits, observer=self.observer()
+        )
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,10 @@ class AppKind:
     description: str
     accepts: Callable[[object], bool]
     build: Callable[[object, ServeOptions], Callable[[], Handler]]
+
+
+# The WSGI and ASGI kinds import their servers when used: serving a native App loads
+# neither (nor asyncio).
 
 
 def _is_native(obj: object) -> bool:
@@ -169,10 +193,37 @@ def _serve_wsgi(app: object, options: ServeOptions) -> Callable[[], Handler]:
     return make_handler
 
 
-WSGI = AppKind("wsgi", "a WSGI application (PEP 3333)", _is_wsgi, _serve_wsgi)
+def _is_asgi(obj: object) -> bool:
+    from ioreactor.http.asgi.app import asgi_version
 
-#: Every kind ``ioreactor serve`` can run, tried in this order.
-APP_KINDS: tuple[AppKind, ...] = (NATIVE, WSGI)
+    return asgi_version(obj) is not None
+
+
+def _serve_asgi(app: object, options: ServeOptions) -> Callable[[], Handler]:
+    from ioreactor.http.asgi import AsgiDispatcher, as_asgi3
+    from ioreactor.http.asgi.handler import AsgiHandler, MeteredAsgiHandler
+
+    asgi_app = as_asgi3(app)
+
+    def make_handler() -> Handler:
+        dispatcher = AsgiDispatcher(
+            asgi_app,
+            root_path=options.root_path,
+            forwarded=options.forwarded,
+            lifespan=options.lifespan,
+        )
+        # (the scope takes the client and the scheme from the forwarding headers)
+        return options.handler(dispatcher, AsgiHandler, MeteredAsgiHandler, forwarding=False)
+
+    return make_handler
+
+
+WSGI = AppKind("wsgi", "a WSGI application (PEP 3333)", _is_wsgi, _serve_wsgi)
+ASGI = AppKind("asgi", "an ASGI application", _is_asgi, _serve_asgi)
+
+#: Every kind ``ioreactor serve`` can run, tried in this order (an ASGI 3 function has
+#: three parameters and a WSGI one two, so they are told apart; a class is ASGI).
+APP_KINDS: tuple[AppKind, ...] = (NATIVE, ASGI, WSGI)
 
 
 @dataclass(frozen=True)
@@ -219,6 +270,12 @@ def load_app(
     instead of detecting it: any callable is then served as that kind (a C callable or
     a ``*args`` wrapper has no signature to detect it by); a native app must be an App.
     """
+    named = None
+    if interface != AUTO:
+        try:
+            named = kind_named(interface)
+        except ValueError as exc:
+            raise AppLoadError(f"{spec}: {exc}") from None
     module_name, attr = split_spec(spec)
     where = os.path.abspath(app_dir if app_dir is not None else os.getcwd())
     if where not in sys.path:
@@ -245,14 +302,17 @@ def load_app(
             raise AppLoadError(
                 f"{spec}: calling the factory {attr}() failed: {_one_line(exc)} ({context})"
             ) from None
-    if interface != AUTO:
-        named = kind_named(interface)
-        if not named.accepts(obj) and (named is NATIVE or not callable(obj)):
-            raise AppLoadError(
-                f"{spec}: --interface {interface}: {attr} is {_a(obj)}, not "
-                f"{named.description} ({context})"
-            )
-        return LoadedApp(spec, named, obj)
+    if named is not None:
+        if named.accepts(obj):
+            return LoadedApp(spec, named, obj)
+        other = classify(obj)
+        if other is None and named is not NATIVE and callable(obj):
+            return LoadedApp(spec, named, obj)  # nothing in its signature says otherwise
+        hint = f"; it is {other.description} (--interface {other.name})" if other else ""
+        raise AppLoadError(
+            f"{spec}: --interface {interface}: {attr} is {_a(obj)}, not "
+            f"{named.description}{hint} ({context})"
+        )
     kind = classify(obj)
     if kind is None:
         expected = " or ".join(k.description for k in APP_KINDS)

@@ -38,11 +38,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 from ioreactor.http.errors import HttpError
-from ioreactor.http.response import error_response
+from ioreactor.http.response import CONTINUE, Response, error_response
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Awaitable
     from concurrent.futures import Future
 
+    from ioreactor.codec.websocket_session import WebSocketHandler
     from ioreactor.http.app import App
     from ioreactor.http.protocol import HttpProtocol
     from ioreactor.http.request import BodyConsumer, Request
@@ -104,6 +107,74 @@ class Dispatcher:
         """The body of ``request`` is complete. Returns its answer, or :data:`LATER`."""
         raise NotImplementedError(f"{type(self).__name__}.end()")
 
+    def needs_asyncio(self) -> bool:
+        """The application awaits: the connection's reactor must be driven by an asyncio
+        loop (:mod:`ioreactor.aio`), as ``run_server`` does for such a handler."""
+        return False
+
+    def expect_continue(self, protocol: HttpProtocol) -> None:
+        """The request whose head comes next waits for ``100 Continue`` before sending
+        its body. By default it is sent now, in order; an ASGI dispatcher sends it when
+        the application first asks for the body."""
+        protocol.queue.emit(CONTINUE)
+
+    def closed(self, protocol: HttpProtocol) -> None:
+        """The connection is gone (its requests in flight will never be answered)."""
+
+    def broken(self, protocol: HttpProtocol) -> None:
+        """The input failed (a protocol error, a broken limit, a timeout): the request
+        whose body was arriving will never complete, nothing after it is parsed, and
+        the error is answered after the responses before it."""
+
+    async def startup(self) -> None:
+        """Runs on the asyncio loop before the server accepts (:meth:`needs_asyncio`):
+        an ASGI application's lifespan startup. Raising stops the server."""
+
+    async def shutdown(self) -> None:
+        """Runs on the asyncio loop after a graceful stop let the requests in flight
+        finish (:meth:`needs_asyncio`)."""
+
+
+class WrappingDispatcher(Dispatcher):
+    """A dispatcher around another (``inner``): every call goes to ``inner`` unless a
+    subclass -- forwarding headers, metrics -- overrides it to add its own step."""
+
+    __slots__ = ("inner", "server_name")
+
+    def __init__(self, inner: Dispatcher) -> None:
+        self.inner = inner
+        self.server_name = inner.server_name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.inner!r}>"
+
+    def request(self, protocol: HttpProtocol, request: Request) -> object:
+        return self.inner.request(protocol, request)
+
+    def body(self, protocol: HttpProtocol, chunk: bytes) -> None:
+        self.inner.body(protocol, chunk)
+
+    def end(self, protocol: HttpProtocol, request: Request) -> object:
+        return self.inner.end(protocol, request)
+
+    def needs_asyncio(self) -> bool:
+        return self.inner.needs_asyncio()
+
+    def expect_continue(self, protocol: HttpProtocol) -> None:
+        self.inner.expect_continue(protocol)
+
+    def closed(self, protocol: HttpProtocol) -> None:
+        self.inner.closed(protocol)
+
+    def broken(self, protocol: HttpProtocol) -> None:
+        self.inner.broken(protocol)
+
+    async def startup(self) -> None:
+        await self.inner.startup()
+
+    async def shutdown(self) -> None:
+        await self.inner.shutdown()
+
 
 class _Exchange:
     """:class:`AppDispatcher`'s state on one connection (``protocol.context``), made on
@@ -139,10 +210,13 @@ class AppDispatcher(Dispatcher):
     def __repr__(self) -> str:
         return f"<AppDispatcher {len(self.router.routes())} routes>"
 
+    def needs_asyncio(self) -> bool:
+        return self.router.awaits()
+
     def request(self, protocol: HttpProtocol, request: Request) -> object:
         routes = self.plain.get(request.path)
         route = routes.get(request.method) if routes is not None else None
-        if route is None or request.body is None:
+        if route is None or request.body is None or not request.keep_alive:
             return self._route(protocol, request)
         try:
             return route.handler(request)
@@ -193,7 +267,12 @@ class AppDispatcher(Dispatcher):
 
     def _route(self, protocol: HttpProtocol, request: Request) -> object:
         """A request the plain table does not answer: path parameters, HEAD, 404/405,
-        handlers that run in the pool or take the body as a stream, heads of bodies."""
+        handlers that run in the pool or take the body as a stream, heads of bodies,
+        the last request of a connection (an Upgrade among them)."""
+        if protocol.parser.upgrading and self.app.websockets:
+            websocket = self.app.websockets.get(request.path)
+            if websocket is not None:
+                return _upgrade(protocol, request, websocket)
         route: Route | None
         try:
             route, request.params = self.router.resolve(request.method, request.path)
@@ -224,8 +303,14 @@ class AppDispatcher(Dispatcher):
             exchange.failure = HttpError(500, "Internal Server Error")
         return LATER
 
+    def closed(self, protocol: HttpProtocol) -> None:
+        for websocket in self.app.websockets.values():
+            websocket.forget(protocol.conn)  # (closed before its hand-over)
+
     def _run(self, protocol: HttpProtocol, route: Route, request: Request) -> object:
-        """A complete request: its handler, on the loop or in the pool."""
+        """A complete request: its handler, on the loop, awaited, or in the pool."""
+        if route.awaits:
+            return _start_coroutine(protocol, route, request)
         if route.blocking:
             slot = protocol.queue.reserve(request)
             exchange = _exchange(protocol)
@@ -287,6 +372,70 @@ class AppDispatcher(Dispatcher):
             if not exchange.pool_waiting:
                 exchange.pool_waiting = None
             self._submit(protocol, exchange, following, handler)
+
+
+def _start_coroutine(protocol: HttpProtocol, route: Route, request: Request) -> object:
+    """An ``async def`` handler: a Task on the asyncio loop that drives the reactor; its
+    answer fills the request's place in the order when it completes."""
+    import asyncio  # (a server without async routes never loads asyncio)
+
+    from ioreactor.http.tasks import start_task
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        log.error(
+            "%r: %s is an async def route: run the server on ioreactor.aio's loop "
+            "(ioreactor serve does)",
+            protocol,
+            route.pattern,
+        )
+        return error_response(HttpError(500, "Internal Server Error"))
+    slot = protocol.queue.reserve(request)
+    task = start_task(loop, _await_handler(protocol, route, slot))
+    _RUNNING.add(task)  # (the loop keeps only a weak reference to a task)
+    task.add_done_callback(_RUNNING.discard)
+    return LATER
+
+
+#: The Tasks of ``async def`` handlers still running.
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+async def _await_handler(protocol: HttpProtocol, route: Route, slot: Slot) -> None:
+    try:
+        result = await cast("Awaitable[object]", route.handler(slot.request))
+    except HttpError as exc:
+        result = error_response(exc)
+    except Exception:
+        log.exception("%r: handler for %s failed", protocol, route.pattern)
+        result = error_response(HttpError(500, "Internal Server Error"))
+    protocol.queue.fill(slot, result)
+
+
+def _upgrade(protocol: HttpProtocol, request: Request, websocket: WebSocketHandler) -> object:
+    """An Upgrade request for a WebSocket route: the handshake, the 101 and the
+    hand-over to the route's handler (or the handshake's error status, and close)."""
+    from ioreactor.codec.websocket_handshake import (
+        HandshakeError,
+        accept,
+        validate_upgrade_request,
+    )
+
+    version = (1, 1) if request.version == "1.1" else (1, 0)
+    try:
+        upgrade = validate_upgrade_request(
+            request.method, version, request.header_pairs(), request.target
+        )
+        websocket.on_request(protocol.conn, upgrade)
+        head, agreed = accept(
+            upgrade, subprotocols=websocket.subprotocols, deflate=websocket.deflate
+        )
+    except HandshakeError as exc:
+        return Response(f"{exc}\n", exc.status, headers=exc.headers)
+    websocket.adopt(protocol.conn, agreed)
+    protocol.hand_over(request, head, websocket)
+    return LATER
 
 
 def _exchange(protocol: HttpProtocol) -> _Exchange:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ioreactor.http.dispatch import Dispatcher
+from ioreactor.http.dispatch import Dispatcher, WrappingDispatcher
 
 if TYPE_CHECKING:
     from ioreactor.http.headers import Headers
@@ -109,16 +109,15 @@ class ForwardedHeaders:
         return None, 0
 
 
-class ForwardingDispatcher(Dispatcher):
+class ForwardingDispatcher(WrappingDispatcher):
     """Sets ``request.peer`` to the client a trusted proxy names, then runs ``inner``
     (the native App's requests; one call more per request, only when asked for)."""
 
-    __slots__ = ("forwarded", "inner", "server_name")
+    __slots__ = ("forwarded",)
 
     def __init__(self, inner: Dispatcher, forwarded: ForwardedHeaders) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.forwarded = forwarded
-        self.server_name = inner.server_name
 
     def __repr__(self) -> str:
         return f"<ForwardingDispatcher {self.inner!r} {self.forwarded!r}>"
@@ -128,12 +127,6 @@ class ForwardingDispatcher(Dispatcher):
         if said is not None:
             request.peer = said.peer(request.peer)
         return self.inner.request(protocol, request)
-
-    def body(self, protocol: HttpProtocol, chunk: bytes) -> None:
-        self.inner.body(protocol, chunk)
-
-    def end(self, protocol: HttpProtocol, request: Request) -> object:
-        return self.inner.end(protocol, request)
 
 
 def _split(values: list[str]) -> list[str]:

@@ -122,6 +122,19 @@ class HttpHandler(Handler):
         if isinstance(protocol, HttpProtocol):
             protocol.on_close()
 
+    def needs_asyncio(self) -> bool:
+        """The application awaits: the serving process must drive its reactor with
+        :mod:`ioreactor.aio`'s loop (``run_server`` does)."""
+        return self.dispatcher.needs_asyncio()
+
+    async def startup(self) -> None:
+        """Before the server accepts (on the asyncio loop): the application's startup."""
+        await self.dispatcher.startup()
+
+    async def shutdown(self) -> None:
+        """After a graceful stop (on the asyncio loop): the application's shutdown."""
+        await self.dispatcher.shutdown()
+
     def close(self) -> None:
         """Stop every loop's sweep timer."""
         with self._lock:

@@ -28,7 +28,7 @@ import bisect
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
-from ioreactor.http.dispatch import LATER, Dispatcher
+from ioreactor.http.dispatch import LATER, Dispatcher, WrappingDispatcher
 from ioreactor.http.handler import HttpHandler
 from ioreactor.http.response import describe
 
@@ -129,9 +129,12 @@ class HttpMetrics:
     def record(self, method: str, result: object, seconds: float) -> None:
         """One response: its method, the handler's result, the time it took."""
         if type(result) is str:
-            status, size = 200, len(result)
+            self.record_status(method, 200, len(result), seconds)
         else:
-            status, size = describe(result)
+            self.record_status(method, *describe(result), seconds)
+
+    def record_status(self, method: str, status: int, size: int, seconds: float) -> None:
+        """One response: its method, status, body size (-1: not known), the time it took."""
         cls = status // 100 - 1
         if 0 <= cls < len(STATUS_CLASSES):
             self.responses[_METHOD_INDEX.get(method, _OTHER) * 5 + cls] += 1
@@ -164,32 +167,22 @@ class HttpMetrics:
 HTTP_METRICS = HttpMetrics()
 
 
-class CountingDispatcher(Dispatcher):
+class CountingDispatcher(WrappingDispatcher):
     """Counts each request (``--max-requests``), then runs ``inner``."""
 
-    __slots__ = ("_request", "inner", "metrics", "server_name")
+    __slots__ = ("_request", "metrics")
 
     def __init__(self, inner: Dispatcher, metrics: HttpMetrics = HTTP_METRICS) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.metrics = metrics
-        self.server_name = inner.server_name
         self._request = inner.request
-
-    def __repr__(self) -> str:
-        return f"<CountingDispatcher {self.inner!r}>"
 
     def request(self, protocol: HttpProtocol, request: Request) -> object:
         self.metrics.requests += 1
         return self._request(protocol, request)
 
-    def body(self, protocol: HttpProtocol, chunk: bytes) -> None:
-        self.inner.body(protocol, chunk)
 
-    def end(self, protocol: HttpProtocol, request: Request) -> object:
-        return self.inner.end(protocol, request)
-
-
-class ObservingDispatcher(Dispatcher):
+class ObservingDispatcher(WrappingDispatcher):
     """Counts each request and records its response and duration, around ``inner``.
 
     The common answer -- text returned at once -- is recorded inline; everything else
@@ -200,18 +193,14 @@ class ObservingDispatcher(Dispatcher):
     own (the answers are the count).
     """
 
-    __slots__ = ("_buckets", "_request", "_responses", "inner", "metrics", "server_name")
+    __slots__ = ("_buckets", "_request", "_responses", "metrics")
 
     def __init__(self, inner: Dispatcher, metrics: HttpMetrics = HTTP_METRICS) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.metrics = metrics
-        self.server_name = inner.server_name
         self._request = inner.request
         self._responses = metrics.responses
         self._buckets = metrics.buckets
-
-    def __repr__(self) -> str:
-        return f"<ObservingDispatcher {self.inner!r}>"
 
     def request(self, protocol: HttpProtocol, request: Request) -> object:
         answer = self._request(protocol, request)
@@ -270,6 +259,11 @@ class MetricsObserver:
         if start is not None:
             self.metrics.record(request.method, result, _monotonic() - start)
         return result
+
+    def sent(self, request: Request, status: int, size: int) -> None:
+        start = self.metrics.started.pop(id(request), None)
+        if start is not None:
+            self.metrics.record_status(request.method, status, size, _monotonic() - start)
 
     def abandoned(self, request: Request) -> None:
         """A reserved answer that will never be sent (the connection closed)."""

@@ -5,6 +5,8 @@ Data flow::
     ResponseQueue.respond (every=True only) / fill / refuse, HttpProtocol timeouts
         --> ResponseObserver.responded(request, result) -> the result to send
             .refused(peer, error) / .abandoned(request) / .timed_out(kind)
+    ResponseQueue.fill_rendered (a response the dispatcher encoded: ASGI)
+        --> ResponseObserver.sent(request, status, size)
 
 An observer that wants every response (``every``: an access log) makes the connection
 take the queue's path for each answer; one that does not (metrics, counted in the
@@ -29,6 +31,10 @@ class ResponseObserver(Protocol):
     def responded(self, request: Request, result: object) -> object:
         """``result`` answers ``request``; returns what to send (it may add a field)."""
 
+    def sent(self, request: Request, status: int, size: int) -> None:
+        """A response the dispatcher encoded itself answers ``request`` (``size``: its
+        body's bytes, -1 if not known)."""
+
     def refused(self, peer: object, error: HttpError) -> None:
         """A protocol error is answered (no request reached the application)."""
 
@@ -52,6 +58,10 @@ class Observers:
         for observer in self.observers:
             result = observer.responded(request, result)
         return result
+
+    def sent(self, request: Request, status: int, size: int) -> None:
+        for observer in self.observers:
+            observer.sent(request, status, size)
 
     def refused(self, peer: object, error: HttpError) -> None:
         for observer in self.observers:

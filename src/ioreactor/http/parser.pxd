@@ -23,6 +23,8 @@ cdef class RequestParser:
     cdef public Py_ssize_t requests_left, head_fed, body_size, body_fed
     cdef public object peer
     cdef public Request request
+    cdef public bint upgrading
+    cdef public Py_ssize_t upgraded_at
 
     @cython.locals(n=Py_ssize_t, start=Py_ssize_t)
     cpdef list feed(self, data, Py_ssize_t size=*)

@@ -18,9 +18,11 @@ The parser runs no application code: it turns bytes into events, and the connect
 returned. Parsing stops for good after a request that ends the connection (it asked to
 close, or was the last one allowed) and after an error: llhttp would otherwise read the
 bytes behind them, which are not ours to interpret (request smuggling). An ASGI or WSGI
-server uses the parser as it is (only the dispatcher differs); an ``Upgrade`` request
-still ends the connection here (llhttp stops at it: the offset of the new protocol's
-first byte is where a WebSocket hand-over will take the input from).
+server uses the parser as it is (only the dispatcher differs). An ``Upgrade`` request is
+the connection's last HTTP request (``upgrading``): llhttp stops at its end and reports
+the offset of the new protocol's first byte (``upgraded_at``), where a hand-over (a
+WebSocket after ``101``) takes the input from; a dispatcher that does not switch answers
+it with ``Connection: close``.
 
 Two ways through a head. A *plain* head -- GET and the other methods without a body
 but HEAD and CONNECT, keep-alive HTTP/1.1 without a ``Connection`` field, none of
@@ -167,6 +169,8 @@ class RequestParser:
         "request",
         "body_size",
         "body_fed",
+        "upgrading",
+        "upgraded_at",
     )
 
     def __init__(self, limits: Limits, loop: EventLoop, peer: object) -> None:
@@ -206,6 +210,13 @@ class RequestParser:
         #: Bytes read while in its body: bounds what no other limit counts (chunk
         #: extensions, which llhttp skips without a limit).
         self.body_fed = 0
+        #: The request in progress asks to switch protocols (``Upgrade`` with
+        #: ``Connection: upgrade``): it is the connection's last HTTP request, answered
+        #: with ``Connection: close`` unless the dispatcher hands the connection over.
+        self.upgrading = False
+        #: Where in the last feed's data the new protocol's bytes begin, once an upgrade
+        #: request is complete (-1 before).
+        self.upgraded_at = -1
 
     def __repr__(self) -> str:
         return f"<RequestParser {self.peer} requests_left={self.requests_left}>"
@@ -225,8 +236,8 @@ class RequestParser:
         place (nothing is copied but what the parsers make of it) and return its
         events, in order (None: none)."""
         n = len(data) if size < 0 else size
+        start = 0
         if COMPILED:
-            start = 0
             if self.position == IDLE:
                 # The plain heads at the start, scanned in C (plain_head.py); llhttp
                 # parses from the first byte that is not one of them.
@@ -248,8 +259,10 @@ class RequestParser:
             self.llhttp.feed_data(data)
         except httptools.HttpParserError as exc:
             self._failed(exc)
-        except httptools.HttpParserUpgrade:
-            pass  # the upgrade request was its connection's last (it is not switched)
+        except httptools.HttpParserUpgrade as exc:
+            # llhttp stops at the end of an upgrade request: what follows is the new
+            # protocol's, kept for the connection's successor (if the switch is made).
+            self.upgraded_at = start + (exc.args[0] if exc.args else n)
         position = self.position
         if position == HEAD:
             self._bound_head(n)
@@ -428,8 +441,11 @@ class RequestParser:
             version = self.llhttp.get_http_version()
             if version != "1.1" and version != "1.0":
                 raise HttpError(505, f"HTTP/{version} is not supported", close=True)
-            if keep_alive and self.llhttp.should_upgrade():
-                keep_alive = False  # we do not switch protocols; the rest is not ours
+            if self.llhttp.should_upgrade():
+                # The connection's last HTTP request: parsing stops after it, and it is
+                # answered with Connection: close unless the dispatcher switches.
+                self.upgrading = True
+                keep_alive = False
             if chunked and version == "1.0":
                 raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request", close=True)
         has_body = bool(length or chunked)
@@ -453,7 +469,10 @@ class RequestParser:
         if self.requests_left <= 0:
             request.keep_alive = False
         self._emit(End(request) if request.body is None else request)
-        if not request.keep_alive:
+        if self.upgrading:
+            # llhttp pauses here by itself and reports where the request ended.
+            self.position = STOPPED
+        elif not request.keep_alive:
             self.position = STOPPED
             raise _StopParsing
 

@@ -56,7 +56,6 @@ from ioreactor.http.dispatch import LATER
 from ioreactor.http.errors import HttpError
 from ioreactor.http.parser import CONTINUE, FEED_SLICE, End, Event, RequestParser
 from ioreactor.http.request import Request
-from ioreactor.http.response import CONTINUE as CONTINUE_RESPONSE
 from ioreactor.http.response_queue import ResponseQueue
 
 if TYPE_CHECKING:
@@ -182,7 +181,7 @@ class HttpProtocol:
             if answer is not LATER:
                 self.queue.respond(event.request, answer)
         elif event is CONTINUE:
-            self.queue.emit(CONTINUE_RESPONSE)
+            self.dispatcher.expect_continue(self)
         else:
             assert isinstance(event, HttpError)
             self.fail(event)
@@ -198,7 +197,7 @@ class HttpProtocol:
     def _feed_held(self, buffer: Buffer) -> None:
         """Input while no more is parsed, or while parsing waits for output to drain."""
         if self.phase >= DONE:
-            if self.successor is None:
+            if not self.keeps_input:
                 buffer.retrieve_all()
             elif len(buffer) > self.limits.max_buffered_input:
                 self.conn.force_close()  # kept for the successor, within bounds
@@ -226,8 +225,11 @@ class HttpProtocol:
         with buffer.peek() as data:
             while consumed < n and self.phase < DONE:
                 with data[consumed : consumed + FEED_SLICE] as piece:
-                    receive_read(self, conn, piece)
-                consumed += FEED_SLICE
+                    size = len(piece)
+                    used = receive_read(self, conn, piece)
+                consumed += used
+                if used < size:
+                    break  # an upgrade request ended in this slice: the rest is not HTTP
                 if self.paused:
                     break  # responses piled up: room() resumes once they went out
                 if conn.output_size >= conn.high_water_mark:
@@ -235,7 +237,7 @@ class HttpProtocol:
                     self.resume_delay = RESUME_POLL
                     self.loop.call_later(RESUME_POLL, self._resume)
                     break
-        if consumed >= n or (self.phase >= DONE and self.successor is None):
+        if consumed >= n or (self.phase >= DONE and not self.keeps_input):
             buffer.retrieve_all()
         else:
             buffer.retrieve(consumed)  # the rest waits (for parsing, or the successor)
@@ -284,6 +286,7 @@ class HttpProtocol:
         if self.phase >= DONE:
             return
         self.phase = DONE
+        self.dispatcher.broken(self)
         self.queue.refuse(err)
 
     def finish(self) -> None:
@@ -300,22 +303,38 @@ class HttpProtocol:
         self.send_batch()
         self.conn.shutdown()
 
-    def hand_over(self, request: Request, response: Response, successor: Handler) -> None:
+    @property
+    def keeps_input(self) -> bool:
+        """Input that arrives once no more is parsed is kept (not discarded): for the
+        successor of a hand-over, or for one an ``Upgrade`` request may still get (the
+        dispatcher decides after the read, an ASGI application even later)."""
+        return self.successor is not None or (self.parser.upgrading and self.phase == DONE)
+
+    def hand_over(self, request: Request, response: Response | bytes, successor: Handler) -> None:
         """Answer ``request`` with ``response`` in its turn, then the connection leaves
         HTTP: ``successor`` becomes its handler (``on_connection``, then ``on_message``
         with any input that arrived meanwhile, then every later event). No more input
         is parsed. The step a WebSocket takes after ``101 Switching Protocols``; a
-        dispatcher calls it and returns LATER.
+        dispatcher calls it and returns LATER (or later, once its application agreed).
 
-        Input behind the handed-over request in the same read has been parsed as HTTP
-        already and is not passed on: the parser must stop at the request, as llhttp
-        does at an ``Upgrade`` (the WebSocket work will take those bytes from there).
+        ``response`` is a :class:`Response`, or a whole head already encoded (a ``101``
+        names ``Connection: Upgrade``, which a handler's Response may not set). The
+        request is an ``Upgrade`` request, whose bytes after it the parser kept for the
+        successor (llhttp stops there), or a keep-alive request that is the last one
+        parsed (input behind it in the same read was parsed as HTTP already and is not
+        passed on).
         """
-        if self.phase >= DONE or not request.keep_alive or response.close:
+        upgrade = self.parser.upgrading and self.phase <= DONE and self.successor is None
+        closes = not request.keep_alive or (not isinstance(response, bytes) and response.close)
+        if not upgrade and (self.phase >= DONE or closes):
             raise RuntimeError(f"{self!r}: a connection that closes cannot be handed over")
         self.phase = DONE
         self.successor = successor
-        self.queue.respond(request, response)
+        if isinstance(response, bytes):
+            self.queue.emit(response)
+        else:
+            request.keep_alive = True  # (an upgrade request's says close until now)
+            self.queue.respond(request, response)
         self.queue.hand_over_when_sent(successor)
 
     def transfer(self, successor: Handler) -> None:
@@ -372,10 +391,12 @@ class HttpProtocol:
                 self.queue.close_after_last()
 
     def on_close(self) -> None:
-        """The connection is gone: stop streams and files, release what is held."""
+        """The connection is gone: stop streams and files, release what is held, and tell
+        the dispatcher (an application waiting on this connection learns it is gone)."""
         self.phase = LINGER
         self.queue.cancel()
         self.sweep.protocols.discard(self)
+        self.dispatcher.closed(self)
 
     # -- timeouts (called by the loop's sweep) -----------------------------------------------
 
@@ -466,7 +487,7 @@ def receive_read(
     protocol: HttpProtocol = conn.context
     n = len(data) if size < 0 else size
     if protocol.phase >= DONE:
-        return n if protocol.successor is None else 0  # discarded, or kept for it
+        return 0 if protocol.keeps_input else n  # kept for a successor, or discarded
     if protocol.paused or n > FEED_SLICE:
         return 0
     batch: list[bytes] = []
@@ -516,4 +537,10 @@ def receive_read(
         conn.send(batch[0] if len(batch) == 1 else b"".join(batch))
     if not protocol.direct and protocol.queue.waiting >= protocol.limits.max_pending_responses:
         protocol.paused = True
+    if parser.upgraded_at >= 0:
+        # An upgrade request ended in this read: the bytes after it are the new
+        # protocol's, kept in conn.input for the successor (see keeps_input).
+        at = parser.upgraded_at
+        parser.upgraded_at = -1
+        return at if protocol.keeps_input else n
     return n

@@ -75,6 +75,16 @@ class Request:
             headers = self._headers = Headers(header_fields(headers) if headers else [])
         return headers  # type: ignore[return-value]  # a Headers once built
 
+    def header_pairs(self) -> list[tuple[bytes, bytes]]:
+        """The header fields as received, ``(name, value)`` bytes in order (the form
+        ASGI and the WebSocket handshake take; no index is built)."""
+        headers = self._headers
+        if type(headers) is list:
+            return list(zip(headers[::2], headers[1::2], strict=True))
+        if type(headers) is bytes:  # the field lines of a plain head
+            return header_fields(headers) if headers else []
+        return headers.raw  # type: ignore[union-attr]  # a Headers once built
+
     def query_params(self) -> dict[str, str]:
         """The query string decoded into a dict (the last of repeated names wins)."""
         return dict(parse_qsl(self.query, keep_blank_values=True))

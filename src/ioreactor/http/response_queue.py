@@ -189,6 +189,48 @@ class ResponseQueue:
             self._close_after(slot)
         self.advance()
 
+    def fill_rendered(self, slot: Slot, data: bytes, status: int, body_size: int) -> None:
+        """The answer for a reserved ``slot``, a whole response already encoded (an
+        ASGI or WSGI dispatcher encodes the heads its application sets); ``status`` and
+        ``body_size`` are for the observer (access log, metrics). If
+        ``slot.request.keep_alive`` is False the connection closes after it."""
+        request = slot.request
+        if self.ended:
+            if self.observer is not None:
+                self.observer.abandoned(request)
+            return
+        observer = self.observer
+        if observer is not None:
+            if status:
+                observer.sent(request, status, body_size)
+            else:  # no response (``data`` empty): the slot only kept its place
+                observer.abandoned(request)
+        pending = self.pending
+        if (
+            request.keep_alive
+            and pending is not None
+            and pending[0] is slot
+            and (not self.advancing)
+        ):
+            # Its turn already (the common case): advance(), for one entry.
+            del pending[0]
+            self._send(data)
+            if pending:
+                self.advance()
+            else:
+                self._emptied()
+                self.owner.room()
+            return
+        slot.result = data
+        if not request.keep_alive:
+            self._close_after(slot)
+        self.advance()
+
+    def at_front(self, slot: Slot) -> bool:
+        """Whether ``slot`` is the next response to go out (nothing is queued before it)."""
+        pending = self.pending
+        return pending is not None and len(pending) > 0 and pending[0] is slot
+
     def emit(self, data: bytes) -> None:
         """Send ``data`` (a ``100 Continue``, an error) after every response queued
         before it."""

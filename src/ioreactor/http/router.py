@@ -5,10 +5,12 @@ rest of the path, slashes included. Paths without parameters are found with one 
 lookup (the common case, and the benchmark's); the others are tried in the order they
 were added. ``HEAD`` is served by the ``GET`` handler when no ``HEAD`` route exists (the
 server drops the body). A path that exists with other methods answers 405 with ``Allow``.
+A handler may be an ``async def`` (``Route.awaits``): it is awaited on the asyncio loop.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +31,8 @@ class Route:
     ``blocking``: run in the loop's worker pool (the response still goes out in request
     order). ``stream_body``: call the handler when the head is complete; it returns a
     :class:`~ioreactor.http.request.BodyConsumer` that receives the body in chunks.
+    ``awaits``: the handler is an ``async def``, awaited on the asyncio loop that drives
+    the connection's reactor (:mod:`ioreactor.aio`).
     """
 
     pattern: str
@@ -37,6 +41,7 @@ class Route:
     blocking: bool = False
     stream_body: bool = False
     regex: re.Pattern[str] | None = field(default=None, repr=False)
+    awaits: bool = False
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str] | None:
@@ -80,13 +85,16 @@ class Router:
     ) -> Route:
         if blocking and stream_body:
             raise ValueError("a route cannot be both blocking and stream_body")
+        awaits = inspect.iscoroutinefunction(handler)
+        if awaits and (blocking or stream_body):
+            raise ValueError("an async def route runs on the loop: not blocking nor stream_body")
         # Interned, as the server's request methods and cached targets are: a lookup
         # in the plain table then matches by identity, without comparing strings.
         names = frozenset(sys.intern(m.upper()) for m in methods)
         if not names:
             raise ValueError("a route needs at least one method")
         regex = compile_pattern(pattern)
-        route = Route(pattern, names, handler, blocking, stream_body, regex)
+        route = Route(pattern, names, handler, blocking, stream_body, regex, awaits)
         if regex is None:
             table = self._literal.setdefault(pattern, {})
         else:
@@ -95,7 +103,7 @@ class Router:
             if method in table:
                 raise ValueError(f"{method} {pattern} is already routed")
             table[method] = route
-            if regex is None and not (blocking or stream_body):
+            if regex is None and not (blocking or stream_body or awaits):
                 self.plain.setdefault(sys.intern(pattern), {})[method] = route
         return route
 
@@ -131,6 +139,10 @@ class Router:
         if method == "HEAD" and "GET" in table:
             return table["GET"]
         raise _not_allowed(table)
+
+    def awaits(self) -> bool:
+        """Some route is an ``async def`` (its server must run on an asyncio loop)."""
+        return any(route.awaits for route in self.routes())
 
     def routes(self) -> list[Route]:
         seen: dict[int, Route] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +22,23 @@ if TYPE_CHECKING:
 SHUTDOWN_GRACE = 10.0
 
 
+def _handler_for(app: App | Dispatcher, limits: Limits | None, access_log: bool) -> HttpHandler:
+    """The connection handler for ``app``: an ASGI dispatcher's own (its sends wait for
+    drains and hear of half-closes), else the native one."""
+    asgi = sys.modules.get("ioreactor.http.asgi.dispatcher")  # (never imported: not ASGI)
+    if asgi is not None and isinstance(app, asgi.AsgiDispatcher):
+        from ioreactor.http.asgi.handler import AsgiHandler
+
+        return AsgiHandler(app, limits, access_log=access_log)
+    return HttpHandler(app, limits, access_log=access_log)
+
+
 class HttpServer:
     """Serves ``app`` on ``address`` from ``loop`` (and ``loops`` sub-reactor threads).
 
     ``app`` is an :class:`~ioreactor.http.app.App` or another
-    :class:`~ioreactor.http.dispatch.Dispatcher`.
+    :class:`~ioreactor.http.dispatch.Dispatcher` (an ASGI application's
+    :class:`~ioreactor.http.asgi.AsgiDispatcher`, on a loop driven by ioreactor.aio).
     """
 
     def __init__(
@@ -44,7 +57,7 @@ class HttpServer:
     ) -> None:
         self.loop = loop
         self.app = app
-        self.handler = HttpHandler(app, limits, access_log=access_log)
+        self.handler = _handler_for(app, limits, access_log)
         self.tcp = TcpServer(
             loop,
             address,

@@ -23,6 +23,13 @@ every connection, force-close at the timeout; exit 0.
 
 A worker whose supervisor asked for it also tells it it is alive (the systemd watchdog)
 and, with ``max_requests``, asks to be replaced once it has served that many requests.
+
+A handler whose application awaits (an ASGI application, an ``App`` with ``async def``
+routes: ``handler.needs_asyncio()``) is served on :mod:`ioreactor.aio`'s loop, which
+drives the process's reactor (one loop, one thread): its ``startup()`` (ASGI lifespan)
+runs before the server listens -- a failure ends the process with
+``STARTUP_FAILED`` before it accepts a connection -- and its ``shutdown()`` after the
+graceful stop has let the requests in flight finish.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import random
 import signal
 import socket
 from collections.abc import Callable
+from typing import Protocol, cast
 
 from ioreactor.http.health import HEALTH
 from ioreactor.http.server import HttpServer
@@ -59,6 +67,78 @@ RECYCLE_CHECK_INTERVAL = 0.2
 #: response (``Connection: close``) before the idle ones are closed: a client that sends
 #: on a keep-alive connection in the instant the server closes it loses that request.
 RETIRE_GRACE = 1.0
+#: Exit status of a serving process whose application failed to start (uvicorn's 3).
+STARTUP_FAILED = 3
+
+
+class AsyncioService(Protocol):
+    """What a handler whose application awaits offers its serving process."""
+
+    def needs_asyncio(self) -> bool: ...
+
+    async def startup(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+def asyncio_service(handler: Handler) -> AsyncioService | None:
+    """``handler`` if its application must run on an asyncio loop, else None."""
+    needs = getattr(handler, "needs_asyncio", None)
+    if needs is not None and needs():
+        return cast("AsyncioService", handler)
+    return None
+
+
+class AsyncioDriver:
+    """Runs a serving process's reactor under :mod:`ioreactor.aio`'s loop."""
+
+    def __init__(self, service: AsyncioService, poller: str | None, name: str) -> None:
+        from ioreactor.aio import Loop
+
+        self.service = service
+        self.name = name
+        self.aio = Loop(poller)
+        self.reactor = self.aio.reactor
+
+    def startup(self) -> bool:
+        """The application's startup, before the server listens; False if it failed."""
+        try:
+            self.aio.run_until_complete(self.service.startup())
+        except Exception as exc:
+            log.error("%s: the application failed to start: %s", self.name, exc)
+            return False
+        return True
+
+    def run(self) -> None:
+        self.aio.run_forever()
+
+    def stop_after_shutdown(self) -> None:
+        """The server is drained: the application's shutdown, then the loop stops."""
+        self.aio.create_task(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        try:
+            await self.service.shutdown()
+        except Exception:
+            log.exception("%s: the application's shutdown failed", self.name)
+        finally:
+            self.aio.stop()
+
+    def stop(self) -> None:
+        self.aio.stop()
+
+    def close(self) -> None:
+        """Cancel what still runs, finish async generators, close loop and reactor."""
+        import asyncio  # (only a process serving such an application loads asyncio)
+
+        aio = self.aio
+        tasks = [t for t in asyncio.all_tasks(aio) if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            aio.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+        aio.run_until_complete(aio.shutdown_asyncgens())
+        aio.close()
 
 
 class ServerProcess:
@@ -99,6 +179,7 @@ class ServerProcess:
         self._channel: WorkerChannel | None = None
         self._server: TcpServer | None = None
         self._loop: EventLoop | None = None
+        self._driver: AsyncioDriver | None = None
         self._signals: StopSignals | None = None
         self._last_report = (-1, -1)
         self._stopping = False
@@ -112,9 +193,24 @@ class ServerProcess:
         config = self.config
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         raise_nofile_limit()
-        loop = self._loop = new_loop(config.poller, name=f"worker-{self.index}")
+        handler = self.make_handler()
+        service = asyncio_service(handler)
+        driver = None
+        if service is not None:
+            if config.loops:
+                log.error(
+                    "%s: an application that awaits runs on one loop per process; "
+                    "use workers instead of --loops",
+                    self.name,
+                )
+                return 2
+            driver = self._driver = AsyncioDriver(service, config.poller, self.name)
+            loop = self._loop = driver.reactor
+        else:
+            loop = self._loop = new_loop(config.poller, name=f"worker-{self.index}")
         try:
-            handler = self.make_handler()
+            if driver is not None and not driver.startup():
+                return STARTUP_FAILED
             if config.proxy_protocol is not None:
                 handler = ProxyProtocolHandler(handler, config.proxy_protocol)
             server = self._server = TcpServer(
@@ -161,7 +257,10 @@ class ServerProcess:
                 log.info("%s (pid %d) listening on %s", self.name, os.getpid(), where)
                 if not self.is_worker:
                     self._notify_systemd(loop, where)
-            loop.run()
+            if driver is not None:
+                driver.run()
+            else:
+                loop.run()
         finally:
             if self._metrics is not None:
                 self._metrics.flush()  # the last numbers: the supervisor keeps them
@@ -175,7 +274,10 @@ class ServerProcess:
                 self._signals.close()
             if self._notifier is not None:
                 self._notifier.close()
-            loop.close()
+            if driver is not None:
+                driver.close()
+            else:
+                loop.close()
         return self.exit_code
 
     def _start_metrics(self, loop: EventLoop, server: TcpServer) -> None:
@@ -301,10 +403,13 @@ class ServerProcess:
         assert self._server is not None and self._loop is not None
         if self._channel is not None and self.config.dispatch == "fdpass":
             self._channel.receive()  # accepted connections still queued: serve them too
-        self._server.shutdown(self.config.shutdown_timeout, on_done=self._loop.stop)
+        done = self._loop.stop if self._driver is None else self._driver.stop_after_shutdown
+        self._server.shutdown(self.config.shutdown_timeout, on_done=done)
 
     def force_stop(self) -> None:
         """Stop now: the loop ends and every connection is force-closed."""
         self.exit_code = FORCED_EXIT
-        if self._loop is not None:
+        if self._driver is not None:
+            self._driver.stop()
+        elif self._loop is not None:
             self._loop.stop()

@@ -118,10 +118,11 @@ class LoopConnections:
         if not self.conns:
             self.server.loop.run_in_loop(self.server._loop_drained, self)
             return
-        on_shutdown = self.server.handler.on_shutdown
         for conn in list(self.conns):
             try:
-                on_shutdown(conn)
+                # The connection's own handler: it may have been handed on (an HTTP
+                # connection switched to WebSocket says goodbye with a close frame).
+                conn.handler.on_shutdown(conn)
             except Exception:
                 log.exception("handler on_shutdown failed for %r; closing it now", conn)
                 conn.force_close()
