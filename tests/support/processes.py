@@ -23,6 +23,12 @@ STOP_TIMEOUT = 10.0
 KILL_TIMEOUT = 5.0
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` forked that are still running (its workers, for a supervisor)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
 class Process:
     """A started program; ``where`` names the place it runs in messages (a host)."""
 
