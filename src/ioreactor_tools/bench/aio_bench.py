@@ -12,7 +12,6 @@ loops measured in the same run.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,7 +22,7 @@ from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS, server_command, 
 from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, round_ratios
+from ioreactor_tools.bench.report import BenchResult, workload_target_lines
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -138,25 +137,7 @@ def run_aio_bench(config: AioBenchConfig, *, console: Console) -> list[BenchResu
     return results
 
 
-def of_workload(results: Sequence[BenchResult], workload: str) -> list[BenchResult]:
-    return [r for r in results if r.extra.get("workload") == workload]
-
-
 def target_lines(results: Sequence[BenchResult]) -> list[str]:
     """Per workload, connection count and peer: ioreactor.aio's ratio against its target
     (with several rounds, the median of the per-round ratios)."""
-    lines = []
-    for workload, targets in TARGETS.items():
-        mine = of_workload(results, workload)
-        for conns in dict.fromkeys(r.conns for r in mine if r.name == "ioreactor"):
-            for peer, target in targets.items():
-                values = round_ratios(mine, "ioreactor", conns, peer)
-                if not values:
-                    continue
-                value = statistics.median(values)
-                verdict = "meets" if value <= target else "MISSES"
-                lines.append(
-                    f"{workload}, {conns:,} conns: ioreactor.aio / {peer} = {value:.2f} "
-                    f"({verdict} the target <= {target:.2f})"
-                )
-    return lines
+    return workload_target_lines(results, TARGETS, label="ioreactor.aio")

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,6 +158,37 @@ def round_ratios(
             if value is not None:
                 ratios.append(value)
     return ratios
+
+
+def of_workload(results: Sequence[BenchResult], workload: str) -> list[BenchResult]:
+    """The rows of one workload (``extra["workload"]``)."""
+    return [r for r in results if r.extra.get("workload") == workload]
+
+
+def workload_target_lines(
+    results: Sequence[BenchResult],
+    targets: Mapping[str, Mapping[str, float]],
+    *,
+    label: str = "ioreactor",
+) -> list[str]:
+    """Per workload, connection count and peer of ``targets`` (workload -> peer -> the
+    highest CPU ratio allowed): ioreactor's ratio against its target, ``label`` naming it
+    (with several rounds, the median of the per-round ratios)."""
+    lines = []
+    for workload, peers in targets.items():
+        mine = of_workload(results, workload)
+        for conns in dict.fromkeys(r.conns for r in mine if r.name == "ioreactor"):
+            for peer, target in peers.items():
+                values = round_ratios(mine, "ioreactor", conns, peer)
+                if not values:
+                    continue
+                value = statistics.median(values)
+                verdict = "meets" if value <= target else "MISSES"
+                lines.append(
+                    f"{workload}, {conns:,} conns: {label} / {peer} = {value:.2f} "
+                    f"({verdict} the target <= {target:.2f})"
+                )
+    return lines
 
 
 def _user_text(result: BenchResult) -> str:

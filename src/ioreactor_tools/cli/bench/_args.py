@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.cli.arguments import output_dir, positive_count, seconds, seconds_or_zero
 from ioreactor.loop.poller import available_pollers
+from ioreactor_tools.bench.chart import bar_chart
 from ioreactor_tools.bench.pinning import core_plan
-from ioreactor_tools.bench.report import RESULTS_DIR, BenchResult, timestamped, write_json
+from ioreactor_tools.bench.report import (
+    RESULTS_DIR,
+    BenchResult,
+    median_rounds,
+    of_workload,
+    print_table,
+    timestamped,
+    write_json,
+)
 
 if TYPE_CHECKING:  # rich is imported where the console is built
     from rich.console import Console
@@ -88,6 +97,50 @@ def report_run(
     console.print(f"command: {command}")
     meta = {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)}
     return save_results(console, out, stem, results, command, meta)
+
+
+def shown_rows(results: Sequence[BenchResult], rounds: int) -> list[BenchResult]:
+    """The rows a table or chart shows: with several rounds, each server's median round."""
+    return median_rounds(results) if rounds > 1 else list(results)
+
+
+def print_workload_tables(
+    console: Console,
+    results: Sequence[BenchResult],
+    workloads: Sequence[str],
+    baselines: Sequence[str],
+    *,
+    rounds: int,
+    title: Callable[[str], str],
+) -> None:
+    """One table per workload that has rows, titled ``title(workload)``."""
+    for workload in workloads:
+        mine = of_workload(results, workload)
+        if mine:
+            shown = shown_rows(mine, rounds)
+            print_table(shown, baselines, title=title(workload), console=console)
+
+
+def chart_workloads(
+    console: Console,
+    json_path: Path,
+    results: Sequence[BenchResult],
+    workloads: Sequence[str],
+    *,
+    rounds: int,
+    unit: str,
+) -> None:
+    """One bar chart per workload that has rows, beside the JSON (``<stem>-<workload>.png``)."""
+    for workload in workloads:
+        mine = of_workload(results, workload)
+        if not mine:
+            continue
+        path = json_path.with_name(f"{json_path.stem}-{workload}.png")
+        chart = bar_chart(
+            shown_rows(mine, rounds), path, title=f"{workload}: server CPU µs per {unit}"
+        )
+        if chart is not None:
+            console.print(f"chart:   {chart}")
 
 
 def exit_status(results: Sequence[BenchResult]) -> int:

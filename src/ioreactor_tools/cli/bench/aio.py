@@ -12,21 +12,20 @@ from ioreactor.cli.arguments import (
 from ioreactor_tools.bench.aio_bench import (
     WARMUP,
     AioBenchConfig,
-    of_workload,
     run_aio_bench,
     target_lines,
 )
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS
-from ioreactor_tools.bench.chart import bar_chart
-from ioreactor_tools.bench.report import median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
     add_out_option,
     add_poller_option,
     add_rounds_option,
     add_window_options,
+    chart_workloads,
     exit_status,
     peers_in,
     pinned_plan,
+    print_workload_tables,
     report_run,
 )
 from ioreactor_tools.cli.console import report_console
@@ -87,17 +86,17 @@ def run(args: argparse.Namespace) -> int:
     )
     plan = pinned_plan(console)
     results = run_aio_bench(config, console=console)
-    baselines = peers_in(results)
-    for workload in config.workloads:
-        mine = of_workload(results, workload)
-        if not mine:
-            continue
-        shown = median_rounds(mine) if config.rounds > 1 else mine
-        title = (
+
+    def title(workload: str) -> str:
+        return (
             f"{workload}: ioreactor.aio vs asyncio vs uvloop, {config.duration:g} s per run "
             f"(server on core {plan.server}, load on core {plan.load})"
         )
-        print_table(shown, baselines, title=title, console=console)
+
+    baselines = peers_in(results)
+    print_workload_tables(
+        console, results, config.workloads, baselines, rounds=config.rounds, title=title
+    )
     json_path = report_run(
         console,
         args.out,
@@ -108,11 +107,7 @@ def run(args: argparse.Namespace) -> int:
         config=config,
         plan=plan,
     )
-    for workload in config.workloads:
-        mine = of_workload(results, workload)
-        shown = median_rounds(mine) if config.rounds > 1 else mine
-        path = json_path.with_name(f"{json_path.stem}-{workload}.png")
-        chart = bar_chart(shown, path, title=f"{workload}: server CPU µs per message")
-        if chart is not None:
-            console.print(f"chart:   {chart}")
+    chart_workloads(
+        console, json_path, results, config.workloads, rounds=config.rounds, unit="message"
+    )
     return exit_status(results)

@@ -3,30 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from ioreactor.cli.arguments import (
-    count_list,
-    names_from,
-    one_of,
-    output_dir,
-    positive_count,
-    seconds,
-    seconds_or_zero,
-)
+from ioreactor.cli.arguments import count_list, names_from, one_of, positive_count
 from ioreactor_tools.bench.asgi_bench import (
     LOADS,
     WARMUP,
     AsgiBenchConfig,
-    of_workload,
     run_asgi_bench,
     target_lines,
 )
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS
-from ioreactor_tools.bench.chart import bar_chart
-from ioreactor_tools.bench.report import RESULTS_DIR, median_rounds, print_table
-from ioreactor_tools.cli.bench._args import pinned_plan, save_results
+from ioreactor_tools.cli.bench._args import (
+    add_out_option,
+    add_rounds_option,
+    add_window_options,
+    chart_workloads,
+    exit_status,
+    peers_in,
+    pinned_plan,
+    print_workload_tables,
+    report_run,
+)
 from ioreactor_tools.cli.console import report_console
+
+#: The peers a table's ratios are against, where they ran.
+PEERS = ("uvicorn", "granian", "hypercorn")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,20 +50,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--servers", type=names_from(SERVERS, "server"), default=SERVERS, help="comma-separated"
     )
     p.add_argument("--size", type=positive_count, default=1024, help="WebSocket message bytes")
-    p.add_argument("--duration", type=seconds, default=10.0, help="measured seconds per run")
-    p.add_argument(
-        "--warmup", type=seconds_or_zero, default=WARMUP, help="unmeasured seconds first"
-    )
-    p.add_argument("--rounds", type=positive_count, default=1, help="repeat the comparison N times")
+    add_window_options(p, duration=10.0, warmup=WARMUP, per="run")
+    add_rounds_option(p, "repeat the comparison N times")
     p.add_argument(
         "--load",
         type=one_of(LOADS, "load"),
         default="auto",
         help="HTTP load: wrk, ioreactor's generator, or auto (wrk when installed)",
     )
-    p.add_argument(
-        "--out", type=output_dir, default=str(RESULTS_DIR), help="directory for JSON and PNG"
-    )
+    add_out_option(p)
     p.set_defaults(func=run)
 
 
@@ -96,38 +92,26 @@ def run(args: argparse.Namespace) -> int:
     )
     plan = pinned_plan(console)
     results = run_asgi_bench(config, console=console)
-    baselines = [
-        s for s in ("uvicorn", "granian", "hypercorn") if any(r.name == s for r in results)
-    ]
-    for workload in config.workloads:
-        mine = of_workload(results, workload)
-        if not mine:
-            continue
-        shown = median_rounds(mine) if config.rounds > 1 else mine
-        title = (
+    baselines = peers_in(results, PEERS)
+
+    def title(workload: str) -> str:
+        return (
             f"{workload}: ioreactor vs uvicorn vs granian vs hypercorn, {config.duration:g} s "
             f"per run (server on core {plan.server}, load on core {plan.load})"
         )
-        print_table(shown, baselines, title=title, console=console)
-    for line in target_lines(results):
-        console.print(line)
-    command = reproduce_command(config)
-    console.print(f"command: {command}")
-    json_path = save_results(
+
+    print_workload_tables(
+        console, results, config.workloads, baselines, rounds=config.rounds, title=title
+    )
+    json_path = report_run(
         console,
         args.out,
         "asgi",
         results,
-        command,
-        {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)},
+        verdicts=target_lines(results),
+        command=reproduce_command(config),
+        config=config,
+        plan=plan,
     )
-    for workload in config.workloads:
-        mine = of_workload(results, workload)
-        if not mine:
-            continue
-        shown = median_rounds(mine) if config.rounds > 1 else mine
-        path = json_path.with_name(f"{json_path.stem}-{workload}.png")
-        chart = bar_chart(shown, path, title=f"{workload}: server CPU µs per op")
-        if chart is not None:
-            console.print(f"chart:   {chart}")
-    return 1 if any(r.error_count for r in results) else 0
+    chart_workloads(console, json_path, results, config.workloads, rounds=config.rounds, unit="op")
+    return exit_status(results)
