@@ -54,7 +54,7 @@ from ioreactor.codec.websocket_session import (
     WebSocketHandler,
     WebSocketSession,
 )
-from ioreactor.http.asgi.cycle import ClientDisconnected
+from ioreactor.http.asgi.cycle import ClientDisconnected, Waking
 from ioreactor.http.asgi.fields import encode_fields
 from ioreactor.http.date import DATE
 from ioreactor.http.response import CLOSE_FIELD, has_body, status_line
@@ -100,7 +100,7 @@ class WebSocketOptions:
     deflate: DeflateConfig | None = field(default_factory=DeflateConfig)
 
 
-class WebSocketCycle:
+class WebSocketCycle(Waking):
     """One WebSocket connection's ASGI side (module docstring)."""
 
     __slots__ = (
@@ -117,7 +117,6 @@ class WebSocketCycle:
         "state",
         "task",
         "upgrade",
-        "waiter",
     )
 
     def __init__(
@@ -141,7 +140,7 @@ class WebSocketCycle:
         #: still on their way), sent when the session opens.
         self.outbox: list[MutableMapping[str, Any]] | None = None
         self.session: WebSocketSession | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter = None
         self.paused = False
         #: The websocket.disconnect message, once the connection ended.
         self.disconnect: dict[str, Any] | None = None
@@ -246,22 +245,6 @@ class WebSocketCycle:
 
     def session_conn(self) -> TcpConnection:
         return self.protocol.conn
-
-    def wake(self) -> None:
-        """Whatever waits (receive(), a congested send()) looks again."""
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        waiter = self.waiter = self.connection.loop.create_future()
-        try:
-            await waiter
-        finally:
-            if self.waiter is waiter:
-                self.waiter = None
 
     # -- receive --------------------------------------------------------------------------
 
