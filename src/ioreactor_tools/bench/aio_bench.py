@@ -23,6 +23,7 @@ from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_serve
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult, workload_target_lines
+from ioreactor_tools.bench.rounds import run_workload_rounds
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,24 +118,16 @@ def run_aio_bench(config: AioBenchConfig, *, console: Console) -> list[BenchResu
     """Every workload on every loop at every connection count; this process is the load."""
     plan = core_plan()
     pin_current_process(plan.load)
-    results = []
-    for round_no in range(config.rounds):
-        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
-        for workload in config.workloads:
-            for conns in config.conns:
-                for loop in config.loops:
-                    if (reason := unavailable(workload, loop)) is not None:
-                        if round_no == 0 and conns == config.conns[0]:
-                            console.print(f"[yellow]skipping {workload} on {loop}: {reason}[/]")
-                        continue
-                    console.print(
-                        f"[dim]{label}{workload} on {loop}: {conns:,} conns, "
-                        f"{config.duration:g} s ...[/]"
-                    )
-                    result = measure(workload, loop, conns, config, plan)
-                    result.extra["round"] = round_no
-                    results.append(result)
-    return results
+    return run_workload_rounds(
+        rounds=config.rounds,
+        workloads=config.workloads,
+        conns=config.conns,
+        servers=config.loops,
+        duration=config.duration,
+        unavailable=unavailable,
+        measure=lambda workload, loop, conns: measure(workload, loop, conns, config, plan),
+        console=console,
+    )
 
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:

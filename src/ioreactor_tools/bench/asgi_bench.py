@@ -29,6 +29,7 @@ from ioreactor_tools.bench.pinning import (
 )
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult, workload_target_lines
+from ioreactor_tools.bench.rounds import run_workload_rounds
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -190,28 +191,17 @@ def run_asgi_bench(config: AsgiBenchConfig, *, console: Console) -> list[BenchRe
     """Every workload on every server at every connection count; this process is the load."""
     plan = core_plan()
     pin_current_process(plan.load)
-    results = []
-    for round_no in range(config.rounds):
-        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
-        for workload in config.workloads:
-            for conns in config.conns:
-                for server in config.servers:
-                    if (reason := unavailable(server, workload)) is not None:
-                        if round_no == 0 and conns == config.conns[0]:
-                            console.print(f"[yellow]skipping {workload} on {server}: {reason}[/]")
-                        continue
-                    console.print(
-                        f"[dim]{label}{workload} on {server}: {conns:,} conns, "
-                        f"{config.duration:g} s ...[/]"
-                    )
-                    try:
-                        result = measure(workload, server, conns, config, plan)
-                    except (OSError, RuntimeError, TimeoutError) as exc:
-                        console.print(f"[red]{workload} on {server} failed: {exc}[/]")
-                        continue
-                    result.extra["round"] = round_no
-                    results.append(result)
-    return results
+    return run_workload_rounds(
+        rounds=config.rounds,
+        workloads=config.workloads,
+        conns=config.conns,
+        servers=config.servers,
+        duration=config.duration,
+        unavailable=lambda workload, server: unavailable(server, workload),
+        measure=lambda workload, server, conns: measure(workload, server, conns, config, plan),
+        console=console,
+        failures=(OSError, RuntimeError, TimeoutError),
+    )
 
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:
