@@ -12,7 +12,8 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ioreactor.cli.arguments import output_dir, positive_count, seconds, seconds_or_zero
 from ioreactor.loop.poller import available_pollers
@@ -29,12 +30,33 @@ from ioreactor_tools.bench.report import (
 )
 
 if TYPE_CHECKING:  # rich is imported where the console is built
+    from _typeshed import DataclassInstance
     from rich.console import Console
 
     from ioreactor_tools.bench.pinning import CorePlan
 
+T = TypeVar("T", bound="DataclassInstance")
+
 #: The peers a table's ratios are against, where they ran.
 PEERS = ("asyncio", "uvloop")
+
+
+def add_engine_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    engine: ModuleType,
+) -> None:
+    """``ioreactor bench NAME`` for an engine module that declares its own options
+    (``add_arguments(parser)``) and runs them (``run(args)``); its docstring describes it."""
+    p = subparsers.add_parser(
+        name,
+        help=help,
+        description=engine.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    engine.add_arguments(p)
+    p.set_defaults(func=engine.run)
 
 
 def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -63,6 +85,14 @@ def add_rounds_option(p: argparse.ArgumentParser, help: str) -> None:
 def add_out_option(p: argparse.ArgumentParser, what: str = "JSON and PNG") -> None:
     """``--out``: the directory the results go to (default ``bench-results``)."""
     p.add_argument("--out", type=output_dir, default=str(RESULTS_DIR), help=f"directory for {what}")
+
+
+def config_from_args(config_class: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """A benchmark's configuration dataclass with each field taken from the option of
+    the same name (``given`` first; a field without an option keeps its default)."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    return config_class(**{**values, **given})
 
 
 def pinned_plan(console: Console) -> CorePlan:

@@ -22,6 +22,7 @@ from ioreactor_tools.cli.bench._args import (
     add_rounds_option,
     add_window_options,
     chart_workloads,
+    config_from_args,
     exit_status,
     peers_in,
     pinned_plan,
@@ -74,16 +75,7 @@ def reproduce_command(config: AioBenchConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = report_console()
-    config = AioBenchConfig(
-        workloads=args.workloads,
-        conns=args.conns,
-        loops=args.loops,
-        size=args.size,
-        duration=args.duration,
-        warmup=args.warmup,
-        poller=args.poller,
-        rounds=args.rounds,
-    )
+    config = config_from_args(AioBenchConfig, args)
     plan = pinned_plan(console)
     results = run_aio_bench(config, console=console)
 

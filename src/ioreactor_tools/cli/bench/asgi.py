@@ -18,6 +18,7 @@ from ioreactor_tools.cli.bench._args import (
     add_rounds_option,
     add_window_options,
     chart_workloads,
+    config_from_args,
     exit_status,
     peers_in,
     pinned_plan,
@@ -80,16 +81,7 @@ def reproduce_command(config: AsgiBenchConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = report_console()
-    config = AsgiBenchConfig(
-        workloads=args.workloads,
-        conns=args.conns,
-        servers=args.servers,
-        size=args.size,
-        duration=args.duration,
-        warmup=args.warmup,
-        rounds=args.rounds,
-        load=args.load,
-    )
+    config = config_from_args(AsgiBenchConfig, args)
     plan = pinned_plan(console)
     results = run_asgi_bench(config, console=console)
     baselines = peers_in(results, PEERS)

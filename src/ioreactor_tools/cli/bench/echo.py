@@ -23,6 +23,7 @@ from ioreactor_tools.cli.bench._args import (
     add_poller_option,
     add_rounds_option,
     add_window_options,
+    config_from_args,
     exit_status,
     peers_in,
     pinned_plan,
@@ -86,16 +87,7 @@ def reproduce_command(config: EchoBenchConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = report_console()
-    config = EchoBenchConfig(
-        conns=args.conns,
-        size=args.size,
-        duration=args.duration,
-        warmup=args.warmup,
-        pipeline=args.pipeline,
-        poller=args.poller,
-        servers=args.servers,
-        rounds=args.rounds,
-    )
+    config = config_from_args(EchoBenchConfig, args)
     plan = pinned_plan(console)
     results = run_echo_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal

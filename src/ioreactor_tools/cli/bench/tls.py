@@ -21,6 +21,7 @@ from ioreactor_tools.cli.bench._args import (
     add_poller_option,
     add_rounds_option,
     add_window_options,
+    config_from_args,
     exit_status,
     peers_in,
     pinned_plan,
@@ -108,17 +109,7 @@ def run(args: argparse.Namespace) -> int:
         )
     console = report_console()
     plan = pinned_plan(console)
-    config = TlsBenchConfig(
-        workloads=args.workloads,
-        conns=args.conns,
-        duration=args.duration,
-        warmup=args.warmup,
-        handshake_clients=args.handshake_clients,
-        bulk_mib=args.bulk_mib,
-        servers=args.servers,
-        poller=args.poller,
-        rounds=args.rounds,
-    )
+    config = config_from_args(TlsBenchConfig, args)
     cert = make_certificate()
     try:
         results = run_tls_bench(config, console=console, cert=cert)

@@ -25,7 +25,7 @@ from ioreactor_tools.bench.wsgi_bench import (
     run_wsgi_bench,
     verdict_lines,
 )
-from ioreactor_tools.cli.bench._args import pinned_plan, save_results
+from ioreactor_tools.cli.bench._args import config_from_args, pinned_plan, save_results
 from ioreactor_tools.cli.console import report_console
 
 
@@ -60,16 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    config = WsgiBenchConfig(
-        apps=args.apps,
-        conns=args.conns,
-        servers=args.servers,
-        threads=args.threads,
-        duration=args.duration,
-        warmup=args.warmup,
-        slow=args.slow,
-        slowloris=not args.no_slowloris,
-    )
+    config = config_from_args(WsgiBenchConfig, args, slowloris=not args.no_slowloris)
     command = (
         f"ioreactor bench wsgi --apps {','.join(config.apps)} "
         f"--conns {','.join(map(str, config.conns))} --servers {','.join(config.servers)} "
