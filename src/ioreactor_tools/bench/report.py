@@ -197,6 +197,29 @@ def _user_text(result: BenchResult) -> str:
     return "—" if value != value else f"{value:.2f}"  # NaN: not measured
 
 
+def _cells(
+    r: BenchResult, results: Sequence[BenchResult], baselines: Sequence[str], *, p999: bool
+) -> list[str]:
+    """A table row's cells: the run's numbers (p99.9 where ``p999``), then its ratio to
+    each baseline (a dash where there is none)."""
+    cells = [
+        r.name,
+        f"{r.conns:,}",
+        f"{r.cpu_us_per_op:.2f}",
+        _user_text(r),
+        f"{r.ops_per_s:,.0f}",
+        f"{r.p50_us:,.0f}",
+        f"{r.p99_us:,.0f}",
+    ]
+    if p999:
+        cells.append(f"{r.p999_us:,.0f}")
+    cells.append(f"{r.rss_bytes / 2**20:.1f}")
+    for name in baselines:
+        value = ratio(r, results, name)
+        cells.append("—" if value is None else f"{value:.2f}")
+    return cells
+
+
 def _errors_text(result: BenchResult) -> str:
     if not result.errors:
         return "0"
@@ -224,23 +247,7 @@ def render_table(
         table.add_column(f"x {name}", justify="right")
     table.add_column("errors", justify="right")
     for r in results:
-        ratios = []
-        for name in baselines:
-            value = ratio(r, results, name)
-            ratios.append("—" if value is None else f"{value:.2f}")
-        table.add_row(
-            r.name,
-            f"{r.conns:,}",
-            f"{r.cpu_us_per_op:.2f}",
-            _user_text(r),
-            f"{r.ops_per_s:,.0f}",
-            f"{r.p50_us:,.0f}",
-            f"{r.p99_us:,.0f}",
-            f"{r.p999_us:,.0f}",
-            f"{r.rss_bytes / 2**20:.1f}",
-            *ratios,
-            _errors_text(r),
-        )
+        table.add_row(*_cells(r, results, baselines, p999=True), _errors_text(r))
     return table
 
 
@@ -252,20 +259,7 @@ def markdown_table(results: Sequence[BenchResult], baselines: Sequence[str]) -> 
     head += [f"x {name}" for name in baselines]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        row = [
-            r.name,
-            f"{r.conns:,}",
-            f"{r.cpu_us_per_op:.2f}",
-            _user_text(r),
-            f"{r.ops_per_s:,.0f}",
-            f"{r.p50_us:,.0f}",
-            f"{r.p99_us:,.0f}",
-            f"{r.rss_bytes / 2**20:.1f}",
-        ]
-        for name in baselines:
-            value = ratio(r, results, name)
-            row.append("—" if value is None else f"{value:.2f}")
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append("| " + " | ".join(_cells(r, results, baselines, p999=False)) + " |")
     return "\n".join(lines)
 
 
