@@ -119,11 +119,8 @@ def run_aio_bench(config: AioBenchConfig, *, console: Console) -> list[BenchResu
     plan = core_plan()
     pin_current_process(plan.load)
     return run_workload_rounds(
-        rounds=config.rounds,
-        workloads=config.workloads,
-        conns=config.conns,
-        servers=config.loops,
-        duration=config.duration,
+        config,
+        config.loops,
         unavailable=unavailable,
         measure=lambda workload, loop, conns: measure(workload, loop, conns, config, plan),
         console=console,

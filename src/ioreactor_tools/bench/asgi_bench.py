@@ -192,11 +192,8 @@ def run_asgi_bench(config: AsgiBenchConfig, *, console: Console) -> list[BenchRe
     plan = core_plan()
     pin_current_process(plan.load)
     return run_workload_rounds(
-        rounds=config.rounds,
-        workloads=config.workloads,
-        conns=config.conns,
-        servers=config.servers,
-        duration=config.duration,
+        config,
+        config.servers,
         unavailable=lambda workload, server: unavailable(server, workload),
         measure=lambda workload, server, conns: measure(workload, server, conns, config, plan),
         console=console,

@@ -10,7 +10,7 @@ server, skipping what cannot run here (said once), each run tagged with its roun
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ioreactor_tools.bench.report import BenchResult
 
@@ -18,25 +18,36 @@ if TYPE_CHECKING:  # rich is imported where a console is built
     from rich.console import Console
 
 
+class WorkloadComparison(Protocol):
+    """What a workload comparison's configuration states (aio's, asgi's)."""
+
+    @property
+    def workloads(self) -> Sequence[str]: ...
+    @property
+    def conns(self) -> Sequence[int]: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def rounds(self) -> int: ...
+
+
 def run_workload_rounds(
-    *,
-    rounds: int,
-    workloads: Sequence[str],
-    conns: Sequence[int],
+    config: WorkloadComparison,
     servers: Sequence[str],
-    duration: float,
+    *,
     unavailable: Callable[[str, str], str | None],
     measure: Callable[[str, str, int], BenchResult],
     console: Console,
     failures: tuple[type[Exception], ...] = (),
 ) -> list[BenchResult]:
-    """``measure(workload, server, conns)`` for each combination, ``rounds`` times;
-    ``unavailable(workload, server)`` names why a server cannot run a workload (None:
-    it can). A run raising one of ``failures`` is reported and left out."""
+    """``measure(workload, server, conns)`` for each combination, ``config.rounds``
+    times; ``unavailable(workload, server)`` names why a server cannot run a workload
+    (None: it can). A run raising one of ``failures`` is reported and left out."""
+    rounds, conns, duration = config.rounds, config.conns, config.duration
     results = []
     for round_no in range(rounds):
         label = f"round {round_no + 1}/{rounds}: " if rounds > 1 else ""
-        for workload in workloads:
+        for workload in config.workloads:
             for count in conns:
                 for server in servers:
                     if (reason := unavailable(workload, server)) is not None:

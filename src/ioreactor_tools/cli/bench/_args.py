@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # rich is imported where the console is built
     from rich.console import Console
 
     from ioreactor_tools.bench.pinning import CorePlan
+    from ioreactor_tools.bench.rounds import WorkloadComparison
 
 T = TypeVar("T", bound="DataclassInstance")
 
@@ -134,43 +135,46 @@ def shown_rows(results: Sequence[BenchResult], rounds: int) -> list[BenchResult]
     return median_rounds(results) if rounds > 1 else list(results)
 
 
-def print_workload_tables(
+def report_workloads(
     console: Console,
+    out: str,
+    stem: str,
     results: Sequence[BenchResult],
-    workloads: Sequence[str],
-    baselines: Sequence[str],
+    config: WorkloadComparison,
+    plan: CorePlan,
     *,
-    rounds: int,
-    title: Callable[[str], str],
-) -> None:
-    """One table per workload that has rows, titled ``title(workload)``."""
-    for workload in workloads:
+    lineup: str,
+    peers: Sequence[str],
+    verdicts: Iterable[str],
+    command: str,
+    unit: str,
+) -> int:
+    """The end of a workload comparison: one table per workload (``lineup`` names the
+    servers, ratios against the ``peers`` that ran), the verdicts, the command, the JSON,
+    one bar chart per workload; the exit status."""
+    baselines = peers_in(results, peers)
+    for workload in config.workloads:
         mine = of_workload(results, workload)
         if mine:
-            shown = shown_rows(mine, rounds)
-            print_table(shown, baselines, title=title(workload), console=console)
-
-
-def chart_workloads(
-    console: Console,
-    json_path: Path,
-    results: Sequence[BenchResult],
-    workloads: Sequence[str],
-    *,
-    rounds: int,
-    unit: str,
-) -> None:
-    """One bar chart per workload that has rows, beside the JSON (``<stem>-<workload>.png``)."""
-    for workload in workloads:
+            title = (
+                f"{workload}: {lineup}, {config.duration:g} s per run "
+                f"(server on core {plan.server}, load on core {plan.load})"
+            )
+            shown = shown_rows(mine, config.rounds)
+            print_table(shown, baselines, title=title, console=console)
+    json_path = report_run(
+        console, out, stem, results, verdicts=verdicts, command=command, config=config, plan=plan
+    )
+    for workload in config.workloads:
         mine = of_workload(results, workload)
         if not mine:
             continue
         path = json_path.with_name(f"{json_path.stem}-{workload}.png")
-        chart = bar_chart(
-            shown_rows(mine, rounds), path, title=f"{workload}: server CPU µs per {unit}"
-        )
+        title = f"{workload}: server CPU µs per {unit}"
+        chart = bar_chart(shown_rows(mine, config.rounds), path, title=title)
         if chart is not None:
             console.print(f"chart:   {chart}")
+    return exit_status(results)
 
 
 def exit_status(results: Sequence[BenchResult]) -> int:

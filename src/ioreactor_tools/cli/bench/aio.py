@@ -17,17 +17,14 @@ from ioreactor_tools.bench.aio_bench import (
 )
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS
 from ioreactor_tools.cli.bench._args import (
+    PEERS,
     add_out_option,
     add_poller_option,
     add_rounds_option,
     add_window_options,
-    chart_workloads,
     config_from_args,
-    exit_status,
-    peers_in,
     pinned_plan,
-    print_workload_tables,
-    report_run,
+    report_workloads,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -79,27 +76,16 @@ def run(args: argparse.Namespace) -> int:
     plan = pinned_plan(console)
     results = run_aio_bench(config, console=console)
 
-    def title(workload: str) -> str:
-        return (
-            f"{workload}: ioreactor.aio vs asyncio vs uvloop, {config.duration:g} s per run "
-            f"(server on core {plan.server}, load on core {plan.load})"
-        )
-
-    baselines = peers_in(results)
-    print_workload_tables(
-        console, results, config.workloads, baselines, rounds=config.rounds, title=title
-    )
-    json_path = report_run(
+    return report_workloads(
         console,
         args.out,
         "aio",
         results,
+        config,
+        plan,
+        lineup="ioreactor.aio vs asyncio vs uvloop",
+        peers=PEERS,
         verdicts=target_lines(results),
         command=reproduce_command(config),
-        config=config,
-        plan=plan,
+        unit="message",
     )
-    chart_workloads(
-        console, json_path, results, config.workloads, rounds=config.rounds, unit="message"
-    )
-    return exit_status(results)

@@ -17,13 +17,9 @@ from ioreactor_tools.cli.bench._args import (
     add_out_option,
     add_rounds_option,
     add_window_options,
-    chart_workloads,
     config_from_args,
-    exit_status,
-    peers_in,
     pinned_plan,
-    print_workload_tables,
-    report_run,
+    report_workloads,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -84,26 +80,16 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(AsgiBenchConfig, args)
     plan = pinned_plan(console)
     results = run_asgi_bench(config, console=console)
-    baselines = peers_in(results, PEERS)
-
-    def title(workload: str) -> str:
-        return (
-            f"{workload}: ioreactor vs uvicorn vs granian vs hypercorn, {config.duration:g} s "
-            f"per run (server on core {plan.server}, load on core {plan.load})"
-        )
-
-    print_workload_tables(
-        console, results, config.workloads, baselines, rounds=config.rounds, title=title
-    )
-    json_path = report_run(
+    return report_workloads(
         console,
         args.out,
         "asgi",
         results,
+        config,
+        plan,
+        lineup="ioreactor vs uvicorn vs granian vs hypercorn",
+        peers=PEERS,
         verdicts=target_lines(results),
         command=reproduce_command(config),
-        config=config,
-        plan=plan,
+        unit="op",
     )
-    chart_workloads(console, json_path, results, config.workloads, rounds=config.rounds, unit="op")
-    return exit_status(results)
