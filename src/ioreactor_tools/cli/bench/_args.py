@@ -15,7 +15,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ioreactor.cli.arguments import output_dir, positive_count, seconds, seconds_or_zero
+from ioreactor.cli.arguments import (
+    count_list,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
 from ioreactor.loop.poller import available_pollers
 from ioreactor_tools.bench.chart import bar_chart
 from ioreactor_tools.bench.pinning import core_plan
@@ -63,6 +69,18 @@ def add_engine_command(
 def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--poller``: one of the poller backends this OS offers (default: the loop's)."""
     p.add_argument("--poller", choices=available_pollers(), default=None, help=help)
+
+
+def add_conns_option(p: argparse.ArgumentParser, help: str = "e.g. 100,1000") -> None:
+    """``--conns``: the connection counts, one run each (default 100 and 1000)."""
+    p.add_argument("--conns", type=count_list, default=(100, 1000), help=help)
+
+
+def add_size_option(p: argparse.ArgumentParser, default: int = 1024, what: str = "message") -> None:
+    """``--size``: the bytes of each ``what`` the load sends."""
+    p.add_argument(
+        "--size", type=positive_count, default=default, help=f"{what} bytes (default %(default)s)"
+    )
 
 
 def add_window_options(

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ioreactor.cli.arguments import (
-    count_list,
     names_from,
-    positive_count,
 )
 from ioreactor_tools.bench.aio_bench import (
     WARMUP,
@@ -18,9 +16,11 @@ from ioreactor_tools.bench.aio_bench import (
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS
 from ioreactor_tools.cli.bench._args import (
     PEERS,
+    add_conns_option,
     add_out_option,
     add_poller_option,
     add_rounds_option,
+    add_size_option,
     add_window_options,
     config_from_args,
     pinned_plan,
@@ -44,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=tuple(WORKLOADS),
         help="comma-separated (default: all)",
     )
-    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
+    add_conns_option(p)
     p.add_argument("--loops", type=names_from(LOOPS, "loop"), default=LOOPS, help="comma-separated")
-    p.add_argument("--size", type=positive_count, default=1024, help="echo message bytes")
+    add_size_option(p, what="echo message")
     add_window_options(p, duration=10.0, warmup=WARMUP, per="run")
     add_rounds_option(p, "repeat the comparison N times")
     add_poller_option(p, help="ioreactor.aio's backend")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ioreactor.cli.arguments import count_list, names_from, one_of, positive_count
+from ioreactor.cli.arguments import names_from, one_of
 from ioreactor_tools.bench.asgi_bench import (
     LOADS,
     WARMUP,
@@ -14,8 +14,10 @@ from ioreactor_tools.bench.asgi_bench import (
 )
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS
 from ioreactor_tools.cli.bench._args import (
+    add_conns_option,
     add_out_option,
     add_rounds_option,
+    add_size_option,
     add_window_options,
     config_from_args,
     pinned_plan,
@@ -42,11 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=tuple(WORKLOADS),
         help="comma-separated (default: all)",
     )
-    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
+    add_conns_option(p)
     p.add_argument(
         "--servers", type=names_from(SERVERS, "server"), default=SERVERS, help="comma-separated"
     )
-    p.add_argument("--size", type=positive_count, default=1024, help="WebSocket message bytes")
+    add_size_option(p, what="WebSocket message")
     add_window_options(p, duration=10.0, warmup=WARMUP, per="run")
     add_rounds_option(p, "repeat the comparison N times")
     p.add_argument(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ioreactor.cli.arguments import (
-    count_list,
     names_from,
     positive_count,
 )
@@ -19,9 +18,11 @@ from ioreactor_tools.bench.echo_bench import (
 )
 from ioreactor_tools.bench.report import median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
+    add_conns_option,
     add_out_option,
     add_poller_option,
     add_rounds_option,
+    add_size_option,
     add_window_options,
     config_from_args,
     exit_status,
@@ -40,10 +41,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "reads the server's CPU time from /proc around a fixed window, and prints CPU µs "
         "per message, messages/s, latency and RSS with the ratio to each peer.",
     )
-    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
-    p.add_argument(
-        "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
-    )
+    add_conns_option(p)
+    add_size_option(p)
     add_window_options(p, duration=10.0, warmup=WARMUP)
     p.add_argument(
         "--pipeline", type=positive_count, default=1, help="messages in flight per connection"

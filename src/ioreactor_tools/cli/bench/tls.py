@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 
 from ioreactor.cli.arguments import (
-    count_list,
     names_from,
     positive_count,
 )
 from ioreactor_tools.cli.bench._args import (
+    add_conns_option,
     add_out_option,
     add_poller_option,
     add_rounds_option,
@@ -48,9 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=_WORKLOADS,
         help="comma-separated: keepalive, handshake, bulk (default: all)",
     )
-    p.add_argument(
-        "--conns", type=count_list, default=(100, 1000), help="keep-alive connections (100,1000)"
-    )
+    add_conns_option(p, "keep-alive connections (100,1000)")
     p.add_argument(
         "--handshake-clients",
         type=positive_count,
