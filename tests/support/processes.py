@@ -29,6 +29,17 @@ def child_pids(pid: int) -> list[int]:
     return [int(child) for child in children]
 
 
+def terminate(popen: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM ``popen`` if it still runs, SIGKILL after ``timeout`` seconds; its status."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            return popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+    return popen.wait()
+
+
 class Process:
     """A started program; ``where`` names the place it runs in messages (a host)."""
 

@@ -24,6 +24,7 @@ import pytest
 from ioreactor.testing import free_port
 from support.cli_process import CliProcess
 from support.http import comparable
+from support.processes import terminate
 from support.server_process import wait_accepting
 
 TESTS_DIR = str(Path(__file__).resolve().parents[2])
@@ -80,12 +81,7 @@ class Gunicorn:
         wait_accepting(self.port, self.proc, TIMEOUT)
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, TIMEOUT)
         self.log.close()
 
 
