@@ -51,6 +51,7 @@ from ioreactor.codec.websocket_session import (
     OPEN,
     PING_INTERVAL,
     PING_TIMEOUT,
+    SessionState,
     WebSocketHandler,
     WebSocketSession,
 )
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from ioreactor.http.asgi.dispatcher import AsgiConnection, AsgiDispatcher
     from ioreactor.http.protocol import HttpProtocol
     from ioreactor.http.request import Request
+    from ioreactor.net.buffer import Buffer
     from ioreactor.net.connection import TcpConnection
 
 log = logging.getLogger("ioreactor.asgi")
@@ -239,8 +241,11 @@ class WebSocketCycle(Waking):
         self.wake()
 
     def ended(self, code: int, reason: str) -> None:
+        """The session is over: the application's next receive() gets the disconnect
+        (the first report wins: the close handshake's, then the TCP end's)."""
         self.state = CLOSED
-        self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        if self.disconnect is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
         self.wake()
 
     def session_conn(self) -> TcpConnection:
@@ -399,6 +404,20 @@ class AsgiWebSocketHandler(WebSocketHandler):
         cycle = session.context
         assert isinstance(cycle, WebSocketCycle)
         cycle.received(events)
+
+    def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
+        super().on_message(conn, buffer)
+        session = conn.context
+        if type(session) is WebSocketSession and session.state is SessionState.CLOSED:
+            # The close frames crossed, or this end failed the connection: the
+            # application hears it now, not when the peer's FIN comes (close_timeout
+            # later at worst). The code: the peer's, else the one this end sent.
+            cycle = session.context
+            if isinstance(cycle, WebSocketCycle) and cycle.disconnect is None:
+                code = session.close_code
+                if code is None:
+                    code = session.sent_close_code or CloseCode.ABNORMAL
+                cycle.ended(code, session.close_reason)
 
     def on_write_complete(self, conn: TcpConnection) -> None:
         session = conn.context
