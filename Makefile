@@ -34,9 +34,11 @@ run: $(RUNSTAMP)
 
 # The tests of the layers that have compiled modules (and of what runs straight on
 # them): `make test` runs them again on the pure build, after the whole suite on the
-# compiled one.
+# compiled one. The ASGI and WSGI servers' own tests are not among them (their
+# modules are not compiled; they run on the HTTP protocol the rest of tests/http covers).
 PURE_TESTS := tests/loop tests/net tests/codec tests/http tests/test_echo.py \
-	tests/test_heartbeat.py tests/test_idle.py
+	tests/test_heartbeat.py tests/test_idle.py \
+	--ignore=tests/http/asgi --ignore=tests/http/wsgi
 
 # The whole suite on the compiled build, then the layers' tests on the pure one.
 test: system-deps $(STAMP) $(EXTSTAMP)

@@ -327,3 +327,10 @@ def test_the_interface_choices_are_the_loaders_kinds() -> None:
     from ioreactor.http.app_loader import APP_KINDS
 
     assert ("auto", *(kind.name for kind in APP_KINDS)) == INTERFACES
+
+
+def test_the_lifespan_choices_are_the_servers_modes() -> None:
+    from ioreactor.cli import serve
+    from ioreactor.http.asgi import lifespan
+
+    assert serve.LIFESPAN_MODES == lifespan.LIFESPAN_MODES

@@ -16,6 +16,7 @@ import pytest
 
 from ioreactor.testing import wait_until
 from support.cli_process import TIMEOUT, http_get, start_serve
+from support.processes import child_pids
 
 DRAIN = 1.5
 
@@ -87,8 +88,5 @@ def test_connections_queued_when_the_listener_closes_are_served_not_reset(
 
 
 def worker_pids(supervisor: int) -> list[int]:
-    def children() -> list[str]:
-        return Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-
-    assert wait_until(lambda: bool(children()))
-    return [int(pid) for pid in children()]
+    assert wait_until(lambda: bool(child_pids(supervisor)))
+    return child_pids(supervisor)

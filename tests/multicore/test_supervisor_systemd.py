@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from ioreactor.testing import wait_until
+from ioreactor.testing import free_port, wait_until
 from support.cli_process import TIMEOUT, http_get
+from support.processes import child_pids
+from support.server_process import accepts
 from support.systemd import NotifySocket, socket_activate
 
 #: The watchdog's timeout: pings every 0.5 s.
@@ -34,18 +36,6 @@ def notify(tmp_path: Path) -> Iterator[NotifySocket]:
     sock = NotifySocket(tmp_path / "notify")
     yield sock
     sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def worker_pids(supervisor: int) -> list[int]:
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    return [int(pid) for pid in children]
 
 
 @pytest.mark.timeout(90)
@@ -60,7 +50,7 @@ def test_socket_activated_serve_notifies_systemd_and_feeds_the_watchdog(
     tool = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # The tool listens, and execs the service at the first connection.
-        assert wait_until(lambda: _connects(port)), "systemd-socket-activate never listened"
+        assert wait_until(lambda: accepts(port)), "systemd-socket-activate never listened"
         ready, pid = notify.wait_for("READY=1")
         assert pid == tool.pid  # the tool execs the service in place: the main pid
         assert "STATUS=serving tcp://127.0.0.1:" in ready
@@ -69,7 +59,7 @@ def test_socket_activated_serve_notifies_systemd_and_feeds_the_watchdog(
 
         pings = [m for m in notify.drain(1.6) if m == "WATCHDOG=1"]
         assert 2 <= len(pings) <= 5, pings  # every 0.5 s
-        stuck = worker_pids(tool.pid)[0]
+        stuck = child_pids(tool.pid)[0]
         os.kill(stuck, signal.SIGSTOP)  # a stuck worker: no more pings
         try:
             notify.drain(2.0)  # pings go on until it has been silent 3 alive intervals
@@ -96,14 +86,6 @@ def test_socket_activated_serve_notifies_systemd_and_feeds_the_watchdog(
         log.close()
 
 
-def _connects(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_serve_takes_a_listener_passed_down_as_fd_n(tmp_path: Path, workers: str) -> None:
@@ -120,7 +102,7 @@ def test_serve_takes_a_listener_passed_down_as_fd_n(tmp_path: Path, workers: str
         )
     listener.close()  # the server's copy is the only one now
     try:
-        assert wait_until(lambda: _connects(port))
+        assert wait_until(lambda: accepts(port))
         assert http_get(port, "/")[0] == 200
         server.send_signal(signal.SIGTERM)
         assert server.wait(TIMEOUT) == 0
@@ -160,7 +142,7 @@ def test_one_process_serve_notifies_too(tmp_path: Path, notify: NotifySocket) ->
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        assert wait_until(lambda: _connects(port))
+        assert wait_until(lambda: accepts(port))
         ready, pid = notify.wait_for("READY=1")
         assert pid == tool.pid and "STATUS=serving tcp://127.0.0.1:" in ready
         assert http_get(port, "/")[0] == 200

@@ -12,16 +12,16 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ioreactor.testing import wait_until
+from ioreactor.testing import free_port, wait_until
 from support.cli_process import http_get
 from support.programs import require_program
+from support.server_process import accepts
 from support.systemd import NotifySocket, socket_activate
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
@@ -99,7 +99,7 @@ def test_the_service_starts_as_systemd_starts_it(tmp_path: Path) -> None:
             [*command, *argv], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        assert wait_until(lambda: _connects(port)), "systemd-socket-activate never listened"
+        assert wait_until(lambda: accepts(port)), "systemd-socket-activate never listened"
         ready, pid = notify.wait_for("READY=1")
         assert pid == tool.pid and "STATUS=serving" in ready
         assert http_get(port, "/healthz") == (200, "ok\n")
@@ -115,18 +115,3 @@ def test_the_service_starts_as_systemd_starts_it(tmp_path: Path) -> None:
         if tool.poll() is None:
             os.killpg(tool.pid, signal.SIGKILL)
             tool.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _connects(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False

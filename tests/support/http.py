@@ -13,11 +13,16 @@ reads a socket until enough responses arrived; :func:`raw_exchange` and
 from __future__ import annotations
 
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httptools
 
 from ioreactor.testing import LIVENESS, read_until_closed
+
+if TYPE_CHECKING:
+    import httpx
 
 #: A request every HTTP server of the suite answers: small, ``GET /``.
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -132,3 +137,17 @@ def http_get(port: int, request: bytes = GET, timeout: float = LIVENESS) -> int:
         if not reader.responses:
             raise ConnectionError(f"closed before a response ({len(data)} bytes read)")
         return reader.responses[0].status
+
+
+def comparable(
+    reply: httpx.Response, own_fields: Collection[str]
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A differential test's view of an httpx response: status, the header fields as a
+    sorted multiset of (lower-case name, value) but ``own_fields`` (those each server
+    writes its own way), and the body."""
+    fields = sorted(
+        (name.lower(), value)
+        for name, value in reply.headers.multi_items()
+        if name.lower() not in own_fields
+    )
+    return reply.status_code, fields, reply.content

@@ -23,6 +23,23 @@ STOP_TIMEOUT = 10.0
 KILL_TIMEOUT = 5.0
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` forked that are still running (its workers, for a supervisor)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def terminate(popen: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM ``popen`` if it still runs, SIGKILL after ``timeout`` seconds; its status."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            return popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+    return popen.wait()
+
+
 class Process:
     """A started program; ``where`` names the place it runs in messages (a host)."""
 

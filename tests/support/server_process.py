@@ -144,18 +144,23 @@ def _workers_flag(args: tuple[str, ...]) -> int:
     return 0
 
 
+def accepts(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` accepts a connection now."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_accepting(
     port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = LIVENESS
 ) -> None:
     """Return once 127.0.0.1:``port`` accepts a connection; AssertionError if
     ``process`` (the server) exits first or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            exited = process is not None and process.poll() is not None
-            assert not exited, f"the server exited ({process.returncode}) before listening"
-            assert time.monotonic() < deadline, f"nothing accepts on port {port} after {timeout} s"
-            time.sleep(0.05)
+    while not accepts(port):
+        exited = process is not None and process.poll() is not None
+        assert not exited, f"the server exited ({process.returncode}) before listening"
+        assert time.monotonic() < deadline, f"nothing accepts on port {port} after {timeout} s"
+        time.sleep(0.05)

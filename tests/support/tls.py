@@ -25,6 +25,7 @@ from pathlib import Path
 
 import trustme
 
+from support.processes import terminate
 from support.programs import require_program
 from support.server_process import wait_accepting
 
@@ -280,15 +281,7 @@ class Served:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        import signal
-
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, TIMEOUT)
         self._log.close()
         if exc_info[0] is None:
             assert self.process.returncode == 0, self.log()

@@ -190,14 +190,20 @@ class RawClient:
         return self.frames.pop(0)
 
     def expect_close(self) -> tuple[int | None, bytes]:
-        """Read past any data frames to the server's close frame; return its code and
-        reason, after checking that the server then ends the connection."""
+        """Read past any data frames to the server's close frame; answer it with a close
+        frame as a client does (RFC 6455 5.5.1: a server that started the close waits
+        for it); return its code and reason, after checking that the server then ends
+        the connection."""
         while True:
             frame = self.recv_frame()
             assert frame is not None, "EOF before a close frame"
             if frame.opcode == CLOSE:
                 break
         code = frame.close_code()
+        try:
+            self.send(build_frame(CLOSE, close_payload(1000, b"")))
+        except OSError:
+            pass  # the server had ended it already (the close frames had crossed)
         assert self.read_to_eof() == b"", "data after the close frame"
         return code
 

@@ -52,7 +52,7 @@ ECHO_APP = "ioreactor.http.echo_app:build_echo_app"
 #: ``--interface``: detect the kind, or name one of ``app_loader.APP_KINDS`` (kept equal
 #: to that table by a test; listed here so building the parser imports no HTTP code).
 INTERFACES = ("auto", "native", "asgi", "wsgi")
-#: ``--lifespan`` (``app_loader.LIFESPAN_MODES``, kept equal by a test).
+#: ``--lifespan`` (``ioreactor.http.asgi.lifespan.LIFESPAN_MODES``, kept equal by a test).
 LIFESPAN_MODES = ("auto", "on", "off")
 #: The flags that apply to some kinds of application only: the kinds, and the value
 #: meaning "not given".

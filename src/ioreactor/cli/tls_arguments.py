@@ -33,26 +33,21 @@ def sni_certificate(text: str) -> SniCertificate:
     return SniCertificate(name, readable_file(cert), readable_file(key) if key else None)
 
 
+def _file_argument(group: argparse._ArgumentGroup, flag: str, help: str) -> None:
+    """A ``FILE`` option that must name a readable file (default: not given)."""
+    group.add_argument(flag, type=readable_file, default=None, metavar="FILE", help=help)
+
+
 def add_tls_arguments(p: argparse.ArgumentParser, *, server: bool = True) -> None:
     """Add the TLS flags of a server (``server=True``) or of a client."""
     group = p.add_argument_group("TLS")
     if server:
-        group.add_argument(
-            "--certfile",
-            type=readable_file,
-            default=None,
-            metavar="FILE",
-            help="serve TLS with this certificate chain (PEM; may hold the key too)",
+        _file_argument(
+            group, "--certfile", "serve TLS with this certificate chain (PEM; may hold the key too)"
         )
-        group.add_argument(
-            "--keyfile", type=readable_file, default=None, metavar="FILE", help="its key (PEM)"
-        )
-        group.add_argument(
-            "--ca-certs",
-            type=readable_file,
-            default=None,
-            metavar="FILE",
-            help="CA bundle that client certificates must chain to (mutual TLS)",
+        _file_argument(group, "--keyfile", "its key (PEM)")
+        _file_argument(
+            group, "--ca-certs", "CA bundle that client certificates must chain to (mutual TLS)"
         )
         group.add_argument(
             "--client-cert",
@@ -70,23 +65,13 @@ def add_tls_arguments(p: argparse.ArgumentParser, *, server: bool = True) -> Non
             "allowed; repeatable)",
         )
     else:
-        group.add_argument(
-            "--ca-certs",
-            type=readable_file,
-            default=None,
-            metavar="FILE",
-            help="speak TLS, trusting this CA bundle for the server's certificate",
+        _file_argument(
+            group, "--ca-certs", "speak TLS, trusting this CA bundle for the server's certificate"
         )
-        group.add_argument(
-            "--certfile",
-            type=readable_file,
-            default=None,
-            metavar="FILE",
-            help="client certificate (PEM) for servers that ask (mutual TLS)",
+        _file_argument(
+            group, "--certfile", "client certificate (PEM) for servers that ask (mutual TLS)"
         )
-        group.add_argument(
-            "--keyfile", type=readable_file, default=None, metavar="FILE", help="its key (PEM)"
-        )
+        _file_argument(group, "--keyfile", "its key (PEM)")
     group.add_argument(
         "--handshake-timeout",
         type=seconds,

@@ -124,6 +124,24 @@ def parse_extensions(values: Iterable[str]) -> list[Extension]:
 # -- parameters --------------------------------------------------------------------------
 
 
+def _extension_value(stated: DeflateParameters | DeflateConfig, *, any_client_window: bool) -> str:
+    """A ``Sec-WebSocket-Extensions`` value stating ``stated``'s parameters; with
+    ``any_client_window`` (a client's offer) an unset client window is offered as a bare
+    ``client_max_window_bits``: any window the server picks (9-15)."""
+    parts = [EXTENSION_NAME]
+    if stated.server_no_context_takeover:
+        parts.append("server_no_context_takeover")
+    if stated.client_no_context_takeover:
+        parts.append("client_no_context_takeover")
+    if stated.server_max_window_bits is not None:
+        parts.append(f"server_max_window_bits={stated.server_max_window_bits}")
+    if stated.client_max_window_bits is not None:
+        parts.append(f"client_max_window_bits={stated.client_max_window_bits}")
+    elif any_client_window:
+        parts.append("client_max_window_bits")
+    return "; ".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class DeflateParameters:
     """The parameters both ends agreed on. A window left None was not stated: 15 bits."""
@@ -135,16 +153,7 @@ class DeflateParameters:
 
     def header_value(self) -> str:
         """The ``Sec-WebSocket-Extensions`` value that states these parameters."""
-        parts = [EXTENSION_NAME]
-        if self.server_no_context_takeover:
-            parts.append("server_no_context_takeover")
-        if self.client_no_context_takeover:
-            parts.append("client_no_context_takeover")
-        if self.server_max_window_bits is not None:
-            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
-        if self.client_max_window_bits is not None:
-            parts.append(f"client_max_window_bits={self.client_max_window_bits}")
-        return "; ".join(parts)
+        return _extension_value(self, any_client_window=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,18 +267,7 @@ class DeflateConfig:
 
     def offer(self) -> str:
         """This client's ``Sec-WebSocket-Extensions`` offer."""
-        parts = [EXTENSION_NAME]
-        if self.server_no_context_takeover:
-            parts.append("server_no_context_takeover")
-        if self.client_no_context_takeover:
-            parts.append("client_no_context_takeover")
-        if self.server_max_window_bits is not None:
-            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
-        if self.client_max_window_bits is None:
-            parts.append("client_max_window_bits")  # any window the server picks (9-15)
-        else:
-            parts.append(f"client_max_window_bits={self.client_max_window_bits}")
-        return "; ".join(parts)
+        return _extension_value(self, any_client_window=True)
 
     def check_response(self, extensions: list[Extension]) -> DeflateParameters | None:
         """The parameters of the server's answer to :meth:`offer` (None: it declined).

@@ -17,8 +17,9 @@ CLI's defaults, say) does not load httptools and the rest.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ioreactor._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ioreactor.http.app import App
@@ -64,8 +65,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ioreactor.http' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ioreactor.http.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -56,11 +56,6 @@ class AppLoadError(ValueError):
     """The application cannot be loaded; the message is one line saying what and where."""
 
 
-#: ``--lifespan``: run the ASGI lifespan protocol if the application speaks it, always
-#: (its failure stops the server), or never.
-LIFESPAN_MODES = ("auto", "on", "off")
-
-
 @dataclass(frozen=True)
 class ServeOptions:
     """What every kind of application is served with (the ``serve`` flags)."""
@@ -71,7 +66,8 @@ class ServeOptions:
     #: Where the application is mounted (WSGI's ``SCRIPT_NAME``, ASGI's ``root_path``):
     #: "" or "/a/b".
     root_path: str = ""
-    #: One of :data:`LIFESPAN_MODES`: the ASGI lifespan protocol.
+    #: The ASGI lifespan protocol: ``auto``, ``on`` or ``off``
+    #: (:data:`ioreactor.http.asgi.lifespan.LIFESPAN_MODES`).
     lifespan: str = "auto"
     #: Threads of the pool that runs a WSGI application, per serving process.
     threads: int | None = None

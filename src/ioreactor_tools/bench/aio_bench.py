@@ -12,7 +12,6 @@ loops measured in the same run.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,7 +22,8 @@ from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS, server_command, 
 from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, round_ratios
+from ioreactor_tools.bench.report import BenchResult, workload_target_lines
+from ioreactor_tools.bench.rounds import run_workload_rounds
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -118,45 +118,16 @@ def run_aio_bench(config: AioBenchConfig, *, console: Console) -> list[BenchResu
     """Every workload on every loop at every connection count; this process is the load."""
     plan = core_plan()
     pin_current_process(plan.load)
-    results = []
-    for round_no in range(config.rounds):
-        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
-        for workload in config.workloads:
-            for conns in config.conns:
-                for loop in config.loops:
-                    if (reason := unavailable(workload, loop)) is not None:
-                        if round_no == 0 and conns == config.conns[0]:
-                            console.print(f"[yellow]skipping {workload} on {loop}: {reason}[/]")
-                        continue
-                    console.print(
-                        f"[dim]{label}{workload} on {loop}: {conns:,} conns, "
-                        f"{config.duration:g} s ...[/]"
-                    )
-                    result = measure(workload, loop, conns, config, plan)
-                    result.extra["round"] = round_no
-                    results.append(result)
-    return results
-
-
-def of_workload(results: Sequence[BenchResult], workload: str) -> list[BenchResult]:
-    return [r for r in results if r.extra.get("workload") == workload]
+    return run_workload_rounds(
+        config,
+        config.loops,
+        unavailable=unavailable,
+        measure=lambda workload, loop, conns: measure(workload, loop, conns, config, plan),
+        console=console,
+    )
 
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:
     """Per workload, connection count and peer: ioreactor.aio's ratio against its target
     (with several rounds, the median of the per-round ratios)."""
-    lines = []
-    for workload, targets in TARGETS.items():
-        mine = of_workload(results, workload)
-        for conns in dict.fromkeys(r.conns for r in mine if r.name == "ioreactor"):
-            for peer, target in targets.items():
-                values = round_ratios(mine, "ioreactor", conns, peer)
-                if not values:
-                    continue
-                value = statistics.median(values)
-                verdict = "meets" if value <= target else "MISSES"
-                lines.append(
-                    f"{workload}, {conns:,} conns: ioreactor.aio / {peer} = {value:.2f} "
-                    f"({verdict} the target <= {target:.2f})"
-                )
-    return lines
+    return workload_target_lines(results, TARGETS, label="ioreactor.aio")

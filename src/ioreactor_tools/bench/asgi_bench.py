@@ -14,7 +14,6 @@ use the median of the per-round ratios.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,7 +28,8 @@ from ioreactor_tools.bench.pinning import (
     pin_current_process,
 )
 from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, round_ratios
+from ioreactor_tools.bench.report import BenchResult, workload_target_lines
+from ioreactor_tools.bench.rounds import run_workload_rounds
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -191,49 +191,17 @@ def run_asgi_bench(config: AsgiBenchConfig, *, console: Console) -> list[BenchRe
     """Every workload on every server at every connection count; this process is the load."""
     plan = core_plan()
     pin_current_process(plan.load)
-    results = []
-    for round_no in range(config.rounds):
-        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
-        for workload in config.workloads:
-            for conns in config.conns:
-                for server in config.servers:
-                    if (reason := unavailable(server, workload)) is not None:
-                        if round_no == 0 and conns == config.conns[0]:
-                            console.print(f"[yellow]skipping {workload} on {server}: {reason}[/]")
-                        continue
-                    console.print(
-                        f"[dim]{label}{workload} on {server}: {conns:,} conns, "
-                        f"{config.duration:g} s ...[/]"
-                    )
-                    try:
-                        result = measure(workload, server, conns, config, plan)
-                    except (OSError, RuntimeError, TimeoutError) as exc:
-                        console.print(f"[red]{workload} on {server} failed: {exc}[/]")
-                        continue
-                    result.extra["round"] = round_no
-                    results.append(result)
-    return results
-
-
-def of_workload(results: Sequence[BenchResult], workload: str) -> list[BenchResult]:
-    return [r for r in results if r.extra.get("workload") == workload]
+    return run_workload_rounds(
+        config,
+        config.servers,
+        unavailable=lambda workload, server: unavailable(server, workload),
+        measure=lambda workload, server, conns: measure(workload, server, conns, config, plan),
+        console=console,
+        failures=(OSError, RuntimeError, TimeoutError),
+    )
 
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:
     """Per workload, connection count and peer: ioreactor's ratio against its target
     (with several rounds, the median of the per-round ratios)."""
-    lines = []
-    for workload, targets in TARGETS.items():
-        mine = of_workload(results, workload)
-        for conns in dict.fromkeys(r.conns for r in mine if r.name == "ioreactor"):
-            for peer, target in targets.items():
-                values = round_ratios(mine, "ioreactor", conns, peer)
-                if not values:
-                    continue
-                value = statistics.median(values)
-                verdict = "meets" if value <= target else "MISSES"
-                lines.append(
-                    f"{workload}, {conns:,} conns: ioreactor / {peer} = {value:.2f} "
-                    f"({verdict} the target <= {target:.2f})"
-                )
-    return lines
+    return workload_target_lines(results, TARGETS)

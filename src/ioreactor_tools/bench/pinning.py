@@ -150,11 +150,16 @@ class ServerProcess:
             preexec_fn=child_preexec(None if use_taskset or core is None else pin_in_child),
         )
         try:
-            wait_for_port(self.host, self.port, self.ready_timeout, self.proc)
+            self.wait_ready(self.proc)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
+        """Return once the server serves: here, once ``host:port`` accepts (a subclass
+        waits for its own sign); raise if ``proc`` exits or the ready timeout passes."""
+        wait_for_port(self.host, self.port, self.ready_timeout, proc)
 
     def sample(self, *, count_fds: bool = True) -> TreeSample:
         """CPU, RSS and fds of the server's process tree (taskset execs in place)."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,10 +160,64 @@ def round_ratios(
     return ratios
 
 
+def of_workload(results: Sequence[BenchResult], workload: str) -> list[BenchResult]:
+    """The rows of one workload (``extra["workload"]``)."""
+    return [r for r in results if r.extra.get("workload") == workload]
+
+
+def workload_target_lines(
+    results: Sequence[BenchResult],
+    targets: Mapping[str, Mapping[str, float]],
+    *,
+    label: str = "ioreactor",
+) -> list[str]:
+    """Per workload, connection count and peer of ``targets`` (workload -> peer -> the
+    highest CPU ratio allowed): ioreactor's ratio against its target, ``label`` naming it
+    (with several rounds, the median of the per-round ratios)."""
+    lines = []
+    for workload, peers in targets.items():
+        mine = of_workload(results, workload)
+        for conns in dict.fromkeys(r.conns for r in mine if r.name == "ioreactor"):
+            for peer, target in peers.items():
+                values = round_ratios(mine, "ioreactor", conns, peer)
+                if not values:
+                    continue
+                value = statistics.median(values)
+                verdict = "meets" if value <= target else "MISSES"
+                lines.append(
+                    f"{workload}, {conns:,} conns: {label} / {peer} = {value:.2f} "
+                    f"({verdict} the target <= {target:.2f})"
+                )
+    return lines
+
+
 def _user_text(result: BenchResult) -> str:
     """The user-mode µs per op; the rest of the CPU column is the kernel's."""
     value = result.user_us_per_op
     return "—" if value != value else f"{value:.2f}"  # NaN: not measured
+
+
+def _cells(
+    r: BenchResult, results: Sequence[BenchResult], baselines: Sequence[str], *, p999: bool
+) -> list[str]:
+    """A table row's cells: the run's numbers (p99.9 where ``p999``), then its ratio to
+    each baseline (a dash where there is none)."""
+    cells = [
+        r.name,
+        f"{r.conns:,}",
+        f"{r.cpu_us_per_op:.2f}",
+        _user_text(r),
+        f"{r.ops_per_s:,.0f}",
+        f"{r.p50_us:,.0f}",
+        f"{r.p99_us:,.0f}",
+    ]
+    if p999:
+        cells.append(f"{r.p999_us:,.0f}")
+    cells.append(f"{r.rss_bytes / 2**20:.1f}")
+    for name in baselines:
+        value = ratio(r, results, name)
+        cells.append("—" if value is None else f"{value:.2f}")
+    return cells
 
 
 def _errors_text(result: BenchResult) -> str:
@@ -192,23 +247,7 @@ def render_table(
         table.add_column(f"x {name}", justify="right")
     table.add_column("errors", justify="right")
     for r in results:
-        ratios = []
-        for name in baselines:
-            value = ratio(r, results, name)
-            ratios.append("—" if value is None else f"{value:.2f}")
-        table.add_row(
-            r.name,
-            f"{r.conns:,}",
-            f"{r.cpu_us_per_op:.2f}",
-            _user_text(r),
-            f"{r.ops_per_s:,.0f}",
-            f"{r.p50_us:,.0f}",
-            f"{r.p99_us:,.0f}",
-            f"{r.p999_us:,.0f}",
-            f"{r.rss_bytes / 2**20:.1f}",
-            *ratios,
-            _errors_text(r),
-        )
+        table.add_row(*_cells(r, results, baselines, p999=True), _errors_text(r))
     return table
 
 
@@ -220,20 +259,7 @@ def markdown_table(results: Sequence[BenchResult], baselines: Sequence[str]) -> 
     head += [f"x {name}" for name in baselines]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        row = [
-            r.name,
-            f"{r.conns:,}",
-            f"{r.cpu_us_per_op:.2f}",
-            _user_text(r),
-            f"{r.ops_per_s:,.0f}",
-            f"{r.p50_us:,.0f}",
-            f"{r.p99_us:,.0f}",
-            f"{r.rss_bytes / 2**20:.1f}",
-        ]
-        for name in baselines:
-            value = ratio(r, results, name)
-            row.append("—" if value is None else f"{value:.2f}")
-        lines.append("| " + " | ".join(row) + " |")
+        lines.append("| " + " | ".join(_cells(r, results, baselines, p999=False)) + " |")
     return "\n".join(lines)
 
 

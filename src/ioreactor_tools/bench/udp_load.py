@@ -37,7 +37,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, cast
 
 from ioreactor.loop.event_loop import EventLoop
@@ -50,10 +49,9 @@ from ioreactor.net.handlers import DatagramHandler, Handler
 from ioreactor.net.udp import UdpEndpoint, udp_client
 from ioreactor_tools.bench.echo_load import EchoLoadResult
 from ioreactor_tools.bench.latency import LatencyHistogram
-from ioreactor_tools.bench.pinning import pinned_command
-from ioreactor_tools.bench.procstat import TreeSample, sample_tree
+from ioreactor_tools.bench.pinning import ServerProcess
+from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult, window_result
-from ioreactor_tools.children import child_preexec
 
 #: Seconds after which an unanswered datagram counts as lost (and is replaced).
 LOSS_TIMEOUT = 0.5
@@ -63,8 +61,6 @@ DRAIN_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 10.0
 #: How long a server may take to answer its first echo.
 READY_TIMEOUT = 15.0
-#: How long a server has to exit after SIGTERM before its group gets SIGKILL.
-STOP_GRACE = 5.0
 #: Bytes of each datagram that carry its sequence number.
 SEQ_BYTES = 8
 
@@ -404,57 +400,16 @@ def wait_ready(
         time.sleep(0.05)
 
 
-class EchoServerProcess:
-    """An echo server command pinned to ``core``, in its own process group."""
+class EchoServerProcess(ServerProcess):
+    """An echo server command pinned to ``core``, in its own process group, ready once
+    ``address`` (UDP or a unix socket) echoes a message."""
 
     def __init__(self, command: Sequence[str], address: str, core: int | None) -> None:
-        self.command = list(command)
         self.address = parse_address(address)
-        self.core = core
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(command, port=0, core=core)  # no TCP port: wait_ready says
 
-    def __enter__(self) -> EchoServerProcess:
-        self.proc = subprocess.Popen(
-            pinned_command(self.command, self.core),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=child_preexec(),
-        )
-        try:
-            wait_ready(self.address, proc=self.proc)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def sample(self) -> TreeSample:
-        assert self.proc is not None
-        return sample_tree(self.proc.pid)
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
+        wait_ready(self.address, proc=proc)
 
 
 def measure_server(

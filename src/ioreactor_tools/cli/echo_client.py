@@ -21,6 +21,7 @@ from ioreactor_tools.bench.echo_load import (
     EchoLoadResult,
     run_echo_load,
 )
+from ioreactor_tools.cli.bench._args import config_from_args
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -95,20 +96,7 @@ def run(args: argparse.Namespace) -> int:
         address = args.connect
         if address.kind != "tcp":
             return _run_other_kind(args)
-        config = EchoLoadConfig(
-            host=address.host,
-            port=address.port,
-            conns=args.conns,
-            size=args.size,
-            duration=args.duration,
-            pipeline=args.pipeline,
-            procs=args.procs,
-            warmup=args.warmup,
-            poller=args.poller,
-            ramp_batch=args.ramp_batch,
-            connect_timeout=args.connect_timeout,
-            seed=args.seed,
-        )
+        config = config_from_args(EchoLoadConfig, args, host=address.host, port=address.port)
     except ValueError as exc:
         raise CommandError(f"echo-client: {exc}") from None
     from rich.console import Console

@@ -10,17 +10,21 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ioreactor.testing import free_port
 from support.cli_process import CliProcess
+from support.http import comparable
+from support.server_process import wait_accepting
 
 HERE = Path(__file__).parent
 TIMEOUT = 30.0
+#: Fields each server writes its own way.
+OWN_FIELDS = {"date", "server"}
 
 #: (method, path, extra arguments for httpx) for every request compared.
 REQUESTS: list[tuple[str, str, dict[str, object]]] = [
@@ -45,24 +49,6 @@ REQUESTS: list[tuple[str, str, dict[str, object]]] = [
     ("OPTIONS", "/", {}),
     ("GET", "/slow?ms=1", {}),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the server exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 @pytest.fixture(scope="module")
@@ -106,21 +92,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
             "0",
         ) as ours:
             ours_port = ours.wait_for(r"on http://127\.0\.0\.1:(\d+)").group(1)
-            wait_listening(port, uvicorn)
+            wait_accepting(port, uvicorn, TIMEOUT)
             yield f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{port}"
             assert ours.stop() == 0
     finally:
         uvicorn.terminate()
         uvicorn.wait(TIMEOUT)
-
-
-def comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
-    fields = sorted(
-        (name.lower(), value)
-        for name, value in response.headers.multi_items()
-        if name.lower() not in ("date", "server")
-    )
-    return response.status_code, fields, response.content
 
 
 @pytest.mark.parametrize(
@@ -133,7 +110,7 @@ def test_same_answers_as_uvicorn(
     answers = []
     for base in (ours, reference):
         with httpx.Client(base_url=base, timeout=TIMEOUT) as client:
-            answers.append(comparable(client.request(method, path, **extra)))  # type: ignore[arg-type]
+            answers.append(comparable(client.request(method, path, **extra), OWN_FIELDS))  # type: ignore[arg-type]
     assert answers[0] == answers[1]
 
 

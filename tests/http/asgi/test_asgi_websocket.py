@@ -16,6 +16,7 @@ import pytest
 import websockets.sync.client as ws_client
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from ioreactor.codec.websocket_session import CLOSE_TIMEOUT
 from ioreactor.http.asgi import WebSocketOptions
 from support.asgi import TIMEOUT, AsgiThread, Receive, Scope, Send
 from support.websocket_peer import (
@@ -196,7 +197,7 @@ def test_every_violation_closes_with_its_code(app: Recorder, data: bytes, code: 
         client.handshake()
         client.send(data)
         assert client.expect_close()[0] == code
-        assert app.ended.wait(TIMEOUT)
+        assert app.ended.wait(CLOSE_TIMEOUT / 2)  # when this end failed it
     assert app.messages[-1]["type"] == "websocket.disconnect"
     assert all(m["type"] == "websocket.disconnect" for m in app.messages)  # nothing leaked
 
@@ -218,7 +219,8 @@ def test_the_client_close_is_echoed_and_reported(app: Recorder) -> None:
         client.handshake()
         client.send(build_frame(CLOSE, close_payload(3001, b"done")))
         assert client.expect_close() == (3001, b"done")
-        assert app.ended.wait(TIMEOUT)
+        # at the close frame, not when the client's FIN comes (it has not sent one)
+        assert app.ended.wait(CLOSE_TIMEOUT / 2)
     assert app.messages[-1] == {"type": "websocket.disconnect", "code": 3001, "reason": "done"}
 
 

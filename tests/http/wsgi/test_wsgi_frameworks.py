@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,32 +21,16 @@ from typing import Any
 import httpx
 import pytest
 
+from ioreactor.testing import free_port
 from support.cli_process import CliProcess
+from support.http import comparable
+from support.processes import terminate
+from support.server_process import wait_accepting
 
 TESTS_DIR = str(Path(__file__).resolve().parents[2])
 TIMEOUT = 30.0
 #: Fields each server writes its own way (see the module docstring).
 OWN_FIELDS = {"date", "server", "connection", "keep-alive"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the server exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
 
 
 def ioreactor(tmp_path: Path, app: str, *extra: str) -> tuple[CliProcess, int]:
@@ -96,15 +78,10 @@ class Gunicorn:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        wait_for_port(self.port, self.proc)
+        wait_accepting(self.port, self.proc, TIMEOUT)
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, TIMEOUT)
         self.log.close()
 
 
@@ -129,15 +106,6 @@ def flask_servers(tmp_path: Path, flask_file: Path) -> Iterator[tuple[int, int]]
         server.kill()
     log = server.log()  # Flask logs its own /fail; nothing else may be
     assert log.count("Traceback") == log.count("RuntimeError: a view failed"), log
-
-
-def comparable(reply: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
-    fields = sorted(
-        (name.lower(), value)
-        for name, value in reply.headers.multi_items()
-        if name.lower() not in OWN_FIELDS
-    )
-    return reply.status_code, fields, reply.content
 
 
 #: The request set of the Flask differential test: method, path, keyword arguments.
@@ -176,7 +144,7 @@ def test_flask_against_gunicorn(flask_servers: tuple[int, int]) -> None:
                 kwargs["headers"].pop("host")
             mine = client.request(method, f"http://127.0.0.1:{ours}{path}", **kwargs)
             reference = client.request(method, f"http://127.0.0.1:{theirs}{path}", **kwargs)
-            assert comparable(mine) == comparable(reference), (method, path)
+            assert comparable(mine, OWN_FIELDS) == comparable(reference, OWN_FIELDS), (method, path)
             assert mine.status_code != 500 or path == "/fail", (method, path, mine.text)
 
 
@@ -245,7 +213,10 @@ def test_django_against_gunicorn(tmp_path: Path) -> None:
                 theirs = client.request(
                     method, f"http://127.0.0.1:{reference.port}{path}", **kwargs
                 )
-                assert comparable(mine) == comparable(theirs), (method, path)
+                assert comparable(mine, OWN_FIELDS) == comparable(theirs, OWN_FIELDS), (
+                    method,
+                    path,
+                )
             hello = client.get(f"http://127.0.0.1:{ours}/json?q=1")
             assert json.loads(hello.content) == {"message": "Hello, World!", "q": "1"}
     finally:

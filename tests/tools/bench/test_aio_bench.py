@@ -6,23 +6,18 @@ from pathlib import Path
 
 from ioreactor_tools.bench.aio_bench import target_lines
 from ioreactor_tools.bench.peers import uvloop_available
-from ioreactor_tools.bench.report import BenchResult, read_json
+from ioreactor_tools.bench.report import read_json
+from support.bench import workload_row
 from support.cli_process import run_cli
-
-
-def _row(name: str, workload: str, cpu_seconds: float) -> BenchResult:
-    row = BenchResult(name, 100, 1_000_000, 1.0, cpu_seconds, 1.0, 2.0, 3.0, 0)
-    row.extra.update(workload=workload, round=0)
-    return row
 
 
 def test_each_workload_is_judged_against_its_own_targets() -> None:
     rows = [
-        _row("ioreactor", "protocol-echo", 7.0),
-        _row("asyncio", "protocol-echo", 10.0),
-        _row("uvloop", "protocol-echo", 6.0),
-        _row("ioreactor", "streams-echo", 9.0),
-        _row("asyncio", "streams-echo", 10.0),
+        workload_row("ioreactor", "protocol-echo", 7.0),
+        workload_row("asyncio", "protocol-echo", 10.0),
+        workload_row("uvloop", "protocol-echo", 6.0),
+        workload_row("ioreactor", "streams-echo", 9.0),
+        workload_row("asyncio", "streams-echo", 10.0),
     ]
     assert target_lines(rows) == [
         "protocol-echo, 100 conns: ioreactor.aio / asyncio = 0.70 (meets the target <= 0.80)",

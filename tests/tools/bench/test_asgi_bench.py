@@ -10,24 +10,19 @@ from pathlib import Path
 
 from ioreactor_tools.bench.asgi_bench import target_lines
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS
-from ioreactor_tools.bench.report import BenchResult, read_json
+from ioreactor_tools.bench.report import read_json
 from ioreactor_tools.bench.ws_load import _frame, reply_size
+from support.bench import workload_row
 from support.websocket_peer import FrameReader
-
-
-def _row(name: str, workload: str, cpu_seconds: float) -> BenchResult:
-    row = BenchResult(name, 100, 1_000_000, 1.0, cpu_seconds, 1.0, 2.0, 3.0, 0)
-    row.extra.update(workload=workload, round=0)
-    return row
 
 
 def test_each_workload_is_judged_against_its_own_targets() -> None:
     rows = [
-        _row("ioreactor", "hello", 10.0),
-        _row("uvicorn", "hello", 20.0),
-        _row("granian", "hello", 9.0),
-        _row("ioreactor", "websocket-echo", 13.0),
-        _row("uvicorn", "websocket-echo", 20.0),
+        workload_row("ioreactor", "hello", 10.0),
+        workload_row("uvicorn", "hello", 20.0),
+        workload_row("granian", "hello", 9.0),
+        workload_row("ioreactor", "websocket-echo", 13.0),
+        workload_row("uvicorn", "websocket-echo", 20.0),
     ]
     assert target_lines(rows) == [
         "hello, 100 conns: ioreactor / uvicorn = 0.50 (meets the target <= 0.60)",

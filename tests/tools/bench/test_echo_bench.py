@@ -11,16 +11,16 @@ from support.cli_process import run_cli
 
 
 def _row(name: str, cpu_seconds: float, round_no: int) -> BenchResult:
-    return BenchResult(name, 100, 1_000_000, 1.0, cpu_seconds, 1.0, 2.0, 3.0, 0)
+    row = BenchResult(name, 100, 1_000_000, 1.0, cpu_seconds, 1.0, 2.0, 3.0, 0)
+    row.extra["round"] = round_no
+    return row
 
 
 def test_verdicts_are_the_median_of_the_per_round_ratios() -> None:
     rows = []
     for round_no, (ours, asyncio_cpu) in enumerate([(9.0, 10.0), (7.0, 10.0), (12.0, 10.0)]):
         for name, cpu in (("ioreactor", ours), ("asyncio", asyncio_cpu)):
-            row = _row(name, cpu, round_no)
-            row.extra["round"] = round_no
-            rows.append(row)
+            rows.append(_row(name, cpu, round_no))
     (line,) = target_lines(rows)  # no uvloop rows: no uvloop verdict
     assert line == (
         "100 conns: ioreactor / asyncio = 0.90 (meets the target <= 0.90) "

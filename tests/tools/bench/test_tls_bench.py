@@ -22,13 +22,14 @@ from ioreactor_tools.bench.tls_peers import (
     tls_peer_command,
     unavailable,
 )
+from support.bench import workload_row
 from support.cli_process import run_cli
 
 
 def _row(name: str, workload: str, cpu_seconds: float, round_no: int) -> BenchResult:
-    row = BenchResult(name, 4, 1000, 1.0, cpu_seconds, 1.0, 2.0, 3.0, 0, unit="handshake")
-    row.extra.update(workload=workload, round=round_no)
-    return row
+    return workload_row(
+        name, workload, cpu_seconds, round_no=round_no, conns=4, ops=1000, unit="handshake"
+    )
 
 
 def test_verdicts_name_each_workloads_baseline_and_target() -> None:

@@ -17,8 +17,9 @@ below are imported on first use (a native App never loads asyncio through them).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ioreactor._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ioreactor.http.asgi.app import ASGI2Middleware, as_asgi3, asgi_version
@@ -53,8 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ioreactor.http.asgi' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ioreactor.http.asgi.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -82,7 +82,34 @@ class ClientDisconnected(OSError):
     """``send()`` on a connection the client has closed (ASGI 2.4's OSError)."""
 
 
-class HttpCycle:
+class Waking:
+    """The wake-up an ASGI cycle's ``receive()`` or back-pressured ``send()`` waits for:
+    one future at a time, on the connection's asyncio loop, set by :meth:`wake`."""
+
+    __slots__ = ("waiter",)
+
+    connection: AsgiConnection
+    #: What receive() or a back-pressured send() waits on (None: nothing waits).
+    waiter: asyncio.Future[None] | None
+
+    def wake(self) -> None:
+        """Whatever waits (receive(), a congested send()) looks again."""
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = self.waiter = self.connection.loop.create_future()
+        try:
+            await waiter
+        finally:
+            if self.waiter is waiter:
+                self.waiter = None
+
+
+class HttpCycle(Waking):
     """The ASGI side of one request (module docstring). ``receive`` and ``send`` are
     the callables the application gets."""
 
@@ -106,7 +133,6 @@ class HttpCycle:
         "task",
         "trailer_lines",
         "trailers",
-        "waiter",
     )
 
     def __init__(
@@ -131,8 +157,7 @@ class HttpCycle:
         self.eof = False
         #: The client waits for ``100 Continue``: sent on the first receive().
         self.continue_owed = False
-        #: What receive() or a back-pressured send() waits on (None: nothing waits).
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter = None
         self.status = 200
         self.fields: ResponseFields | None = None
         self.trailers = False
@@ -189,22 +214,6 @@ class HttpCycle:
         if self.stream is not None:
             self.stream.cancel()
         self.wake()
-
-    def wake(self) -> None:
-        """Whatever waits (receive(), a congested send()) looks again."""
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        waiter = self.waiter = self.connection.loop.create_future()
-        try:
-            await waiter
-        finally:
-            if self.waiter is waiter:
-                self.waiter = None
 
     # -- receive --------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ioreactor.http.app_loader import LIFESPAN_MODES
 from ioreactor.http.asgi.scope import ASGI_VERSION
 
 log = logging.getLogger("ioreactor.asgi")
@@ -33,6 +32,9 @@ log = logging.getLogger("ioreactor.asgi")
 STARTUP_TIMEOUT = 60.0
 #: Seconds its shutdown may take before it is cancelled.
 SHUTDOWN_TIMEOUT = 30.0
+#: ``--lifespan``: run the lifespan protocol if the application speaks it, always (its
+#: failure stops the server), or never.
+LIFESPAN_MODES = ("auto", "on", "off")
 
 
 class LifespanError(RuntimeError):

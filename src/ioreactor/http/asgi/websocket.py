@@ -51,10 +51,11 @@ from ioreactor.codec.websocket_session import (
     OPEN,
     PING_INTERVAL,
     PING_TIMEOUT,
+    SessionState,
     WebSocketHandler,
     WebSocketSession,
 )
-from ioreactor.http.asgi.cycle import ClientDisconnected
+from ioreactor.http.asgi.cycle import ClientDisconnected, Waking
 from ioreactor.http.asgi.fields import encode_fields
 from ioreactor.http.date import DATE
 from ioreactor.http.response import CLOSE_FIELD, has_body, status_line
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from ioreactor.http.asgi.dispatcher import AsgiConnection, AsgiDispatcher
     from ioreactor.http.protocol import HttpProtocol
     from ioreactor.http.request import Request
+    from ioreactor.net.buffer import Buffer
     from ioreactor.net.connection import TcpConnection
 
 log = logging.getLogger("ioreactor.asgi")
@@ -100,7 +102,7 @@ class WebSocketOptions:
     deflate: DeflateConfig | None = field(default_factory=DeflateConfig)
 
 
-class WebSocketCycle:
+class WebSocketCycle(Waking):
     """One WebSocket connection's ASGI side (module docstring)."""
 
     __slots__ = (
@@ -117,7 +119,6 @@ class WebSocketCycle:
         "state",
         "task",
         "upgrade",
-        "waiter",
     )
 
     def __init__(
@@ -141,7 +142,7 @@ class WebSocketCycle:
         #: still on their way), sent when the session opens.
         self.outbox: list[MutableMapping[str, Any]] | None = None
         self.session: WebSocketSession | None = None
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter = None
         self.paused = False
         #: The websocket.disconnect message, once the connection ended.
         self.disconnect: dict[str, Any] | None = None
@@ -240,28 +241,15 @@ class WebSocketCycle:
         self.wake()
 
     def ended(self, code: int, reason: str) -> None:
+        """The session is over: the application's next receive() gets the disconnect
+        (the first report wins: the close handshake's, then the TCP end's)."""
         self.state = CLOSED
-        self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        if self.disconnect is None:
+            self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
         self.wake()
 
     def session_conn(self) -> TcpConnection:
         return self.protocol.conn
-
-    def wake(self) -> None:
-        """Whatever waits (receive(), a congested send()) looks again."""
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        waiter = self.waiter = self.connection.loop.create_future()
-        try:
-            await waiter
-        finally:
-            if self.waiter is waiter:
-                self.waiter = None
 
     # -- receive --------------------------------------------------------------------------
 
@@ -416,6 +404,20 @@ class AsgiWebSocketHandler(WebSocketHandler):
         cycle = session.context
         assert isinstance(cycle, WebSocketCycle)
         cycle.received(events)
+
+    def on_message(self, conn: TcpConnection, buffer: Buffer) -> None:
+        super().on_message(conn, buffer)
+        session = conn.context
+        if type(session) is WebSocketSession and session.state is SessionState.CLOSED:
+            # The close frames crossed, or this end failed the connection: the
+            # application hears it now, not when the peer's FIN comes (close_timeout
+            # later at worst). The code: the peer's, else the one this end sent.
+            cycle = session.context
+            if isinstance(cycle, WebSocketCycle) and cycle.disconnect is None:
+                code = session.close_code
+                if code is None:
+                    code = session.sent_close_code or CloseCode.ABNORMAL
+                cycle.ended(code, session.close_reason)
 
     def on_write_complete(self, conn: TcpConnection) -> None:
         session = conn.context

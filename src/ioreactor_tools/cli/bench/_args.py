@@ -12,25 +12,75 @@ import argparse
 import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ioreactor.cli.arguments import output_dir, positive_count, seconds, seconds_or_zero
+from ioreactor.cli.arguments import (
+    count_list,
+    output_dir,
+    positive_count,
+    seconds,
+    seconds_or_zero,
+)
 from ioreactor.loop.poller import available_pollers
+from ioreactor_tools.bench.chart import bar_chart
 from ioreactor_tools.bench.pinning import core_plan
-from ioreactor_tools.bench.report import RESULTS_DIR, BenchResult, timestamped, write_json
+from ioreactor_tools.bench.report import (
+    RESULTS_DIR,
+    BenchResult,
+    median_rounds,
+    of_workload,
+    print_table,
+    timestamped,
+    write_json,
+)
 
 if TYPE_CHECKING:  # rich is imported where the console is built
+    from _typeshed import DataclassInstance
     from rich.console import Console
 
     from ioreactor_tools.bench.pinning import CorePlan
+    from ioreactor_tools.bench.rounds import WorkloadComparison
+
+T = TypeVar("T", bound="DataclassInstance")
 
 #: The peers a table's ratios are against, where they ran.
 PEERS = ("asyncio", "uvloop")
 
 
+def add_engine_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help: str,
+    engine: ModuleType,
+) -> None:
+    """``ioreactor bench NAME`` for an engine module that declares its own options
+    (``add_arguments(parser)``) and runs them (``run(args)``); its docstring describes it."""
+    p = subparsers.add_parser(
+        name,
+        help=help,
+        description=engine.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    engine.add_arguments(p)
+    p.set_defaults(func=engine.run)
+
+
 def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--poller``: one of the poller backends this OS offers (default: the loop's)."""
     p.add_argument("--poller", choices=available_pollers(), default=None, help=help)
+
+
+def add_conns_option(p: argparse.ArgumentParser, help: str = "e.g. 100,1000") -> None:
+    """``--conns``: the connection counts, one run each (default 100 and 1000)."""
+    p.add_argument("--conns", type=count_list, default=(100, 1000), help=help)
+
+
+def add_size_option(p: argparse.ArgumentParser, default: int = 1024, what: str = "message") -> None:
+    """``--size``: the bytes of each ``what`` the load sends."""
+    p.add_argument(
+        "--size", type=positive_count, default=default, help=f"{what} bytes (default %(default)s)"
+    )
 
 
 def add_window_options(
@@ -54,6 +104,14 @@ def add_rounds_option(p: argparse.ArgumentParser, help: str) -> None:
 def add_out_option(p: argparse.ArgumentParser, what: str = "JSON and PNG") -> None:
     """``--out``: the directory the results go to (default ``bench-results``)."""
     p.add_argument("--out", type=output_dir, default=str(RESULTS_DIR), help=f"directory for {what}")
+
+
+def config_from_args(config_class: type[T], args: argparse.Namespace, **given: Any) -> T:
+    """A benchmark's configuration dataclass with each field taken from the option of
+    the same name (``given`` first; a field without an option keeps its default)."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    return config_class(**{**values, **given})
 
 
 def pinned_plan(console: Console) -> CorePlan:
@@ -88,6 +146,53 @@ def report_run(
     console.print(f"command: {command}")
     meta = {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)}
     return save_results(console, out, stem, results, command, meta)
+
+
+def shown_rows(results: Sequence[BenchResult], rounds: int) -> list[BenchResult]:
+    """The rows a table or chart shows: with several rounds, each server's median round."""
+    return median_rounds(results) if rounds > 1 else list(results)
+
+
+def report_workloads(
+    console: Console,
+    out: str,
+    stem: str,
+    results: Sequence[BenchResult],
+    config: WorkloadComparison,
+    plan: CorePlan,
+    *,
+    lineup: str,
+    peers: Sequence[str],
+    verdicts: Iterable[str],
+    command: str,
+    unit: str,
+) -> int:
+    """The end of a workload comparison: one table per workload (``lineup`` names the
+    servers, ratios against the ``peers`` that ran), the verdicts, the command, the JSON,
+    one bar chart per workload; the exit status."""
+    baselines = peers_in(results, peers)
+    for workload in config.workloads:
+        mine = of_workload(results, workload)
+        if mine:
+            title = (
+                f"{workload}: {lineup}, {config.duration:g} s per run "
+                f"(server on core {plan.server}, load on core {plan.load})"
+            )
+            shown = shown_rows(mine, config.rounds)
+            print_table(shown, baselines, title=title, console=console)
+    json_path = report_run(
+        console, out, stem, results, verdicts=verdicts, command=command, config=config, plan=plan
+    )
+    for workload in config.workloads:
+        mine = of_workload(results, workload)
+        if not mine:
+            continue
+        path = json_path.with_name(f"{json_path.stem}-{workload}.png")
+        title = f"{workload}: server CPU µs per {unit}"
+        chart = bar_chart(shown_rows(mine, config.rounds), path, title=title)
+        if chart is not None:
+            console.print(f"chart:   {chart}")
+    return exit_status(results)
 
 
 def exit_status(results: Sequence[BenchResult]) -> int:

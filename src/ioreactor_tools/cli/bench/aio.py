@@ -5,29 +5,26 @@ from __future__ import annotations
 import argparse
 
 from ioreactor.cli.arguments import (
-    count_list,
     names_from,
-    positive_count,
 )
 from ioreactor_tools.bench.aio_bench import (
     WARMUP,
     AioBenchConfig,
-    of_workload,
     run_aio_bench,
     target_lines,
 )
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS
-from ioreactor_tools.bench.chart import bar_chart
-from ioreactor_tools.bench.report import median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
+    PEERS,
+    add_conns_option,
     add_out_option,
     add_poller_option,
     add_rounds_option,
+    add_size_option,
     add_window_options,
-    exit_status,
-    peers_in,
+    config_from_args,
     pinned_plan,
-    report_run,
+    report_workloads,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -47,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=tuple(WORKLOADS),
         help="comma-separated (default: all)",
     )
-    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
+    add_conns_option(p)
     p.add_argument("--loops", type=names_from(LOOPS, "loop"), default=LOOPS, help="comma-separated")
-    p.add_argument("--size", type=positive_count, default=1024, help="echo message bytes")
+    add_size_option(p, what="echo message")
     add_window_options(p, duration=10.0, warmup=WARMUP, per="run")
     add_rounds_option(p, "repeat the comparison N times")
     add_poller_option(p, help="ioreactor.aio's backend")
@@ -75,44 +72,20 @@ def reproduce_command(config: AioBenchConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = report_console()
-    config = AioBenchConfig(
-        workloads=args.workloads,
-        conns=args.conns,
-        loops=args.loops,
-        size=args.size,
-        duration=args.duration,
-        warmup=args.warmup,
-        poller=args.poller,
-        rounds=args.rounds,
-    )
+    config = config_from_args(AioBenchConfig, args)
     plan = pinned_plan(console)
     results = run_aio_bench(config, console=console)
-    baselines = peers_in(results)
-    for workload in config.workloads:
-        mine = of_workload(results, workload)
-        if not mine:
-            continue
-        shown = median_rounds(mine) if config.rounds > 1 else mine
-        title = (
-            f"{workload}: ioreactor.aio vs asyncio vs uvloop, {config.duration:g} s per run "
-            f"(server on core {plan.server}, load on core {plan.load})"
-        )
-        print_table(shown, baselines, title=title, console=console)
-    json_path = report_run(
+
+    return report_workloads(
         console,
         args.out,
         "aio",
         results,
+        config,
+        plan,
+        lineup="ioreactor.aio vs asyncio vs uvloop",
+        peers=PEERS,
         verdicts=target_lines(results),
         command=reproduce_command(config),
-        config=config,
-        plan=plan,
+        unit="message",
     )
-    for workload in config.workloads:
-        mine = of_workload(results, workload)
-        shown = median_rounds(mine) if config.rounds > 1 else mine
-        path = json_path.with_name(f"{json_path.stem}-{workload}.png")
-        chart = bar_chart(shown, path, title=f"{workload}: server CPU µs per message")
-        if chart is not None:
-            console.print(f"chart:   {chart}")
-    return exit_status(results)

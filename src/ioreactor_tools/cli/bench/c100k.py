@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ioreactor_tools.bench import c100k as bench
+from ioreactor_tools.cli.bench._args import add_engine_command
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
+    add_engine_command(
+        subparsers,
         "c100k",
-        help="100,000 concurrent keep-alive connections to ioreactor serve, each served twice",
-        description=bench.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "100,000 concurrent keep-alive connections to ioreactor serve, each served twice",
+        bench,
     )
-    bench.add_arguments(p)
-    p.set_defaults(func=bench.run)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from ioreactor.cli.arguments import (
-    count_list,
     names_from,
     positive_count,
 )
@@ -19,10 +18,13 @@ from ioreactor_tools.bench.echo_bench import (
 )
 from ioreactor_tools.bench.report import median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
+    add_conns_option,
     add_out_option,
     add_poller_option,
     add_rounds_option,
+    add_size_option,
     add_window_options,
+    config_from_args,
     exit_status,
     peers_in,
     pinned_plan,
@@ -39,10 +41,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "reads the server's CPU time from /proc around a fixed window, and prints CPU µs "
         "per message, messages/s, latency and RSS with the ratio to each peer.",
     )
-    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
-    p.add_argument(
-        "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
-    )
+    add_conns_option(p)
+    add_size_option(p)
     add_window_options(p, duration=10.0, warmup=WARMUP)
     p.add_argument(
         "--pipeline", type=positive_count, default=1, help="messages in flight per connection"
@@ -86,16 +86,7 @@ def reproduce_command(config: EchoBenchConfig) -> str:
 
 def run(args: argparse.Namespace) -> int:
     console = report_console()
-    config = EchoBenchConfig(
-        conns=args.conns,
-        size=args.size,
-        duration=args.duration,
-        warmup=args.warmup,
-        pipeline=args.pipeline,
-        poller=args.poller,
-        servers=args.servers,
-        rounds=args.rounds,
-    )
+    config = config_from_args(EchoBenchConfig, args)
     plan = pinned_plan(console)
     results = run_echo_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal

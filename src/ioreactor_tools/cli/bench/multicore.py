@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 
 from ioreactor_tools.bench import multicore as bench
+from ioreactor_tools.cli.bench._args import add_engine_command
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser(
+    add_engine_command(
+        subparsers,
         "multicore",
-        help="threads vs one loop, fdpass vs reuseport, C20K on --workers 2",
-        description=bench.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "threads vs one loop, fdpass vs reuseport, C20K on --workers 2",
+        bench,
     )
-    bench.add_arguments(p)
-    p.set_defaults(func=bench.run)

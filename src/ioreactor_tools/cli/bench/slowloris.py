@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ioreactor.cli.arguments import positive_count, seconds
 from ioreactor_tools.bench.report import timestamped
-from ioreactor_tools.cli.bench._args import add_out_option, add_poller_option
+from ioreactor_tools.cli.bench._args import add_out_option, add_poller_option, config_from_args
 from ioreactor_tools.cli.console import report_console
 
 
@@ -56,16 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ioreactor_tools.bench.slowloris import SlowlorisConfig, run_slowloris, summary_lines
 
-    config = SlowlorisConfig(
-        slow=args.slow,
-        duration=args.duration,
-        conns=args.conns,
-        interval=args.interval,
-        header_timeout=args.header_timeout,
-        workers=args.workers,
-        load=args.load,
-        poller=args.poller,
-    )
+    config = config_from_args(SlowlorisConfig, args)
     command = (
         f"ioreactor bench slowloris --slow {args.slow} --duration {args.duration:g} "
         f"--conns {args.conns} --interval {args.interval:g} "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ioreactor.cli.arguments import count, positive_count, seconds, seconds_or_zero
 from ioreactor_tools.bench.report import timestamped
-from ioreactor_tools.cli.bench._args import add_out_option, add_poller_option
+from ioreactor_tools.cli.bench._args import add_out_option, add_poller_option, config_from_args
 from ioreactor_tools.cli.console import report_console
 
 
@@ -83,20 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ioreactor_tools.bench.soak import TRACKED, SoakConfig, plot, run_soak
 
     try:
-        config = SoakConfig(
-            conns=args.conns,
-            duration=args.duration,
-            mix=args.mix,
-            think=args.think,
-            pipeline=args.pipeline,
-            slow_interval=args.slow_interval,
-            header_timeout=args.header_timeout,
-            workers=args.workers,
-            procs=args.procs,
-            sample=args.sample,
-            warmup=args.warmup,
-            poller=args.poller,
-        )
+        config = config_from_args(SoakConfig, args)
     except ValueError as exc:
         raise SystemExit(f"ioreactor bench soak: {exc}") from None
     command = (

@@ -12,15 +12,16 @@ from __future__ import annotations
 import argparse
 
 from ioreactor.cli.arguments import (
-    count_list,
     names_from,
     positive_count,
 )
 from ioreactor_tools.cli.bench._args import (
+    add_conns_option,
     add_out_option,
     add_poller_option,
     add_rounds_option,
     add_window_options,
+    config_from_args,
     exit_status,
     peers_in,
     pinned_plan,
@@ -47,9 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=_WORKLOADS,
         help="comma-separated: keepalive, handshake, bulk (default: all)",
     )
-    p.add_argument(
-        "--conns", type=count_list, default=(100, 1000), help="keep-alive connections (100,1000)"
-    )
+    add_conns_option(p, "keep-alive connections (100,1000)")
     p.add_argument(
         "--handshake-clients",
         type=positive_count,
@@ -108,17 +107,7 @@ def run(args: argparse.Namespace) -> int:
         )
     console = report_console()
     plan = pinned_plan(console)
-    config = TlsBenchConfig(
-        workloads=args.workloads,
-        conns=args.conns,
-        duration=args.duration,
-        warmup=args.warmup,
-        handshake_clients=args.handshake_clients,
-        bulk_mib=args.bulk_mib,
-        servers=args.servers,
-        poller=args.poller,
-        rounds=args.rounds,
-    )
+    config = config_from_args(TlsBenchConfig, args)
     cert = make_certificate()
     try:
         results = run_tls_bench(config, console=console, cert=cert)

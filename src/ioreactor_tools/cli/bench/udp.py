@@ -19,6 +19,7 @@ from ioreactor_tools.bench.udp_load import (
 from ioreactor_tools.cli.bench._args import (
     add_out_option,
     add_poller_option,
+    add_size_option,
     add_window_options,
     peers_in,
     pinned_plan,
@@ -45,9 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--inflight", type=positive_count, default=1, help="datagrams in flight per flow"
     )
-    p.add_argument(
-        "--size", type=positive_count, default=512, help="datagram bytes (default %(default)s)"
-    )
+    add_size_option(p, 512, "datagram")
     add_window_options(p, duration=5.0, warmup=1.0)
     add_poller_option(p, help="load's backend")
     p.add_argument(

@@ -22,6 +22,7 @@ from ioreactor_tools.bench.udp_load import LoadConfig, free_address, measure_ser
 from ioreactor_tools.cli.bench._args import (
     add_out_option,
     add_poller_option,
+    add_size_option,
     add_window_options,
     pinned_plan,
     save_results,
@@ -43,9 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--conns", type=positive_count, default=100, help="connections (default %(default)s)"
     )
-    p.add_argument(
-        "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
-    )
+    add_size_option(p)
     add_window_options(p, duration=5.0, warmup=1.0)
     add_poller_option(p, help="load's backend")
     p.add_argument("--peers", action="store_true", help="also measure asyncio on both transports")

@@ -39,9 +39,7 @@ from rich.table import Table
 
 from ioreactor.cli.arguments import (
     count,
-    count_list,
     names_from,
-    positive_count,
     tcp_listen_address,
 )
 from ioreactor.net.address import Address
@@ -57,8 +55,10 @@ from ioreactor_tools.bench.report import (
     window_result,
 )
 from ioreactor_tools.cli.bench._args import (
+    add_conns_option,
     add_out_option,
     add_rounds_option,
+    add_size_option,
     add_window_options,
     exit_status,
     pinned_plan,
@@ -87,10 +87,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "on another, reads its CPU time from /proc around a fixed window, and prints CPU "
         "µs per message, messages/s, latency and RSS with the ratio to epoll.",
     )
-    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
-    p.add_argument(
-        "--size", type=positive_count, default=1024, help="message bytes (default %(default)s)"
-    )
+    add_conns_option(p)
+    add_size_option(p)
     add_window_options(p, duration=3.0, warmup=WARMUP, per="backend")
     add_rounds_option(p, "repeat the whole comparison N times")
     p.add_argument(

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from ioreactor.cli.arguments import (
-    count_list,
     names_from,
     output_dir,
     positive_count,
@@ -25,7 +24,12 @@ from ioreactor_tools.bench.wsgi_bench import (
     run_wsgi_bench,
     verdict_lines,
 )
-from ioreactor_tools.cli.bench._args import pinned_plan, save_results
+from ioreactor_tools.cli.bench._args import (
+    add_conns_option,
+    config_from_args,
+    pinned_plan,
+    save_results,
+)
 from ioreactor_tools.cli.console import report_console
 
 
@@ -41,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--apps", type=names_from(APPS, "app"), default=tuple(APPS), help="comma-separated"
     )
-    p.add_argument("--conns", type=count_list, default=(100, 1000), help="e.g. 100,1000")
+    add_conns_option(p)
     p.add_argument(
         "--servers",
         type=names_from(SERVERS, "server"),
@@ -60,16 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    config = WsgiBenchConfig(
-        apps=args.apps,
-        conns=args.conns,
-        servers=args.servers,
-        threads=args.threads,
-        duration=args.duration,
-        warmup=args.warmup,
-        slow=args.slow,
-        slowloris=not args.no_slowloris,
-    )
+    config = config_from_args(WsgiBenchConfig, args, slowloris=not args.no_slowloris)
     command = (
         f"ioreactor bench wsgi --apps {','.join(config.apps)} "
         f"--conns {','.join(map(str, config.conns))} --servers {','.join(config.servers)} "

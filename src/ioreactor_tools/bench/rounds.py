@@ -1,0 +1,68 @@
+"""The run order of a workload comparison: every round, workload, connection count and
+server, skipping what cannot run here (said once), each run tagged with its round.
+
+::
+
+    run_workload_rounds(... unavailable, measure ...) -> measure(workload, server, conns)
+        -> [BenchResult with extra["round"], ...]  (servers interleaved inside a round)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from ioreactor_tools.bench.report import BenchResult
+
+if TYPE_CHECKING:  # rich is imported where a console is built
+    from rich.console import Console
+
+
+class WorkloadComparison(Protocol):
+    """What a workload comparison's configuration states (aio's, asgi's)."""
+
+    @property
+    def workloads(self) -> Sequence[str]: ...
+    @property
+    def conns(self) -> Sequence[int]: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def rounds(self) -> int: ...
+
+
+def run_workload_rounds(
+    config: WorkloadComparison,
+    servers: Sequence[str],
+    *,
+    unavailable: Callable[[str, str], str | None],
+    measure: Callable[[str, str, int], BenchResult],
+    console: Console,
+    failures: tuple[type[Exception], ...] = (),
+) -> list[BenchResult]:
+    """``measure(workload, server, conns)`` for each combination, ``config.rounds``
+    times; ``unavailable(workload, server)`` names why a server cannot run a workload
+    (None: it can). A run raising one of ``failures`` is reported and left out."""
+    rounds, conns, duration = config.rounds, config.conns, config.duration
+    results = []
+    for round_no in range(rounds):
+        label = f"round {round_no + 1}/{rounds}: " if rounds > 1 else ""
+        for workload in config.workloads:
+            for count in conns:
+                for server in servers:
+                    if (reason := unavailable(workload, server)) is not None:
+                        if round_no == 0 and count == conns[0]:
+                            console.print(f"[yellow]skipping {workload} on {server}: {reason}[/]")
+                        continue
+                    console.print(
+                        f"[dim]{label}{workload} on {server}: {count:,} conns, "
+                        f"{duration:g} s ...[/]"
+                    )
+                    try:
+                        result = measure(workload, server, count)
+                    except failures as exc:
+                        console.print(f"[red]{workload} on {server} failed: {exc}[/]")
+                        continue
+                    result.extra["round"] = round_no
+                    results.append(result)
+    return results
