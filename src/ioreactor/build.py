@@ -52,7 +52,6 @@ COMPILED_MODULES = (
     "ioreactor.http.handler",
     "ioreactor.http.headers",
     "ioreactor.http.parser",
-    "ioreactor.http.plain_head",
     "ioreactor.http.protocol",
     "ioreactor.http.request",
     "ioreactor.http.response",

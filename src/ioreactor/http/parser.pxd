@@ -2,11 +2,7 @@
 
 cimport cython
 
-from ioreactor.http.plain_head cimport HeadScanner, byte_ptr
 from ioreactor.http.request cimport Request, incoming
-from ioreactor.loop.csysio cimport bytes_pointer
-
-cdef bint COMPILED
 
 cdef class End:
     cdef public Request request
@@ -26,14 +22,11 @@ cdef class RequestParser:
     cdef public bint upgrading
     cdef public Py_ssize_t upgraded_at
 
-    @cython.locals(n=Py_ssize_t, start=Py_ssize_t)
+    @cython.locals(n=Py_ssize_t)
     cpdef list feed(self, data, Py_ssize_t size=*)
     cdef list _take_events(self)
-    @cython.locals(pointer=byte_ptr, scanner=HeadScanner, start=Py_ssize_t,
-                   end=Py_ssize_t)
-    cdef Py_ssize_t _scan(self, data, Py_ssize_t n) except -1
     @cython.locals(targets=dict, target=str, request=Request)
-    cpdef _plain(self, str method, bytes url, fields, bint escaped=*)
+    cpdef _plain(self, str method, bytes url, list fields, bint escaped=*)
     cpdef _emit(self, event)
 
 cdef class ParserCallbacks:
@@ -42,7 +35,6 @@ cdef class ParserCallbacks:
     cdef public Py_ssize_t small_read
     cdef public RequestParser parser
     cdef public dict targets
-    cdef public HeadScanner scanner
     cdef public object on_url, on_header, on_headers_complete, on_body, on_message_complete
 
 cpdef enum:  # (parser.py defines them for the pure build)

@@ -53,7 +53,6 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from ioreactor.http.errors import HttpError
-from ioreactor.http.plain_head import HeadScanner
 from ioreactor.http.request import NO_PARAMS, Request, incoming, new_request, split_target
 
 if TYPE_CHECKING:
@@ -67,15 +66,9 @@ try:
 except ImportError:  # the pure build runs without Cython installed
     import ioreactor._cython as cython
 
-#: True in the compiled build (a C constant there).
-COMPILED = cython.compiled
-
 # Cython drops the block under ``if not cython.compiled:``: the compiled build's names
 # are C (parser.pxd).
 if not cython.compiled:
-    if TYPE_CHECKING:  # a C pointer to the bytes of a read (loop/csysio.pxd)
-        from ioreactor.loop.csysio import bytes_pointer
-
     #: Where the parser stands between two feeds (``RequestParser.position``): between
     #: requests, inside a head (its target seen), inside a general-path request (its
     #: head parsed, its end not), or stopped for good. The same values as the first four
@@ -236,18 +229,7 @@ class RequestParser:
         place (nothing is copied but what the parsers make of it) and return its
         events, in order (None: none)."""
         n = len(data) if size < 0 else size
-        start = 0
-        if COMPILED:
-            if self.position == IDLE:
-                # The plain heads at the start, scanned in C (plain_head.py); llhttp
-                # parses from the first byte that is not one of them.
-                start = self._scan(data, n)
-                if start == n or self.position == STOPPED:
-                    return self._take_events()
-            if start or size >= 0:
-                data = memoryview(data)[start:n]
-                n -= start
-        elif size >= 0:
+        if size >= 0:
             data = memoryview(data)[:n]
         # Heads must be measured if one began in an earlier read or this read is large.
         callbacks = self.callbacks
@@ -262,7 +244,7 @@ class RequestParser:
         except httptools.HttpParserUpgrade as exc:
             # llhttp stops at the end of an upgrade request: what follows is the new
             # protocol's, kept for the connection's successor (if the switch is made).
-            self.upgraded_at = start + (exc.args[0] if exc.args else n)
+            self.upgraded_at = exc.args[0] if exc.args else n
         position = self.position
         if position == HEAD:
             self._bound_head(n)
@@ -277,28 +259,7 @@ class RequestParser:
         self.events = None
         return events
 
-    def _scan(self, data: memoryview | bytes | bytearray, n: int) -> int:
-        """(Compiled build) Emit the plain requests that ``data[:n]`` begins with;
-        returns where the rest begins (0: none, or ``data`` is no plain buffer of
-        bytes)."""
-        pointer = bytes_pointer(data)
-        if not pointer:
-            return 0
-        scanner = self.callbacks.scanner
-        start = 0
-        while start < n and self.position == IDLE:
-            end = scanner.scan(pointer, start, n)
-            if not end:
-                break
-            target = pointer[scanner.target_start : scanner.target_end]
-            fields = pointer[scanner.fields_start : scanner.fields_end]
-            self._plain(scanner.method, target, fields, scanner.escaped)
-            start = end
-        return start
-
-    def _plain(
-        self, method: str, url: bytes, fields: list[bytes] | bytes, escaped: bool = True
-    ) -> None:
+    def _plain(self, method: str, url: bytes, fields: list[bytes], escaped: bool = True) -> None:
         """A plain request, complete at its head: made and emitted (see the module
         docstring). ``escaped`` False: the target has no query and nothing escaped."""
         targets = self.callbacks.targets
@@ -525,8 +486,6 @@ class ParserCallbacks:
         #: Raw targets seen on this loop that are their own path (no query, nothing
         #: escaped, origin form) -> that path as a string (TARGET_CACHE_ENTRIES).
         self.targets: dict[bytes, str] = {}
-        #: The compiled build's parser of plain heads (plain_head.py).
-        self.scanner = HeadScanner(limits)
         # Bound once: httptools takes ``getattr(callbacks, name)``, which for a method
         # would make a new bound method for every parser.
         self.on_url = self.url
@@ -586,7 +545,7 @@ class ParserCallbacks:
         # A target seen before that is its own path, and not the connection's last
         # request: p._plain(), incoming() and p._emit(), inlined. The common request of
         # the pure build, which they cost 2,900 of 40,900 instructions (callgrind,
-        # keep-alive GET /); the compiled build scans such heads before llhttp.
+        # keep-alive GET /).
         request = new_request(Request)
         request.method = method
         request.target = target

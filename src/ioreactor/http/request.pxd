@@ -8,4 +8,4 @@ cdef class Request:
     cdef public bint keep_alive
 
 @cython.locals(request=Request)
-cpdef Request incoming(str method, str target, str path, str query, fields, peer, str version=*)
+cpdef Request incoming(str method, str target, str path, str query, list fields, peer, str version=*)

@@ -8,7 +8,6 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from ioreactor.http.headers import Headers
-from ioreactor.http.plain_head import header_fields
 
 
 class Request:
@@ -46,9 +45,8 @@ class Request:
         self.target = target
         self.version = version
         #: A Headers, or the fields as the server parsed them until ``headers`` is first
-        #: read: flat (name, value, name, value...), or the field lines of a plain head
-        #: (``plain_head.header_fields``).
-        self._headers: Headers | list[bytes] | bytes = (
+        #: read: flat (name, value, name, value...).
+        self._headers: Headers | list[bytes] = (
             headers if isinstance(headers, Headers) else Headers(headers or [])
         )
         self.body = body
@@ -71,8 +69,6 @@ class Request:
         if type(headers) is list:
             pairs = list(zip(headers[::2], headers[1::2], strict=True))
             headers = self._headers = Headers(pairs)
-        elif type(headers) is bytes:
-            headers = self._headers = Headers(header_fields(headers) if headers else [])
         return headers  # type: ignore[return-value]  # a Headers once built
 
     def header_pairs(self) -> list[tuple[bytes, bytes]]:
@@ -81,8 +77,6 @@ class Request:
         headers = self._headers
         if type(headers) is list:
             return list(zip(headers[::2], headers[1::2], strict=True))
-        if type(headers) is bytes:  # the field lines of a plain head
-            return header_fields(headers) if headers else []
         return headers.raw  # type: ignore[union-attr]  # a Headers once built
 
     def query_params(self) -> dict[str, str]:
@@ -99,13 +93,13 @@ def incoming(
     target: str,
     path: str,
     query: str,
-    fields: list[bytes] | bytes,
+    fields: list[bytes],
     peer: Any,
     version: str = "1.1",
 ) -> Request:
     """A request as the server parsed it: ``path`` and ``query`` already split from
-    ``target`` (:func:`split_target`), ``fields`` flat (name, value, ...) or the field
-    lines of a plain head, no body yet, keep-alive. The per-request path: stores the
+    ``target`` (:func:`split_target`), ``fields`` flat (name, value, ...), no body
+    yet, keep-alive. The per-request path: stores the
     slots, none of ``__init__``'s work."""
     request = Request.__new__(Request)  # (without __init__: the slots are stored here)
     request.method = method
