@@ -54,6 +54,10 @@ cdef inline int epoll_wait(int epfd, bytearray events, object timeout) except -1
         if ms == 0:
             n = c_epoll_wait(epfd, array, room, 0)
         else:
+            # Compiled code runs no bytecode, so a signal that arrived while it ran has
+            # only been noted: run its Python handler now, before sleeping (asyncio's
+            # Runner cancels main() from a SIGINT handler; KeyboardInterrupt ends a lab).
+            PyErr_CheckSignals()
             with nogil:
                 n = c_epoll_wait(epfd, array, room, ms)
         if n >= 0:
