@@ -15,6 +15,7 @@ from aio_support import run
 
 import ioreactor.aio
 from ioreactor.aio import Loop, new_event_loop
+from support.processes import as_in_a_terminal
 
 
 def test_callbacks_run_in_order_and_timers_by_deadline(aio_loop: Loop) -> None:
@@ -223,7 +224,10 @@ def test_ctrl_c_cancels_the_main_task_promptly() -> None:
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", SIGINT_PROGRAM], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SIGINT_PROGRAM],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         assert proc.stdout is not None

@@ -124,3 +124,12 @@ def spawn(
             start_new_session=True,
         )
     return Process(argv, popen, log_path, where)
+
+
+def as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that must take SIGINT as a terminal's Ctrl-C does:
+    SIGINT unblocked and at its default disposition, whatever the test runner's process
+    inherited or set (a child inherits a blocked mask and an ignored signal through
+    exec, and Python then installs no KeyboardInterrupt handler)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ioreactor_tools.bench.procstat import tree_pids
+from support.processes import as_in_a_terminal
 from support.server_process import wait_accepting
 
 pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")]
@@ -59,6 +60,7 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # the test, not a terminal, sends the signals
+        preexec_fn=as_in_a_terminal,
     )
 
 
