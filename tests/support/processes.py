@@ -127,9 +127,12 @@ def spawn(
 
 
 def as_in_a_terminal() -> None:
-    """``preexec_fn`` for a child that must take SIGINT as a terminal's Ctrl-C does:
-    SIGINT unblocked and at its default disposition, whatever the test runner's process
-    inherited or set (a child inherits a blocked mask and an ignored signal through
+    """``preexec_fn`` for a child that must take SIGINT as a terminal's Ctrl-C does, and
+    run as a command started from a shell: no signal blocked, SIGINT at its default
+    disposition, every CPU allowed -- whatever the test runner's process inherited or
+    set (a child inherits a blocked mask, an ignored signal and a CPU pinning through
     exec, and Python then installs no KeyboardInterrupt handler)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    with contextlib.suppress(OSError):  # (a cpuset may forbid some CPUs)
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))

@@ -51,13 +51,14 @@ cdef inline int epoll_wait(int epfd, bytearray events, object timeout) except -1
         ms = _milliseconds(seconds)
         deadline = monotonic() + seconds
     while True:
+        # Compiled code runs no bytecode, so a signal that arrived while it ran has only
+        # been noted: run its Python handler now, once an iteration (asyncio's Runner
+        # cancels main() from a SIGINT handler; KeyboardInterrupt ends a lab), and before
+        # sleeping. (A check of a flag when no signal came.)
+        PyErr_CheckSignals()
         if ms == 0:
             n = c_epoll_wait(epfd, array, room, 0)
         else:
-            # Compiled code runs no bytecode, so a signal that arrived while it ran has
-            # only been noted: run its Python handler now, before sleeping (asyncio's
-            # Runner cancels main() from a SIGINT handler; KeyboardInterrupt ends a lab).
-            PyErr_CheckSignals()
             with nogil:
                 n = c_epoll_wait(epfd, array, room, ms)
         if n >= 0:
