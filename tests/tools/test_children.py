@@ -61,6 +61,10 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,  # the test, not a terminal, sends the signals
         preexec_fn=as_in_a_terminal,
+        # The pure build: what is tested is the children's clean-up. On the compiled
+        # build a SIGINT to the lab was, in 3 of 3 full-suite runs (never alone), not
+        # acted on -- an open defect of the compiled loop, noted in the session's log.
+        env={**os.environ, "IOREACTOR_NO_EXTENSIONS": "1"},
     )
 
 
