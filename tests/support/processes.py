@@ -133,6 +133,9 @@ def as_in_a_terminal() -> None:
     set (a child inherits a blocked mask, an ignored signal and a CPU pinning through
     exec, and Python then installs no KeyboardInterrupt handler)."""
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for sig in signal.valid_signals():  # an ignored signal stays ignored through exec
+        if sig not in (signal.SIGKILL, signal.SIGSTOP) and signal.getsignal(sig) is signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     with contextlib.suppress(OSError):  # (a cpuset may forbid some CPUs)
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
