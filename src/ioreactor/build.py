@@ -51,6 +51,7 @@ COMPILED_MODULES = (
     "ioreactor.http.dispatch",
     "ioreactor.http.handler",
     "ioreactor.http.headers",
+    "ioreactor.http.metrics",
     "ioreactor.http.parser",
     "ioreactor.http.protocol",
     "ioreactor.http.request",

@@ -20,3 +20,11 @@ cdef class AppDispatcher(Dispatcher):
     cpdef request(self, protocol, Request request)
     cpdef body(self, protocol, bytes chunk)
     cpdef end(self, protocol, Request request)
+
+cdef class WrappingDispatcher(Dispatcher):
+    cdef public Dispatcher inner
+    cdef public str server_name
+
+    cpdef request(self, protocol, Request request)
+    cpdef body(self, protocol, bytes chunk)
+    cpdef end(self, protocol, Request request)
