@@ -39,7 +39,7 @@ cdef class ObservingDispatcher(WrappingDispatcher):
     cdef public HttpMetrics metrics
 
     @cython.locals(owner=HttpProtocol, start=double, seconds=double, metrics=HttpMetrics,
-                   slot=Py_ssize_t)
+                   slot=Py_ssize_t, text=str)
     cpdef request(self, protocol, Request request)
     cpdef body(self, protocol, bytes chunk)
     @cython.locals(owner=HttpProtocol, start=double)
