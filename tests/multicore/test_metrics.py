@@ -74,6 +74,8 @@ def test_metrics_of_every_worker_are_added_up_and_kept_when_one_dies(tmp_path: P
         assert seen[("ioreactor_http_request_duration_seconds_count", ())] == 38
         assert seen[("ioreactor_http_request_duration_seconds_bucket", (("le", "+Inf"),))] == 38
         assert seen[("ioreactor_http_request_body_bytes_total", ())] == 500
+        # Hello, World! 30 times, the echoed bodies, 404 Not Found\n 3 times.
+        assert seen[("ioreactor_http_response_body_bytes_total", ())] == 30 * 13 + 500 + 3 * 14
         assert seen[("ioreactor_http_timeouts_total", (("kind", "header"),))] == 1
         assert seen[("ioreactor_connections_accepted_total", ())] == 9
         assert seen[("ioreactor_connections_closed_total", ())] == 9
@@ -88,6 +90,15 @@ def test_metrics_of_every_worker_are_added_up_and_kept_when_one_dies(tmp_path: P
         after = scrape(url)
         assert requests(after) == 38  # the dead one's kept
         assert after[("ioreactor_http_requests_total", get_2xx)] == 30
+        for kept in (
+            "ioreactor_http_request_duration_seconds_count",
+            "ioreactor_http_request_duration_seconds_bucket",
+            "ioreactor_http_request_duration_seconds_sum",
+            "ioreactor_http_request_body_bytes_total",
+            "ioreactor_http_response_body_bytes_total",
+        ):
+            labels = (("le", "+Inf"),) if kept.endswith("_bucket") else ()
+            assert after[(kept, labels)] == seen[(kept, labels)], kept
         assert after[("ioreactor_worker_restarts_total", (("cause", "exit"),))] == 1
         assert after[("ioreactor_worker_restarts_total", (("cause", "reload"),))] == 0
         assert server.stop() == 0

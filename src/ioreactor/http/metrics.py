@@ -16,7 +16,10 @@ Nothing here runs unless ``ioreactor serve`` asked for it: without ``--metrics-l
 and ``--max-requests`` the server's handler and dispatcher are the plain ones (zero
 work per request). With metrics, a request costs a few integer additions and one clock
 read in this process; nothing is shared per request (prometheus_client's
-multiprocess mode writes a memory-mapped file on every increment).
+multiprocess mode writes a memory-mapped file on every increment). The compiled build
+compiles this module (metrics.pxd): the dispatchers are C classes that call the inner
+one in C, and the counters are C integers (callgrind, ``serve --workers 0``, keep-alive
+``GET /``: 545 instructions more per request than without metrics, of 16,317).
 
 The series are fixed (methods outside :data:`METHODS` count as ``other``), so a
 process's values are a flat list of numbers, :data:`SERIES` names them in order.
