@@ -113,6 +113,12 @@ def _zeros(n: int) -> MutableSequence[int]:
     return array.array("q", bytes(8 * n))
 
 
+def _listed(counters: MutableSequence[int]) -> list[int]:
+    """The numbers of :func:`_zeros`' counters, as a list (read by index: the compiled
+    build's are a typed memoryview)."""
+    return [counters[i] for i in range(len(counters))]
+
+
 def _bucket(seconds: float) -> int:
     """The duration histogram's bucket of ``seconds``: the first bound not below it
     (``bisect_left`` over :data:`DURATION_BUCKETS`: this C loop in the compiled build,
@@ -199,16 +205,13 @@ class HttpMetrics:
 
     def served(self) -> int:
         """Requests served by this process so far (for ``--max-requests``)."""
-        responses = self.responses
-        return self.requests + sum([responses[i] for i in range(len(responses))])
+        return self.requests + sum(_listed(self.responses))
 
     def values(self) -> list[float]:
         """Every number, in the order of :data:`SERIES`."""
-        responses = self.responses
-        buckets = self.buckets
-        out: list[float] = [responses[i] for i in range(len(responses))]
-        out += [buckets[i] for i in range(len(buckets))]
-        out += [self.duration_sum, float(sum(out[len(responses) :]))]
+        buckets = _listed(self.buckets)
+        out: list[float] = [*_listed(self.responses), *buckets]
+        out += [self.duration_sum, float(sum(buckets))]
         out += [self.request_body_bytes, self.response_body_bytes, self.backpressure_pauses]
         out += [self.timeouts[kind] for kind in TIMEOUT_KINDS]
         return out
