@@ -12,8 +12,9 @@ from ioreactor.loop.csysio cimport monotonic
 cdef dict _METHOD_INDEX, _TEXT_SLOT
 cdef Py_ssize_t _OTHER, _OTHER_TEXT_SLOT, _HEAD_TEXT_SLOT
 cdef double _FIRST_BOUND
+cdef double[::1] _BOUNDS
 
-@cython.locals(low=Py_ssize_t, high=Py_ssize_t, middle=Py_ssize_t, bounds=tuple, bound=double)
+@cython.locals(low=Py_ssize_t, high=Py_ssize_t, middle=Py_ssize_t)
 cdef Py_ssize_t _bucket(double seconds)
 
 cdef Py_ssize_t _text_size(str text) except -1
