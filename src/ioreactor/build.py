@@ -57,6 +57,7 @@ COMPILED_MODULES = (
     "ioreactor.http.response",
     "ioreactor.http.response_queue",
     "ioreactor.http.router",
+    "ioreactor.loop.channel",
     "ioreactor.loop.event_loop",
     "ioreactor.loop.poller",
     "ioreactor.net.buffer",
