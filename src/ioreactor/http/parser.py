@@ -53,7 +53,14 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from ioreactor.http.errors import HttpError
-from ioreactor.http.request import NO_PARAMS, Request, incoming, new_request, split_target
+from ioreactor.http.request import (
+    HTTP_11,
+    NO_PARAMS,
+    Request,
+    incoming,
+    new_request,
+    split_target,
+)
 
 if TYPE_CHECKING:
     from ioreactor.http.limits import Limits
@@ -346,7 +353,7 @@ class RequestParser:
         if self.careful or not keep_alive or method == "CONNECT":
             version, keep_alive, has_body, send_continue = self._inspect(raw, method, keep_alive)
         else:
-            version = "1.1"  # as on the plain path
+            version = HTTP_11  # as on the plain path
             send_continue = False
         hosts = self.hosts
         self.hosts = 0
@@ -398,7 +405,7 @@ class RequestParser:
         if length > self.callbacks.max_body:
             raise HttpError(413, "Content Too Large", close=True)
         if keep_alive and not framing and method != "CONNECT":
-            version = "1.1"  # as on the plain path
+            version = HTTP_11  # as on the plain path
         else:
             version = self.llhttp.get_http_version()
             if version != "1.1" and version != "1.0":
@@ -569,7 +576,7 @@ class ParserCallbacks:
         request.target = target
         request.path = target
         request.query = ""
-        request.version = "1.1"
+        request.version = HTTP_11
         request._headers = raw
         request.body = b""
         request.peer = p.peer
