@@ -44,6 +44,7 @@ cdef class ParserCallbacks:
     cpdef headers_complete(self)
 
 cdef dict _PLAIN_METHODS
+cdef object _get_method, _should_keep_alive
 cdef str GET
 
 cpdef enum:  # (parser.py defines them for the pure build)

@@ -136,6 +136,10 @@ _SPECIAL_FIELDS = frozenset(
     {b"expect", b"upgrade", b"connection", b"content-length", b"transfer-encoding"}
 )
 _SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL_FIELDS)
+#: The two httptools accessors every head asks, unbound: a call without the method
+#: lookup ``parser.get_method()`` makes each time.
+_get_method = httptools.HttpRequestParser.get_method
+_should_keep_alive = httptools.HttpRequestParser.should_keep_alive
 
 
 class _StopParsing(Exception):
@@ -539,10 +543,10 @@ class ParserCallbacks:
         p.raw = None
         url = p.url
         p.url = b""
-        method_raw = parser.get_method()
+        method_raw = _get_method(parser)
         # GET compared first: cheaper than hashing the new bytes for the table.
         method = GET if method_raw == b"GET" else _PLAIN_METHODS.get(method_raw)
-        if method is None or p.careful or p.hosts != 1 or not parser.should_keep_alive():
+        if method is None or p.careful or p.hosts != 1 or not _should_keep_alive(parser):
             p._general_head(raw, url)
             return
         p.hosts = 0
