@@ -136,6 +136,13 @@ _SPECIAL_FIELDS = frozenset(
     {b"expect", b"upgrade", b"connection", b"content-length", b"transfer-encoding"}
 )
 _SPECIAL_LENGTHS = frozenset(len(name) for name in _SPECIAL_FIELDS)
+#: The initial of the special field of each length (they differ), indexed by length: a
+#: field of a special length whose initial is not that one (User-Agent, Accept, Cookie,
+#: Referer...) is passed over without lower().
+_SPECIAL_INITIALS = bytes(
+    next((name[0] for name in _SPECIAL_FIELDS if len(name) == n), 0)
+    for n in range(max(_SPECIAL_LENGTHS) + 1)
+)
 #: The two httptools accessors every head asks, unbound: a call without the method
 #: lookup ``parser.get_method()`` makes each time.
 _get_method = httptools.HttpRequestParser.get_method
@@ -533,7 +540,11 @@ class ParserCallbacks:
         n = len(name)
         if n == 4 and (name == b"Host" or name.lower() == b"host"):
             p.hosts += 1  # each HTTP/1.1 request needs exactly one (RFC 9112 3.2)
-        elif n in _SPECIAL_LENGTHS and name.lower() in _SPECIAL_FIELDS:
+        elif (
+            n in _SPECIAL_LENGTHS
+            and name[0] | 0x20 == _SPECIAL_INITIALS[n]  # (an ASCII letter's lower case)
+            and name.lower() in _SPECIAL_FIELDS
+        ):
             p.careful = True  # the general path reads the fields
 
     def headers_complete(self) -> None:
