@@ -1,5 +1,12 @@
 # C types for response.py (Cython augmenting declarations; the .py is the source).
 
+from ioreactor.http.head cimport (
+    connection_field,
+    encode_head,
+    framing_field,
+    has_body,
+    status_line,
+)
 from ioreactor.http.request cimport Request
 
 cdef class Response:
