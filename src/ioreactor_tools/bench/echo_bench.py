@@ -10,7 +10,6 @@ with like on a shared, noisy machine.
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import sys
@@ -18,20 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult, round_ratios, window_result
+from ioreactor_tools.bench.tcp_load import load_processes
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 #: Seconds of unmeasured traffic on the same connections before each window.
 WARMUP = 1.0
-#: fds a load process keeps for itself besides its connections.
-FD_RESERVE = 100
 #: The issue's targets: ioreactor's CPU per message over each peer's, at most.
 TARGETS = {"asyncio": 0.9, "uvloop": 1.0}
 
@@ -89,12 +86,6 @@ def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
     if "uvloop" in servers and (reason := uvloop_available()) is not None:
         skipped["uvloop"] = reason
     return skipped
-
-
-def load_processes(conns: int) -> int:
-    """Processes the load needs so that none exceeds its fd limit."""
-    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
-    return max(1, math.ceil(conns / per_process))
 
 
 def measure_echo_server(

@@ -21,16 +21,16 @@ Server processes run through :class:`~ioreactor_tools.bench.pinning.ServerProces
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ioreactor.testing import free_port
-from ioreactor_tools.bench.http_load import HttpLoadConfig, run_wrk, wrk_path
+from ioreactor_tools.bench.http_bench import measure_http
+from ioreactor_tools.bench.http_load import HttpLoadConfig, wrk_path
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
-from ioreactor_tools.bench.report import BenchResult, window_result
+from ioreactor_tools.bench.report import BenchResult
 from ioreactor_tools.bench.slowloris import THROUGHPUT_TARGET, Attack, AttackConfig
 
 #: The applications, as ``MODULE:ATTR`` of :mod:`ioreactor_tools.bench.wsgi_apps`.
@@ -175,24 +175,9 @@ def _measure(
     load = HttpLoadConfig(
         "127.0.0.1", server.port, conns=conns, duration=config.duration, warmup=config.warmup
     )
-    samples = []
-
-    def sample() -> None:
-        samples.append(server.sample(count_fds=False))
-
-    wrk = run_wrk(load, core=core, on_start=sample, on_end=sample)
-    return window_result(
-        name,
-        conns,
-        ops=wrk.requests,
-        duration=wrk.duration,
-        latency_us=lambda q: {0.5: wrk.p50_us, 0.99: wrk.p99_us}.get(q, math.nan),
-        errors=wrk.errors,
-        before=samples[0],
-        after=samples[1],
-        unit="req",
-        extra={"app": app, "threads": config.threads},
-    )
+    result = measure_http(server, name, load, load="wrk", load_core=core)
+    result.extra.update(app=app, threads=config.threads)
+    return result
 
 
 def _serve(name: str, app: str, config: WsgiBenchConfig, core: int | None) -> ServerProcess:

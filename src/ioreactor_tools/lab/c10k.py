@@ -32,10 +32,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ioreactor.testing import free_port
-from ioreactor_tools.bench.echo_bench import load_processes
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, EchoLoadResult, run_echo_load
 from ioreactor_tools.bench.pinning import core_plan, pinned_command, wait_for_port
 from ioreactor_tools.bench.procstat import tree_pids
+from ioreactor_tools.bench.tcp_load import load_processes
 from ioreactor_tools.children import child_preexec
 
 HOST = "127.0.0.1"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ioreactor.cli.arguments import (
     count_list,
@@ -42,7 +42,13 @@ if TYPE_CHECKING:  # rich is imported where the console is built
     from ioreactor_tools.bench.pinning import CorePlan
     from ioreactor_tools.bench.rounds import WorkloadComparison
 
+    class WorkloadComparisonConfig(WorkloadComparison, DataclassInstance, Protocol):
+        """A workload comparison's configuration dataclass (aio's, asgi's)."""
+
+
 T = TypeVar("T", bound="DataclassInstance")
+#: A workload comparison's configuration class.
+C = TypeVar("C", bound="WorkloadComparisonConfig")
 
 #: The peers a table's ratios are against, where they ran.
 PEERS = ("asyncio", "uvloop")
@@ -193,6 +199,56 @@ def report_workloads(
         if chart is not None:
             console.print(f"chart:   {chart}")
     return exit_status(results)
+
+
+def workload_command(name: str, config: WorkloadComparison, *options: str) -> str:
+    """The command that reruns the workload comparison ``name``: its workloads,
+    connection counts and duration, then ``options``, then the rounds."""
+    parts = [
+        f"ioreactor bench {name}",
+        f"--workloads {','.join(config.workloads)}",
+        f"--conns {','.join(map(str, config.conns))}",
+        f"--duration {config.duration:g}",
+        *options,
+    ]
+    if config.rounds > 1:
+        parts.append(f"--rounds {config.rounds}")
+    return " ".join(parts)
+
+
+def run_workload_comparison(
+    args: argparse.Namespace,
+    config_class: type[C],
+    engine: Callable[..., list[BenchResult]],
+    *,
+    stem: str,
+    lineup: str,
+    peers: Sequence[str],
+    verdicts: Callable[[Sequence[BenchResult]], Iterable[str]],
+    command: Callable[[C], str],
+    unit: str,
+) -> int:
+    """A workload comparison from its options to its exit status: the configuration,
+    the cores, ``engine(config, console=...)``, then :func:`report_workloads`."""
+    from ioreactor_tools.cli.console import report_console
+
+    console = report_console()
+    config = config_from_args(config_class, args)
+    plan = pinned_plan(console)
+    results = engine(config, console=console)
+    return report_workloads(
+        console,
+        args.out,
+        stem,
+        results,
+        config,
+        plan,
+        lineup=lineup,
+        peers=peers,
+        verdicts=verdicts(results),
+        command=command(config),
+        unit=unit,
+    )
 
 
 def exit_status(results: Sequence[BenchResult]) -> int:

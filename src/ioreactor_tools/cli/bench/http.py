@@ -42,7 +42,6 @@ from ioreactor_tools.cli.console import report_console
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ioreactor_tools.bench.pinning import CorePlan
     from ioreactor_tools.bench.report import BenchResult
 
 #: Seconds of unmeasured traffic on the same connections before each window.
@@ -57,8 +56,6 @@ PIPELINED_CPU_TARGET_US = 1.5
 #: With metrics on (``--servers ioreactor,ioreactor-metrics``): at most this much more
 #: CPU per request than without, in the same round.
 METRICS_RATIO_TARGET = 1.05
-#: fds a load process keeps for itself besides its connections.
-FD_RESERVE = 100
 
 
 def ioreactor_command(port: int, poller: str | None) -> list[str]:
@@ -136,87 +133,11 @@ def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
 
 def load_kind(requested: str) -> str:
     """``wrk`` or ``ioreactor``: ``auto`` picks wrk when it is installed."""
-    from ioreactor_tools.bench.http_load import wrk_path
+    from ioreactor_tools.bench.http_load import load_kind, wrk_path
 
-    if requested == "auto":
-        return "wrk" if wrk_path() is not None else "ioreactor"
     if requested == "wrk" and wrk_path() is None:
         raise SystemExit("ioreactor bench http: --load wrk, but wrk is not installed")
-    return requested
-
-
-def measure(
-    name: str,
-    command: Sequence[str],
-    port: int,
-    conns: int,
-    config: HttpBenchConfig,
-    plan: CorePlan,
-    load: str,
-    *,
-    progress: bool = False,
-) -> BenchResult:
-    """Start ``command`` pinned, drive the load, and charge its CPU per request."""
-    import math
-
-    from ioreactor.net.sockopt import raise_nofile_limit
-    from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load, run_wrk
-    from ioreactor_tools.bench.pinning import ServerProcess
-    from ioreactor_tools.bench.procstat import TreeSample
-    from ioreactor_tools.bench.report import BenchResult
-
-    samples: dict[str, TreeSample] = {}
-    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
-    load_config = HttpLoadConfig(
-        host="127.0.0.1",
-        port=port,
-        conns=conns,
-        duration=config.duration,
-        warmup=config.warmup,
-        pipeline=config.pipeline,
-        procs=max(1, math.ceil(conns / per_process)),
-        poller=config.poller,
-    )
-    with ServerProcess(command, port=port, core=plan.server) as server:
-
-        def before() -> None:
-            samples["before"] = server.sample(count_fds=False)
-
-        def after() -> None:
-            samples["after"] = server.sample()
-
-        if load == "wrk":
-            wrk = run_wrk(load_config, core=plan.load, on_start=before, on_end=after)
-            requests, duration, errors = wrk.requests, wrk.duration, wrk.errors
-            p50, p99, p999 = wrk.p50_us, wrk.p99_us, float("nan")
-            connected = conns
-        else:
-            result = run_http_load(load_config, on_start=before, on_end=after, progress=progress)
-            requests, duration, errors = result.requests, result.duration, result.errors
-            p50, p99, p999 = (result.latency_us(q) for q in (0.5, 0.99, 0.999))
-            connected = result.connected
-    start, end = samples["before"], samples["after"]
-    return BenchResult(
-        name=name,
-        conns=conns,
-        ops=requests,
-        duration=duration,
-        server_cpu_seconds=end.cpu_seconds - start.cpu_seconds,
-        server_user_seconds=end.user_seconds - start.user_seconds,
-        p50_us=p50,
-        p99_us=p99,
-        p999_us=p999,
-        rss_bytes=end.rss_bytes,
-        errors=errors,
-        unit="req",
-        extra={
-            "pipeline": config.pipeline,
-            "load": load,
-            "connected": connected,
-            "server_fds": end.fds,
-            "command": " ".join(command),
-        },
-    )
+    return load_kind(requested)
 
 
 def run_http_bench(
@@ -224,6 +145,7 @@ def run_http_bench(
 ) -> list[BenchResult]:
     """Every server at every connection count, in one run; the load pins this process."""
     from ioreactor.testing import free_port
+    from ioreactor_tools.bench.http_bench import measure_http_server
     from ioreactor_tools.bench.pinning import core_plan, pin_current_process
 
     plan = core_plan()
@@ -245,7 +167,19 @@ def run_http_bench(
                     f"[dim]{label}{name}: {conns:,} conns, pipeline {config.pipeline}, "
                     f"{config.duration:g} s, load {load} ...[/]"
                 )
-                result = measure(name, command, port, conns, config, plan, load, progress=progress)
+                result = measure_http_server(
+                    name,
+                    command,
+                    port,
+                    conns,
+                    plan,
+                    duration=config.duration,
+                    warmup=config.warmup,
+                    load=load,
+                    pipeline=config.pipeline,
+                    poller=config.poller,
+                    progress=progress,
+                )
                 result.extra["round"] = round_no
                 results.append(result)
     return results

@@ -44,7 +44,7 @@ from ioreactor.cli.arguments import (
 )
 from ioreactor.net.address import Address
 from ioreactor.testing import free_port
-from ioreactor_tools.bench.echo_bench import WARMUP, load_processes
+from ioreactor_tools.bench.echo_bench import WARMUP
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, pin_current_process
 from ioreactor_tools.bench.procstat import CLOCK_TICKS, TreeSample, process_fds, sample_tree
@@ -54,6 +54,7 @@ from ioreactor_tools.bench.report import (
     ratio,
     window_result,
 )
+from ioreactor_tools.bench.tcp_load import load_processes
 from ioreactor_tools.cli.bench._args import (
     add_conns_option,
     add_out_option,
