@@ -9,6 +9,9 @@ from ioreactor.http.head cimport (
 )
 from ioreactor.http.request cimport Request
 
+cpdef bytes handler_head(int status, bytes fields, bytes framing, bytes connection,
+                         bytes server)
+
 cdef class Response:
     cdef public int status
     cdef public bytes body, fields

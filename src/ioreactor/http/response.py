@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 from ioreactor.http.date import DATE
 from ioreactor.http.errors import HttpError
 from ioreactor.http.head import (
-    STATUS_LINES,
     connection_field,
     encode_head,
     framing_field,
@@ -57,6 +56,14 @@ CHUNK_END = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Fields only the server writes: a handler setting them could break the message framing.
 _SERVER_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "server"})
+
+
+def handler_head(
+    status: int, fields: bytes, framing: bytes, connection: bytes, server: bytes
+) -> bytes:
+    """The head of a handler's response: its status line, always the server's Server
+    and Date, then its fields, ``framing`` and ``connection``."""
+    return encode_head(status_line(status), server, DATE.line, fields, framing, connection)
 
 
 def _refuse_bodiless(status: int, kind: str) -> None:
@@ -120,13 +127,8 @@ class Response:
         """The bytes on the wire; ``head`` omits the body but keeps its Content-Length."""
         status = self.status
         body = self.body
-        data = encode_head(
-            status_line(status),
-            server,
-            DATE.line,
-            self.fields,
-            framing_field(status, len(body), False),
-            connection,
+        data = handler_head(
+            status, self.fields, framing_field(status, len(body), False), connection, server
         )
         return data + body if body and not head and has_body(status) else data
 
@@ -137,14 +139,7 @@ class Response:
 def encode_simple(field: bytes, body: bytes, connection: bytes, server: bytes, head: bool) -> bytes:
     """200 OK with one Content-Type field: the path a handler returning str/bytes takes
     when the cache's whole responses do not fit (HEAD, HTTP/1.0, a closing exchange)."""
-    data = encode_head(
-        STATUS_LINES[200],
-        server,
-        DATE.line,
-        field,
-        framing_field(200, len(body), False),
-        connection,
-    )
+    data = handler_head(200, field, framing_field(200, len(body), False), connection, server)
     return data if head else data + body
 
 
@@ -209,13 +204,8 @@ class StreamingResponse:
         """Status line and fields; ``chunked`` frames the body (HTTP/1.1), else the end of
         the connection ends it (HTTP/1.0)."""
         status = self.status
-        return encode_head(
-            status_line(status),
-            server,
-            DATE.line,
-            self.fields,
-            framing_field(status, -1, chunked),
-            connection,
+        return handler_head(
+            status, self.fields, framing_field(status, -1, chunked), connection, server
         )
 
     # -- the server's side (loop thread) ------------------------------------------------
@@ -312,14 +302,8 @@ class FileResponse:
 
     def encode_head(self, connection: bytes, server: bytes) -> bytes:
         status = self.status
-        return encode_head(
-            status_line(status),
-            server,
-            DATE.line,
-            self.fields,
-            framing_field(status, self.length, False),
-            connection,
-        )
+        framing = framing_field(status, self.length, False)
+        return handler_head(status, self.fields, framing, connection, server)
 
     def release(self) -> None:
         """Close the file (idempotent)."""
