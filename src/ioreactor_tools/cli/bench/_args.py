@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ioreactor.cli.arguments import (
     count_list,
+    names_from,
     output_dir,
     positive_count,
     seconds,
@@ -75,6 +76,17 @@ def add_engine_command(
 def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--poller``: one of the poller backends this OS offers (default: the loop's)."""
     p.add_argument("--poller", choices=available_pollers(), default=None, help=help)
+
+
+def add_workloads_option(p: argparse.ArgumentParser, workloads: Iterable[str]) -> None:
+    """``--workloads``: comma-separated names out of ``workloads`` (default: all)."""
+    names = tuple(workloads)
+    p.add_argument(
+        "--workloads",
+        type=names_from(names, "workload"),
+        default=names,
+        help="comma-separated (default: all)",
+    )
 
 
 def add_conns_option(p: argparse.ArgumentParser, help: str = "e.g. 100,1000") -> None:
@@ -152,6 +164,38 @@ def report_run(
     console.print(f"command: {command}")
     meta = {"config": dataclasses.asdict(config), "cores": dataclasses.asdict(plan)}
     return save_results(console, out, stem, results, command, meta)
+
+
+def rounds_note(rounds: int) -> str:
+    """What a table title says of several rounds (each server's median round shown)."""
+    return f", median of {rounds} rounds" if rounds > 1 else ""
+
+
+def report_comparison(
+    console: Console,
+    out: str,
+    stem: str,
+    results: Sequence[BenchResult],
+    *,
+    title: str,
+    chart: Callable[..., Path | None],
+    verdicts: Iterable[str],
+    command: str,
+    config: Any,
+    plan: CorePlan,
+) -> int:
+    """The end of a one-table comparison (servers against the asyncio and uvloop peers):
+    the table, then :func:`report_run`, then ``chart(rows, path, title=...)`` beside the
+    JSON; the exit status."""
+    shown = shown_rows(results, config.rounds)
+    print_table(shown, peers_in(results), title=title, console=console)
+    json_path = report_run(
+        console, out, stem, results, verdicts=verdicts, command=command, config=config, plan=plan
+    )
+    path = chart(shown, json_path.with_suffix(".png"), title=title)
+    if path is not None:
+        console.print(f"chart:   {path}")
+    return exit_status(results)
 
 
 def shown_rows(results: Sequence[BenchResult], rounds: int) -> list[BenchResult]:

@@ -20,6 +20,7 @@ from ioreactor_tools.cli.bench._args import (
     add_rounds_option,
     add_size_option,
     add_window_options,
+    add_workloads_option,
     run_workload_comparison,
     workload_command,
 )
@@ -34,12 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "server's CPU time from /proc around a fixed window, and prints CPU µs per message "
         "with the ratio to each peer loop.",
     )
-    p.add_argument(
-        "--workloads",
-        type=names_from(WORKLOADS, "workload"),
-        default=tuple(WORKLOADS),
-        help="comma-separated (default: all)",
-    )
+    add_workloads_option(p, WORKLOADS)
     add_conns_option(p)
     p.add_argument("--loops", type=names_from(LOOPS, "loop"), default=LOOPS, help="comma-separated")
     add_size_option(p, what="echo message")

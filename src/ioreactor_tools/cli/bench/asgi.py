@@ -19,6 +19,7 @@ from ioreactor_tools.cli.bench._args import (
     add_rounds_option,
     add_size_option,
     add_window_options,
+    add_workloads_option,
     run_workload_comparison,
     workload_command,
 )
@@ -36,12 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "another, reads the server's CPU time from /proc around a fixed window, and prints "
         "CPU µs per request (message) with the ratio to each peer.",
     )
-    p.add_argument(
-        "--workloads",
-        type=names_from(WORKLOADS, "workload"),
-        default=tuple(WORKLOADS),
-        help="comma-separated (default: all)",
-    )
+    add_workloads_option(p, WORKLOADS)
     add_conns_option(p)
     p.add_argument(
         "--servers", type=names_from(SERVERS, "server"), default=SERVERS, help="comma-separated"

@@ -32,10 +32,9 @@ from ioreactor_tools.cli.bench._args import (
     add_out_option,
     add_rounds_option,
     add_window_options,
-    exit_status,
-    peers_in,
     pinned_plan,
-    report_run,
+    report_comparison,
+    rounds_note,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -333,7 +332,6 @@ def reproduce_command(config: HttpBenchConfig, load: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ioreactor_tools.bench.report import median_rounds, print_table
 
     console = report_console()
     conns = args.conns or (PIPELINED_CONNS if args.pipeline > 1 else KEEPALIVE_CONNS)
@@ -352,26 +350,20 @@ def run(args: argparse.Namespace) -> int:
     results = run_http_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal
     )
-    baselines = peers_in(results)
-    rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
     title = (
         f"HTTP keep-alive GET /, {config.pipeline} request(s) per write, "
-        f"{config.duration:g} s per server{rounds}, load {load} "
+        f"{config.duration:g} s per server{rounds_note(config.rounds)}, load {load} "
         f"(server on core {plan.server}, load on core {plan.load})"
     )
-    shown = median_rounds(results) if config.rounds > 1 else results
-    print_table(shown, baselines, title=title, console=console)
-    json_path = report_run(
+    return report_comparison(
         console,
         args.out,
         "http",
         results,
+        title=title,
+        chart=line_plot,
         verdicts=target_lines(results, config.pipeline),
         command=reproduce_command(config, load),
         config=config,
         plan=plan,
     )
-    chart = line_plot(shown, json_path.with_suffix(".png"), title)
-    if chart is not None:
-        console.print(f"chart:   {chart}")
-    return exit_status(results)
