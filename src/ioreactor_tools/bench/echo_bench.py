@@ -22,6 +22,7 @@ from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult, round_ratios, window_result
+from ioreactor_tools.bench.rounds import run_server_rounds
 from ioreactor_tools.bench.tcp_load import load_processes
 
 if TYPE_CHECKING:
@@ -148,25 +149,21 @@ def run_echo_bench(
     plan = core_plan()
     console = console or Console()
     pin_current_process(plan.load)
-    skipped = skipped_servers(config.servers)
-    for name, reason in skipped.items():
-        console.print(f"[yellow]skipping {name}: {reason}[/]")
-    results = []
-    for round_no in range(config.rounds):
-        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
-        for conns in config.conns:
-            for name in config.servers:
-                if name in skipped:
-                    continue
-                port = free_port()
-                command = ECHO_SERVERS[name](port, config.poller, conns)
-                console.print(f"[dim]{label}{name}: {conns:,} conns, {config.duration:g} s ...[/]")
-                result = measure_echo_server(
-                    name, command, port, conns, config, plan, progress=progress
-                )
-                result.extra["round"] = round_no
-                results.append(result)
-    return results
+
+    def measure(name: str, conns: int) -> BenchResult:
+        port = free_port()
+        command = ECHO_SERVERS[name](port, config.poller, conns)
+        return measure_echo_server(name, command, port, conns, config, plan, progress=progress)
+
+    return run_server_rounds(
+        config.rounds,
+        config.conns,
+        config.servers,
+        skipped=skipped_servers(config.servers),
+        measure=measure,
+        console=console,
+        detail=f", {config.duration:g} s",
+    )
 
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:

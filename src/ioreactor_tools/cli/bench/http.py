@@ -146,42 +146,37 @@ def run_http_bench(
     from ioreactor.testing import free_port
     from ioreactor_tools.bench.http_bench import measure_http_server
     from ioreactor_tools.bench.pinning import core_plan, pin_current_process
+    from ioreactor_tools.bench.rounds import run_server_rounds
 
     plan = core_plan()
     load = load_kind(config.load)
     pin_current_process(plan.load)
-    skipped = skipped_servers(config.servers)
-    for name, reason in skipped.items():
-        console.print(f"[yellow]skipping {name}: {reason}[/]")
-    results = []
-    for round_no in range(config.rounds):
-        for conns in config.conns:
-            for name in config.servers:
-                if name in skipped:
-                    continue
-                port = free_port()
-                command = HTTP_SERVERS[name](port, config.poller)
-                label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
-                console.print(
-                    f"[dim]{label}{name}: {conns:,} conns, pipeline {config.pipeline}, "
-                    f"{config.duration:g} s, load {load} ...[/]"
-                )
-                result = measure_http_server(
-                    name,
-                    command,
-                    port,
-                    conns,
-                    plan,
-                    duration=config.duration,
-                    warmup=config.warmup,
-                    load=load,
-                    pipeline=config.pipeline,
-                    poller=config.poller,
-                    progress=progress,
-                )
-                result.extra["round"] = round_no
-                results.append(result)
-    return results
+
+    def measure(name: str, conns: int) -> BenchResult:
+        port = free_port()
+        return measure_http_server(
+            name,
+            HTTP_SERVERS[name](port, config.poller),
+            port,
+            conns,
+            plan,
+            duration=config.duration,
+            warmup=config.warmup,
+            load=load,
+            pipeline=config.pipeline,
+            poller=config.poller,
+            progress=progress,
+        )
+
+    return run_server_rounds(
+        config.rounds,
+        config.conns,
+        config.servers,
+        skipped=skipped_servers(config.servers),
+        measure=measure,
+        console=console,
+        detail=f", pipeline {config.pipeline}, {config.duration:g} s, load {load}",
+    )
 
 
 def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
