@@ -198,12 +198,14 @@ def native_app() -> App:
 
 
 async def asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] != "http":
-        return
+    """The cases over HTTP, and as the denial of a WebSocket handshake."""
     status = int(scope["path"][1:])
     fields = [(n.encode(), v.encode()) for n, v in FIELDS]
-    await send({"type": "http.response.start", "status": status, "headers": fields})
-    await send({"type": "http.response.body", "body": dict(CASES)[status]})
+    kind = "http.response" if scope["type"] == "http" else "websocket.http.response"
+    if kind == "websocket.http.response":
+        assert (await receive())["type"] == "websocket.connect"
+    await send({"type": f"{kind}.start", "status": status, "headers": fields})
+    await send({"type": f"{kind}.body", "body": dict(CASES)[status]})
 
 
 def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -240,14 +242,27 @@ def requests() -> Iterator[tuple[str, bytes]]:
             )
 
 
+def closing_get(status: int) -> bytes:
+    return b"GET /%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % status
+
+
+def handshake(status: int) -> bytes:
+    return (
+        b"GET /%d HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % status
+    )
+
+
 def test_the_native_asgi_and_wsgi_servers_answer_with_the_same_bytes() -> None:
     answers: dict[str, dict[str, bytes]] = {}
     with live_server(native_app()) as (lt, server):
         port = lt.call(lambda: server.port)
         answers["native"] = {name: exchange(port, data) for name, data in requests()}
+        closing = {status: exchange(port, closing_get(status)) for status, _ in CASES}
     with AsgiThread(asgi_app) as asgi:
         port = asgi.server.port
         answers["asgi"] = {name: exchange(port, data) for name, data in requests()}
+        denials = {status: exchange(port, handshake(status)) for status, _ in CASES}
     dispatcher = WsgiDispatcher(wsgi_app)
     try:
         with LoopThread(name="wsgi-head") as lt:
@@ -277,3 +292,5 @@ def test_the_native_asgi_and_wsgi_servers_answer_with_the_same_bytes() -> None:
     for name, data in native.items():
         assert answers["asgi"][name] == data, name
         assert answers["wsgi"][name] == data, name
+    # An ASGI application's denial of a WebSocket handshake is a closing response.
+    assert denials == closing
