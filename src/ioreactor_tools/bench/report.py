@@ -134,7 +134,7 @@ def load_window_result(
     extra: dict[str, Any],
 ) -> BenchResult:
     """:func:`window_result` of a window driven by one of this package's loads: its
-    count (messages, requests), duration, latency and errors."""
+    count (messages, requests) and their unit, duration, latency and errors."""
     return window_result(
         name,
         conns,
@@ -144,6 +144,7 @@ def load_window_result(
         errors=load.errors,
         before=before,
         after=after,
+        unit=load.RATE_UNIT.removesuffix("/s"),
         extra=extra,
     )
 
