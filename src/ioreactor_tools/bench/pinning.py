@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,11 @@ log = logging.getLogger("ioreactor_tools.bench")
 READY_TIMEOUT = 15.0
 #: How long a server has to exit after SIGTERM before the group gets SIGKILL.
 STOP_GRACE = 5.0
+
+
+#: The ``ioreactor`` command as a server child runs it: this interpreter, logging
+#: warnings and worse only (a benchmark's own output stays readable).
+IOREACTOR_COMMAND: tuple[str, ...] = (sys.executable, "-m", "ioreactor", "--log-level", "WARNING")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,12 @@ from typing import Any
 
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.http_load import HttpLoadConfig, run_wrk, wrk_path
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
+from ioreactor_tools.bench.pinning import (
+    IOREACTOR_COMMAND,
+    ServerProcess,
+    core_plan,
+    pin_current_process,
+)
 from ioreactor_tools.bench.report import BenchResult, window_result
 from ioreactor_tools.bench.slowloris import THROUGHPUT_TARGET, Attack, AttackConfig
 
@@ -50,7 +55,7 @@ Command = Callable[[int, str, int], list[str]]
 
 def _ioreactor(port: int, spec: str, threads: int) -> list[str]:
     return [
-        sys.executable, "-m", "ioreactor", "--log-level", "WARNING", "serve", spec,
+        *IOREACTOR_COMMAND, "serve", spec,
         "--listen", f"127.0.0.1:{port}", "--workers", "0", "--threads", str(threads),
         "--max-requests", str(10**9), "--header-timeout", str(SLOW_HEADER_TIMEOUT),
     ]  # fmt: skip
