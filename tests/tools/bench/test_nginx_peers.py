@@ -94,7 +94,7 @@ def test_a_tiny_bench_has_a_sane_nginx_row_and_verdict(tmp_path: Path) -> None:
     assert set(rows) == {"ioreactor", "nginx"}
     nginx = BenchResult.from_dict(rows["nginx"])
     assert nginx.conns == 20 and nginx.error_count == 0
-    assert nginx.ops > 1000 and nginx.duration > 0.5
+    assert nginx.ops > 100 and nginx.duration > 0.5  # tens of thousands here, unloaded
     assert 0 < nginx.cpu_us_per_op < 1000  # a few µs here; 1 ms per request is no server
     assert 0 < nginx.rss_bytes < 512 * 2**20
     assert str(nginx.extra["command"]).startswith(str(nginx_path()))
