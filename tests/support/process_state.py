@@ -42,7 +42,7 @@ class ProcessState:
         lines = [
             f"{signal.Signals(s).name} disposition {before.dispositions[s]!r} -> {h!r}"
             for s, h in self.dispositions.items()
-            if h is not before.dispositions[s] and h != before.dispositions[s]
+            if _kind(h) != _kind(before.dispositions[s])
         ]
         if self.blocked != before.blocked:
             lines.append(f"blocked signals {_names(before.blocked)} -> {_names(self.blocked)}")
@@ -64,6 +64,14 @@ class ProcessState:
         for key in os.environ.keys() - self.environment.keys() - _RUNNER_VARIABLES:
             del os.environ[key]
         os.environ.update(self.environment)
+
+
+def _kind(disposition: Any) -> str:
+    """Ignored, default, or handled: which function handles a signal is not compared
+    (pytest-timeout installs a new SIGALRM handler for every test)."""
+    if disposition is signal.SIG_IGN or disposition is signal.SIG_DFL:
+        return str(disposition)
+    return "set outside Python" if disposition is None else "handled"
 
 
 def _names(signals: frozenset[int]) -> str:
