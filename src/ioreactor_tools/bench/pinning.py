@@ -9,6 +9,7 @@ with SIGTERM, then SIGKILL for the whole process group after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -72,6 +73,18 @@ def pin_current_process(core: int | None) -> None:
     """Pin this process (the load generator) to ``core``; its children inherit it."""
     if core is not None:
         os.sched_setaffinity(0, {core})
+
+
+@contextlib.contextmanager
+def current_process_pinned(core: int | None) -> Iterator[None]:
+    """:func:`pin_current_process` for an engine called from a longer-lived process
+    (a test, a notebook): the CPUs it had come back at the end."""
+    saved = os.sched_getaffinity(0)
+    pin_current_process(core)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
 
 
 def wait_for_port(

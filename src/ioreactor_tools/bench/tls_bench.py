@@ -27,10 +27,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ioreactor_tools.bench.nginx_peers import nginx_path
 from ioreactor_tools.bench.tls_peers import (
     Certificate,
     nginx_command,
-    nginx_path,
     tls_peer_command,
     unavailable,
 )

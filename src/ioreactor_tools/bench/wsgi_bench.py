@@ -33,7 +33,7 @@ from ioreactor_tools.bench.pinning import (
     IOREACTOR_COMMAND,
     ServerProcess,
     core_plan,
-    pin_current_process,
+    current_process_pinned,
 )
 from ioreactor_tools.bench.report import BenchResult, window_result
 from ioreactor_tools.bench.slowloris import THROUGHPUT_TARGET, Attack, AttackConfig
@@ -217,18 +217,18 @@ def run_wsgi_bench(
     servers = [s for s in config.servers if s not in missing_servers(config.servers)]
     report.skipped = [f"{s}: not installed" for s in missing_servers(config.servers)]
     plan = core_plan()
-    pin_current_process(plan.load)
-    for app in config.apps:
-        for conns in config.conns:
-            for name in servers:
-                progress(f"{app}, {conns} conns: {name}")
-                with _serve(name, app, config, plan.server) as server:
-                    result = _measure(server, name, app, conns, config, plan.load)
-                report.results.append(result)
-    if config.slowloris:
-        for name in (s for s in SLOWLORIS_SERVERS if s in servers):
-            progress(f"slowloris, {config.slow} slow connections: {name}")
-            report.slowloris.append(run_slowloris_against(name, config, plan.server, plan.load))
+    with current_process_pinned(plan.load):
+        for app in config.apps:
+            for conns in config.conns:
+                for name in servers:
+                    progress(f"{app}, {conns} conns: {name}")
+                    with _serve(name, app, config, plan.server) as server:
+                        result = _measure(server, name, app, conns, config, plan.load)
+                    report.results.append(result)
+        if config.slowloris:
+            for name in (s for s in SLOWLORIS_SERVERS if s in servers):
+                progress(f"slowloris, {config.slow} slow connections: {name}")
+                report.slowloris.append(run_slowloris_against(name, config, plan.server, plan.load))
     return report
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 from cpython_support import read_skips
 
+from support.process_state import ProcessState
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     entries = read_skips()
@@ -39,3 +41,14 @@ def _collect_only_what_the_test_made(request: pytest.FixtureRequest) -> Iterator
         yield
     finally:
         gc.unfreeze()
+
+
+@pytest.fixture(autouse=True)
+def _runner_signals_back() -> Iterator[None]:
+    """CPython's signal tests end with ``remove_signal_handler``, which leaves SIGINT at
+    Python's default handler and other signals at SIG_DFL, as in CPython's own runner.
+    Here SIGINT was ignored (pytest-xdist's worker) and SIGALRM was pytest-timeout's:
+    at SIG_DFL its timer would kill the worker. What the runner had comes back."""
+    before = ProcessState.now()
+    yield
+    before.restore()
