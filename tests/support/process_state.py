@@ -15,8 +15,12 @@ from typing import Any
 #: Set by pytest itself around each phase of a test.
 _RUNNER_VARIABLES = frozenset({"PYTEST_CURRENT_TEST"})
 
-#: Signals whose disposition is compared (SIGKILL and SIGSTOP cannot be changed).
-_SIGNALS = tuple(s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP))
+#: Signals whose disposition is compared: not SIGKILL and SIGSTOP (they cannot be
+#: changed), nor SIGALRM, pytest-timeout's own (set for every test, back to SIG_DFL
+#: when a test fails).
+_SIGNALS = tuple(
+    s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGALRM)
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class ProcessState:
 
 def _kind(disposition: Any) -> str:
     """Ignored, default, or handled: which function handles a signal is not compared
-    (pytest-timeout installs a new SIGALRM handler for every test)."""
+    (a handler does not outlive an exec; an ignored signal does)."""
     if disposition is signal.SIG_IGN or disposition is signal.SIG_DFL:
         return str(disposition)
     return "set outside Python" if disposition is None else "handled"

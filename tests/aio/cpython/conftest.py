@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -47,8 +48,12 @@ def _collect_only_what_the_test_made(request: pytest.FixtureRequest) -> Iterator
 def _runner_signals_back() -> Iterator[None]:
     """CPython's signal tests end with ``remove_signal_handler``, which leaves SIGINT at
     Python's default handler and other signals at SIG_DFL, as in CPython's own runner.
-    Here SIGINT was ignored (pytest-xdist's worker) and SIGALRM was pytest-timeout's:
-    at SIG_DFL its timer would kill the worker. What the runner had comes back."""
+    Here SIGINT may have been ignored (a shell starts a background job so, and the
+    runner's workers inherit it) and SIGALRM was pytest-timeout's: at SIG_DFL its timer
+    would kill the worker. What the runner had comes back."""
     before = ProcessState.now()
+    alarm = signal.getsignal(signal.SIGALRM)
     yield
     before.restore()
+    if alarm is not None:
+        signal.signal(signal.SIGALRM, alarm)
