@@ -21,7 +21,7 @@ from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, round_ratios, window_result
+from ioreactor_tools.bench.report import BenchResult, load_window_result, round_ratios
 from ioreactor_tools.bench.rounds import run_server_rounds
 from ioreactor_tools.bench.tcp_load import load_processes
 
@@ -119,13 +119,10 @@ def measure_echo_server(
             progress=progress,
         )
     before, after = samples["before"], samples["after"]
-    return window_result(
+    return load_window_result(
         name,
         conns,
-        ops=load.messages,
-        duration=load.duration,
-        latency_us=load.latency_us,
-        errors=load.errors,
+        load,
         before=before,
         after=after,
         extra={

@@ -29,7 +29,12 @@ from typing import Any
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.http_bench import measure_http
 from ioreactor_tools.bench.http_load import HttpLoadConfig, wrk_path
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
+from ioreactor_tools.bench.pinning import (
+    IOREACTOR_COMMAND,
+    ServerProcess,
+    core_plan,
+    current_process_pinned,
+)
 from ioreactor_tools.bench.report import BenchResult
 from ioreactor_tools.bench.slowloris import THROUGHPUT_TARGET, Attack, AttackConfig
 
@@ -50,7 +55,7 @@ Command = Callable[[int, str, int], list[str]]
 
 def _ioreactor(port: int, spec: str, threads: int) -> list[str]:
     return [
-        sys.executable, "-m", "ioreactor", "--log-level", "WARNING", "serve", spec,
+        *IOREACTOR_COMMAND, "serve", spec,
         "--listen", f"127.0.0.1:{port}", "--workers", "0", "--threads", str(threads),
         "--max-requests", str(10**9), "--header-timeout", str(SLOW_HEADER_TIMEOUT),
     ]  # fmt: skip
@@ -197,18 +202,18 @@ def run_wsgi_bench(
     servers = [s for s in config.servers if s not in missing_servers(config.servers)]
     report.skipped = [f"{s}: not installed" for s in missing_servers(config.servers)]
     plan = core_plan()
-    pin_current_process(plan.load)
-    for app in config.apps:
-        for conns in config.conns:
-            for name in servers:
-                progress(f"{app}, {conns} conns: {name}")
-                with _serve(name, app, config, plan.server) as server:
-                    result = _measure(server, name, app, conns, config, plan.load)
-                report.results.append(result)
-    if config.slowloris:
-        for name in (s for s in SLOWLORIS_SERVERS if s in servers):
-            progress(f"slowloris, {config.slow} slow connections: {name}")
-            report.slowloris.append(run_slowloris_against(name, config, plan.server, plan.load))
+    with current_process_pinned(plan.load):
+        for app in config.apps:
+            for conns in config.conns:
+                for name in servers:
+                    progress(f"{app}, {conns} conns: {name}")
+                    with _serve(name, app, config, plan.server) as server:
+                        result = _measure(server, name, app, conns, config, plan.load)
+                    report.results.append(result)
+        if config.slowloris:
+            for name in (s for s in SLOWLORIS_SERVERS if s in servers):
+                progress(f"slowloris, {config.slow} slow connections: {name}")
+                report.slowloris.append(run_slowloris_against(name, config, plan.server, plan.load))
     return report
 
 

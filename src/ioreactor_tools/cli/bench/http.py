@@ -1,4 +1,5 @@
-"""`ioreactor bench http`: the HTTP server against minimal asyncio/uvloop+httptools peers.
+"""`ioreactor bench http`: the HTTP server against minimal asyncio/uvloop+httptools peers
+and nginx.
 
 For each connection count, each server in turn runs alone, pinned to the server core,
 while the load (wrk when installed, else ioreactor's own generator) runs on the load
@@ -10,14 +11,17 @@ On a shared machine one window's ratio moves by tenths: ``--rounds N`` repeats t
 cycle N times (servers interleaved, so a busy spell hits them alike), shows each server's
 median round and judges the targets by the median of the per-round ratios. Prints the
 table, the targets, and writes JSON (every round) and a PNG (req/s and CPU µs/req
-against connections).
+against connections). A requested server that cannot run here (uvloop or aiohttp not
+installed, no nginx) is named with what it needs, when the run starts and again with the
+verdicts.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,9 +52,11 @@ WARMUP = 1.0
 #: Default connection counts: keep-alive, and pipelined.
 KEEPALIVE_CONNS = (100, 1000, 10_000)
 PIPELINED_CONNS = (256,)
-#: The targets: ioreactor's CPU per request over uvloop's (keep-alive), and the absolute
-#: CPU per request with 16 pipelined requests per write.
+#: The targets: ioreactor's CPU per request over uvloop's and over nginx's (keep-alive),
+#: and the absolute CPU per request with 16 pipelined requests per write.
 UVLOOP_RATIO_TARGET = 1.0
+NGINX_RATIO_TARGET = 1.0
+KEEPALIVE_TARGETS = (("uvloop", UVLOOP_RATIO_TARGET), ("nginx", NGINX_RATIO_TARGET))
 PIPELINED_CPU_TARGET_US = 1.5
 #: With metrics on (``--servers ioreactor,ioreactor-metrics``): at most this much more
 #: CPU per request than without, in the same round.
@@ -88,8 +94,23 @@ def ioreactor_metrics_command(port: int, poller: str | None) -> list[str]:
     return [*ioreactor_command(port, poller), *metrics]
 
 
-def _peer(name: str) -> Callable[[int, str | None], list[str]]:
-    def command(port: int, poller: str | None) -> list[str]:
+#: The command that starts a server on (port, poller, scratch directory): the peers
+#: ignore the poller; nginx writes its configuration and files into the directory, which
+#: lives as long as that one server's run.
+ServerCommand = Callable[[int, str | None, Path], list[str]]
+
+
+def _ioreactor(metrics: bool) -> ServerCommand:
+    def command(port: int, poller: str | None, scratch: Path) -> list[str]:
+        if metrics:
+            return ioreactor_metrics_command(port, poller)
+        return ioreactor_command(port, poller)
+
+    return command
+
+
+def _peer(name: str) -> ServerCommand:
+    def command(port: int, poller: str | None, scratch: Path) -> list[str]:
         from ioreactor_tools.bench.http_peers import http_peer_command
 
         return http_peer_command(name, port)
@@ -97,15 +118,26 @@ def _peer(name: str) -> Callable[[int, str | None], list[str]]:
     return command
 
 
-#: Server name -> command for (port, poller); the peers ignore the poller.
-HTTP_SERVERS: dict[str, Callable[[int, str | None], list[str]]] = {
-    "ioreactor": ioreactor_command,
-    "ioreactor-metrics": ioreactor_metrics_command,
+def nginx_command(port: int, poller: str | None, scratch: Path) -> list[str]:
+    """nginx, one process, ``return 200 "Hello, World!"``
+    (:mod:`ioreactor_tools.bench.nginx_peers`), its files in ``scratch``."""
+    from ioreactor_tools.bench.nginx_peers import nginx_command as command
+
+    return command(scratch, port)
+
+
+#: Server name -> the command that starts it.
+HTTP_SERVERS: dict[str, ServerCommand] = {
+    "ioreactor": _ioreactor(metrics=False),
+    "ioreactor-metrics": _ioreactor(metrics=True),
     "asyncio": _peer("asyncio-http"),
     "uvloop": _peer("uvloop-http"),
     "aiohttp": _peer("aiohttp-http"),
+    "nginx": nginx_command,
 }
 DEFAULT_SERVERS = ("ioreactor", "asyncio", "uvloop", "aiohttp")
+#: The peers a table shows ratios against, where they ran.
+TABLE_PEERS = ("asyncio", "uvloop", "nginx")
 
 
 @dataclass(frozen=True)
@@ -120,14 +152,21 @@ class HttpBenchConfig:
     rounds: int = 1
 
 
-def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
+def server_unavailable(name: str) -> str | None:
+    """None if server ``name`` can run here, else what it needs."""
     from ioreactor_tools.bench.http_peers import unavailable
+    from ioreactor_tools.bench.nginx_peers import nginx_unavailable
 
-    skipped = {}
-    for name in servers:
-        if name != "ioreactor" and (reason := unavailable(f"{name}-http")) is not None:
-            skipped[name] = reason
-    return skipped
+    if name.startswith("ioreactor"):
+        return None
+    if name == "nginx":
+        return nginx_unavailable()
+    return unavailable(f"{name}-http")
+
+
+def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
+    """The requested servers that cannot run here, each with what it needs."""
+    return {name: reason for name in servers if (reason := server_unavailable(name)) is not None}
 
 
 def load_kind(requested: str) -> str:
@@ -154,19 +193,20 @@ def run_http_bench(
 
     def measure(name: str, conns: int) -> BenchResult:
         port = free_port()
-        return measure_http_server(
-            name,
-            HTTP_SERVERS[name](port, config.poller),
-            port,
-            conns,
-            plan,
-            duration=config.duration,
-            warmup=config.warmup,
-            load=load,
-            pipeline=config.pipeline,
-            poller=config.poller,
-            progress=progress,
-        )
+        with tempfile.TemporaryDirectory(prefix=f"ioreactor-bench-{name}-") as scratch:
+            return measure_http_server(
+                name,
+                HTTP_SERVERS[name](port, config.poller, Path(scratch)),
+                port,
+                conns,
+                plan,
+                duration=config.duration,
+                warmup=config.warmup,
+                load=load,
+                pipeline=config.pipeline,
+                poller=config.poller,
+                progress=progress,
+            )
 
     return run_server_rounds(
         config.rounds,
@@ -179,38 +219,43 @@ def run_http_bench(
     )
 
 
-def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
-    """One verdict per connection count against the issue's targets; with several rounds,
-    the median of the rounds (each round's figure in brackets)."""
+def _verdict(where: str, what: str, values: Sequence[float], target: str, unit: str) -> str:
+    """``where: what MEDIAN (meets|MISSES the target <= T)``, each round's figure after."""
     import statistics
+
+    value = statistics.median(values)
+    verdict = "meets" if value <= float(target) else "MISSES"
+    rounds = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+    return f"{where}: {what} {value:.2f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
+
+
+def target_lines(
+    results: Sequence[BenchResult], pipeline: int, unavailable: Mapping[str, str] | None = None
+) -> list[str]:
+    """One verdict per connection count and peer against the issue's targets; with several
+    rounds, the median of the rounds (each round's figure in brackets). A requested server
+    in ``unavailable`` gets a line saying it was not measured, and why."""
+    import statistics
+
+    from ioreactor_tools.bench.report import round_ratios
 
     lines = []
     for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
         if pipeline == 1:
-            from ioreactor_tools.bench.report import round_ratios
-
-            values = round_ratios(results, "ioreactor", conns, "uvloop")
-            what = "ioreactor / uvloop CPU per request ="
-            target, unit = f"{UVLOOP_RATIO_TARGET:.2f}", ""
-            where = f"{conns:,} conns"
+            for peer, target in KEEPALIVE_TARGETS:
+                values = round_ratios(results, "ioreactor", conns, peer)
+                if values:
+                    what = f"ioreactor / {peer} CPU per request ="
+                    lines.append(_verdict(f"{conns:,} conns", what, values, f"{target:.2f}", ""))
         else:
             values = [
                 r.cpu_us_per_op for r in results if r.name == "ioreactor" and r.conns == conns
             ]
-            what = "ioreactor µs CPU per request ="
-            target, unit = f"{PIPELINED_CPU_TARGET_US:g}", " µs"
             where = f"{conns:,} conns, {pipeline} pipelined"
-        if not values:
-            continue
-        value = statistics.median(values)
-        verdict = "meets" if value <= float(target) else "MISSES"
-        rounds = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
-        lines.append(
-            f"{where}: {what} {value:.2f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
-        )
+            what = "ioreactor µs CPU per request ="
+            limit = f"{PIPELINED_CPU_TARGET_US:g}"
+            lines.append(_verdict(where, what, values, limit, " µs"))
     for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor-metrics"):
-        from ioreactor_tools.bench.report import round_ratios
-
         values = round_ratios(results, "ioreactor-metrics", conns, "ioreactor")
         if values:
             value = statistics.median(values)
@@ -220,6 +265,8 @@ def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
                 f"{conns:,} conns: CPU per request with metrics / without = {value:.3f} "
                 f"({verdict} the target <= {METRICS_RATIO_TARGET:.2f}) (rounds: {each})"
             )
+    for name, reason in (unavailable or {}).items():
+        lines.append(f"{name}: NOT MEASURED: {reason}")
     return lines
 
 
@@ -267,7 +314,8 @@ def line_plot(results: Sequence[BenchResult], path: Path, title: str) -> Path | 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "http",
-        help="HTTP keep-alive GET /: ioreactor vs asyncio/uvloop+httptools, CPU µs per request",
+        help="HTTP keep-alive GET /: ioreactor vs asyncio/uvloop+httptools and nginx, "
+        "CPU µs per request",
         description="Runs each HTTP server pinned to one core with the load (wrk if installed, "
         "else ioreactor's own generator) on another, reads the server's CPU time from /proc "
         "around a fixed window, and prints CPU µs per request, req/s, latency and RSS with "
@@ -290,7 +338,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--servers",
         type=names_from(HTTP_SERVERS, "server"),
         default=DEFAULT_SERVERS,
-        help="comma-separated",
+        help=f"comma-separated, of: {', '.join(HTTP_SERVERS)} "
+        f"(default: {','.join(DEFAULT_SERVERS)})",
     )
     p.add_argument(
         "--load",
@@ -357,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
         results,
         title=title,
         chart=line_plot,
-        verdicts=target_lines(results, config.pipeline),
+        verdicts=target_lines(results, config.pipeline, skipped_servers(config.servers)),
         command=reproduce_command(config, load),
         config=config,
         plan=plan,
