@@ -183,12 +183,13 @@ def report_comparison(
     command: str,
     config: Any,
     plan: CorePlan,
+    peers: Sequence[str] = PEERS,
 ) -> int:
-    """The end of a one-table comparison (servers against the asyncio and uvloop peers):
-    the table, then :func:`report_run`, then ``chart(rows, path, title=...)`` beside the
-    JSON; the exit status."""
+    """The end of a one-table comparison (servers against the ``peers`` that ran: asyncio
+    and uvloop unless told): the table, then :func:`report_run`, then ``chart(rows, path,
+    title=...)`` beside the JSON; the exit status."""
     shown = shown_rows(results, config.rounds)
-    print_table(shown, peers_in(results), title=title, console=console)
+    print_table(shown, peers_in(results, peers), title=title, console=console)
     json_path = report_run(
         console, out, stem, results, verdicts=verdicts, command=command, config=config, plan=plan
     )

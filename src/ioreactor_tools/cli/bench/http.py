@@ -410,4 +410,5 @@ def run(args: argparse.Namespace) -> int:
         command=reproduce_command(config, load),
         config=config,
         plan=plan,
+        peers=TABLE_PEERS,
     )
