@@ -9,6 +9,7 @@ import pytest
 from ioreactor.http.app import App
 from ioreactor.http.date import DateCache
 from ioreactor.http.errors import HttpError
+from ioreactor.http.head import status_line
 from ioreactor.http.headers import HeaderError, Headers, encode_field
 from ioreactor.http.limits import Limits
 from ioreactor.http.request import Request, split_target
@@ -17,7 +18,6 @@ from ioreactor.http.response import (
     Response,
     ResponseCache,
     StreamingResponse,
-    status_line,
 )
 from ioreactor.http.router import Router
 
