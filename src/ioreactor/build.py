@@ -50,6 +50,7 @@ COMPILED_MODULES = (
     "ioreactor.http.date",
     "ioreactor.http.dispatch",
     "ioreactor.http.handler",
+    "ioreactor.http.head",
     "ioreactor.http.headers",
     "ioreactor.http.parser",
     "ioreactor.http.protocol",
