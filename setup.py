@@ -55,6 +55,7 @@ def _extensions() -> list[Extension]:
                 "embedsignature": False,
             },
             quiet=True,
+            nthreads=os.cpu_count() or 1,
         )
     except Exception as exc:  # Cython could not translate a module
         _warn(f"Cython failed ({exc})")
@@ -66,7 +67,13 @@ def _extensions() -> list[Extension]:
 
 class OptionalBuildExt(build_ext):
     """A compiled module that cannot be built leaves the whole build pure, with one
-    warning: the compiled modules use each other's C types, so it is all or none."""
+    warning: the compiled modules use each other's C types, so it is all or none.
+    The C compiler runs on every CPU (``-j``) unless told otherwise."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
 
     def run(self) -> None:
         self.failures: list[str] = []

@@ -10,6 +10,9 @@ backend this OS offers (select, poll, epoll, epoll-et, and the io_uring completi
                  through ``loop_thread.call(fn, ...)``.
 
 And ``pair``: a connected pair of non-blocking socketpair ends.
+
+Every test must leave the runner's process as it found it (signal dispositions, blocked
+signals, CPU affinity, environment: what children inherit): one that does not fails.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ioreactor.loop.backends import new_loop
 from ioreactor.loop.event_loop import EventLoop
 from ioreactor.loop.poller import URING_POLLERS, available_pollers
 from ioreactor.testing import LoopThread
+from support.process_state import ProcessState
 
 
 def _uring_backends() -> list[str]:
@@ -37,6 +41,37 @@ def _uring_backends() -> list[str]:
 #: The readiness pollers of this OS, then the io_uring completion loop where it works
 #: (the readiness pollers over io_uring have their own tests in tests/loop/uring).
 BACKENDS = [n for n in available_pollers() if n not in URING_POLLERS] + _uring_backends()
+
+
+#: The process's state when the last test ended, and that test (see below).
+_last_seen: list[tuple[str, ProcessState]] = []
+
+
+@pytest.fixture(autouse=True)
+def _process_state_kept(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test that leaves what children inherit changed (and puts it back); and
+    one that finds it changed since the last test ended (a module or class teardown, a
+    fixture of wider scope)."""
+    before = ProcessState.now()
+    if _last_seen:
+        previous, at_its_end = _last_seen.pop()
+        changes = before.changes_since(at_its_end)
+        if changes:
+            at_its_end.restore()
+            before = at_its_end
+            pytest.fail(
+                f"the process was changed after {previous} ended: " + "; ".join(changes),
+                pytrace=False,
+            )
+    yield
+    after = ProcessState.now()
+    changes = after.changes_since(before)
+    if changes:
+        before.restore()
+        after = before
+    _last_seen.append((request.node.nodeid, after))
+    if changes:
+        pytest.fail("the test left the process changed: " + "; ".join(changes), pytrace=False)
 
 
 @pytest.fixture

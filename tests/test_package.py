@@ -4,10 +4,12 @@ handler type is there, and ``__version__`` is the installed distribution's."""
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
 import pytest
 
 import ioreactor
+from ioreactor.build import COMPILED_MODULES
 from ioreactor.codec import FrameHandler
 from ioreactor.heartbeat import HeartbeatHandler
 from ioreactor.idle import IdleStateHandler
@@ -39,6 +41,19 @@ def test_version_is_single_sourced() -> None:
     assert __version__ == ioreactor.__version__
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         ioreactor.nope  # noqa: B018
+
+
+def test_the_pure_build_replaces_every_compiled_module() -> None:
+    """``IOREACTOR_NO_EXTENSIONS=1`` loads the source of every module that has a .pxd:
+    the compiled modules use each other's C types, so one left compiled among pure ones
+    misreads the objects they hand it."""
+    root = Path(ioreactor.__file__).parent
+    with_pxd = {
+        ".".join(("ioreactor", *pxd.relative_to(root).with_suffix("").parts))
+        for pxd in root.rglob("*.pxd")
+        if pxd.with_suffix(".py").exists()
+    }
+    assert with_pxd == set(COMPILED_MODULES)
 
 
 def test_importing_the_package_loads_no_io_uring_no_tools_no_metadata() -> None:

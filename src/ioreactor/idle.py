@@ -23,6 +23,7 @@ possible event, which is later if the connection was active in between.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 
 from ioreactor.loop.timing_wheel import SLOTS, PerLoopWheels, TimingWheel, WheelEntry
@@ -42,16 +43,30 @@ class IdleKind(enum.Enum):
     ALL = "all"
 
 
+#: The kinds in the order a watch keeps their due times.
+_KINDS = (IdleKind.READER, IdleKind.WRITER, IdleKind.ALL)
+
+
+def _last_activity(conn: TcpConnection, kind: IdleKind) -> float:
+    """When ``conn`` was last active in the direction ``kind`` watches."""
+    if kind is IdleKind.READER:
+        return conn.last_read
+    if kind is IdleKind.WRITER:
+        return conn.last_write
+    return max(conn.last_read, conn.last_write)
+
+
 class _Watch:
     """One watched connection: its wheel entry and the next time each kind may fire."""
 
-    __slots__ = ("all_due", "conn", "entry", "reader_due", "wheel", "writer_due")
+    __slots__ = ("conn", "due", "entry", "wheel")
 
     def __init__(self, conn: TcpConnection, wheel: TimingWheel) -> None:
         self.conn = conn
         self.wheel = wheel
         self.entry: WheelEntry[_Watch] | None = None
-        self.reader_due = self.writer_due = self.all_due = 0.0
+        #: Per kind, in ``_KINDS`` order; infinity for a disabled kind.
+        self.due = [math.inf, math.inf, math.inf]
 
 
 class IdleMonitor:
@@ -71,17 +86,24 @@ class IdleMonitor:
         all_idle: float = 0.0,
         wheel: TimingWheel | None = None,
     ) -> None:
-        if min(reader_idle, writer_idle, all_idle) < 0:
+        timeouts = (reader_idle, writer_idle, all_idle)
+        if min(timeouts) < 0:
             raise ValueError("idle timeouts must be >= 0 (0 disables a kind)")
-        timeouts = [t for t in (reader_idle, writer_idle, all_idle) if t]
-        if not timeouts:
+        #: The enabled kinds: (index in ``_KINDS``, kind, timeout).
+        self._enabled = [
+            (i, kind, timeout)
+            for i, (kind, timeout) in enumerate(zip(_KINDS, timeouts, strict=True))
+            if timeout
+        ]
+        if not self._enabled:
             raise ValueError("give at least one positive idle timeout (0 disables a kind)")
         self.on_idle = on_idle
         self.reader_idle = reader_idle
         self.writer_idle = writer_idle
         self.all_idle = all_idle
         self._wheel = wheel
-        self._wheels = PerLoopWheels(tick=min(timeouts) / TICKS_PER_TIMEOUT, slots=SLOTS)
+        shortest = min(t for _, _, t in self._enabled)
+        self._wheels = PerLoopWheels(tick=shortest / TICKS_PER_TIMEOUT, slots=SLOTS)
         self._watches: dict[TcpConnection, _Watch] = {}
         self._visit = self._check
 
@@ -95,12 +117,10 @@ class IdleMonitor:
             return
         wheel = self._wheel if self._wheel is not None else self._wheels.for_loop(conn.loop)
         watch = _Watch(conn, wheel)
-        last_read, last_write = conn.last_read, conn.last_write
-        watch.reader_due = last_read + self.reader_idle
-        watch.writer_due = last_write + self.writer_idle
-        watch.all_due = max(last_read, last_write) + self.all_idle
+        for i, kind, timeout in self._enabled:
+            watch.due[i] = _last_activity(conn, kind) + timeout
         self._watches[conn] = watch
-        watch.entry = wheel.schedule(self._next_due(watch), self._visit, watch)
+        watch.entry = wheel.schedule(min(watch.due), self._visit, watch)
 
     def unwatch(self, conn: TcpConnection) -> None:
         """Stop watching ``conn`` (call it from ``on_close``)."""
@@ -108,18 +128,6 @@ class IdleMonitor:
         if watch is not None and watch.entry is not None:
             watch.wheel.cancel(watch.entry)
             watch.entry = None
-
-    def _next_due(self, watch: _Watch) -> float:
-        due = [
-            when
-            for when, timeout in (
-                (watch.reader_due, self.reader_idle),
-                (watch.writer_due, self.writer_idle),
-                (watch.all_due, self.all_idle),
-            )
-            if timeout
-        ]
-        return min(due)
 
     def _check(self, watch: _Watch, now: float) -> None:
         """The connection's wheel slot came up: fire what is due, re-slot the rest.
@@ -129,39 +137,20 @@ class IdleMonitor:
         check again a timeout after that activity.
         """
         conn = watch.conn
-        timeout = self.reader_idle
-        if timeout and watch.reader_due <= now:
-            last = conn.last_read
-            if last + timeout <= now:
-                watch.reader_due = now + timeout
-                self.on_idle(conn, IdleKind.READER)
-                if watch.entry is None:
-                    return  # the callback closed the connection
-            else:
-                watch.reader_due = last + timeout
-        timeout = self.writer_idle
-        if timeout and watch.writer_due <= now:
-            last = conn.last_write
-            if last + timeout <= now:
-                watch.writer_due = now + timeout
-                self.on_idle(conn, IdleKind.WRITER)
-                if watch.entry is None:
-                    return
-            else:
-                watch.writer_due = last + timeout
-        timeout = self.all_idle
-        if timeout and watch.all_due <= now:
-            last = max(conn.last_read, conn.last_write)
-            if last + timeout <= now:
-                watch.all_due = now + timeout
-                self.on_idle(conn, IdleKind.ALL)
-                if watch.entry is None:
-                    return
-            else:
-                watch.all_due = last + timeout
+        due = watch.due
+        for i, kind, timeout in self._enabled:
+            if due[i] <= now:
+                last = _last_activity(conn, kind)
+                if last + timeout <= now:
+                    due[i] = now + timeout
+                    self.on_idle(conn, kind)
+                    if watch.entry is None:
+                        return  # the callback closed the connection
+                else:
+                    due[i] = last + timeout
         entry = watch.entry
         if entry is not None:
-            watch.wheel.reschedule(entry, self._next_due(watch))
+            watch.wheel.reschedule(entry, min(due))
 
 
 class IdleStateHandler(Handler):

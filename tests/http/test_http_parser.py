@@ -7,6 +7,8 @@ that ends the connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from ioreactor.http.errors import HttpError
@@ -133,6 +135,50 @@ def test_an_error_is_the_last_event_after_the_requests_before_it(loop: EventLoop
 def test_limits_and_framing_rules_refuse(loop: EventLoop, wire: bytes, status: int) -> None:
     limits = Limits(max_request_line=256, max_headers=10, max_body=64)
     assert shape(parser_for(loop, limits).feed(wire)) == [status]
+
+
+def alternate_case(name: bytes) -> bytes:
+    return bytes(c ^ 0x20 if i % 2 and chr(c).isalpha() else c for i, c in enumerate(name))
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        b"Content-Length: 0",
+        b"Transfer-Encoding: chunked",
+        b"Expect: 100-continue",
+        b"Connection: keep-alive",
+        b"Upgrade: h2c",
+    ],
+)
+@pytest.mark.parametrize("spell", [bytes.lower, bytes.upper, alternate_case])
+def test_a_field_the_parser_acts_on_is_seen_in_any_case(
+    loop: EventLoop, field: bytes, spell: Callable[[bytes], bytes]
+) -> None:
+    """A head with a framing or protocol field takes the general path, which reads it
+    (the plain path, which does not, is for heads without any)."""
+    name, value = field.split(b": ")
+    body = b"0\r\n\r\n" if name == b"Transfer-Encoding" else b""
+    parser = parser_for(loop)
+    head = b"GET / HTTP/1.1\r\nHost: t\r\n" + spell(name) + b": " + value + b"\r\n\r\n"
+    events = parser.feed(head + body)
+    assert parser.careful
+    assert [e for e in shape(events) if not isinstance(e, tuple) or e[0] != "end"] == [
+        ("GET", "/", None if body else b"")
+    ]
+
+
+@pytest.mark.parametrize(
+    "field",
+    [b"User-Agent: u", b"ACCEPT: */*", b"Cookie: a=b", b"Referer: /", b"Upgrade-Insecure: 1"],
+)
+def test_other_fields_of_the_same_lengths_keep_the_plain_path(
+    loop: EventLoop, field: bytes
+) -> None:
+    parser = parser_for(loop)
+    (request,) = parser.feed(b"GET / HTTP/1.1\r\nHost: t\r\n" + field + b"\r\n\r\n") or ()
+    assert not parser.careful
+    assert isinstance(request, Request) and request.body == b""
 
 
 def test_plain_targets_are_decoded_once_per_loop(loop: EventLoop) -> None:

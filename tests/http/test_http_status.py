@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from http_support import live_server
 
+from ioreactor.http.head import status_line
 from ioreactor.http.limits import Limits
-from ioreactor.http.response import status_line
 from support.http import raw_exchange
 
 #: RFC 9110, section 15: every status code it defines and its reason phrase (306 and 418

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import pytest
 
 from ioreactor.loop.backends import new_loop
+from ioreactor.loop.channel import Channel
 from ioreactor.loop.event_loop import LAG_WINDOW, SCRATCH_SIZE, EventLoop
 from ioreactor.loop.poller import READ, WRITE
 from ioreactor.testing import LoopThread, run_until
@@ -141,6 +142,51 @@ def test_fd_handler_exception_is_logged_and_loop_survives(
             run_until(loop, lambda: bool(ran))
         assert any(f"handler of fd {a.fileno()}" in r.getMessage() for r in caplog.records)
         loop.unwatch(a.fileno())
+    finally:
+        a.close()
+        b.close()
+
+
+class ReadsOneByte(Channel):
+    """A channel as a connection is one: the loop calls its method, no callback object."""
+
+    __slots__ = ("masks", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.masks: list[int] = []
+
+    def handle_events(self, mask: int) -> bool:
+        self.masks.append(mask)
+        if self.sock.recv(1) == b"!":
+            raise ValueError("bad channel")
+        return True
+
+
+def test_watch_channel_calls_its_handle_events(
+    loop: EventLoop, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = socket.socketpair()
+    channel = ReadsOneByte(a)
+    try:
+        base = loop.watched_fds()
+        loop.watch_channel(a.fileno(), READ, channel)
+        assert loop.watched_fds() == base + 1
+        with pytest.raises(ValueError, match="already watched"):
+            loop.watch(a.fileno(), READ, channel.masks.append)
+        b.send(b"x")
+        run_until(loop, lambda: bool(channel.masks))
+        assert channel.masks[0] & READ
+        b.send(b"!")  # its exception is logged; the loop and the channel go on
+        with caplog.at_level(logging.ERROR, logger="ioreactor.loop"):
+            run_until(loop, lambda: len(channel.masks) == 2)
+        assert any(f"handler of fd {a.fileno()}" in r.getMessage() for r in caplog.records)
+        b.send(b"y")
+        run_until(loop, lambda: len(channel.masks) == 3)
+        loop.unwatch(a.fileno())
+        b.send(b"z")
+        loop.run_once(0.05)
+        assert len(channel.masks) == 3 and loop.watched_fds() == base
     finally:
         a.close()
         b.close()

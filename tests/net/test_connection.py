@@ -18,12 +18,14 @@ import socket
 import struct
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from ioreactor import build_kind
 from ioreactor.echo import EchoHandler
 from ioreactor.loop.event_loop import SCRATCH_SIZE, EventLoop
 from ioreactor.loop.poller import FD_SETSIZE
@@ -1073,6 +1075,76 @@ def test_activity_times_and_idle_buffer(loop_thread: LoopThread) -> None:
         assert "open" in repr(conn)
     wait(loop_thread, lambda: conn.closed, "closed")
     assert conn.local_address() is None and "closed" in repr(conn)
+
+
+#: Idle connections the heap test opens (enough that the server's table growth averages out).
+IDLE_CONNS = 500
+#: Python heap per idle connection, bytes: issue 15's target for the compiled build; the
+#: pure build keeps the peer tuple (~140 bytes) and Python-object fields.
+IDLE_HEAP_LIMIT = {"compiled": 500, "pure Python": 720}
+
+
+def test_an_idle_connection_costs_little_python_heap() -> None:
+    """What ``ioreactor bench idle`` measures, in-process: the server's traced Python heap
+    before and after it accepts connections that send nothing (the clients connected
+    first, so only the server's side is counted): no input Buffer, no bound method, no
+    peer tuple (compiled) per connection."""
+    loop = EventLoop("epoll")
+    server = TcpServer(loop, ("127.0.0.1", 0), EchoHandler(), backlog=IDLE_CONNS).start()
+    clients: list[socket.socket] = []
+    tracing = tracemalloc.is_tracing()
+    try:
+        for _ in range(IDLE_CONNS):  # the kernel completes them in the listen backlog
+            clients.append(socket.create_connection(("127.0.0.1", server.port), LIVENESS))
+        if not tracing:
+            tracemalloc.start()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        run_until(loop, lambda: server.connection_count == IDLE_CONNS)
+        gc.collect()
+        per_conn = (tracemalloc.get_traced_memory()[0] - before) / IDLE_CONNS
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+        for client in clients:
+            client.close()
+        server.close()
+        loop.close()
+    assert per_conn <= IDLE_HEAP_LIMIT[build_kind()], f"{per_conn:.0f} B per idle connection"
+
+
+def test_peer_is_the_address_accept_gave(loop: EventLoop) -> None:
+    """The compiled build keeps an IPv4 peer packed; what ``conn.peer`` gives back is
+    always equal to what it was given, however it is spelled, and a PROXY header's
+    address replaces it."""
+    a, b = socket.socketpair()
+    peers: list[Any] = [
+        ("127.0.0.1", 54321),
+        ("0.0.0.0", 0),
+        ("255.255.255.255", 65535),
+        ("10.0.0.1", 2**70),  # (not a port: kept as given)
+        ("127.000.0.1", 80),  # (not the canonical spelling: kept as given)
+        ("1.2.3", 80),
+        ("1.2.3.4.5", 80),
+        ("256.0.0.1", 80),
+        ("1.2.3.4", True),
+        ("::1", 8080, 0, 0),
+        "",
+        b"\0abstract",
+        None,
+    ]
+    try:
+        for peer in peers:
+            conn = TcpConnection(loop, a, peer, Handler())
+            assert conn.peer == peer and type(conn.peer) is type(peer)
+            if isinstance(peer, tuple):
+                assert [type(x) for x in conn.peer] == [type(x) for x in peer]
+            conn.peer = ("192.0.2.7", 443)
+            assert conn.peer == ("192.0.2.7", 443)
+            assert "peer=('192.0.2.7', 443)" in repr(conn)
+    finally:
+        a.close()
+        b.close()
 
 
 def test_water_marks_are_validated(loop: EventLoop) -> None:

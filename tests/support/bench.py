@@ -25,3 +25,8 @@ def workload_row(
     row = BenchResult(name, conns, ops, 1.0, cpu_seconds, 1.0, 2.0, 3.0, 0, unit=unit)
     row.extra.update(workload=workload, round=round_no)
     return row
+
+
+#: What two differences of float sums of clock ticks may disagree by: a run's user CPU
+#: (end.user - start.user) may come out a hair above its CPU (end.cpu - start.cpu).
+CLOCK_ROUNDING = 1e-9

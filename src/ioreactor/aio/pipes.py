@@ -354,16 +354,21 @@ class ProcessOps(DatagramOps):
     """Pipes and subprocesses."""
 
     async def connect_read_pipe(self, protocol_factory: Callable[[], Any], pipe: Any) -> Any:
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = ReadPipeTransport(self, pipe, protocol, waiter)
-        await self._until_ready(transport, waiter)
-        return transport, protocol
+        return await self._connect_pipe(ReadPipeTransport, protocol_factory, pipe)
 
     async def connect_write_pipe(self, protocol_factory: Callable[[], Any], pipe: Any) -> Any:
+        return await self._connect_pipe(WritePipeTransport, protocol_factory, pipe)
+
+    async def _connect_pipe(
+        self,
+        transport_class: type[ReadPipeTransport | WritePipeTransport],
+        protocol_factory: Callable[[], Any],
+        pipe: Any,
+    ) -> Any:
+        """(transport, protocol) for one end of ``pipe``, once connection_made ran."""
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = WritePipeTransport(self, pipe, protocol, waiter)
+        transport = transport_class(self, pipe, protocol, waiter)
         await self._until_ready(transport, waiter)
         return transport, protocol
 

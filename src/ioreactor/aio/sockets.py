@@ -171,18 +171,7 @@ class SocketOps(LoopCore):
         fut: futures.Future[Any], sock: socket.socket, method: str, args: tuple[Any, ...]
     ) -> None:
         """Retry ``sock.method(*args)`` (looked up now, as asyncio does) for ``fut``."""
-        if fut.done():
-            return
-        try:
-            result = getattr(sock, method)(*args)
-        except (BlockingIOError, InterruptedError):
-            return  # spurious: wait again
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
+        _settle(fut, getattr(sock, method), args)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -240,28 +229,11 @@ class SocketOps(LoopCore):
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        self._wait_fd(fut, sock.fileno(), WRITE, self._connect_ready, sock, address)
+        self._wait_fd(fut, sock.fileno(), WRITE, _settle, _connect_outcome, (sock, address))
         try:
             await fut
         finally:
             fut = None  # type: ignore[assignment]  # no cycle through the traceback
-
-    @staticmethod
-    def _connect_ready(fut: futures.Future[None], sock: socket.socket, address: Any) -> None:
-        if fut.done():
-            return
-        try:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                raise OSError(err, f"Connect call failed {address}")
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(None)
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         conn, address = await self._sock_io(sock, READ, "accept")
@@ -363,6 +335,30 @@ class SocketOps(LoopCore):
         finally:
             if sent > 0 and hasattr(file, "seek"):
                 file.seek(offset + sent)
+
+
+def _settle(fut: futures.Future[Any], call: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Set ``fut`` to the result or exception of ``call(*args)``, unless it would block
+    (the fd is waited for again) or ``fut`` is already done."""
+    if fut.done():
+        return
+    try:
+        result = call(*args)
+    except (BlockingIOError, InterruptedError):
+        return  # spurious: wait again
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+def _connect_outcome(sock: socket.socket, address: Any) -> None:
+    """A non-blocking connect's result once the socket is writable: raises its error."""
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, f"Connect call failed {address}")
 
 
 def _set_if_pending(fut: futures.Future[None]) -> None:

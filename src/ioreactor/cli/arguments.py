@@ -24,7 +24,7 @@ import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from ioreactor.loop.poller import available_pollers
 from ioreactor.multicore.config import DISPATCHES, default_workers
@@ -66,6 +66,8 @@ class CommandLineParser(argparse.ArgumentParser):
 
 # -- numbers ----------------------------------------------------------------------------
 
+_N = TypeVar("_N", int, float)
+
 
 def _integer(text: str) -> int:
     try:
@@ -84,52 +86,34 @@ def _real(text: str) -> float:
     return value
 
 
-def count(text: str) -> int:
-    """A whole number >= 0 (``--workers 0``: serve in this process)."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+def _checked(
+    parse: Callable[[str], _N], rule: str, ok: Callable[[_N], bool], name: str
+) -> Callable[[str], _N]:
+    """A type that parses a number with ``parse`` and refuses it unless ``ok``:
+    ``must be {rule}, got {text}``."""
+
+    def number(text: str) -> _N:
+        value = parse(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    number.__name__ = number.__qualname__ = name
+    return number
 
 
-def positive_count(text: str) -> int:
-    """A whole number >= 1 (connections, sizes, rounds, ...)."""
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def seconds(text: str) -> float:
-    """A duration > 0 seconds (finite)."""
-    value = _real(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
-    return value
-
-
-def seconds_or_zero(text: str) -> float:
-    """A duration >= 0 seconds (0: none, e.g. no warm-up)."""
-    value = _real(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 seconds, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A share: 0 < value <= 1."""
-    value = _real(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1, got {text}")
-    return value
-
-
-def uid(text: str) -> int:
-    """A user id (>= 0)."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a uid is >= 0, got {text}")
-    return value
+#: A whole number >= 0 (``--workers 0``: serve in this process).
+count = _checked(_integer, ">= 0", lambda v: v >= 0, "count")
+#: A whole number >= 1 (connections, sizes, rounds, ...).
+positive_count = _checked(_integer, ">= 1", lambda v: v >= 1, "positive_count")
+#: A duration > 0 seconds (finite).
+seconds = _checked(_real, "> 0 seconds", lambda v: v > 0, "seconds")
+#: A duration >= 0 seconds (0: none, e.g. no warm-up).
+seconds_or_zero = _checked(_real, ">= 0 seconds", lambda v: v >= 0, "seconds_or_zero")
+#: A share: 0 < value <= 1.
+fraction = _checked(_real, "> 0 and <= 1", lambda v: 0 < v <= 1, "fraction")
+#: A user id (>= 0).
+uid = _checked(_integer, ">= 0 (a uid)", lambda v: v >= 0, "uid")
 
 
 def count_list(text: str) -> tuple[int, ...]:

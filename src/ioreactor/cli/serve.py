@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ioreactor.cli.arguments import (
@@ -39,8 +40,6 @@ from ioreactor.multicore.config import default_workers
 from ioreactor.net.address import format_sockname
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ioreactor.http.app_loader import LoadedApp
     from ioreactor.multicore import WorkerContext
     from ioreactor.net.handlers import Handler
@@ -54,6 +53,19 @@ ECHO_APP = "ioreactor.http.echo_app:build_echo_app"
 INTERFACES = ("auto", "native", "asgi", "wsgi")
 #: ``--lifespan`` (``ioreactor.http.asgi.lifespan.LIFESPAN_MODES``, kept equal by a test).
 LIFESPAN_MODES = ("auto", "on", "off")
+#: The :class:`Limits` fields ``serve`` sets by a flag (the field's name with dashes):
+#: field -> (argument type, metavar, help).
+LIMIT_FLAGS: dict[str, tuple[Callable[[str], float], str, str]] = {
+    "header_timeout": (seconds, "S", "seconds to receive a request head"),
+    "body_timeout": (seconds, "S", "seconds a body may stall"),
+    "keepalive_timeout": (seconds, "S", "seconds an idle keep-alive connection is kept"),
+    "max_body": (positive_count, "BYTES", "largest request body in bytes"),
+    "max_requests_per_connection": (
+        positive_count,
+        "N",
+        "requests per keep-alive connection before it closes",
+    ),
+}
 #: The flags that apply to some kinds of application only: the kinds, and the value
 #: meaning "not given".
 KIND_FLAGS: dict[str, tuple[tuple[str, ...], object]] = {
@@ -163,37 +175,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "the request's X-Request-ID (default %(default)s)",
     )
     defaults = Limits()
-    p.add_argument(
-        "--header-timeout",
-        type=seconds,
-        default=defaults.header_timeout,
-        help="seconds to receive a request head (default %(default)s)",
-    )
-    p.add_argument(
-        "--body-timeout",
-        type=seconds,
-        default=defaults.body_timeout,
-        help="seconds a body may stall (default %(default)s)",
-    )
-    p.add_argument(
-        "--keepalive-timeout",
-        type=seconds,
-        default=defaults.keepalive_timeout,
-        help="seconds an idle keep-alive connection is kept (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-body",
-        type=positive_count,
-        default=defaults.max_body,
-        help="largest request body in bytes (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-requests-per-connection",
-        type=positive_count,
-        default=defaults.max_requests_per_connection,
-        metavar="N",
-        help="requests per keep-alive connection before it closes (default %(default)s)",
-    )
+    for field, (kind, metavar, what) in LIMIT_FLAGS.items():
+        p.add_argument(
+            "--" + field.replace("_", "-"),
+            type=kind,
+            default=getattr(defaults, field),
+            metavar=metavar,
+            help=f"{what} (default %(default)s)",
+        )
     add_production_arguments(p)
     p.set_defaults(func=run)
 
@@ -264,11 +253,7 @@ def add_production_arguments(p: argparse.ArgumentParser) -> None:
 
 def limits_from(args: argparse.Namespace) -> Limits:
     return Limits(
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-        keepalive_timeout=args.keepalive_timeout,
-        max_body=args.max_body,
-        max_requests_per_connection=args.max_requests_per_connection,
+        **{field: getattr(args, field) for field in LIMIT_FLAGS},
         sweep_interval=min(1.0, args.header_timeout / 2, args.keepalive_timeout / 2),
     )
 

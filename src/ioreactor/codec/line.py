@@ -69,12 +69,9 @@ class DelimiterCodec(Codec):
         delimiters = self.delimiters
         # Find each delimiter in place first: nothing is copied until a frame is complete.
         found = [buffer.find(d) for d in delimiters]
-        if max(found) < 0:
-            if n > self._pending_limit:
-                raise self._too_long(n)
+        data = self._complete_lines(buffer, n, max(found) >= 0)
+        if data is None:
             return
-        with buffer.peek() as view:
-            data = view.tobytes()
         max_length = self.max_length
         keep = not self.strip_delimiter
         append = frames.append
@@ -113,6 +110,16 @@ class DelimiterCodec(Codec):
         buffer.retrieve(pos)
         if n - pos > self._pending_limit:
             raise self._too_long(n - pos)
+
+    def _complete_lines(self, buffer: Buffer, n: int, delimited: bool) -> bytes | None:
+        """The ``n`` buffered bytes once a delimiter is among them (``delimited``);
+        None while the line is still partial and within the limit of pending bytes."""
+        if not delimited:
+            if n > self._pending_limit:
+                raise self._too_long(n)
+            return None
+        with buffer.peek() as view:
+            return view.tobytes()
 
     def _too_long(self, length: int) -> FrameTooLongError:
         return FrameTooLongError(
@@ -167,12 +174,9 @@ class LineCodec(DelimiterCodec):
         if not n:
             return
         end = buffer.find(b"\n")
-        if end < 0:
-            if n > self._pending_limit:
-                raise self._too_long(n)
+        data = self._complete_lines(buffer, n, end >= 0)
+        if data is None:
             return
-        with buffer.peek() as view:
-            data = view.tobytes()
         max_length = self.max_length
         keep = not self.strip_delimiter
         append = frames.append

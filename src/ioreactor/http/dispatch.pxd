@@ -16,7 +16,7 @@ cdef class AppDispatcher(Dispatcher):
     cdef public str server_name
     cdef public dict plain
 
-    @cython.locals(routes=dict)
+    @cython.locals(handlers=dict)
     cpdef request(self, protocol, Request request)
     cpdef body(self, protocol, bytes chunk)
     cpdef end(self, protocol, Request request)

@@ -20,7 +20,8 @@ An answer is what a handler returns (``str``, ``bytes``, a ``Response``,
 common case, and the protocol renders it into the read's batch or the queue.
 
 :class:`AppDispatcher`, per request: a literal route that runs on the loop and takes the
-whole body is found with two dict lookups (``Router.plain``); anything else is resolved
+whole body is found with two dict lookups (``Router.plain``: its handler, no Route);
+anything else is resolved
 (path parameters, ``HEAD`` served by ``GET``, 404/405). A ``blocking=True`` handler runs
 in the loop's worker pool; one connection's pool handlers run one at a time, in request
 order (RFC 9112 9.3.2 forbids running pipelined unsafe requests in parallel), so a pool
@@ -214,16 +215,16 @@ class AppDispatcher(Dispatcher):
         return self.router.awaits()
 
     def request(self, protocol: HttpProtocol, request: Request) -> object:
-        routes = self.plain.get(request.path)
-        route = routes.get(request.method) if routes is not None else None
-        if route is None or request.body is None or not request.keep_alive:
+        handlers = self.plain.get(request.path)
+        handler = handlers.get(request.method) if handlers is not None else None
+        if handler is None or request.body is None or not request.keep_alive:
             return self._route(protocol, request)
         try:
-            return route.handler(request)
+            return handler(request)
         except HttpError as exc:
             return error_response(exc)
         except Exception:
-            log.exception("%r: handler for %s failed", protocol, route.pattern)
+            log.exception("%r: handler for %s failed", protocol, request.path)
             return error_response(HttpError(500, "Internal Server Error"))
 
     def body(self, protocol: HttpProtocol, chunk: bytes) -> None:

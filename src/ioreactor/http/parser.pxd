@@ -35,7 +35,21 @@ cdef class ParserCallbacks:
     cdef public Py_ssize_t small_read
     cdef public RequestParser parser
     cdef public dict targets
+    cdef public bytes recent_url
+    cdef public str recent_target
     cdef public object on_url, on_header, on_headers_complete, on_body, on_message_complete
+
+    @cython.locals(p=RequestParser, raw=list, n=Py_ssize_t)
+    cpdef header(self, bytes name, bytes value)
+    @cython.locals(p=RequestParser, raw=list, url=bytes, method_raw=bytes, method=str,
+                   target=str, left=Py_ssize_t, request=Request, events=list)
+    cpdef headers_complete(self)
+
+cdef dict _PLAIN_METHODS
+cdef frozenset _SPECIAL_LENGTHS
+cdef bytes _SPECIAL_INITIALS
+cdef object _get_method, _should_keep_alive
+cdef str GET
 
 cpdef enum:  # (parser.py defines them for the pure build)
     IDLE = 0

@@ -55,7 +55,7 @@ from ioreactor.http import parser as parsing
 from ioreactor.http.dispatch import LATER
 from ioreactor.http.errors import HttpError
 from ioreactor.http.parser import CONTINUE, FEED_SLICE, End, Event, RequestParser
-from ioreactor.http.request import Request
+from ioreactor.http.request import HTTP_11, Request
 from ioreactor.http.response_queue import ResponseQueue
 
 if TYPE_CHECKING:
@@ -512,7 +512,7 @@ def receive_read(
                     type(answer) is str
                     and protocol.direct
                     and request.keep_alive
-                    and request.version == "1.1"
+                    and request.version == HTTP_11
                     and request.method != "HEAD"
                 ):
                     # The common answer: text due at once, the whole keep-alive response

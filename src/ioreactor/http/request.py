@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from ioreactor.http.headers import Headers
 
+try:
+    import cython
+except ImportError:  # the pure build runs without Cython installed
+    import ioreactor._cython as cython
 
+
+# A request usually lives for one read (its answer is rendered in the read that parsed
+# it): the compiled build keeps freed requests for the next ones (Cython's freelist)
+# instead of handing them back to the allocator.
+@cython.freelist(64)
+@cython.cclass
 class Request:
     """Method, target, version, headers and body of one request.
 
@@ -114,6 +124,10 @@ def incoming(
     request.keep_alive = True
     return request
 
+
+#: The version of nearly every request, as the parser gives it: one string object, so
+#: that comparing a request's version with it is a pointer compare first.
+HTTP_11: Final = "1.1"
 
 #: ``Request`` without ``__init__``: the server stores the slots itself (``incoming``).
 new_request = Request.__new__

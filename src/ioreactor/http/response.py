@@ -1,10 +1,11 @@
-"""What a handler returns, and the one place that turns it into bytes on the wire.
+"""What a handler returns, and how it turns into bytes on the wire.
 
 A handler returns a whole :class:`Response`, a streamed (chunked) one, a file, ``str``
 (sent as ``text/plain; charset=utf-8``) or ``bytes`` (``application/octet-stream``). The
 server adds ``Server``, ``Date``, the framing (``Content-Length`` or
 ``Transfer-Encoding: chunked``) and ``Connection``; a handler sets everything else, and
-every field it sets is checked (see :mod:`ioreactor.http.headers`).
+every field it sets is checked (see :mod:`ioreactor.http.headers`). The heads are
+encoded by :mod:`ioreactor.http.head`, as the ASGI and WSGI responses' are.
 
 Rendering::
 
@@ -30,8 +31,14 @@ from typing import TYPE_CHECKING
 
 from ioreactor.http.date import DATE
 from ioreactor.http.errors import HttpError
+from ioreactor.http.head import (
+    connection_field,
+    encode_head,
+    framing_field,
+    has_body,
+    status_line,
+)
 from ioreactor.http.headers import HeaderError, encode_field
-from ioreactor.http.status import REASON_PHRASES
 
 if TYPE_CHECKING:
     from ioreactor.http.request import Request
@@ -45,35 +52,18 @@ TEXT_PLAIN = "text/plain; charset=utf-8"
 OCTET_STREAM = "application/octet-stream"
 TEXT_FIELD = b"Content-Type: text/plain; charset=utf-8\r\n"
 OCTET_FIELD = b"Content-Type: application/octet-stream\r\n"
-CLOSE_FIELD = b"Connection: close\r\n"
-KEEP_ALIVE_FIELD = b"Connection: keep-alive\r\n"
-CHUNKED_FIELD = b"Transfer-Encoding: chunked\r\n"
 CHUNK_END = b"0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Fields only the server writes: a handler setting them could break the message framing.
 _SERVER_FIELDS = frozenset({"content-length", "transfer-encoding", "date", "server"})
 
 
-def _build_status_lines() -> dict[int, bytes]:
-    return {s: b"HTTP/1.1 %d %s\r\n" % (s, p.encode("ascii")) for s, p in REASON_PHRASES.items()}
-
-
-#: ``b"HTTP/1.1 200 OK\r\n"`` and friends, built once.
-STATUS_LINES = _build_status_lines()
-
-
-def status_line(status: int) -> bytes:
-    line = STATUS_LINES.get(status)
-    if line is None:
-        if not 100 <= status <= 999:
-            raise ValueError(f"invalid status code {status}")
-        line = STATUS_LINES[status] = b"HTTP/1.1 %d \r\n" % status
-    return line
-
-
-def has_body(status: int) -> bool:
-    """1xx, 204 and 304 responses never carry a body (RFC 9110 6.4.1)."""
-    return status >= 200 and status != 204 and status != 304
+def handler_head(
+    status: int, fields: bytes, framing: bytes, connection: bytes, server: bytes
+) -> bytes:
+    """The head of a handler's response: its status line, always the server's Server
+    and Date, then its fields, ``framing`` and ``connection``."""
+    return encode_head(status_line(status), server, DATE.line, fields, framing, connection)
 
 
 def _refuse_bodiless(status: int, kind: str) -> None:
@@ -101,20 +91,6 @@ def encode_fields(headers: HeaderInput) -> tuple[bytes, bool]:
             continue
         lines.append(encode_field(name, value))
     return b"".join(lines), close
-
-
-def encode_head(
-    status: int, fields: bytes, framing: bytes, connection: bytes, server: bytes
-) -> bytes:
-    """Status line and header block, ending with the blank line."""
-    return b"%s%s%s%s%s%s\r\n" % (
-        status_line(status),
-        server,
-        DATE.line,
-        fields,
-        framing,
-        connection,
-    )
 
 
 class Response:
@@ -150,27 +126,21 @@ class Response:
     def encode(self, connection: bytes, server: bytes, head: bool = False) -> bytes:
         """The bytes on the wire; ``head`` omits the body but keeps its Content-Length."""
         status = self.status
-        if has_body(status):
-            framing = b"Content-Length: %d\r\n" % len(self.body)
-            body = b"" if head else self.body
-        else:
-            framing = body = b""
-        return encode_head(status, self.fields, framing, connection, server) + body
+        body = self.body
+        data = handler_head(
+            status, self.fields, framing_field(status, len(body), False), connection, server
+        )
+        return data + body if body and not head and has_body(status) else data
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.body)} bytes>"
 
 
 def encode_simple(field: bytes, body: bytes, connection: bytes, server: bytes, head: bool) -> bytes:
-    """200 OK with one Content-Type field: the path a handler returning str/bytes takes."""
-    return b"HTTP/1.1 200 OK\r\n%s%s%sContent-Length: %d\r\n%s\r\n%s" % (
-        server,
-        DATE.line,
-        field,
-        len(body),
-        connection,
-        b"" if head else body,
-    )
+    """200 OK with one Content-Type field: the path a handler returning str/bytes takes
+    when the cache's whole responses do not fit (HEAD, HTTP/1.0, a closing exchange)."""
+    data = handler_head(200, field, framing_field(200, len(body), False), connection, server)
+    return data if head else data + body
 
 
 class StreamingResponse:
@@ -233,8 +203,10 @@ class StreamingResponse:
     def encode_head(self, connection: bytes, server: bytes, *, chunked: bool) -> bytes:
         """Status line and fields; ``chunked`` frames the body (HTTP/1.1), else the end of
         the connection ends it (HTTP/1.0)."""
-        framing = CHUNKED_FIELD if chunked else b""
-        return encode_head(self.status, self.fields, framing, connection, server)
+        status = self.status
+        return handler_head(
+            status, self.fields, framing_field(status, -1, chunked), connection, server
+        )
 
     # -- the server's side (loop thread) ------------------------------------------------
 
@@ -329,9 +301,9 @@ class FileResponse:
             raise
 
     def encode_head(self, connection: bytes, server: bytes) -> bytes:
-        return encode_head(
-            self.status, self.fields, b"Content-Length: %d\r\n" % self.length, connection, server
-        )
+        status = self.status
+        framing = framing_field(status, self.length, False)
+        return handler_head(status, self.fields, framing, connection, server)
 
     def release(self) -> None:
         """Close the file (idempotent)."""
@@ -398,14 +370,6 @@ class ResponseCache:
     def octet_response(self, body: bytes) -> bytes:
         """The whole keep-alive HTTP/1.1 ``200 OK`` response with ``body`` as it is."""
         return b"%s%d\r\n\r\n%s" % (self._octet_prefix, len(body), body)
-
-
-def connection_field(request: Request) -> bytes:
-    """The ``Connection`` field line the response to ``request`` carries (none for a
-    keep-alive HTTP/1.1 exchange, the default)."""
-    if request.keep_alive:
-        return b"" if request.version == "1.1" else KEEP_ALIVE_FIELD
-    return CLOSE_FIELD
 
 
 def error_response(err: HttpError) -> Response:

@@ -32,12 +32,11 @@ import functools
 import logging
 from typing import TYPE_CHECKING
 
+from ioreactor.http.head import CLOSE_FIELD, connection_field
 from ioreactor.http.response import (
-    CLOSE_FIELD,
     FileResponse,
     ResponseCache,
     StreamingResponse,
-    connection_field,
     error_response,
     render,
 )

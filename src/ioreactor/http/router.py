@@ -70,8 +70,10 @@ class Router:
     def __init__(self) -> None:
         self._literal: dict[str, dict[str, Route]] = {}
         #: The dispatcher's first lookup, for the literal routes that run on the loop and
-        #: take the whole body: path -> method -> route (any other request is resolved).
-        self.plain: dict[str, dict[str, Route]] = {}
+        #: take the whole body: path -> method -> the route's handler (any other request
+        #: is resolved). The handler itself, not its Route: a call without an attribute
+        #: lookup per request.
+        self.plain: dict[str, dict[str, Handler]] = {}
         self._patterns: list[tuple[re.Pattern[str], dict[str, Route]]] = []
 
     def add(
@@ -104,7 +106,7 @@ class Router:
                 raise ValueError(f"{method} {pattern} is already routed")
             table[method] = route
             if regex is None and not (blocking or stream_body or awaits):
-                self.plain.setdefault(sys.intern(pattern), {})[method] = route
+                self.plain.setdefault(sys.intern(pattern), {})[method] = handler
         return route
 
     def _pattern_table(self, regex: re.Pattern[str]) -> dict[str, Route]:

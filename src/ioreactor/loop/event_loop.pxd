@@ -1,7 +1,10 @@
 # C types for event_loop.py (Cython augmenting declarations; the .py is the source).
 
 from ioreactor.loop.cepoll cimport epoll_events, epoll_wait, ready_fd, ready_mask
+from ioreactor.loop.channel cimport Channel
 from ioreactor.loop.csysio cimport get_ident, monotonic
+
+cimport cython
 
 cdef bint COMPILED
 
@@ -26,4 +29,5 @@ cdef class EventLoop:
     cdef public Py_ssize_t _iterations, _slow_iterations
     cdef object __weakref__
 
+    @cython.locals(channel=Channel)
     cdef inline void _dispatch(self, int fd, int mask)

@@ -4,7 +4,7 @@ One iteration of :meth:`EventLoop.run`::
 
     poll(timeout until the next timer)   <- the only place the loop sleeps
       -> a new wall-clock second?  call_each_second callbacks (the HTTP Date cache)
-      -> channel callbacks for ready fds  (handle_read / handle_write / handle_close)
+      -> each ready fd's channel: channel.handle_events(mask)  (loop/channel.py)
       -> due timers
       -> callbacks queued with call_soon / call_soon_threadsafe
       -> flush: every connection that queued output this iteration sends it, once
@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from ioreactor.loop.channel import CallbackChannel, Channel
 from ioreactor.loop.poller import MAX_EVENTS, READ, EpollPoller, Poller, create_poller
 from ioreactor.loop.signal_wakeup import SignalWakeup
 from ioreactor.loop.timers import Handle, TimerHandle, TimerQueue
@@ -186,8 +187,8 @@ class EventLoop:
         #: Loop time when the current iteration's poll returned: a cheap clock for
         #: per-event bookkeeping such as a connection's last activity (no syscall).
         self.now = monotonic()
-        #: The callback of each watched fd, by fd number (None: not watched).
-        self._handlers: list[Callable[[int], object] | None] = []
+        #: The channel of each watched fd, by fd number (None: not watched).
+        self._handlers: list[Channel | None] = []
         self._watched = 0
         #: The compiled build waits on an epoll poller itself (loop/cepoll.pxd): its fd and
         #: room for the ready events (-1 and None: the poller's poll() is asked).
@@ -255,14 +256,19 @@ class EventLoop:
     # -- fds --------------------------------------------------------------------------
 
     def watch(self, fd: int, events: int, callback: Callable[[int], object]) -> None:
-        """Call ``callback(events)`` whenever ``fd`` is ready for ``events``."""
+        """Call ``callback(mask)`` whenever ``fd`` is ready for ``events``."""
+        self.watch_channel(fd, events, CallbackChannel(callback))
+
+    def watch_channel(self, fd: int, events: int, channel: Channel) -> None:
+        """Call ``channel.handle_events(mask)`` whenever ``fd`` is ready for ``events``
+        (what a connection registers: itself, with no callback object made for it)."""
         handlers = self._handlers
         if fd < len(handlers) and handlers[fd] is not None:
             raise ValueError(f"fd {fd} is already watched by {self!r}")
         self.poller.register(fd, events)
         if fd >= len(handlers):
             handlers.extend([None] * (fd + 1 - len(handlers)))
-        handlers[fd] = callback
+        handlers[fd] = channel
         self._watched += 1
 
     def modify(self, fd: int, events: int) -> None:
@@ -483,10 +489,10 @@ class EventLoop:
                 # build 6% per echoed message (15.3k -> 16.2k instructions, callgrind).
                 if unwatched and fd in unwatched:
                     continue
-                callback = handlers[fd] if fd < len(handlers) else None
-                if callback is not None:
+                channel = handlers[fd] if fd < len(handlers) else None
+                if channel is not None:
                     try:
-                        callback(mask)
+                        channel.handle_events(mask)
                     except Exception:
                         log.exception("%r: unhandled error in the handler of fd %d", self, fd)
         heap = self._timers._heap
@@ -511,17 +517,17 @@ class EventLoop:
             self._report_slow(busy)
 
     def _dispatch(self, fd: int, mask: int) -> None:
-        """Run the callback of a ready fd."""
+        """Tell a ready fd's channel (in C: a compiled connection's method directly)."""
         unwatched = self._unwatched
         if unwatched and fd in unwatched:
             # Unwatched by a callback earlier in this batch (and perhaps watched again for
             # a new socket that got the same number): the event was for the old one.
             return
         handlers = self._handlers
-        callback = handlers[fd] if fd < len(handlers) else None
-        if callback is not None:
+        channel = handlers[fd] if fd < len(handlers) else None
+        if channel is not None:
             try:
-                callback(mask)
+                channel.handle_events(mask)
             except Exception:
                 log.exception("%r: unhandled error in the handler of fd %d", self, fd)
 

@@ -44,6 +44,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING, Any
 
+from ioreactor.loop.channel import Channel
 from ioreactor.net.buffer import Buffer
 from ioreactor.net.handlers import (
     ConnectionOwner,
@@ -68,6 +69,7 @@ if not cython.compiled:
 
     if TYPE_CHECKING:  # for the type checker: the compiled build's direct system calls
         from ioreactor.loop.csysio import sock_recv_into, sock_send
+        from ioreactor.net.cpeer import pack_ipv4_peer, unpack_ipv4_peer
 
 #: True in the compiled build (a C constant there; one global load in the pure build).
 COMPILED = cython.compiled
@@ -103,8 +105,14 @@ if not cython.compiled:  # (the compiled build's are C constants as well: connec
 _RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ETIMEDOUT, errno.ENOTCONN})
 
 
-class TcpConnection:
-    """A connected stream socket driven by its loop; see the module docstring."""
+class TcpConnection(Channel):
+    """A connected stream socket driven by its loop; see the module docstring.
+
+    Memory per connection is a feature: the loop's fd table holds the connection itself
+    (a :class:`~ioreactor.loop.channel.Channel`: no bound method per connection), the
+    input Buffer is made on the first read that leaves bytes for ``on_message``, and the
+    compiled build keeps an IPv4 peer as a C integer (the tuple is made when asked).
+    """
 
     __slots__ = (
         "_above_high",
@@ -116,12 +124,15 @@ class TcpConnection:
         "_handler",
         "_high_water",
         "_in_read",
+        "_input",
         "_low_water",
         "_notify_drain",
         "_out",
         "_out_size",
         "_owner",
+        "_peer",
         "_peer_eof",
+        "_peer_ipv4",
         "_read_paused",
         "_scratch",
         "_shut_wr",
@@ -132,11 +143,9 @@ class TcpConnection:
         "context",
         "error",
         "fd",
-        "input",
         "last_read",
         "last_write",
         "loop",
-        "peer",
         "sock",
     )
 
@@ -155,13 +164,13 @@ class TcpConnection:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
-        self.peer = peer
+        self.peer = peer  # (the setter: packed in the compiled build)
         self._owner = owner
         #: Free for the handler: per-connection protocol state (muduo's context).
         self.context: Any = None
         #: Why the connection ended, when it ended with an error.
         self.error: BaseException | None = None
-        self.input = Buffer()
+        self._input: Buffer | None = None
         self._out: list[bytes | memoryview] = []
         self._out_size = 0
         self._state = CONNECTED
@@ -190,6 +199,29 @@ class TcpConnection:
         return f"<{type(self).__name__} fd={self.fd} peer={self.peer} {state[self._state]}>"
 
     # -- state ---------------------------------------------------------------------------
+
+    @property
+    def peer(self) -> Any:
+        """The peer's address as ``accept()`` gave it (a PROXY header may replace it)."""
+        if self._peer_ipv4 >= 0:
+            return unpack_ipv4_peer(self._peer_ipv4)
+        return self._peer
+
+    @peer.setter
+    def peer(self, peer: Any) -> None:
+        # The compiled build keeps ("a.b.c.d", port) as one C integer: 8 bytes for the
+        # 142 of a tuple, a str and an int. The pure build keeps the object (packing
+        # would cost more time than the memory it saves there).
+        self._peer_ipv4 = pack_ipv4_peer(peer) if COMPILED else -1
+        self._peer = None if self._peer_ipv4 >= 0 else peer
+
+    @property
+    def input(self) -> Buffer:
+        """The bytes received and not yet consumed (made on first use: a connection
+        that never leaves input behind never has one)."""
+        if self._input is None:
+            self._input = Buffer()
+        return self._input
 
     @property
     def connected(self) -> bool:
@@ -323,9 +355,11 @@ class TcpConnection:
         once and its owner told; the handler never hears of it.
         """
         self._events = 0 if self._read_paused else READ
-        callback = self._handle_edge if self.loop.edge_triggered else self._handle_event
         try:
-            self.loop.watch(self.fd, self._events, callback)
+            if self.loop.edge_triggered:
+                self.loop.watch(self.fd, self._events, self._handle_edge)
+            else:  # the loop calls handle_events (the connection is its own channel)
+                self.loop.watch_channel(self.fd, self._events, self)
         except (ValueError, OSError) as exc:
             log.error("cannot serve peer %s: %s; closing it", self.peer, exc)
             self.error = exc
@@ -350,7 +384,7 @@ class TcpConnection:
     def _handle_mixed(self, mask: int) -> None:
         """Any event but plain readable: errors, hang-ups, writability."""
         if mask & READ or (mask & (HUP | ERROR) and self._events & READ):
-            self._handle_event(READ)
+            self.handle_events(READ)
         elif mask & (HUP | ERROR):
             self._handle_hangup()
         if mask & WRITE and self._state != DISCONNECTED:
@@ -358,8 +392,8 @@ class TcpConnection:
 
     # -- reading -----------------------------------------------------------------------
 
-    def _handle_event(self, mask: int) -> bool:
-        """The loop's callback for this fd (level-triggered pollers). Readable only (the
+    def handle_events(self, mask: int) -> bool:
+        """The loop calls this for this fd (level-triggered pollers). Readable only (the
         common case) is the read path itself: ``recv_into`` the loop's scratch buffer,
         then the read step (:meth:`_received`). True when a chunk was read and delivered.
 
@@ -400,8 +434,8 @@ class TcpConnection:
         """
         self.last_read = self.loop.now
         self._in_read = True
-        buffer = self.input
-        if self._direct and buffer.is_empty():
+        buffer = self._input
+        if self._direct and (buffer is None or buffer.is_empty()):
             n = len(data)
             try:
                 used = self._handler.on_read(self, data)
@@ -411,14 +445,14 @@ class TcpConnection:
                 self._in_read = False
                 self._callback_failed("on_read", exc)
                 return False
-            if used < n and self._state != DISCONNECTED:
-                buffer.append_received(data[used:])
-                if not self._deliver():
-                    return False
-        else:
-            buffer.append_received(data)
-            if not self._deliver():
+            if (
+                used < n
+                and self._state != DISCONNECTED
+                and not self._deliver(self._keep_input(data[used:]))
+            ):
                 return False
+        elif not self._deliver(self._keep_input(data)):
+            return False
         self._in_read = False
         if self._out and not self._writing:
             self._flush()  # read complete: what the handler sent leaves in one call
@@ -429,7 +463,7 @@ class TcpConnection:
         scratch buffer itself (``_scratch``): :meth:`_received` without a view of the
         ``size`` bytes read, unless the handler leaves some of them."""
         loop = self.loop
-        if not self.input.is_empty():
+        if self._input is not None and not self._input.is_empty():
             return self._received(loop.scratch_view[:size])
         self.last_read = loop.now
         self._in_read = True
@@ -441,22 +475,31 @@ class TcpConnection:
             self._in_read = False
             self._callback_failed("on_read", exc)
             return False
-        if used < size and self._state != DISCONNECTED:
-            self.input.append_received(loop.scratch_view[used:size])
-            if not self._deliver():
-                return False
+        if (
+            used < size
+            and self._state != DISCONNECTED
+            and not self._deliver(self._keep_input(loop.scratch_view[used:size]))
+        ):
+            return False
         self._in_read = False
         if self._out and not self._writing:
             self._flush()
         return True
 
-    def _deliver(self) -> bool:
-        """``on_message`` with the input buffer; its storage goes back once consumed.
+    def _keep_input(self, data: memoryview) -> Buffer:
+        """Append ``data`` to the input Buffer (made now if this is the first time)."""
+        buffer = self._input
+        if buffer is None:
+            buffer = self._input = Buffer()
+        buffer.append_received(data)
+        return buffer
+
+    def _deliver(self, buffer: Buffer) -> bool:
+        """``on_message`` with the input ``buffer``; its storage goes back once consumed.
 
         A handler that hands the connection on (:meth:`set_handler`) and leaves input
         behind has the next handler's ``on_message`` called with it at once.
         """
-        buffer = self.input
         handler = self._handler
         try:
             handler.on_message(self, buffer)
@@ -486,12 +529,12 @@ class TcpConnection:
         """
         if mask != READ:
             self._handle_mixed(mask)  # reads one chunk if readable, then the drain goes on
-        elif not self._handle_event(READ):
+        elif not self.handle_events(READ):
             return
         for _ in range(EDGE_READS_PER_EVENT):
             if self._state != CONNECTED or not self._events & READ:
                 return
-            if not self._handle_event(READ):
+            if not self.handle_events(READ):
                 return
         self.loop.call_soon(self._resume_edge_read)
 
@@ -767,8 +810,9 @@ class TcpConnection:
         self.sock.close()
         self._out.clear()
         self._out_size = 0
-        self.input.retrieve_all()
-        self.input.release()
+        if self._input is not None:
+            self._input.retrieve_all()
+            self._input.release()
         try:
             self._handler.on_close(self)
         except Exception:

@@ -11,17 +11,15 @@ loops measured in the same run.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS, server_command, unavailable
 from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
-from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
-from ioreactor_tools.bench.procstat import TreeSample
+from ioreactor_tools.bench.http_bench import measure_http_server
+from ioreactor_tools.bench.pinning import CorePlan, core_plan, pin_current_process
 from ioreactor_tools.bench.report import BenchResult, workload_target_lines
 from ioreactor_tools.bench.rounds import run_workload_rounds
 
@@ -30,8 +28,6 @@ if TYPE_CHECKING:
 
 #: Seconds of unmeasured traffic on the same connections before each window.
 WARMUP = 1.0
-#: fds a load process keeps for itself besides its connections.
-FD_RESERVE = 100
 #: The issue's targets: ioreactor.aio's CPU per message over each peer's, at most.
 TARGETS: dict[str, dict[str, float]] = {
     "protocol-echo": {"asyncio": 0.8, "uvloop": 1.0},
@@ -53,50 +49,6 @@ class AioBenchConfig:
     rounds: int = 1
 
 
-def _load_processes(conns: int) -> int:
-    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
-    return max(1, math.ceil(conns / per_process))
-
-
-def measure_http(
-    name: str, command: Sequence[str], port: int, conns: int, config: AioBenchConfig, plan: CorePlan
-) -> BenchResult:
-    """Keep-alive ``GET /`` against ``command``, server CPU charged per request."""
-    from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load
-
-    samples: dict[str, TreeSample] = {}
-    load_config = HttpLoadConfig(
-        host="127.0.0.1",
-        port=port,
-        conns=conns,
-        duration=config.duration,
-        warmup=config.warmup,
-        procs=_load_processes(conns),
-    )
-    with ServerProcess(command, port=port, core=plan.server) as server:
-        result = run_http_load(
-            load_config,
-            on_start=lambda: samples.__setitem__("before", server.sample(count_fds=False)),
-            on_end=lambda: samples.__setitem__("after", server.sample()),
-        )
-    start, end = samples["before"], samples["after"]
-    return BenchResult(
-        name=name,
-        conns=conns,
-        ops=result.requests,
-        duration=result.duration,
-        server_cpu_seconds=end.cpu_seconds - start.cpu_seconds,
-        server_user_seconds=end.user_seconds - start.user_seconds,
-        p50_us=result.latency_us(0.5),
-        p99_us=result.latency_us(0.99),
-        p999_us=result.latency_us(0.999),
-        rss_bytes=end.rss_bytes,
-        errors=result.errors,
-        unit="req",
-        extra={"connected": result.connected, "command": " ".join(command)},
-    )
-
-
 def measure(
     workload: str, loop: str, conns: int, config: AioBenchConfig, plan: CorePlan
 ) -> BenchResult:
@@ -104,7 +56,9 @@ def measure(
     port = free_port()
     command = server_command(workload, loop, port, config.poller if loop == "ioreactor" else None)
     if WORKLOADS[workload] == "http":
-        result = measure_http(loop, command, port, conns, config, plan)
+        result = measure_http_server(
+            loop, command, port, conns, plan, duration=config.duration, warmup=config.warmup
+        )
     else:
         echo = EchoBenchConfig(
             conns=(conns,), size=config.size, duration=config.duration, warmup=config.warmup

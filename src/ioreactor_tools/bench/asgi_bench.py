@@ -13,22 +13,17 @@ use the median of the per-round ratios.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS, server_command, unavailable
-from ioreactor_tools.bench.pinning import (
-    CorePlan,
-    ServerProcess,
-    core_plan,
-    pin_current_process,
-)
+from ioreactor_tools.bench.http_bench import measure_http_server
+from ioreactor_tools.bench.http_load import load_kind
+from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, workload_target_lines
+from ioreactor_tools.bench.report import BenchResult, window_result, workload_target_lines
 from ioreactor_tools.bench.rounds import run_workload_rounds
 
 if TYPE_CHECKING:
@@ -36,8 +31,6 @@ if TYPE_CHECKING:
 
 #: Seconds of unmeasured traffic on the same connections before each window.
 WARMUP = 1.0
-#: fds a load process keeps for itself besides its connections.
-FD_RESERVE = 100
 #: Seconds a server gets to start listening (FastAPI's import is slow on a busy machine).
 READY_TIMEOUT = 60.0
 #: The issue's targets: ioreactor's server CPU per op over each peer's, at most.
@@ -62,84 +55,6 @@ class AsgiBenchConfig:
     load: str = "auto"
 
 
-def http_load_kind(config: AsgiBenchConfig) -> str:
-    from ioreactor_tools.bench.http_load import wrk_path
-
-    if config.load == "auto":
-        return "wrk" if wrk_path() is not None else "ioreactor"
-    return config.load
-
-
-def _sampled(server: ServerProcess, samples: dict[str, TreeSample], key: str) -> None:
-    samples[key] = server.sample(count_fds=key == "after")
-
-
-def _result(
-    name: str,
-    conns: int,
-    samples: dict[str, TreeSample],
-    ops: int,
-    duration: float,
-    latencies: tuple[float, float, float],
-    errors: dict[str, int],
-    unit: str,
-    extra: dict[str, object],
-) -> BenchResult:
-    start, end = samples["before"], samples["after"]
-    return BenchResult(
-        name=name,
-        conns=conns,
-        ops=ops,
-        duration=duration,
-        server_cpu_seconds=end.cpu_seconds - start.cpu_seconds,
-        server_user_seconds=end.user_seconds - start.user_seconds,
-        p50_us=latencies[0],
-        p99_us=latencies[1],
-        p999_us=latencies[2],
-        rss_bytes=end.rss_bytes,
-        errors=errors,
-        unit=unit,
-        extra=extra,
-    )
-
-
-def measure_http(
-    name: str,
-    command: Sequence[str],
-    port: int,
-    conns: int,
-    config: AsgiBenchConfig,
-    plan: CorePlan,
-) -> BenchResult:
-    """Keep-alive ``GET /`` against ``command``, server CPU charged per request."""
-    from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load, run_wrk
-
-    samples: dict[str, TreeSample] = {}
-    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
-    load_config = HttpLoadConfig(
-        host="127.0.0.1",
-        port=port,
-        conns=conns,
-        duration=config.duration,
-        warmup=config.warmup,
-        procs=max(1, math.ceil(conns / per_process)),
-    )
-    load = http_load_kind(config)
-    with ServerProcess(command, port=port, core=plan.server, ready_timeout=READY_TIMEOUT) as server:
-        before = lambda: _sampled(server, samples, "before")  # noqa: E731
-        after = lambda: _sampled(server, samples, "after")  # noqa: E731
-        if load == "wrk":
-            wrk = run_wrk(load_config, core=plan.load, on_start=before, on_end=after)
-            ops, duration, errors = wrk.requests, wrk.duration, wrk.errors
-            latencies = (wrk.p50_us, wrk.p99_us, float("nan"))
-        else:
-            result = run_http_load(load_config, on_start=before, on_end=after)
-            ops, duration, errors = result.requests, result.duration, result.errors
-            latencies = (result.latency_us(0.5), result.latency_us(0.99), result.latency_us(0.999))
-    extra: dict[str, object] = {"load": load, "command": " ".join(command)}
-    return _result(name, conns, samples, ops, duration, latencies, errors, "req", extra)
-
-
 def measure_websocket(
     name: str,
     command: Sequence[str],
@@ -158,19 +73,20 @@ def measure_websocket(
     with ServerProcess(command, port=port, core=plan.server, ready_timeout=READY_TIMEOUT) as server:
         result = run_ws_load(
             load_config,
-            on_start=lambda: _sampled(server, samples, "before"),
-            on_end=lambda: _sampled(server, samples, "after"),
+            on_start=lambda: samples.__setitem__("before", server.sample(count_fds=False)),
+            on_end=lambda: samples.__setitem__("after", server.sample()),
         )
-    latencies = (result.latency_us(0.5), result.latency_us(0.99), result.latency_us(0.999))
-    extra: dict[str, object] = {
-        "size": config.size,
-        "connected": result.connected,
-        "command": " ".join(command),
-    }
-    return _result(
-        name, conns, samples, result.messages, result.duration, latencies, result.errors,
-        "msg", extra,
-    )  # fmt: skip
+    return window_result(
+        name,
+        conns,
+        ops=result.messages,
+        duration=result.duration,
+        latency_us=result.latency_us,
+        errors=result.errors,
+        before=samples["before"],
+        after=samples["after"],
+        extra={"size": config.size, "connected": result.connected, "command": " ".join(command)},
+    )
 
 
 def measure(
@@ -182,7 +98,17 @@ def measure(
     if WORKLOADS[workload][1] == "websocket":
         result = measure_websocket(server, command, port, conns, config, plan)
     else:
-        result = measure_http(server, command, port, conns, config, plan)
+        result = measure_http_server(
+            server,
+            command,
+            port,
+            conns,
+            plan,
+            duration=config.duration,
+            warmup=config.warmup,
+            load=load_kind(config.load),
+            ready_timeout=READY_TIMEOUT,
+        )
     result.extra["workload"] = workload
     return result
 

@@ -10,7 +10,6 @@ with like on a shared, noisy machine.
 
 from __future__ import annotations
 
-import math
 import os
 import statistics
 import sys
@@ -18,20 +17,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, round_ratios, window_result
+from ioreactor_tools.bench.report import BenchResult, load_window_result, round_ratios
+from ioreactor_tools.bench.rounds import run_server_rounds
+from ioreactor_tools.bench.tcp_load import load_processes
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 #: Seconds of unmeasured traffic on the same connections before each window.
 WARMUP = 1.0
-#: fds a load process keeps for itself besides its connections.
-FD_RESERVE = 100
 #: The issue's targets: ioreactor's CPU per message over each peer's, at most.
 TARGETS = {"asyncio": 0.9, "uvloop": 1.0}
 
@@ -91,12 +89,6 @@ def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
     return skipped
 
 
-def load_processes(conns: int) -> int:
-    """Processes the load needs so that none exceeds its fd limit."""
-    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
-    return max(1, math.ceil(conns / per_process))
-
-
 def measure_echo_server(
     name: str,
     command: Sequence[str],
@@ -127,13 +119,10 @@ def measure_echo_server(
             progress=progress,
         )
     before, after = samples["before"], samples["after"]
-    return window_result(
+    return load_window_result(
         name,
         conns,
-        ops=load.messages,
-        duration=load.duration,
-        latency_us=load.latency_us,
-        errors=load.errors,
+        load,
         before=before,
         after=after,
         extra={
@@ -157,25 +146,21 @@ def run_echo_bench(
     plan = core_plan()
     console = console or Console()
     pin_current_process(plan.load)
-    skipped = skipped_servers(config.servers)
-    for name, reason in skipped.items():
-        console.print(f"[yellow]skipping {name}: {reason}[/]")
-    results = []
-    for round_no in range(config.rounds):
-        label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
-        for conns in config.conns:
-            for name in config.servers:
-                if name in skipped:
-                    continue
-                port = free_port()
-                command = ECHO_SERVERS[name](port, config.poller, conns)
-                console.print(f"[dim]{label}{name}: {conns:,} conns, {config.duration:g} s ...[/]")
-                result = measure_echo_server(
-                    name, command, port, conns, config, plan, progress=progress
-                )
-                result.extra["round"] = round_no
-                results.append(result)
-    return results
+
+    def measure(name: str, conns: int) -> BenchResult:
+        port = free_port()
+        command = ECHO_SERVERS[name](port, config.poller, conns)
+        return measure_echo_server(name, command, port, conns, config, plan, progress=progress)
+
+    return run_server_rounds(
+        config.rounds,
+        config.conns,
+        config.servers,
+        skipped=skipped_servers(config.servers),
+        measure=measure,
+        console=console,
+        detail=f", {config.duration:g} s",
+    )
 
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:

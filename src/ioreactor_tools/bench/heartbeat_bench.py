@@ -54,7 +54,13 @@ from ioreactor_tools.bench import PEER_SERVERS
 from ioreactor_tools.bench.echo_load import EchoLoad, EchoLoadConfig, EchoLoadResult
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.peers import PEER_BACKLOG, peer_command, uvloop_available
-from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
+from ioreactor_tools.bench.pinning import (
+    IOREACTOR_COMMAND,
+    CorePlan,
+    ServerProcess,
+    core_plan,
+    pin_current_process,
+)
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import (
     BenchResult,
@@ -257,11 +263,7 @@ def idle_server_command(
 ) -> list[str]:
     if name == "ioreactor":
         command = [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "--log-level",
-            "WARNING",
+            *IOREACTOR_COMMAND,
             "heartbeat",
             "serve",
             "--listen",

@@ -181,10 +181,22 @@ class WrkResult:
     p99_us: float
     errors: dict[str, int] = field(default_factory=dict)
 
+    def latency_us(self, q: float) -> float:
+        """The latency wrk reported at quantile ``q`` (0.5 or 0.99; NaN for any other)."""
+        return {0.5: self.p50_us, 0.99: self.p99_us}.get(q, float("nan"))
+
 
 def wrk_path() -> str | None:
     """The wrk executable, or None when it is not installed."""
     return shutil.which("wrk")
+
+
+def load_kind(requested: str) -> str:
+    """``wrk`` or ``ioreactor`` for a ``--load`` choice: ``auto`` picks wrk when it is
+    installed."""
+    if requested == "auto":
+        return "wrk" if wrk_path() is not None else "ioreactor"
+    return requested
 
 
 def _wrk_latency_us(text: str) -> float:

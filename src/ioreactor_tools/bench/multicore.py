@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from ioreactor.cli.arguments import one_of, positive_count, seconds
 from ioreactor.multicore.config import DISPATCHES
 from ioreactor.testing import free_port
-from ioreactor_tools.bench.echo_bench import EchoBenchConfig, load_processes, measure_echo_server
+from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult
+from ioreactor_tools.bench.tcp_load import load_processes
 
 #: Connections for the CPU-per-message comparisons.
 #: What the benchmark measures, each part on its own.

@@ -9,14 +9,16 @@ with SIGTERM, then SIGKILL for the whole process group after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -29,6 +31,11 @@ log = logging.getLogger("ioreactor_tools.bench")
 READY_TIMEOUT = 15.0
 #: How long a server has to exit after SIGTERM before the group gets SIGKILL.
 STOP_GRACE = 5.0
+
+
+#: The ``ioreactor`` command as a server child runs it: this interpreter, logging
+#: warnings and worse only (a benchmark's own output stays readable).
+IOREACTOR_COMMAND: tuple[str, ...] = (sys.executable, "-m", "ioreactor", "--log-level", "WARNING")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,18 @@ def pin_current_process(core: int | None) -> None:
     """Pin this process (the load generator) to ``core``; its children inherit it."""
     if core is not None:
         os.sched_setaffinity(0, {core})
+
+
+@contextlib.contextmanager
+def current_process_pinned(core: int | None) -> Iterator[None]:
+    """:func:`pin_current_process` for an engine called from a longer-lived process
+    (a test, a notebook): the CPUs it had come back at the end."""
+    saved = os.sched_getaffinity(0)
+    pin_current_process(core)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
 
 
 def wait_for_port(

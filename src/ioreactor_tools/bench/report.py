@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # rich is imported where a table is drawn
     from rich.table import Table
 
     from ioreactor_tools.bench.procstat import TreeSample
+    from ioreactor_tools.bench.tcp_load import TcpLoadResult
 
 #: Where bench commands write JSON and charts (gitignored).
 RESULTS_DIR = Path("bench-results")
@@ -120,6 +121,31 @@ def window_result(
         errors=errors,
         unit=unit,
         extra={} if extra is None else extra,
+    )
+
+
+def load_window_result(
+    name: str,
+    conns: int,
+    load: TcpLoadResult,
+    *,
+    before: TreeSample,
+    after: TreeSample,
+    extra: dict[str, Any],
+) -> BenchResult:
+    """:func:`window_result` of a window driven by one of this package's loads: its
+    count (messages, requests) and their unit, duration, latency and errors."""
+    return window_result(
+        name,
+        conns,
+        ops=load.count,
+        duration=load.duration,
+        latency_us=load.latency_us,
+        errors=load.errors,
+        before=before,
+        after=after,
+        unit=load.RATE_UNIT.removesuffix("/s"),
+        extra=extra,
     )
 
 

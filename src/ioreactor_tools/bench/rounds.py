@@ -1,15 +1,16 @@
-"""The run order of a workload comparison: every round, workload, connection count and
-server, skipping what cannot run here (said once), each run tagged with its round.
+"""The run order of a comparison: every round, (workload,) connection count and server,
+skipping what cannot run here (said once), each run tagged with its round.
 
 ::
 
     run_workload_rounds(... unavailable, measure ...) -> measure(workload, server, conns)
+    run_server_rounds(... skipped, measure ...) -> measure(server, conns)
         -> [BenchResult with extra["round"], ...]  (servers interleaved inside a round)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ioreactor_tools.bench.report import BenchResult
@@ -65,4 +66,33 @@ def run_workload_rounds(
                         continue
                     result.extra["round"] = round_no
                     results.append(result)
+    return results
+
+
+def run_server_rounds(
+    rounds: int,
+    conns: Sequence[int],
+    servers: Sequence[str],
+    *,
+    skipped: Mapping[str, str],
+    measure: Callable[[str, int], BenchResult],
+    console: Console,
+    detail: str = "",
+) -> list[BenchResult]:
+    """``measure(server, conns)`` for each connection count and server but the
+    ``skipped`` ones (each said once, with its reason), ``rounds`` times; ``detail``
+    follows the connection count in each run's line."""
+    for name, reason in skipped.items():
+        console.print(f"[yellow]skipping {name}: {reason}[/]")
+    results = []
+    for round_no in range(rounds):
+        label = f"round {round_no + 1}/{rounds}: " if rounds > 1 else ""
+        for count in conns:
+            for server in servers:
+                if server in skipped:
+                    continue
+                console.print(f"[dim]{label}{server}: {count:,} conns{detail} ...[/]")
+                result = measure(server, count)
+                result.extra["round"] = round_no
+                results.append(result)
     return results

@@ -58,8 +58,16 @@ DRAIN_TIMEOUT = 5.0
 PROGRESS_INTERVAL = 0.25
 #: Seconds the parent waits on a load process beyond the run's own length.
 PROCESS_SLACK = 60.0
+#: fds a load process keeps for itself besides its connections.
+FD_RESERVE = 100
 
 RAMP, WARMUP, READY, MEASURE, DRAIN, CLOSING = range(6)
+
+
+def load_processes(conns: int) -> int:
+    """Processes the load needs so that none holds more fds than its limit allows."""
+    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
+    return max(1, math.ceil(conns / per_process))
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,15 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ioreactor_tools.bench.nginx_peers import nginx_path
 from ioreactor_tools.bench.tls_peers import (
     Certificate,
     nginx_command,
-    nginx_path,
     tls_peer_command,
     unavailable,
 )
@@ -105,11 +104,13 @@ def skipped(servers: Sequence[str]) -> dict[str, str]:
 
 def ioreactor_command(workload: str, port: int, cert: Certificate, poller: str | None) -> list[str]:
     """``ioreactor serve`` (keep-alive, handshakes) or ``ioreactor echo`` (bulk), TLS on."""
+    from ioreactor_tools.bench.pinning import IOREACTOR_COMMAND
+
     tls = ["--certfile", str(cert.certfile), "--keyfile", str(cert.keyfile)]
     common = ["--workers", "0", "--listen", f"127.0.0.1:{port}", *tls]
     if poller:
         common += ["--poller", poller]
-    base = [sys.executable, "-m", "ioreactor", "--log-level", "WARNING"]
+    base = list(IOREACTOR_COMMAND)
     if workload == "bulk":
         return [*base, "echo", *common]
     # like the peers: no connection closed or timed out by the server here

@@ -5,7 +5,7 @@ benchmarks, with ``ssl=`` (asyncio's ``sslproto``, uvloop's Cython twin), and ng
 
     uvloop-https / asyncio-https   HelloProtocol (httptools) behind create_server(ssl=ctx)
     uvloop-tls-echo                EchoProtocol behind create_server(ssl=ctx)
-    nginx                          one worker, ``return 200 "Hello, World!"``, access log off
+    nginx                          :mod:`~ioreactor_tools.bench.nginx_peers` with ``ssl``
 
 Every server gets the same certificate and key (a throwaway ECDSA P-256 pair made with
 the ``openssl`` tool: :func:`make_certificate`) and OpenSSL's default ciphers: TLS 1.3,
@@ -27,13 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ioreactor_tools.bench import nginx_peers
 from ioreactor_tools.bench.http_peers import HelloProtocol
 from ioreactor_tools.bench.peers import PEER_BACKLOG, EchoProtocol, uvloop_available
 
 #: Peer names this module serves.
 TLS_PEERS = ("uvloop-https", "asyncio-https", "uvloop-tls-echo", "asyncio-tls-echo")
-#: Where Debian installs nginx (``/usr/sbin`` is not on every user's PATH).
-NGINX_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
 
 
 @dataclass(frozen=True)
@@ -80,54 +79,10 @@ def make_certificate(directory: Path | None = None) -> Certificate:
     return Certificate(where, cert, key)
 
 
-def nginx_path() -> str | None:
-    """The nginx executable, or None."""
-    found = shutil.which("nginx")
-    if found:
-        return found
-    return next((p for p in NGINX_PATHS if Path(p).exists()), None)
-
-
 def nginx_command(port: int, cert: Certificate) -> list[str]:
     """nginx serving ``Hello, World!`` over TLS on 127.0.0.1:``port``, in the foreground
-    (its configuration and scratch directories under the certificate's directory)."""
-    nginx = nginx_path()
-    if nginx is None:
-        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
-    prefix = cert.directory / f"nginx-{port}"
-    prefix.mkdir(exist_ok=True)
-    conf = prefix / "nginx.conf"
-    conf.write_text(
-        f"""
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {prefix}/error.log crit;
-pid {prefix}/nginx.pid;
-events {{ worker_connections 20000; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    keepalive_requests 1000000000;
-    keepalive_timeout 3600s;
-    server {{
-        listen 127.0.0.1:{port} ssl backlog={PEER_BACKLOG};
-        ssl_certificate {cert.certfile};
-        ssl_certificate_key {cert.keyfile};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / {{
-            default_type text/plain;
-            return 200 "Hello, World!";
-        }}
-    }}
-}}
-"""
-    )
-    return [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+    (its configuration and scratch files in a directory beside the certificate's)."""
+    return nginx_peers.nginx_command(cert.directory / f"nginx-{port}", port, cert)
 
 
 def _context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -179,8 +134,8 @@ def unavailable(name: str) -> str | None:
     """None if peer ``name`` can run here, else why not."""
     if name.startswith("uvloop"):
         return uvloop_available()
-    if name == "nginx" and nginx_path() is None:
-        return "nginx is not installed (Debian: apt-get install nginx-light)"
+    if name == "nginx":
+        return nginx_peers.nginx_unavailable()
     return None
 
 

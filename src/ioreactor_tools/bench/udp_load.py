@@ -51,7 +51,7 @@ from ioreactor_tools.bench.echo_load import EchoLoadResult
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, window_result
+from ioreactor_tools.bench.report import BenchResult, load_window_result
 
 #: Seconds after which an unanswered datagram counts as lost (and is replaced).
 LOSS_TIMEOUT = 0.5
@@ -424,13 +424,10 @@ def measure_server(
             on_end=lambda: samples.__setitem__("after", server.sample()),
         )
     before, after = samples["before"], samples["after"]
-    return window_result(
+    return load_window_result(
         name,
         config.conns,
-        ops=load.messages,
-        duration=load.duration,
-        latency_us=load.latency_us,
-        errors=load.errors,
+        load,
         before=before,
         after=after,
         extra={

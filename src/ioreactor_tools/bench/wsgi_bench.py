@@ -21,16 +21,21 @@ Server processes run through :class:`~ioreactor_tools.bench.pinning.ServerProces
 from __future__ import annotations
 
 import importlib.util
-import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ioreactor.testing import free_port
-from ioreactor_tools.bench.http_load import HttpLoadConfig, run_wrk, wrk_path
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
-from ioreactor_tools.bench.report import BenchResult, window_result
+from ioreactor_tools.bench.http_bench import measure_http
+from ioreactor_tools.bench.http_load import HttpLoadConfig, wrk_path
+from ioreactor_tools.bench.pinning import (
+    IOREACTOR_COMMAND,
+    ServerProcess,
+    core_plan,
+    current_process_pinned,
+)
+from ioreactor_tools.bench.report import BenchResult
 from ioreactor_tools.bench.slowloris import THROUGHPUT_TARGET, Attack, AttackConfig
 
 #: The applications, as ``MODULE:ATTR`` of :mod:`ioreactor_tools.bench.wsgi_apps`.
@@ -50,7 +55,7 @@ Command = Callable[[int, str, int], list[str]]
 
 def _ioreactor(port: int, spec: str, threads: int) -> list[str]:
     return [
-        sys.executable, "-m", "ioreactor", "--log-level", "WARNING", "serve", spec,
+        *IOREACTOR_COMMAND, "serve", spec,
         "--listen", f"127.0.0.1:{port}", "--workers", "0", "--threads", str(threads),
         "--max-requests", str(10**9), "--header-timeout", str(SLOW_HEADER_TIMEOUT),
     ]  # fmt: skip
@@ -175,24 +180,9 @@ def _measure(
     load = HttpLoadConfig(
         "127.0.0.1", server.port, conns=conns, duration=config.duration, warmup=config.warmup
     )
-    samples = []
-
-    def sample() -> None:
-        samples.append(server.sample(count_fds=False))
-
-    wrk = run_wrk(load, core=core, on_start=sample, on_end=sample)
-    return window_result(
-        name,
-        conns,
-        ops=wrk.requests,
-        duration=wrk.duration,
-        latency_us=lambda q: {0.5: wrk.p50_us, 0.99: wrk.p99_us}.get(q, math.nan),
-        errors=wrk.errors,
-        before=samples[0],
-        after=samples[1],
-        unit="req",
-        extra={"app": app, "threads": config.threads},
-    )
+    result = measure_http(server, name, load, load="wrk", load_core=core)
+    result.extra.update(app=app, threads=config.threads)
+    return result
 
 
 def _serve(name: str, app: str, config: WsgiBenchConfig, core: int | None) -> ServerProcess:
@@ -212,18 +202,18 @@ def run_wsgi_bench(
     servers = [s for s in config.servers if s not in missing_servers(config.servers)]
     report.skipped = [f"{s}: not installed" for s in missing_servers(config.servers)]
     plan = core_plan()
-    pin_current_process(plan.load)
-    for app in config.apps:
-        for conns in config.conns:
-            for name in servers:
-                progress(f"{app}, {conns} conns: {name}")
-                with _serve(name, app, config, plan.server) as server:
-                    result = _measure(server, name, app, conns, config, plan.load)
-                report.results.append(result)
-    if config.slowloris:
-        for name in (s for s in SLOWLORIS_SERVERS if s in servers):
-            progress(f"slowloris, {config.slow} slow connections: {name}")
-            report.slowloris.append(run_slowloris_against(name, config, plan.server, plan.load))
+    with current_process_pinned(plan.load):
+        for app in config.apps:
+            for conns in config.conns:
+                for name in servers:
+                    progress(f"{app}, {conns} conns: {name}")
+                    with _serve(name, app, config, plan.server) as server:
+                        result = _measure(server, name, app, conns, config, plan.load)
+                    report.results.append(result)
+        if config.slowloris:
+            for name in (s for s in SLOWLORIS_SERVERS if s in servers):
+                progress(f"slowloris, {config.slow} slow connections: {name}")
+                report.slowloris.append(run_slowloris_against(name, config, plan.server, plan.load))
     return report
 
 

@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,10 +31,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ioreactor.testing import free_port
-from ioreactor_tools.bench.echo_bench import load_processes
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, EchoLoadResult, run_echo_load
-from ioreactor_tools.bench.pinning import core_plan, pinned_command, wait_for_port
+from ioreactor_tools.bench.pinning import (
+    IOREACTOR_COMMAND,
+    core_plan,
+    pinned_command,
+    wait_for_port,
+)
 from ioreactor_tools.bench.procstat import tree_pids
+from ioreactor_tools.bench.tcp_load import load_processes
 from ioreactor_tools.children import child_preexec
 
 HOST = "127.0.0.1"
@@ -208,11 +212,7 @@ class _Server:
 
     def __init__(self, model: str, port: int, workers: int, core: int | None) -> None:
         command = [
-            sys.executable,
-            "-m",
-            "ioreactor",
-            "--log-level",
-            "WARNING",
+            *IOREACTOR_COMMAND,
             "model",
             model,
             "--listen",

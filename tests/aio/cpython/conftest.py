@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gc
+import signal
 from collections.abc import Iterator
 
 import pytest
 from cpython_support import read_skips
+
+from support.process_state import ProcessState
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,3 +42,18 @@ def _collect_only_what_the_test_made(request: pytest.FixtureRequest) -> Iterator
         yield
     finally:
         gc.unfreeze()
+
+
+@pytest.fixture(autouse=True)
+def _runner_signals_back() -> Iterator[None]:
+    """CPython's signal tests end with ``remove_signal_handler``, which leaves SIGINT at
+    Python's default handler and other signals at SIG_DFL, as in CPython's own runner.
+    Here SIGINT may have been ignored (a shell starts a background job so, and the
+    runner's workers inherit it) and SIGALRM was pytest-timeout's: at SIG_DFL its timer
+    would kill the worker. What the runner had comes back."""
+    before = ProcessState.now()
+    alarm = signal.getsignal(signal.SIGALRM)
+    yield
+    before.restore()
+    if alarm is not None:
+        signal.signal(signal.SIGALRM, alarm)

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from ioreactor.testing import free_port
+from ioreactor_tools.bench.nginx_peers import nginx_path
 from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.report import BenchResult
 from ioreactor_tools.bench.tls_bench import target_lines
 from ioreactor_tools.bench.tls_peers import (
     make_certificate,
     nginx_command,
-    nginx_path,
     tls_peer_command,
     unavailable,
 )

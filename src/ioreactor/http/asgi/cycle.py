@@ -38,16 +38,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ioreactor.http.asgi.fields import ResponseFields, encode_fields, encode_trailers
 from ioreactor.http.date import DATE
-from ioreactor.http.response import (
-    CHUNK_END,
-    CHUNKED_FIELD,
-    CLOSE_FIELD,
-    CONTINUE,
-    KEEP_ALIVE_FIELD,
-    StreamingResponse,
+from ioreactor.http.head import (
+    connection_field,
+    encode_head,
+    framing_field,
     has_body,
     status_line,
 )
+from ioreactor.http.response import CHUNK_END, CONTINUE, StreamingResponse
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -331,8 +329,8 @@ class HttpCycle(Waking):
     # -- the response -----------------------------------------------------------------------
 
     def head(self, framing: bytes) -> bytes:
-        """Status line, the application's fields, Server and Date unless it gave them,
-        ``framing`` and the Connection field."""
+        """Status line, Server and Date unless the application gave them, its fields,
+        ``framing`` and the Connection field (none when its own says close)."""
         fields = self.fields
         assert fields is not None
         request = self.request
@@ -341,17 +339,13 @@ class HttpCycle(Waking):
         if self.continue_owed and self.more_body:
             # The client still waits for 100 Continue and may never send the body.
             request.keep_alive = False
-        if request.keep_alive:
-            connection = b"" if request.version == "1.1" else KEEP_ALIVE_FIELD
-        else:
-            connection = b"" if fields.close else CLOSE_FIELD
-        return b"%s%s%s%s%s%s\r\n" % (
+        return encode_head(
             status_line(self.status),
             b"" if fields.has_server else self.protocol.cache.server,
             b"" if fields.has_date else DATE.line,
             fields.lines,
             framing,
-            connection,
+            b"" if fields.close else connection_field(request),
         )
 
     def _respond(self, body: bytes) -> None:
@@ -360,21 +354,15 @@ class HttpCycle(Waking):
         assert fields is not None
         status = self.status
         head_request = self.request.method == "HEAD"
+        # The application's own Content-Length is among its fields: none is added.
+        framing = framing_field(status, len(body) if fields.length < 0 else -1, fields.chunked)
         if not has_body(status):
-            framing = b""
             body = b""
         elif fields.chunked:
-            framing = CHUNKED_FIELD
             if not head_request:
                 body = (b"%x\r\n%s\r\n%s" % (len(body), body, CHUNK_END)) if body else CHUNK_END
-        elif fields.length >= 0:
-            if fields.length != len(body) and not (head_request and not body):
-                raise RuntimeError(
-                    f"Content-Length {fields.length} but a body of {len(body)} bytes"
-                )
-            framing = b""
-        else:
-            framing = b"Content-Length: %d\r\n" % len(body)
+        elif fields.length >= 0 and fields.length != len(body) and not (head_request and not body):
+            raise RuntimeError(f"Content-Length {fields.length} but a body of {len(body)} bytes")
         self.state = DONE
         data = self.head(framing)
         if body and not head_request:
@@ -470,10 +458,9 @@ class AsgiStream(StreamingResponse):
         """The head (the queue's call when the response's turn comes). A body without a
         length on HTTP/1.0 is ended by the connection's close (``chunked`` False)."""
         self.chunked_body = self.chunked_body and chunked
-        framing = CHUNKED_FIELD if self.chunked_body else b""
-        if self.length >= 0 and not self.chunked_body:
-            framing = b""  # the application's own Content-Length is among its fields
-        return self.cycle.head(framing)
+        # Not chunked: the application's own Content-Length is among its fields, or the
+        # close ends the body.
+        return self.cycle.head(framing_field(self.status, -1, self.chunked_body))
 
     def bind(
         self,

@@ -56,9 +56,9 @@ from ioreactor.codec.websocket_session import (
     WebSocketSession,
 )
 from ioreactor.http.asgi.cycle import ClientDisconnected, Waking
-from ioreactor.http.asgi.fields import encode_fields
+from ioreactor.http.asgi.fields import ResponseFields, encode_fields
 from ioreactor.http.date import DATE
-from ioreactor.http.response import CLOSE_FIELD, has_body, status_line
+from ioreactor.http.head import CLOSE_FIELD, encode_head, framing_field, status_line
 from ioreactor.http.tasks import start_task
 
 if TYPE_CHECKING:
@@ -146,8 +146,8 @@ class WebSocketCycle(Waking):
         self.paused = False
         #: The websocket.disconnect message, once the connection ended.
         self.disconnect: dict[str, Any] | None = None
-        #: A denial response being built: (status line and fields, body pieces).
-        self.denial: tuple[bytes, list[bytes]] | None = None
+        #: A denial response being built: (status, fields, body pieces).
+        self.denial: tuple[int, ResponseFields, list[bytes]] | None = None
         #: The Task running the application for this connection.
         self.task: asyncio.Task[None] | None = None
 
@@ -210,7 +210,7 @@ class WebSocketCycle(Waking):
         if state in (CONNECTING, DENYING):
             if error is None and state == CONNECTING:
                 log.error("ASGI application returned without accepting or closing %s", line)
-            self._deny(_INTERNAL_ERROR, b"Internal Server Error\n")
+            self._refuse(_INTERNAL_ERROR, b"Internal Server Error\n")
         elif state == ACCEPTED:
             session = self.session
             code = CloseCode.NORMAL if error is None else CloseCode.INTERNAL_ERROR
@@ -287,7 +287,7 @@ class WebSocketCycle(Waking):
                 self._accept(message)
                 return
             if kind == "websocket.close":
-                self._deny(_FORBIDDEN, b"Forbidden\n")
+                self._refuse(_FORBIDDEN, b"Forbidden\n")
                 return
             if kind == "websocket.http.response.start":
                 self._start_denial(message)
@@ -295,10 +295,10 @@ class WebSocketCycle(Waking):
             raise RuntimeError(f"{kind} before the WebSocket was accepted")
         if state == DENYING and kind == "websocket.http.response.body":
             assert self.denial is not None
-            head, pieces = self.denial
+            status, fields, pieces = self.denial
             pieces.append(message.get("body", b""))
             if not message.get("more_body", False):
-                self._deny(head, b"".join(pieces), framed=False)
+                self._end_denial(status, fields, b"".join(pieces))
             return
         if state == CLOSED and self.disconnect is not None:
             raise ClientDisconnected(f"the WebSocket {self.request.target} is closed")
@@ -351,32 +351,35 @@ class WebSocketCycle(Waking):
         status = message["status"]
         fields = encode_fields(message.get("headers", ()))
         self.state = DENYING
-        head = b"%s%s%s%s" % (
+        status_line(status)  # (ValueError for one out of range)
+        self.denial = (status, fields, [])
+
+    def _end_denial(self, status: int, fields: ResponseFields, body: bytes) -> None:
+        """The application's denial is complete: its head, framed by its own
+        Content-Length or the body's, then the body."""
+        head = encode_head(
             status_line(status),
             b"" if fields.has_server else self.protocol.cache.server,
             b"" if fields.has_date else DATE.line,
             fields.lines,
+            framing_field(status, len(body) if fields.length < 0 else -1, False),
+            CLOSE_FIELD,
         )
-        if fields.length < 0 and has_body(status):
-            self.denial = (head, [])  # its Content-Length follows with the last piece
-        else:
-            self.denial = (head + CLOSE_FIELD + b"\r\n", [])
+        self._deny(head + body)
 
-    def _deny(self, head: bytes, body: bytes, *, framed: bool = True) -> None:
-        """Answer the handshake with an HTTP response and close: ``head`` is one of this
-        module's (``framed``) or the application's (its denial)."""
+    def _refuse(self, head: bytes, body: bytes) -> None:
+        """Answer with one of this module's responses (``head`` without Server, Date and
+        the blank line)."""
+        self._deny(head + self.protocol.cache.server + DATE.line + b"\r\n" + body)
+
+    def _deny(self, data: bytes) -> None:
+        """Answer the handshake with the HTTP response ``data`` and close."""
         self.state = CLOSED
         self.disconnect = {
             "type": "websocket.disconnect",
             "code": CloseCode.ABNORMAL,
             "reason": "",
         }
-        if framed:
-            data = head + self.protocol.cache.server + DATE.line + b"\r\n" + body
-        elif head.endswith(b"\r\n\r\n"):
-            data = head + body
-        else:
-            data = head + b"Content-Length: %d\r\n%s\r\n" % (len(body), CLOSE_FIELD) + body
         self.protocol.queue.emit(data)
         self.protocol.finish()
         self.wake()

@@ -33,14 +33,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.http.date import DATE
+from ioreactor.http.head import CHUNKED_FIELD, encode_head, framing_field, has_body
 from ioreactor.http.headers import HeaderError, encode_field
-from ioreactor.http.response import (
-    CHUNKED_FIELD,
-    FileResponse,
-    Response,
-    StreamingResponse,
-    has_body,
-)
+from ioreactor.http.response import FileResponse, Response, StreamingResponse
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -159,14 +154,8 @@ class WsgiResponse(Response):
         self.close = close
 
     def encode(self, connection: bytes, server: bytes, head: bool = False) -> bytes:
-        return b"%s%s%s%s%s\r\n%s" % (
-            self.line,
-            server,
-            DATE.line,
-            self.fields,
-            connection,
-            b"" if head else self.body,
-        )
+        data = encode_head(self.line, server, DATE.line, self.fields, b"", connection)
+        return data if head else data + self.body
 
     def __repr__(self) -> str:
         return f"<WsgiResponse {self.status} {len(self.body)} bytes>"
@@ -202,15 +191,9 @@ class WsgiStream(StreamingResponse):
         self._aborted = False
 
     def encode_head(self, connection: bytes, server: bytes, *, chunked: bool) -> bytes:
-        framing = b"" if self.length is not None else CHUNKED_FIELD if chunked else b""
-        return b"%s%s%s%s%s%s\r\n" % (
-            self.line,
-            server,
-            DATE.line,
-            self.fields,
-            framing,
-            connection,
-        )
+        # With a length, the application's Content-Length is among the fields.
+        framing = framing_field(self.status, -1, chunked and self.length is None)
+        return encode_head(self.line, server, DATE.line, self.fields, framing, connection)
 
     def bind(
         self,
@@ -269,7 +252,7 @@ class WsgiFile(FileResponse):
         self.close = close
 
     def encode_head(self, connection: bytes, server: bytes) -> bytes:
-        return b"%s%s%s%s%s\r\n" % (self.line, server, DATE.line, self.fields, connection)
+        return encode_head(self.line, server, DATE.line, self.fields, b"", connection)
 
 
 class ResponseWriter:

@@ -229,7 +229,7 @@ class UringConnection(TcpConnection):
         leaves at the end of this iteration). A TLS connection decrypts its BIO."""
         if not self.input.is_empty():
             self.last_read = self.loop.now
-            self._deliver()
+            self._deliver(self.input)
 
     # -- writing -------------------------------------------------------------------------
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ioreactor.cli.arguments import (
     count_list,
+    names_from,
     output_dir,
     positive_count,
     seconds,
@@ -42,7 +43,13 @@ if TYPE_CHECKING:  # rich is imported where the console is built
     from ioreactor_tools.bench.pinning import CorePlan
     from ioreactor_tools.bench.rounds import WorkloadComparison
 
+    class WorkloadComparisonConfig(WorkloadComparison, DataclassInstance, Protocol):
+        """A workload comparison's configuration dataclass (aio's, asgi's)."""
+
+
 T = TypeVar("T", bound="DataclassInstance")
+#: A workload comparison's configuration class.
+C = TypeVar("C", bound="WorkloadComparisonConfig")
 
 #: The peers a table's ratios are against, where they ran.
 PEERS = ("asyncio", "uvloop")
@@ -69,6 +76,17 @@ def add_engine_command(
 def add_poller_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--poller``: one of the poller backends this OS offers (default: the loop's)."""
     p.add_argument("--poller", choices=available_pollers(), default=None, help=help)
+
+
+def add_workloads_option(p: argparse.ArgumentParser, workloads: Iterable[str]) -> None:
+    """``--workloads``: comma-separated names out of ``workloads`` (default: all)."""
+    names = tuple(workloads)
+    p.add_argument(
+        "--workloads",
+        type=names_from(names, "workload"),
+        default=names,
+        help="comma-separated (default: all)",
+    )
 
 
 def add_conns_option(p: argparse.ArgumentParser, help: str = "e.g. 100,1000") -> None:
@@ -148,6 +166,39 @@ def report_run(
     return save_results(console, out, stem, results, command, meta)
 
 
+def rounds_note(rounds: int) -> str:
+    """What a table title says of several rounds (each server's median round shown)."""
+    return f", median of {rounds} rounds" if rounds > 1 else ""
+
+
+def report_comparison(
+    console: Console,
+    out: str,
+    stem: str,
+    results: Sequence[BenchResult],
+    *,
+    title: str,
+    chart: Callable[..., Path | None],
+    verdicts: Iterable[str],
+    command: str,
+    config: Any,
+    plan: CorePlan,
+    peers: Sequence[str] = PEERS,
+) -> int:
+    """The end of a one-table comparison (servers against the ``peers`` that ran: asyncio
+    and uvloop unless told): the table, then :func:`report_run`, then ``chart(rows, path,
+    title=...)`` beside the JSON; the exit status."""
+    shown = shown_rows(results, config.rounds)
+    print_table(shown, peers_in(results, peers), title=title, console=console)
+    json_path = report_run(
+        console, out, stem, results, verdicts=verdicts, command=command, config=config, plan=plan
+    )
+    path = chart(shown, json_path.with_suffix(".png"), title=title)
+    if path is not None:
+        console.print(f"chart:   {path}")
+    return exit_status(results)
+
+
 def shown_rows(results: Sequence[BenchResult], rounds: int) -> list[BenchResult]:
     """The rows a table or chart shows: with several rounds, each server's median round."""
     return median_rounds(results) if rounds > 1 else list(results)
@@ -193,6 +244,56 @@ def report_workloads(
         if chart is not None:
             console.print(f"chart:   {chart}")
     return exit_status(results)
+
+
+def workload_command(name: str, config: WorkloadComparison, *options: str) -> str:
+    """The command that reruns the workload comparison ``name``: its workloads,
+    connection counts and duration, then ``options``, then the rounds."""
+    parts = [
+        f"ioreactor bench {name}",
+        f"--workloads {','.join(config.workloads)}",
+        f"--conns {','.join(map(str, config.conns))}",
+        f"--duration {config.duration:g}",
+        *options,
+    ]
+    if config.rounds > 1:
+        parts.append(f"--rounds {config.rounds}")
+    return " ".join(parts)
+
+
+def run_workload_comparison(
+    args: argparse.Namespace,
+    config_class: type[C],
+    engine: Callable[..., list[BenchResult]],
+    *,
+    stem: str,
+    lineup: str,
+    peers: Sequence[str],
+    verdicts: Callable[[Sequence[BenchResult]], Iterable[str]],
+    command: Callable[[C], str],
+    unit: str,
+) -> int:
+    """A workload comparison from its options to its exit status: the configuration,
+    the cores, ``engine(config, console=...)``, then :func:`report_workloads`."""
+    from ioreactor_tools.cli.console import report_console
+
+    console = report_console()
+    config = config_from_args(config_class, args)
+    plan = pinned_plan(console)
+    results = engine(config, console=console)
+    return report_workloads(
+        console,
+        args.out,
+        stem,
+        results,
+        config,
+        plan,
+        lineup=lineup,
+        peers=peers,
+        verdicts=verdicts(results),
+        command=command(config),
+        unit=unit,
+    )
 
 
 def exit_status(results: Sequence[BenchResult]) -> int:

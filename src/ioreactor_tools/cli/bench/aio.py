@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ioreactor.cli.arguments import (
-    names_from,
-)
+from ioreactor.cli.arguments import names_from
 from ioreactor_tools.bench.aio_bench import (
     WARMUP,
     AioBenchConfig,
@@ -22,11 +20,10 @@ from ioreactor_tools.cli.bench._args import (
     add_rounds_option,
     add_size_option,
     add_window_options,
-    config_from_args,
-    pinned_plan,
-    report_workloads,
+    add_workloads_option,
+    run_workload_comparison,
+    workload_command,
 )
-from ioreactor_tools.cli.console import report_console
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,12 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "server's CPU time from /proc around a fixed window, and prints CPU µs per message "
         "with the ratio to each peer loop.",
     )
-    p.add_argument(
-        "--workloads",
-        type=names_from(WORKLOADS, "workload"),
-        default=tuple(WORKLOADS),
-        help="comma-separated (default: all)",
-    )
+    add_workloads_option(p, WORKLOADS)
     add_conns_option(p)
     p.add_argument("--loops", type=names_from(LOOPS, "loop"), default=LOOPS, help="comma-separated")
     add_size_option(p, what="echo message")
@@ -55,37 +47,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def reproduce_command(config: AioBenchConfig) -> str:
-    parts = [
-        "ioreactor bench aio",
-        f"--workloads {','.join(config.workloads)}",
-        f"--conns {','.join(map(str, config.conns))}",
-        f"--duration {config.duration:g}",
-    ]
-    if config.loops != LOOPS:
-        parts.append(f"--loops {','.join(config.loops)}")
+    options = [f"--loops {','.join(config.loops)}"] if config.loops != LOOPS else []
     if config.poller:
-        parts.append(f"--poller {config.poller}")
-    if config.rounds > 1:
-        parts.append(f"--rounds {config.rounds}")
-    return " ".join(parts)
+        options.append(f"--poller {config.poller}")
+    return workload_command("aio", config, *options)
 
 
 def run(args: argparse.Namespace) -> int:
-    console = report_console()
-    config = config_from_args(AioBenchConfig, args)
-    plan = pinned_plan(console)
-    results = run_aio_bench(config, console=console)
-
-    return report_workloads(
-        console,
-        args.out,
-        "aio",
-        results,
-        config,
-        plan,
+    return run_workload_comparison(
+        args,
+        AioBenchConfig,
+        run_aio_bench,
+        stem="aio",
         lineup="ioreactor.aio vs asyncio vs uvloop",
         peers=PEERS,
-        verdicts=target_lines(results),
-        command=reproduce_command(config),
+        verdicts=target_lines,
+        command=reproduce_command,
         unit="message",
     )

@@ -19,11 +19,10 @@ from ioreactor_tools.cli.bench._args import (
     add_rounds_option,
     add_size_option,
     add_window_options,
-    config_from_args,
-    pinned_plan,
-    report_workloads,
+    add_workloads_option,
+    run_workload_comparison,
+    workload_command,
 )
-from ioreactor_tools.cli.console import report_console
 
 #: The peers a table's ratios are against, where they ran.
 PEERS = ("uvicorn", "granian", "hypercorn")
@@ -38,12 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "another, reads the server's CPU time from /proc around a fixed window, and prints "
         "CPU µs per request (message) with the ratio to each peer.",
     )
-    p.add_argument(
-        "--workloads",
-        type=names_from(WORKLOADS, "workload"),
-        default=tuple(WORKLOADS),
-        help="comma-separated (default: all)",
-    )
+    add_workloads_option(p, WORKLOADS)
     add_conns_option(p)
     p.add_argument(
         "--servers", type=names_from(SERVERS, "server"), default=SERVERS, help="comma-separated"
@@ -62,36 +56,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def reproduce_command(config: AsgiBenchConfig) -> str:
-    parts = [
-        "ioreactor bench asgi",
-        f"--workloads {','.join(config.workloads)}",
-        f"--conns {','.join(map(str, config.conns))}",
-        f"--duration {config.duration:g}",
-    ]
-    if config.servers != SERVERS:
-        parts.append(f"--servers {','.join(config.servers)}")
-    if config.rounds > 1:
-        parts.append(f"--rounds {config.rounds}")
+    options = [f"--servers {','.join(config.servers)}"] if config.servers != SERVERS else []
     if config.load != "auto":
-        parts.append(f"--load {config.load}")
-    return " ".join(parts)
+        options.append(f"--load {config.load}")
+    return workload_command("asgi", config, *options)
 
 
 def run(args: argparse.Namespace) -> int:
-    console = report_console()
-    config = config_from_args(AsgiBenchConfig, args)
-    plan = pinned_plan(console)
-    results = run_asgi_bench(config, console=console)
-    return report_workloads(
-        console,
-        args.out,
-        "asgi",
-        results,
-        config,
-        plan,
+    return run_workload_comparison(
+        args,
+        AsgiBenchConfig,
+        run_asgi_bench,
+        stem="asgi",
         lineup="ioreactor vs uvicorn vs granian vs hypercorn",
         peers=PEERS,
-        verdicts=target_lines(results),
-        command=reproduce_command(config),
+        verdicts=target_lines,
+        command=reproduce_command,
         unit="op",
     )

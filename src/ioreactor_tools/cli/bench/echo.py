@@ -16,7 +16,6 @@ from ioreactor_tools.bench.echo_bench import (
     run_echo_bench,
     target_lines,
 )
-from ioreactor_tools.bench.report import median_rounds, print_table
 from ioreactor_tools.cli.bench._args import (
     add_conns_option,
     add_out_option,
@@ -25,10 +24,9 @@ from ioreactor_tools.cli.bench._args import (
     add_size_option,
     add_window_options,
     config_from_args,
-    exit_status,
-    peers_in,
     pinned_plan,
-    report_run,
+    report_comparison,
+    rounds_note,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -91,25 +89,19 @@ def run(args: argparse.Namespace) -> int:
     results = run_echo_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal
     )
-    baselines = peers_in(results)
-    rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
     title = (
-        f"TCP echo, {args.size} B ping-pong, {args.duration:g} s per server{rounds} "
-        f"(server on core {plan.server}, load on core {plan.load})"
+        f"TCP echo, {args.size} B ping-pong, {args.duration:g} s per server"
+        f"{rounds_note(config.rounds)} (server on core {plan.server}, load on core {plan.load})"
     )
-    shown = median_rounds(results) if config.rounds > 1 else results
-    print_table(shown, baselines, title=title, console=console)
-    json_path = report_run(
+    return report_comparison(
         console,
         args.out,
         "echo",
         results,
+        title=title,
+        chart=bar_chart,
         verdicts=target_lines(results),
         command=reproduce_command(config),
         config=config,
         plan=plan,
     )
-    chart = bar_chart(shown, json_path.with_suffix(".png"), title=title)
-    if chart is not None:
-        console.print(f"chart:   {chart}")
-    return exit_status(results)

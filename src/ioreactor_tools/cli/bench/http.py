@@ -1,4 +1,5 @@
-"""`ioreactor bench http`: the HTTP server against minimal asyncio/uvloop+httptools peers.
+"""`ioreactor bench http`: the HTTP server against minimal asyncio/uvloop+httptools peers
+and nginx.
 
 For each connection count, each server in turn runs alone, pinned to the server core,
 while the load (wrk when installed, else ioreactor's own generator) runs on the load
@@ -10,14 +11,17 @@ On a shared machine one window's ratio moves by tenths: ``--rounds N`` repeats t
 cycle N times (servers interleaved, so a busy spell hits them alike), shows each server's
 median round and judges the targets by the median of the per-round ratios. Prints the
 table, the targets, and writes JSON (every round) and a PNG (req/s and CPU µs/req
-against connections).
+against connections). A requested server that cannot run here (uvloop or aiohttp not
+installed, no nginx) is named with what it needs, when the run starts and again with the
+verdicts.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,17 +36,15 @@ from ioreactor_tools.cli.bench._args import (
     add_out_option,
     add_rounds_option,
     add_window_options,
-    exit_status,
-    peers_in,
     pinned_plan,
-    report_run,
+    report_comparison,
+    rounds_note,
 )
 from ioreactor_tools.cli.console import report_console
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ioreactor_tools.bench.pinning import CorePlan
     from ioreactor_tools.bench.report import BenchResult
 
 #: Seconds of unmeasured traffic on the same connections before each window.
@@ -50,15 +52,15 @@ WARMUP = 1.0
 #: Default connection counts: keep-alive, and pipelined.
 KEEPALIVE_CONNS = (100, 1000, 10_000)
 PIPELINED_CONNS = (256,)
-#: The targets: ioreactor's CPU per request over uvloop's (keep-alive), and the absolute
-#: CPU per request with 16 pipelined requests per write.
+#: The targets: ioreactor's CPU per request over uvloop's and over nginx's (keep-alive),
+#: and the absolute CPU per request with 16 pipelined requests per write.
 UVLOOP_RATIO_TARGET = 1.0
+NGINX_RATIO_TARGET = 1.0
+KEEPALIVE_TARGETS = (("uvloop", UVLOOP_RATIO_TARGET), ("nginx", NGINX_RATIO_TARGET))
 PIPELINED_CPU_TARGET_US = 1.5
 #: With metrics on (``--servers ioreactor,ioreactor-metrics``): at most this much more
 #: CPU per request than without, in the same round.
 METRICS_RATIO_TARGET = 1.05
-#: fds a load process keeps for itself besides its connections.
-FD_RESERVE = 100
 
 
 def ioreactor_command(port: int, poller: str | None) -> list[str]:
@@ -92,8 +94,23 @@ def ioreactor_metrics_command(port: int, poller: str | None) -> list[str]:
     return [*ioreactor_command(port, poller), *metrics]
 
 
-def _peer(name: str) -> Callable[[int, str | None], list[str]]:
-    def command(port: int, poller: str | None) -> list[str]:
+#: The command that starts a server on (port, poller, scratch directory): the peers
+#: ignore the poller; nginx writes its configuration and files into the directory, which
+#: lives as long as that one server's run.
+ServerCommand = Callable[[int, str | None, Path], list[str]]
+
+
+def _ioreactor(metrics: bool) -> ServerCommand:
+    def command(port: int, poller: str | None, scratch: Path) -> list[str]:
+        if metrics:
+            return ioreactor_metrics_command(port, poller)
+        return ioreactor_command(port, poller)
+
+    return command
+
+
+def _peer(name: str) -> ServerCommand:
+    def command(port: int, poller: str | None, scratch: Path) -> list[str]:
         from ioreactor_tools.bench.http_peers import http_peer_command
 
         return http_peer_command(name, port)
@@ -101,15 +118,26 @@ def _peer(name: str) -> Callable[[int, str | None], list[str]]:
     return command
 
 
-#: Server name -> command for (port, poller); the peers ignore the poller.
-HTTP_SERVERS: dict[str, Callable[[int, str | None], list[str]]] = {
-    "ioreactor": ioreactor_command,
-    "ioreactor-metrics": ioreactor_metrics_command,
+def nginx_command(port: int, poller: str | None, scratch: Path) -> list[str]:
+    """nginx, one process, ``return 200 "Hello, World!"``
+    (:mod:`ioreactor_tools.bench.nginx_peers`), its files in ``scratch``."""
+    from ioreactor_tools.bench.nginx_peers import nginx_command as command
+
+    return command(scratch, port)
+
+
+#: Server name -> the command that starts it.
+HTTP_SERVERS: dict[str, ServerCommand] = {
+    "ioreactor": _ioreactor(metrics=False),
+    "ioreactor-metrics": _ioreactor(metrics=True),
     "asyncio": _peer("asyncio-http"),
     "uvloop": _peer("uvloop-http"),
     "aiohttp": _peer("aiohttp-http"),
+    "nginx": nginx_command,
 }
 DEFAULT_SERVERS = ("ioreactor", "asyncio", "uvloop", "aiohttp")
+#: The peers a table shows ratios against, where they ran.
+TABLE_PEERS = ("asyncio", "uvloop", "nginx")
 
 
 @dataclass(frozen=True)
@@ -124,99 +152,30 @@ class HttpBenchConfig:
     rounds: int = 1
 
 
-def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
+def server_unavailable(name: str) -> str | None:
+    """None if server ``name`` can run here, else what it needs."""
     from ioreactor_tools.bench.http_peers import unavailable
+    from ioreactor_tools.bench.nginx_peers import nginx_unavailable
 
-    skipped = {}
-    for name in servers:
-        if name != "ioreactor" and (reason := unavailable(f"{name}-http")) is not None:
-            skipped[name] = reason
-    return skipped
+    if name.startswith("ioreactor"):
+        return None
+    if name == "nginx":
+        return nginx_unavailable()
+    return unavailable(f"{name}-http")
+
+
+def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
+    """The requested servers that cannot run here, each with what it needs."""
+    return {name: reason for name in servers if (reason := server_unavailable(name)) is not None}
 
 
 def load_kind(requested: str) -> str:
     """``wrk`` or ``ioreactor``: ``auto`` picks wrk when it is installed."""
-    from ioreactor_tools.bench.http_load import wrk_path
+    from ioreactor_tools.bench.http_load import load_kind, wrk_path
 
-    if requested == "auto":
-        return "wrk" if wrk_path() is not None else "ioreactor"
     if requested == "wrk" and wrk_path() is None:
         raise SystemExit("ioreactor bench http: --load wrk, but wrk is not installed")
-    return requested
-
-
-def measure(
-    name: str,
-    command: Sequence[str],
-    port: int,
-    conns: int,
-    config: HttpBenchConfig,
-    plan: CorePlan,
-    load: str,
-    *,
-    progress: bool = False,
-) -> BenchResult:
-    """Start ``command`` pinned, drive the load, and charge its CPU per request."""
-    import math
-
-    from ioreactor.net.sockopt import raise_nofile_limit
-    from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load, run_wrk
-    from ioreactor_tools.bench.pinning import ServerProcess
-    from ioreactor_tools.bench.procstat import TreeSample
-    from ioreactor_tools.bench.report import BenchResult
-
-    samples: dict[str, TreeSample] = {}
-    per_process = max(1, raise_nofile_limit() - FD_RESERVE)
-    load_config = HttpLoadConfig(
-        host="127.0.0.1",
-        port=port,
-        conns=conns,
-        duration=config.duration,
-        warmup=config.warmup,
-        pipeline=config.pipeline,
-        procs=max(1, math.ceil(conns / per_process)),
-        poller=config.poller,
-    )
-    with ServerProcess(command, port=port, core=plan.server) as server:
-
-        def before() -> None:
-            samples["before"] = server.sample(count_fds=False)
-
-        def after() -> None:
-            samples["after"] = server.sample()
-
-        if load == "wrk":
-            wrk = run_wrk(load_config, core=plan.load, on_start=before, on_end=after)
-            requests, duration, errors = wrk.requests, wrk.duration, wrk.errors
-            p50, p99, p999 = wrk.p50_us, wrk.p99_us, float("nan")
-            connected = conns
-        else:
-            result = run_http_load(load_config, on_start=before, on_end=after, progress=progress)
-            requests, duration, errors = result.requests, result.duration, result.errors
-            p50, p99, p999 = (result.latency_us(q) for q in (0.5, 0.99, 0.999))
-            connected = result.connected
-    start, end = samples["before"], samples["after"]
-    return BenchResult(
-        name=name,
-        conns=conns,
-        ops=requests,
-        duration=duration,
-        server_cpu_seconds=end.cpu_seconds - start.cpu_seconds,
-        server_user_seconds=end.user_seconds - start.user_seconds,
-        p50_us=p50,
-        p99_us=p99,
-        p999_us=p999,
-        rss_bytes=end.rss_bytes,
-        errors=errors,
-        unit="req",
-        extra={
-            "pipeline": config.pipeline,
-            "load": load,
-            "connected": connected,
-            "server_fds": end.fds,
-            "command": " ".join(command),
-        },
-    )
+    return load_kind(requested)
 
 
 def run_http_bench(
@@ -224,65 +183,79 @@ def run_http_bench(
 ) -> list[BenchResult]:
     """Every server at every connection count, in one run; the load pins this process."""
     from ioreactor.testing import free_port
+    from ioreactor_tools.bench.http_bench import measure_http_server
     from ioreactor_tools.bench.pinning import core_plan, pin_current_process
+    from ioreactor_tools.bench.rounds import run_server_rounds
 
     plan = core_plan()
     load = load_kind(config.load)
     pin_current_process(plan.load)
-    skipped = skipped_servers(config.servers)
-    for name, reason in skipped.items():
-        console.print(f"[yellow]skipping {name}: {reason}[/]")
-    results = []
-    for round_no in range(config.rounds):
-        for conns in config.conns:
-            for name in config.servers:
-                if name in skipped:
-                    continue
-                port = free_port()
-                command = HTTP_SERVERS[name](port, config.poller)
-                label = f"round {round_no + 1}/{config.rounds}: " if config.rounds > 1 else ""
-                console.print(
-                    f"[dim]{label}{name}: {conns:,} conns, pipeline {config.pipeline}, "
-                    f"{config.duration:g} s, load {load} ...[/]"
-                )
-                result = measure(name, command, port, conns, config, plan, load, progress=progress)
-                result.extra["round"] = round_no
-                results.append(result)
-    return results
+
+    def measure(name: str, conns: int) -> BenchResult:
+        port = free_port()
+        with tempfile.TemporaryDirectory(prefix=f"ioreactor-bench-{name}-") as scratch:
+            return measure_http_server(
+                name,
+                HTTP_SERVERS[name](port, config.poller, Path(scratch)),
+                port,
+                conns,
+                plan,
+                duration=config.duration,
+                warmup=config.warmup,
+                load=load,
+                pipeline=config.pipeline,
+                poller=config.poller,
+                progress=progress,
+            )
+
+    return run_server_rounds(
+        config.rounds,
+        config.conns,
+        config.servers,
+        skipped=skipped_servers(config.servers),
+        measure=measure,
+        console=console,
+        detail=f", pipeline {config.pipeline}, {config.duration:g} s, load {load}",
+    )
 
 
-def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
-    """One verdict per connection count against the issue's targets; with several rounds,
-    the median of the rounds (each round's figure in brackets)."""
+def _verdict(where: str, what: str, values: Sequence[float], target: str, unit: str) -> str:
+    """``where: what MEDIAN (meets|MISSES the target <= T)``, each round's figure after."""
     import statistics
+
+    value = statistics.median(values)
+    verdict = "meets" if value <= float(target) else "MISSES"
+    rounds = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+    return f"{where}: {what} {value:.2f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
+
+
+def target_lines(
+    results: Sequence[BenchResult], pipeline: int, unavailable: Mapping[str, str] | None = None
+) -> list[str]:
+    """One verdict per connection count and peer against the issue's targets; with several
+    rounds, the median of the rounds (each round's figure in brackets). A requested server
+    in ``unavailable`` gets a line saying it was not measured, and why."""
+    import statistics
+
+    from ioreactor_tools.bench.report import round_ratios
 
     lines = []
     for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
         if pipeline == 1:
-            from ioreactor_tools.bench.report import round_ratios
-
-            values = round_ratios(results, "ioreactor", conns, "uvloop")
-            what = "ioreactor / uvloop CPU per request ="
-            target, unit = f"{UVLOOP_RATIO_TARGET:.2f}", ""
-            where = f"{conns:,} conns"
+            for peer, target in KEEPALIVE_TARGETS:
+                values = round_ratios(results, "ioreactor", conns, peer)
+                if values:
+                    what = f"ioreactor / {peer} CPU per request ="
+                    lines.append(_verdict(f"{conns:,} conns", what, values, f"{target:.2f}", ""))
         else:
             values = [
                 r.cpu_us_per_op for r in results if r.name == "ioreactor" and r.conns == conns
             ]
-            what = "ioreactor µs CPU per request ="
-            target, unit = f"{PIPELINED_CPU_TARGET_US:g}", " µs"
             where = f"{conns:,} conns, {pipeline} pipelined"
-        if not values:
-            continue
-        value = statistics.median(values)
-        verdict = "meets" if value <= float(target) else "MISSES"
-        rounds = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
-        lines.append(
-            f"{where}: {what} {value:.2f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
-        )
+            what = "ioreactor µs CPU per request ="
+            limit = f"{PIPELINED_CPU_TARGET_US:g}"
+            lines.append(_verdict(where, what, values, limit, " µs"))
     for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor-metrics"):
-        from ioreactor_tools.bench.report import round_ratios
-
         values = round_ratios(results, "ioreactor-metrics", conns, "ioreactor")
         if values:
             value = statistics.median(values)
@@ -292,6 +265,8 @@ def target_lines(results: Sequence[BenchResult], pipeline: int) -> list[str]:
                 f"{conns:,} conns: CPU per request with metrics / without = {value:.3f} "
                 f"({verdict} the target <= {METRICS_RATIO_TARGET:.2f}) (rounds: {each})"
             )
+    for name, reason in (unavailable or {}).items():
+        lines.append(f"{name}: NOT MEASURED: {reason}")
     return lines
 
 
@@ -339,7 +314,8 @@ def line_plot(results: Sequence[BenchResult], path: Path, title: str) -> Path | 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "http",
-        help="HTTP keep-alive GET /: ioreactor vs asyncio/uvloop+httptools, CPU µs per request",
+        help="HTTP keep-alive GET /: ioreactor vs asyncio/uvloop+httptools and nginx, "
+        "CPU µs per request",
         description="Runs each HTTP server pinned to one core with the load (wrk if installed, "
         "else ioreactor's own generator) on another, reads the server's CPU time from /proc "
         "around a fixed window, and prints CPU µs per request, req/s, latency and RSS with "
@@ -362,7 +338,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--servers",
         type=names_from(HTTP_SERVERS, "server"),
         default=DEFAULT_SERVERS,
-        help="comma-separated",
+        help=f"comma-separated, of: {', '.join(HTTP_SERVERS)} "
+        f"(default: {','.join(DEFAULT_SERVERS)})",
     )
     p.add_argument(
         "--load",
@@ -399,7 +376,6 @@ def reproduce_command(config: HttpBenchConfig, load: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ioreactor_tools.bench.report import median_rounds, print_table
 
     console = report_console()
     conns = args.conns or (PIPELINED_CONNS if args.pipeline > 1 else KEEPALIVE_CONNS)
@@ -418,26 +394,21 @@ def run(args: argparse.Namespace) -> int:
     results = run_http_bench(
         config, console=console, progress=not args.no_progress and console.is_terminal
     )
-    baselines = peers_in(results)
-    rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
     title = (
         f"HTTP keep-alive GET /, {config.pipeline} request(s) per write, "
-        f"{config.duration:g} s per server{rounds}, load {load} "
+        f"{config.duration:g} s per server{rounds_note(config.rounds)}, load {load} "
         f"(server on core {plan.server}, load on core {plan.load})"
     )
-    shown = median_rounds(results) if config.rounds > 1 else results
-    print_table(shown, baselines, title=title, console=console)
-    json_path = report_run(
+    return report_comparison(
         console,
         args.out,
         "http",
         results,
-        verdicts=target_lines(results, config.pipeline),
+        title=title,
+        chart=line_plot,
+        verdicts=target_lines(results, config.pipeline, skipped_servers(config.servers)),
         command=reproduce_command(config, load),
         config=config,
         plan=plan,
+        peers=TABLE_PEERS,
     )
-    chart = line_plot(shown, json_path.with_suffix(".png"), title)
-    if chart is not None:
-        console.print(f"chart:   {chart}")
-    return exit_status(results)

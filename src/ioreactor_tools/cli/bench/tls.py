@@ -26,6 +26,7 @@ from ioreactor_tools.cli.bench._args import (
     peers_in,
     pinned_plan,
     report_run,
+    rounds_note,
 )
 from ioreactor_tools.cli.console import report_console
 
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         results = run_tls_bench(config, console=console, cert=cert)
     finally:
         shutil.rmtree(cert.directory, ignore_errors=True)
-    rounds = f", median of {config.rounds} rounds" if config.rounds > 1 else ""
+    rounds = rounds_note(config.rounds)
     for workload in config.workloads:
         rows = [r for r in results if r.extra.get("workload") == workload]
         if not rows:

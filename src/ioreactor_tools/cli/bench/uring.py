@@ -44,16 +44,17 @@ from ioreactor.cli.arguments import (
 )
 from ioreactor.net.address import Address
 from ioreactor.testing import free_port
-from ioreactor_tools.bench.echo_bench import WARMUP, load_processes
+from ioreactor_tools.bench.echo_bench import WARMUP
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
 from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, pin_current_process
 from ioreactor_tools.bench.procstat import CLOCK_TICKS, TreeSample, process_fds, sample_tree
 from ioreactor_tools.bench.report import (
     BenchResult,
+    load_window_result,
     print_table,
     ratio,
-    window_result,
 )
+from ioreactor_tools.bench.tcp_load import TcpLoadResult, load_processes
 from ioreactor_tools.cli.bench._args import (
     add_conns_option,
     add_out_option,
@@ -243,12 +244,12 @@ class Run:
 
 def _drive(
     run: Run, port: int, conns: int, on_start: Callable[[], None], on_end: Callable[[], None]
-) -> tuple[int, float, Callable[[float], float], dict[str, int]]:
-    """Run the workload's load; (operations, seconds, latency percentile µs, errors)."""
+) -> TcpLoadResult:
+    """Run the workload's load and return what it saw."""
     if run.workload == "http":
         from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load
 
-        http = run_http_load(
+        return run_http_load(
             HttpLoadConfig(
                 host="127.0.0.1",
                 port=port,
@@ -260,8 +261,7 @@ def _drive(
             on_start=on_start,
             on_end=on_end,
         )
-        return http.requests, http.duration, http.latency_us, http.errors
-    echo = run_echo_load(
+    return run_echo_load(
         EchoLoadConfig(
             host="127.0.0.1",
             port=port,
@@ -274,7 +274,6 @@ def _drive(
         on_start=on_start,
         on_end=on_end,
     )
-    return echo.messages, echo.duration, echo.latency_us, echo.errors
 
 
 def start_server(
@@ -312,23 +311,19 @@ def measure_backend(backend: str, conns: int, run: Run) -> BenchResult:
         split[when] = user_system_seconds(server.pid)
 
     try:
-        ops, seconds, latency_us, errors = _drive(
+        load = _drive(
             run, port, conns, lambda: sample("before", False), lambda: sample("after", True)
         )
     finally:
         server.stop()
     before, after = samples["before"], samples["after"]
-    per_op = 1e6 / ops if ops else float("nan")
-    return window_result(
+    per_op = 1e6 / load.count if load.count else float("nan")
+    return load_window_result(
         backend,
         conns,
-        ops=ops,
-        duration=seconds,
-        latency_us=latency_us,
-        errors=errors,
+        load,
         before=before,
         after=after,
-        unit="req" if run.workload == "http" else "msg",
         extra={
             "workload": run.workload,
             "size": run.size,

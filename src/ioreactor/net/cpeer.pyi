@@ -1,0 +1,6 @@
+# The Python signatures of cpeer.pxd's functions, for the type checker: the compiled
+# connection cimports them (see cpeer.pxd); the pure build keeps the peer object.
+from typing import Any
+
+def pack_ipv4_peer(peer: Any) -> int: ...
+def unpack_ipv4_peer(packed: int) -> tuple[str, int]: ...

@@ -1,0 +1,106 @@
+"""One HTTP server measured under keep-alive load: what ``bench http``, ``bench aio``,
+``bench asgi`` and ``bench wsgi`` each run for one server and connection count.
+
+::
+
+    ServerProcess (pinned to the server core) <-- keep-alive GET / from the load core:
+        wrk, or ioreactor's own generator (:mod:`ioreactor_tools.bench.http_load`)
+    on_start / on_end of the measured window --> the server's process-tree samples
+        --> BenchResult: server CPU per request, req/s, latency, RSS
+
+The load's processes are as many as the connections need (each has its own fd limit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load, run_wrk
+from ioreactor_tools.bench.pinning import READY_TIMEOUT, CorePlan, ServerProcess
+from ioreactor_tools.bench.procstat import TreeSample
+from ioreactor_tools.bench.report import BenchResult, window_result
+from ioreactor_tools.bench.tcp_load import load_processes
+
+
+def measure_http(
+    server: ServerProcess,
+    name: str,
+    config: HttpLoadConfig,
+    *,
+    load: str,
+    load_core: int | None,
+    progress: bool = False,
+) -> BenchResult:
+    """Drive the running ``server`` with ``load`` (``wrk`` or ``ioreactor``) as
+    ``config`` says, and charge its CPU over the measured window per request."""
+    samples: dict[str, TreeSample] = {}
+
+    def before() -> None:
+        samples["before"] = server.sample(count_fds=False)
+
+    def after() -> None:
+        samples["after"] = server.sample()
+
+    if load == "wrk":
+        wrk = run_wrk(config, core=load_core, on_start=before, on_end=after)
+        requests, duration, errors, latency_us = (
+            wrk.requests,
+            wrk.duration,
+            wrk.errors,
+            wrk.latency_us,
+        )
+        connected = config.conns
+    else:
+        result = run_http_load(config, on_start=before, on_end=after, progress=progress)
+        requests, duration, errors = result.requests, result.duration, result.errors
+        latency_us, connected = result.latency_us, result.connected
+    end = samples["after"]
+    return window_result(
+        name,
+        config.conns,
+        ops=requests,
+        duration=duration,
+        latency_us=latency_us,
+        errors=errors,
+        before=samples["before"],
+        after=end,
+        unit="req",
+        extra={
+            "pipeline": config.pipeline,
+            "load": load,
+            "connected": connected,
+            "server_fds": end.fds,
+            "command": " ".join(server.command),
+        },
+    )
+
+
+def measure_http_server(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    conns: int,
+    plan: CorePlan,
+    *,
+    duration: float,
+    warmup: float,
+    load: str = "ioreactor",
+    pipeline: int = 1,
+    poller: str | None = None,
+    ready_timeout: float = READY_TIMEOUT,
+    progress: bool = False,
+) -> BenchResult:
+    """Start ``command`` pinned to the server core, measure it with :func:`measure_http`
+    (``poller``: the generator's own loop), stop it."""
+    config = HttpLoadConfig(
+        host="127.0.0.1",
+        port=port,
+        conns=conns,
+        duration=duration,
+        warmup=warmup,
+        pipeline=pipeline,
+        procs=load_processes(conns),
+        poller=poller,
+    )
+    with ServerProcess(command, port=port, core=plan.server, ready_timeout=ready_timeout) as server:
+        return measure_http(server, name, config, load=load, load_core=plan.load, progress=progress)
