@@ -57,7 +57,7 @@ PIPELINED_CONNS = (256,)
 UVLOOP_RATIO_TARGET = 1.0
 NGINX_RATIO_TARGET = 1.0
 KEEPALIVE_TARGETS = (("uvloop", UVLOOP_RATIO_TARGET), ("nginx", NGINX_RATIO_TARGET))
-PIPELINED_CPU_TARGET_US = 1.5
+PIPELINED_CPU_TARGET_US = 1.0
 #: With metrics on (``--servers ioreactor,ioreactor-metrics``): at most this much more
 #: CPU per request than without, in the same round.
 METRICS_RATIO_TARGET = 1.05

@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"method: {result.method}")
     if result.heap is not None:
-        verdict = "meets" if result.heap.per_conn < HEAP_TARGET else "MISSES"
+        verdict = "meets" if result.heap.per_conn <= HEAP_TARGET else "MISSES"
         console.print(
             f"Python heap per idle connection {result.heap.per_conn:,.0f} B: "
-            f"{verdict} the target < {HEAP_TARGET} B"
+            f"{verdict} the target <= {HEAP_TARGET} B"
         )
     command = f"ioreactor bench idle --conns {args.conns}" + (
         f" --poller {args.poller}" if args.poller else ""
