@@ -130,7 +130,7 @@ def test_rounds_show_the_median_round_and_judge_by_per_round_ratios() -> None:
     assert shown == {"ioreactor": 6.0, "uvloop": 6.0}
     assert round_ratios(rows, "ioreactor", 100, "uvloop") == [1.2, 1.0, 5.5 / 6.0]
     (line,) = target_lines(rows, pipeline=1)
-    assert line.startswith("100 conns: ioreactor / uvloop CPU per request = 1.00 (meets")
+    assert line.startswith("100 conns: ioreactor / uvloop CPU per request = 1.000 (meets")
     assert line.endswith("(rounds: 1.20, 1.00, 0.92)")
     (piped,) = target_lines([_row("ioreactor", 256, 1.6, 0)], pipeline=16)
-    assert "1.60 µs (MISSES the target <= 1.5 µs)" in piped and "rounds" not in piped
+    assert "1.600 µs (MISSES the target <= 1 µs)" in piped and "rounds" not in piped

@@ -16,7 +16,7 @@ import pytest
 
 from ioreactor.testing import wait_until
 from support.cli_process import TIMEOUT, http_get, start_serve
-from support.processes import child_pids
+from support.processes import child_pids, signal_pending
 
 DRAIN = 1.5
 
@@ -82,6 +82,9 @@ def test_connections_queued_when_the_listener_closes_are_served_not_reset(
             for client in clients:
                 client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             server.proc.send_signal(signal.SIGTERM)
+            # The stop must reach the stopped server before it runs again (a supervisor
+            # forwards it a moment later), or it may answer before it knows it drains.
+            assert wait_until(lambda: all(signal_pending(p, signal.SIGTERM) for p in pids))
         finally:
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)

@@ -142,3 +142,17 @@ def as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     with contextlib.suppress(OSError):  # (a cpuset may forbid some CPUs)
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
+def signal_pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` waits to be delivered to ``pid`` (a stopped process keeps it so):
+    the thread's or the process's pending set in ``/proc/PID/status``."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        name, _, value = line.partition(":")
+        if name in ("SigPnd", "ShdPnd") and int(value, 16) >> (sig - 1) & 1:
+            return True
+    return False

@@ -225,8 +225,9 @@ def _verdict(where: str, what: str, values: Sequence[float], target: str, unit: 
 
     value = statistics.median(values)
     verdict = "meets" if value <= float(target) else "MISSES"
+    # Three decimals: at two, a ratio of 1.004 would read "1.00 (MISSES the target <= 1)".
     rounds = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
-    return f"{where}: {what} {value:.2f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
+    return f"{where}: {what} {value:.3f}{unit} ({verdict} the target <= {target}{unit}){rounds}"
 
 
 def target_lines(
