@@ -49,8 +49,8 @@ test: system-deps $(STAMP) $(EXTSTAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -c 'import ioreactor, sys; kind = ioreactor.build_kind(); print("build:", kind); \
 	  sys.exit(kind != "compiled" and "the compiled build is missing (see the warning above)")'
-	$(PY) -m pytest -q -n 2 --timeout=120
-	IOREACTOR_NO_EXTENSIONS=1 $(PY) -m pytest -q -n 2 --timeout=120 $(PURE_TESTS)
+	$(PY) -m pytest -q -n 2 --dist worksteal --timeout=120 --durations=15
+	IOREACTOR_NO_EXTENSIONS=1 $(PY) -m pytest -q -n 2 --dist worksteal --timeout=120 $(PURE_TESTS)
 
 # nginx and HAProxy for the cluster test (tests/production, docs/deploy.md): Debian's
 # packages, installed when this runs as root with apt-get and they are missing.

@@ -58,7 +58,7 @@ def test_tiny_bench_measures_every_server_and_app() -> None:
 @pytest.mark.slow
 def test_a_flask_app_keeps_its_rate_under_1000_slowloris_connections() -> None:
     plan = core_plan()
-    config = WsgiBenchConfig(slow=1000, slow_conns=50, duration=3.0, warmup=0.5, threads=4)
+    config = WsgiBenchConfig(slow=1000, slow_conns=50, duration=2.0, warmup=0.25, threads=4)
     run = run_slowloris_against("ioreactor", config, plan.server, plan.load)
     assert run.slow_connected >= 1000
     assert not run.alone.errors and not run.attacked.errors
