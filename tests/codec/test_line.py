@@ -69,6 +69,10 @@ def test_too_long_line_between_good_ones() -> None:
     assert buffer.read_all() == b"bbbb;c;"
 
 
+def test_a_single_lf_delimiter_leaves_a_cr_in_the_frame() -> None:
+    assert_every_split(DelimiterCodec(b"\n"), b"a\r\nb\n", [b"a\r", b"b"])
+
+
 def test_several_delimiters_the_shortest_frame_wins() -> None:
     codec = DelimiterCodec([b"\n", b"\r\n", b"#"])  # list order is not priority
     assert_every_split(codec, b"a\r\nb#c\n", [b"a", b"b", b"c"])
@@ -99,6 +103,42 @@ def test_any_split_reassembles_lines(lines: list[bytes], cuts: list[int], crlf: 
     frames, rest = decode_reads(codec, split_at(stream, cuts))
     assert frames == lines
     assert len(rest) == 0
+
+
+def _outcome(codec: DelimiterCodec, reads: list[bytes]) -> tuple[list[bytes], int | None, bytes]:
+    """The frames, the too-long length (None: no error) and what stays buffered."""
+    buffer = Buffer()
+    frames: list[bytes] = []
+    try:
+        for chunk in reads:
+            buffer.append(chunk)
+            codec.decode(buffer, frames)
+    except FrameTooLongError as exc:
+        return frames, exc.length, buffer.read_all()
+    return frames, None, buffer.read_all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stream=st.lists(st.sampled_from([b"a", b"\r", b"\n"]), max_size=40).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=60), max_size=6),
+    max_length=st.integers(min_value=1, max_value=6),
+    strip=st.booleans(),
+)
+def test_lines_decode_as_the_general_search_for_both_delimiters(
+    stream: bytes, cuts: list[int], max_length: int, strip: bool
+) -> None:
+    """Lines take one find of LF per line; the frames, the errors and the rest are the
+    general search's (a third delimiter that never comes keeps that search in use)."""
+    general = DelimiterCodec(
+        [b"\r\n", b"\n", b"\0\0"], max_length=max_length, strip_delimiter=strip
+    )
+    lines = LineCodec(max_length=max_length, strip_delimiter=strip)
+    pair = DelimiterCodec([b"\n", b"\r\n"], max_length=max_length, strip_delimiter=strip)
+    reads = split_at(stream, cuts)
+    expected = _outcome(general, reads)
+    assert _outcome(lines, reads) == expected
+    assert _outcome(pair, reads) == expected
 
 
 def test_encode_appends_the_terminator_and_refuses_what_would_not_decode_back() -> None:
