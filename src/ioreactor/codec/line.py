@@ -169,7 +169,9 @@ class LineCodec(DelimiterCodec):
 
     def decode(self, buffer: Buffer, frames: list[bytes]) -> None:
         # Same result as the two-delimiter search, with one find per line: look for
-        # "\n" only and treat a "\r" just before it as part of the delimiter.
+        # "\n" only and treat a "\r" just before it as part of the delimiter. A method of
+        # its own: as a branch of DelimiterCodec.decode it cost 800 more instructions per
+        # one-line read (21.9k -> 22.7k with the Buffer's making, callgrind).
         n = len(buffer)
         if not n:
             return

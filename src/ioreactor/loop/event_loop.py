@@ -486,7 +486,8 @@ class EventLoop:
             unwatched = self._unwatched
             for fd, mask in events:
                 # _dispatch(fd, mask), inlined: a Python call per event costs the pure
-                # build 6% per echoed message (15.3k -> 16.2k instructions, callgrind).
+                # build 6% per echoed message (15.3k -> 16.2k instructions, callgrind),
+                # one index loop over both event sources 5% (21.4k -> 22.5k, 1 connection).
                 if unwatched and fd in unwatched:
                     continue
                 channel = handlers[fd] if fd < len(handlers) else None
