@@ -4,6 +4,7 @@ BufferedProtocol, sendfile, TLS (asyncio's sslproto), on every backend."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import socket
 import ssl
@@ -223,6 +224,41 @@ def test_loop_sendfile_sends_the_file_range(aio_loop: Loop) -> None:
             assert f.tell() == len(content)
         assert data == b"head:" + content[100:]
         transport.close()
+        b.close()
+
+    run(aio_loop, main(), timeout=30)
+
+
+@pytest.mark.parametrize("offset, count", [(0, None), (100, 300_000)])
+@pytest.mark.parametrize("through", ["transport", "socket"])
+def test_sendfile_copies_what_it_cannot_send_natively(
+    aio_loop: Loop, through: str, offset: int, count: int | None
+) -> None:
+    """A file without an fd (BytesIO) goes by the read-and-write fallback, through a
+    transport (``loop.sendfile``) or a socket (``loop.sock_sendfile``): the range asked
+    for, in chunks, and the file's position left after it."""
+    content = os.urandom(700_000)  # several chunks of either fallback
+    end = len(content) if count is None else offset + count
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        file = io.BytesIO(content)
+        if through == "transport":
+            transport, _ = await aio_loop.connect_accepted_socket(asyncio.Protocol, a)
+            sending = asyncio.ensure_future(aio_loop.sendfile(transport, file, offset, count))
+        else:
+            sending = asyncio.ensure_future(aio_loop.sock_sendfile(a, file, offset, count))
+        data = b""
+        while len(data) < end - offset:
+            data += await aio_loop.sock_recv(b, 1 << 20)
+        assert await sending == end - offset
+        assert data == content[offset:end] and file.tell() == end
+        if through == "transport":
+            transport.close()
+        else:
+            a.close()
         b.close()
 
     run(aio_loop, main(), timeout=30)

@@ -687,28 +687,12 @@ class StreamOps(SocketOps):
     async def _sendfile_transport_fallback(
         self, transport: Any, file: Any, offset: int, count: int | None
     ) -> int:
-        if offset:
-            file.seek(offset)
-        blocksize = min(count, SENDFILE_FALLBACK_READ) if count else SENDFILE_FALLBACK_READ
-        buf = bytearray(blocksize)
-        total = 0
         pacer = _SendfilePacer(self, transport)
         try:
-            while True:
-                if count:
-                    blocksize = min(count - total, blocksize)
-                    if blocksize <= 0:
-                        return total
-                view = memoryview(buf)[:blocksize]
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    return total
-                await pacer.drain()
-                transport.write(view[:read])
-                total += read
+            return await self._sendfile_copy(
+                file, offset, count, SENDFILE_FALLBACK_READ, pacer.write
+            )
         finally:
-            if total > 0 and hasattr(file, "seek"):
-                file.seek(offset + total)
             await pacer.restore()
 
 
@@ -728,11 +712,13 @@ class _SendfilePacer:
             loop.create_future() if self._resume_writing else None
         )
 
-    async def drain(self) -> None:
+    async def write(self, chunk: memoryview) -> None:
+        """Write ``chunk`` once the transport's output is below its high-water mark."""
         if self._transport.is_closing():
             raise ConnectionError("Connection closed by peer")
         if self._write_ready is not None:
             await self._write_ready
+        self._transport.write(chunk)
 
     def connection_made(self, transport: Any) -> None:
         raise RuntimeError("Invalid state: connection should have been established already.")
