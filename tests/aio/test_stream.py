@@ -320,6 +320,32 @@ def test_tls_streams_and_start_tls(
     run(aio_loop, main(), timeout=30)
 
 
+def test_every_call_checks_its_ssl_arguments_alike(aio_loop: Loop, tmp_path: Any) -> None:
+    """TLS timeouts without ssl are refused by every call taking them, and ssl=True (a
+    client context) by both servers, before any socket is touched."""
+    path = str(tmp_path / "never.sock")
+
+    async def main() -> None:
+        with socket.socket() as accepted:
+            calls = {
+                "create_connection": (aio_loop.create_connection, ("127.0.0.1", 9)),
+                "create_unix_connection": (aio_loop.create_unix_connection, (path,)),
+                "connect_accepted_socket": (aio_loop.connect_accepted_socket, (accepted,)),
+                "create_server": (aio_loop.create_server, ("127.0.0.1", 0)),
+                "create_unix_server": (aio_loop.create_unix_server, (path,)),
+            }
+            for name, (call, args) in calls.items():
+                for timeout in ("ssl_handshake_timeout", "ssl_shutdown_timeout"):
+                    with pytest.raises(ValueError, match=f"{timeout} is only meaningful"):
+                        await call(asyncio.Protocol, *args, **{timeout: 1.0})
+                if name.endswith("server"):
+                    with pytest.raises(TypeError, match="must be an SSLContext or None"):
+                        await call(asyncio.Protocol, *args, ssl=True)
+        assert not os.path.exists(path)
+
+    run(aio_loop, main())
+
+
 #: The TLS timeouts the tests below set: far below asyncio's defaults (60 s handshake,
 #: 30 s shutdown), so a timeout that does not reach the SSL protocol fails the test.
 SHORT_TLS_TIMEOUT = 0.3

@@ -118,6 +118,16 @@ def _tls_options(
     )
 
 
+def _server_tls_options(
+    ssl: Any, ssl_handshake_timeout: float | None, ssl_shutdown_timeout: float | None
+) -> TlsOptions | None:
+    """A server's TLS options: its ``ssl`` is an SSLContext or None (``ssl=True``, a
+    default client context, has no certificate to serve)."""
+    if isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")
+    return _tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
+
+
 def _check_not_ssl_socket(sock: Any) -> None:
     if isinstance(sock, ssl_module.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")
@@ -446,9 +456,7 @@ class StreamOps(SocketOps):
         ssl_shutdown_timeout: float | None = None,
         start_serving: bool = True,
     ) -> Server:
-        if isinstance(ssl, bool):
-            raise TypeError("ssl argument must be an SSLContext or None")
-        tls = _tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
+        tls = _server_tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         if sock is not None:
             _check_not_ssl_socket(sock)
         if host is not None or port is not None:
@@ -520,9 +528,7 @@ class StreamOps(SocketOps):
         ssl_shutdown_timeout: float | None = None,
         start_serving: bool = True,
     ) -> Server:
-        if isinstance(ssl, bool):
-            raise TypeError("ssl argument must be an SSLContext or None")
-        tls = _tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
+        tls = _server_tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
