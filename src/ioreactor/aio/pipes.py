@@ -378,11 +378,9 @@ class ProcessOps(DatagramOps):
         if not shell:
             raise ValueError("shell must be True")
         _check_subprocess_args(universal_newlines, bufsize, encoding, errors, text)
-        protocol = protocol_factory()
-        transport = await self._subprocess(
-            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs
+        return await self._subprocess(
+            protocol_factory, cmd, True, stdin, stdout, stderr, bufsize, **kwargs
         )
-        return transport, protocol
 
     async def subprocess_exec(
         self,
@@ -403,15 +401,13 @@ class ProcessOps(DatagramOps):
         if shell:
             raise ValueError("shell must be False")
         _check_subprocess_args(universal_newlines, bufsize, encoding, errors, text)
-        protocol = protocol_factory()
-        transport = await self._subprocess(
-            protocol, (program, *args), False, stdin, stdout, stderr, bufsize, **kwargs
+        return await self._subprocess(
+            protocol_factory, (program, *args), False, stdin, stdout, stderr, bufsize, **kwargs
         )
-        return transport, protocol
 
     async def _subprocess(
         self,
-        protocol: Any,
+        protocol_factory: Callable[[], Any],
         args: Any,
         shell: bool,
         stdin: Any,
@@ -420,7 +416,9 @@ class ProcessOps(DatagramOps):
         bufsize: int,
         extra: Any = None,
         **kwargs: Any,
-    ) -> SubprocessTransport:
+    ) -> tuple[SubprocessTransport, Any]:
+        """(transport, protocol) of a started child, once its pipes are connected."""
+        protocol = protocol_factory()
         waiter = self.create_future()
         transport = SubprocessTransport(
             self,
@@ -444,7 +442,7 @@ class ProcessOps(DatagramOps):
             transport.close()
             await transport._wait()
             raise
-        return transport
+        return transport, protocol
 
     def _watch_child(self, transport: SubprocessTransport) -> None:
         """Report the child's exit to the transport: its pidfd turns readable when it
