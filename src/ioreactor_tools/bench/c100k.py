@@ -863,13 +863,3 @@ def run(args: argparse.Namespace) -> int:
     for line in report.shortfall():
         print(f"  limited by: {line}")
     return 0 if report.ok else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

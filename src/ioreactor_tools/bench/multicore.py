@@ -1,6 +1,6 @@
 """Benchmarks of the multi-core models, side by side in one run.
 
-``python -m ioreactor_tools.bench.multicore [threads] [dispatch] [c20k]``
+``ioreactor bench multicore [threads] [dispatch] [c20k]``
 
 threads   one process: one loop, then a main loop that only accepts plus 1 and 2
           sub-loop threads. On CPython the threads take turns on the GIL; the target is
@@ -172,13 +172,3 @@ def run(args: argparse.Namespace) -> int:
         rows = compare(DISPATCH, config, args.rounds)
         print_comparison("fd passing vs SO_REUSEPORT", rows, DISPATCH_TARGET)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
