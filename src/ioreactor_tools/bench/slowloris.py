@@ -34,7 +34,7 @@ from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
-from ioreactor_tools.children import die_with_parent
+from ioreactor_tools.children import die_with_parent, receive
 
 #: The head a slow connection trickles: a real request line, then a field that never ends.
 HEAD = b"GET /slowloris HTTP/1.1\r\nHost: slowloris\r\nX-Trickle: " + b"a" * 65536
@@ -363,10 +363,7 @@ class Attack:
     def _expect(self, kind: str, timeout: float) -> Any:
         if not self.pipe.poll(timeout):
             raise TimeoutError(f"the slowloris process did not say {kind!r} in {timeout:.0f} s")
-        try:
-            got, value = self.pipe.recv()
-        except EOFError:
-            raise RuntimeError("the slowloris process exited early") from None
+        got, value = receive(self.pipe, "the slowloris process")
         if got != kind:
             raise RuntimeError(f"the slowloris process: {got} {value}")
         return value
