@@ -19,8 +19,13 @@ from typing import TYPE_CHECKING
 
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
-from ioreactor_tools.bench.procstat import TreeSample
+from ioreactor_tools.bench.pinning import (
+    CorePlan,
+    ServerProcess,
+    ServerWindow,
+    core_plan,
+    pin_current_process,
+)
 from ioreactor_tools.bench.report import BenchResult, load_window_result, round_ratios
 from ioreactor_tools.bench.rounds import run_server_rounds
 from ioreactor_tools.bench.tcp_load import load_processes
@@ -100,8 +105,8 @@ def measure_echo_server(
     progress: bool = False,
 ) -> BenchResult:
     """Start ``command`` pinned, drive the echo load, and charge its CPU per message."""
-    samples: dict[str, TreeSample] = {}
     with ServerProcess(command, port=port, core=plan.server) as server:
+        window = ServerWindow(server)
         load = run_echo_load(
             EchoLoadConfig(
                 host="127.0.0.1",
@@ -114,23 +119,21 @@ def measure_echo_server(
                 warmup=config.warmup,
                 poller=config.poller,
             ),
-            on_start=lambda: samples.__setitem__("before", server.sample(count_fds=False)),
-            on_end=lambda: samples.__setitem__("after", server.sample()),
+            on_start=window.open,
+            on_end=window.close,
             progress=progress,
         )
-    before, after = samples["before"], samples["after"]
     return load_window_result(
         name,
         conns,
         load,
-        before=before,
-        after=after,
+        window,
         extra={
             "size": config.size,
             "pipeline": config.pipeline,
             "connected": load.connected,
-            "server_fds": after.fds,
-            "server_processes": len(after.pids),
+            "server_fds": window.after.fds,
+            "server_processes": len(window.after.pids),
             "load_processes": load.procs,
             "command": " ".join(command),
         },

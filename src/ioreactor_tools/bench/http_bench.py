@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load, run_wrk
-from ioreactor_tools.bench.pinning import READY_TIMEOUT, CorePlan, ServerProcess
-from ioreactor_tools.bench.procstat import TreeSample
+from ioreactor_tools.bench.pinning import READY_TIMEOUT, CorePlan, ServerProcess, ServerWindow
 from ioreactor_tools.bench.report import BenchResult, window_result
 from ioreactor_tools.bench.tcp_load import load_processes
 
@@ -33,16 +32,9 @@ def measure_http(
 ) -> BenchResult:
     """Drive the running ``server`` with ``load`` (``wrk`` or ``ioreactor``) as
     ``config`` says, and charge its CPU over the measured window per request."""
-    samples: dict[str, TreeSample] = {}
-
-    def before() -> None:
-        samples["before"] = server.sample(count_fds=False)
-
-    def after() -> None:
-        samples["after"] = server.sample()
-
+    window = ServerWindow(server)
     if load == "wrk":
-        wrk = run_wrk(config, core=load_core, on_start=before, on_end=after)
+        wrk = run_wrk(config, core=load_core, on_start=window.open, on_end=window.close)
         requests, duration, errors, latency_us = (
             wrk.requests,
             wrk.duration,
@@ -51,10 +43,9 @@ def measure_http(
         )
         connected = config.conns
     else:
-        result = run_http_load(config, on_start=before, on_end=after, progress=progress)
+        result = run_http_load(config, on_start=window.open, on_end=window.close, progress=progress)
         requests, duration, errors = result.requests, result.duration, result.errors
         latency_us, connected = result.latency_us, result.connected
-    end = samples["after"]
     return window_result(
         name,
         config.conns,
@@ -62,14 +53,13 @@ def measure_http(
         duration=duration,
         latency_us=latency_us,
         errors=errors,
-        before=samples["before"],
-        after=end,
+        window=window,
         unit="req",
         extra={
             "pipeline": config.pipeline,
             "load": load,
             "connected": connected,
-            "server_fds": end.fds,
+            "server_fds": window.after.fds,
             "command": " ".join(server.command),
         },
     )

@@ -4,7 +4,8 @@ The method of every ``ioreactor bench`` command: the server under test runs alon
 core 0 (``taskset -c 0``), the load generator on core 1, so the server's CPU time is its
 own and the two never fight for one core. :class:`ServerProcess` starts a server command
 pinned, waits until its port accepts connections, samples its process tree and stops it
-with SIGTERM, then SIGKILL for the whole process group after a grace period.
+with SIGTERM, then SIGKILL for the whole process group after a grace period;
+:class:`ServerWindow` samples it as a load's measured window opens and closes.
 """
 
 from __future__ import annotations
@@ -213,3 +214,22 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ServerWindow:
+    """A server's process-tree samples as a load's measured window opens (``before``)
+    and closes (``after``): :meth:`open` and :meth:`close` are the load's
+    ``on_start``/``on_end``. Only the closing sample counts the fds: the result
+    reports what the server holds at the end."""
+
+    before: TreeSample
+    after: TreeSample
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+
+    def open(self) -> None:
+        self.before = self.server.sample(count_fds=False)
+
+    def close(self) -> None:
+        self.after = self.server.sample()

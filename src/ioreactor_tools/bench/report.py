@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # rich is imported where a table is drawn
     from rich.console import Console
     from rich.table import Table
 
-    from ioreactor_tools.bench.procstat import TreeSample
+    from ioreactor_tools.bench.pinning import ServerWindow
     from ioreactor_tools.bench.tcp_load import TcpLoadResult
 
 #: Where bench commands write JSON and charts (gitignored).
@@ -99,14 +99,14 @@ def window_result(
     duration: float,
     latency_us: Callable[[float], float],
     errors: dict[str, int],
-    before: TreeSample,
-    after: TreeSample,
+    window: ServerWindow,
     unit: str = "msg",
     extra: dict[str, Any] | None = None,
 ) -> BenchResult:
     """One server's result over a measured window: its CPU between the process-tree
-    samples ``before`` and ``after`` the window, its RSS at the end, and the load's
-    operations, latency percentiles and errors."""
+    samples of ``window`` (as it opened and as it closed), its RSS at the close, and the
+    load's operations, latency percentiles and errors."""
+    before, after = window.before, window.after
     return BenchResult(
         name=name,
         conns=conns,
@@ -128,9 +128,8 @@ def load_window_result(
     name: str,
     conns: int,
     load: TcpLoadResult,
+    window: ServerWindow,
     *,
-    before: TreeSample,
-    after: TreeSample,
     extra: dict[str, Any],
 ) -> BenchResult:
     """:func:`window_result` of a window driven by one of this package's loads: its
@@ -142,8 +141,7 @@ def load_window_result(
         duration=load.duration,
         latency_us=load.latency_us,
         errors=load.errors,
-        before=before,
-        after=after,
+        window=window,
         unit=load.RATE_UNIT.removesuffix("/s"),
         extra=extra,
     )

@@ -131,7 +131,7 @@ class TcpLoadResult:
         return self.count / self.duration if self.duration > 0 else 0.0
 
     def latency_us(self, q: float) -> float:
-        return self.latency.percentile(q) / 1000.0
+        return self.latency.percentile_us(q)
 
     @property
     def error_count(self) -> int:
