@@ -11,7 +11,6 @@ with like on a shared, noisy machine.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from ioreactor_tools.bench.pinning import (
     core_plan,
     pin_current_process,
 )
-from ioreactor_tools.bench.report import BenchResult, load_window_result, round_ratios
+from ioreactor_tools.bench.report import BenchResult, load_window_result, ratio_target_lines
 from ioreactor_tools.bench.rounds import run_server_rounds
 from ioreactor_tools.bench.tcp_load import load_processes
 
@@ -169,17 +168,4 @@ def run_echo_bench(
 def target_lines(results: Sequence[BenchResult]) -> list[str]:
     """One line per connection count and peer: ioreactor's ratio against its target --
     with several rounds, the median of the per-round ratios (each in brackets)."""
-    lines = []
-    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
-        for peer, target in TARGETS.items():
-            values = round_ratios(results, "ioreactor", conns, peer)
-            if not values:
-                continue
-            value = statistics.median(values)
-            verdict = "meets" if value <= target else "MISSES"
-            each = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
-            lines.append(
-                f"{conns:,} conns: ioreactor / {peer} = {value:.2f} "
-                f"({verdict} the target <= {target:.2f}){each}"
-            )
-    return lines
+    return ratio_target_lines(results, TARGETS)

@@ -189,30 +189,50 @@ def of_workload(results: Sequence[BenchResult], workload: str) -> list[BenchResu
     return [r for r in results if r.extra.get("workload") == workload]
 
 
+def verdict_line(where: str, ratio_name: str, values: Sequence[float], target: float) -> str:
+    """``WHERE: RATIO = MEDIAN (meets|MISSES the target <= TARGET)``: the median of the
+    per-round ratios ``values``, each round's after it when there are several."""
+    value = statistics.median(values)
+    verdict = "meets" if value <= target else "MISSES"
+    each = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+    return f"{where}: {ratio_name} = {value:.2f} ({verdict} the target <= {target:.2f}){each}"
+
+
+def ratio_target_lines(
+    results: Sequence[BenchResult],
+    targets: Mapping[str, float],
+    *,
+    where: str = "",
+    label: str = "ioreactor",
+) -> list[str]:
+    """Per connection count and peer of ``targets`` (peer -> the highest CPU ratio
+    allowed): ioreactor's ratio against its target (:func:`verdict_line`), ``label``
+    naming it, ``where`` before the connection count."""
+    lines = []
+    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
+        for peer, target in targets.items():
+            values = round_ratios(results, "ioreactor", conns, peer)
+            if values:
+                ratio_name = f"{label} / {peer}"
+                lines.append(verdict_line(f"{where}{conns:,} conns", ratio_name, values, target))
+    return lines
+
+
 def workload_target_lines(
     results: Sequence[BenchResult],
     targets: Mapping[str, Mapping[str, float]],
     *,
     label: str = "ioreactor",
 ) -> list[str]:
-    """Per workload, connection count and peer of ``targets`` (workload -> peer -> the
-    highest CPU ratio allowed): ioreactor's ratio against its target, ``label`` naming it
-    (with several rounds, the median of the per-round ratios)."""
-    lines = []
-    for workload, peers in targets.items():
-        mine = of_workload(results, workload)
-        for conns in dict.fromkeys(r.conns for r in mine if r.name == "ioreactor"):
-            for peer, target in peers.items():
-                values = round_ratios(mine, "ioreactor", conns, peer)
-                if not values:
-                    continue
-                value = statistics.median(values)
-                verdict = "meets" if value <= target else "MISSES"
-                lines.append(
-                    f"{workload}, {conns:,} conns: {label} / {peer} = {value:.2f} "
-                    f"({verdict} the target <= {target:.2f})"
-                )
-    return lines
+    """:func:`ratio_target_lines` per workload of ``targets`` (workload -> peer -> the highest
+    CPU ratio allowed)."""
+    return [
+        line
+        for workload, peers in targets.items()
+        for line in ratio_target_lines(
+            of_workload(results, workload), peers, where=f"{workload}, ", label=label
+        )
+    ]
 
 
 def _user_text(result: BenchResult) -> str:
