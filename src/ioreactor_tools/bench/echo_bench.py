@@ -83,14 +83,11 @@ class EchoBenchConfig:
     rounds: int = 1
 
 
-def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
-    """Servers that cannot run here, with the reason."""
+def server_unavailable(name: str) -> str | None:
+    """None if server ``name`` can run here, else what it needs."""
     from ioreactor_tools.bench.peers import uvloop_available
 
-    skipped = {}
-    if "uvloop" in servers and (reason := uvloop_available()) is not None:
-        skipped["uvloop"] = reason
-    return skipped
+    return uvloop_available() if name == "uvloop" else None
 
 
 def measure_echo_server(
@@ -155,13 +152,7 @@ def run_echo_bench(
         return measure_echo_server(name, command, port, conns, config, plan, progress=progress)
 
     return run_server_rounds(
-        config.rounds,
-        config.conns,
-        config.servers,
-        skipped=skipped_servers(config.servers),
-        measure=measure,
-        console=console,
-        detail=f", {config.duration:g} s",
+        config, unavailable=server_unavailable, measure=measure, console=console
     )
 
 

@@ -209,13 +209,11 @@ def run_http_bench(
             )
 
     return run_server_rounds(
-        config.rounds,
-        config.conns,
-        config.servers,
-        skipped=skipped_servers(config.servers),
+        config,
+        unavailable=server_unavailable,
         measure=measure,
         console=console,
-        detail=f", pipeline {config.pipeline}, {config.duration:g} s, load {load}",
+        detail=f", pipeline {config.pipeline}, load {load}",
     )
 
 
