@@ -19,30 +19,30 @@ if TYPE_CHECKING:  # rich is imported where a console is built
     from rich.console import Console
 
 
-class WorkloadComparison(Protocol):
-    """What a workload comparison's configuration states (aio's, asgi's)."""
+class Comparison(Protocol):
+    """What every comparison's configuration states: connection counts, the measured
+    window's seconds, and how many rounds."""
+
+    @property
+    def conns(self) -> Sequence[int]: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def rounds(self) -> int: ...
+
+
+class WorkloadComparison(Comparison, Protocol):
+    """A workload comparison's configuration (aio's, asgi's)."""
 
     @property
     def workloads(self) -> Sequence[str]: ...
-    @property
-    def conns(self) -> Sequence[int]: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def rounds(self) -> int: ...
 
 
-class ServerComparison(Protocol):
-    """What a comparison of servers states (echo's, http's)."""
+class ServerComparison(Comparison, Protocol):
+    """A comparison of servers' configuration (echo's, http's)."""
 
     @property
     def servers(self) -> Sequence[str]: ...
-    @property
-    def conns(self) -> Sequence[int]: ...
-    @property
-    def duration(self) -> float: ...
-    @property
-    def rounds(self) -> int: ...
 
 
 def run_workload_rounds(
