@@ -28,7 +28,7 @@ from ioreactor_tools.bench.pinning import (
     core_plan,
     pin_current_process,
 )
-from ioreactor_tools.bench.report import BenchResult, window_result, workload_target_lines
+from ioreactor_tools.bench.report import BenchResult, load_window_result, workload_target_lines
 from ioreactor_tools.bench.rounds import run_workload_rounds
 
 if TYPE_CHECKING:
@@ -77,14 +77,11 @@ def measure_websocket(
     with ServerProcess(command, port=port, core=plan.server, ready_timeout=READY_TIMEOUT) as server:
         window = ServerWindow(server)
         result = run_ws_load(load_config, on_start=window.open, on_end=window.close)
-    return window_result(
+    return load_window_result(
         name,
         conns,
-        ops=result.messages,
-        duration=result.duration,
-        latency_us=result.latency_us,
-        errors=result.errors,
-        window=window,
+        result,
+        window,
         extra={"size": config.size, "connected": result.connected, "command": " ".join(command)},
     )
 

@@ -19,14 +19,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # rich is imported where a table is drawn
     from rich.console import Console
     from rich.table import Table
 
     from ioreactor_tools.bench.pinning import ServerWindow
-    from ioreactor_tools.bench.tcp_load import TcpLoadResult
 
 #: Where bench commands write JSON and charts (gitignored).
 RESULTS_DIR = Path("bench-results")
@@ -124,16 +123,32 @@ def window_result(
     )
 
 
+class WindowLoad(Protocol):
+    """What a load reports of its measured window (a ``TcpLoadResult``, wrk's, the
+    WebSocket load's): the exchanges it counted, their rate's unit, the window's seconds,
+    latency percentiles and errors."""
+
+    RATE_UNIT: ClassVar[str]
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def errors(self) -> dict[str, int]: ...
+    def latency_us(self, q: float) -> float: ...
+
+
 def load_window_result(
     name: str,
     conns: int,
-    load: TcpLoadResult,
+    load: WindowLoad,
     window: ServerWindow,
     *,
     extra: dict[str, Any],
 ) -> BenchResult:
-    """:func:`window_result` of a window driven by one of this package's loads: its
-    count (messages, requests) and their unit, duration, latency and errors."""
+    """:func:`window_result` of a window driven by a load: its count (messages,
+    requests) and their unit, duration, latency and errors."""
     return window_result(
         name,
         conns,
