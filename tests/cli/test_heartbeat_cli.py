@@ -93,3 +93,6 @@ def test_bench_heartbeat_runs_both_parts_against_a_peer(tmp_path: Path) -> None:
         # every server (the asyncio peer too) answered its pings / echoed its frames intact
         assert [r.name for r in results] == ["ioreactor", "asyncio"]
         assert all(r.ops > 0 and r.errors == {} for r in results), results
+        if part == "frames":  # counted in frames: 16 in each echoed batch
+            assert all(r.unit == "frame" for r in results)
+            assert all(r.ops == 16 * r.extra["batches"] for r in results)

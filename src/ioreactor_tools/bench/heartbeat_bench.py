@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import ClassVar, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -51,7 +51,7 @@ from ioreactor.net.server import TcpServer
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor.testing import free_port
 from ioreactor_tools.bench import PEER_SERVERS
-from ioreactor_tools.bench.echo_load import EchoLoad, EchoLoadConfig
+from ioreactor_tools.bench.echo_load import EchoLoad, EchoLoadConfig, EchoLoadResult
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.peers import PEER_BACKLOG, peer_command, uvloop_available
 from ioreactor_tools.bench.pinning import (
@@ -64,6 +64,7 @@ from ioreactor_tools.bench.pinning import (
 )
 from ioreactor_tools.bench.report import (
     BenchResult,
+    load_window_result,
     print_table,
     ratio,
     timestamped,
@@ -439,18 +440,33 @@ def frame_server_command(name: str, port: int, poller: str | None) -> list[str]:
     return [*command, "--poller", poller] if poller and name == "ioreactor" else command
 
 
+@dataclass(kw_only=True)
+class FrameLoadResult(EchoLoadResult):
+    """The frame load's result, counted in ``frames``: ``messages`` x frames per message."""
+
+    frames: int
+
+    NOUN: ClassVar[str] = "frames"
+    RATE_UNIT: ClassVar[str] = "frame/s"
+
+
 class FrameLoad(EchoLoad):
     """The echo load with ``frames`` valid length-prefixed frames as each message: the
     servers decode and re-encode them, so the echo is still byte-identical."""
 
     def __init__(self, config: EchoLoadConfig, frames: int, frame_size: int) -> None:
         super().__init__(config)
+        self.frames = frames
         rng = random.Random(config.seed)
         codec = LengthFieldCodec(4)
         self.payloads = [
             codec.encode_many([rng.randbytes(frame_size) for _ in range(frames)])
             for _ in self.payloads
         ]
+
+    def _result(self) -> FrameLoadResult:
+        echoed = super()._result()
+        return FrameLoadResult(**vars(echoed), frames=echoed.messages * self.frames)
 
 
 def measure_frames(
@@ -479,15 +495,11 @@ def measure_frames(
         window = ServerWindow(server)
         frame_load = functools.partial(FrameLoad, frames=frames, frame_size=frame_size)
         load = run_load(frame_load, config, on_start=window.open, on_end=window.close)
-    return window_result(
+    return load_window_result(
         name,
         conns,
-        ops=load.messages * frames,
-        duration=load.duration,
-        latency_us=load.latency_us,
-        errors=dict(load.errors),
-        window=window,
-        unit="frame",
+        load,
+        window,
         extra={
             "frames_per_write": frames,
             "frame_size": frame_size,
