@@ -21,6 +21,7 @@ from ioreactor.testing import free_port
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS, server_command, unavailable
 from ioreactor_tools.bench.http_bench import measure_http_server
 from ioreactor_tools.bench.http_load import load_kind
+from ioreactor_tools.bench.pinning import WARMUP as WARMUP  # the CLI takes it from here
 from ioreactor_tools.bench.pinning import (
     CorePlan,
     ServerProcess,
@@ -34,8 +35,6 @@ from ioreactor_tools.bench.rounds import run_workload_rounds
 if TYPE_CHECKING:
     from rich.console import Console
 
-#: Seconds of unmeasured traffic on the same connections before each window.
-WARMUP = 1.0
 #: Seconds a server gets to start listening (FastAPI's import is slow on a busy machine).
 READY_TIMEOUT = 60.0
 #: The issue's targets: ioreactor's server CPU per op over each peer's, at most.

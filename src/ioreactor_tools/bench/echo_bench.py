@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
+from ioreactor_tools.bench.pinning import WARMUP as WARMUP  # the CLI takes it from here
 from ioreactor_tools.bench.pinning import (
     CorePlan,
     ServerProcess,
@@ -32,8 +33,6 @@ from ioreactor_tools.bench.tcp_load import load_processes
 if TYPE_CHECKING:
     from rich.console import Console
 
-#: Seconds of unmeasured traffic on the same connections before each window.
-WARMUP = 1.0
 #: The issue's targets: ioreactor's CPU per message over each peer's, at most.
 TARGETS = {"asyncio": 0.9, "uvloop": 1.0}
 

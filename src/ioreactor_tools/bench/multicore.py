@@ -31,7 +31,7 @@ from ioreactor.multicore.config import DISPATCHES
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
+from ioreactor_tools.bench.pinning import WARMUP, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult
 from ioreactor_tools.bench.tcp_load import load_processes
@@ -40,9 +40,8 @@ from ioreactor_tools.bench.tcp_load import load_processes
 #: What the benchmark measures, each part on its own.
 PARTS = ("threads", "dispatch", "c20k")
 CONNS = 100
-#: Measured seconds per server (short: the machine is shared), and unmeasured warm-up.
+#: Measured seconds per server (short: the machine is shared).
 DURATION = 5.0
-WARMUP = 1.0
 #: Connections and load processes of the C20K run.
 C20K_CONNS = 20_000
 C20K_LOAD_PROCS = 2

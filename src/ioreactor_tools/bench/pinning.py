@@ -28,6 +28,9 @@ from ioreactor_tools.children import child_preexec
 
 log = logging.getLogger("ioreactor_tools.bench")
 
+#: Seconds of unmeasured traffic on the same connections before each measured window
+#: (connections made, caches warm): every comparison's default.
+WARMUP = 1.0
 #: How long a server may take to accept its first connection.
 READY_TIMEOUT = 15.0
 #: How long a server has to exit after SIGTERM before the group gets SIGKILL.

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ioreactor_tools.bench.nginx_peers import nginx_path
+from ioreactor_tools.bench.pinning import WARMUP
 from ioreactor_tools.bench.tls_peers import (
     Certificate,
     nginx_command,
@@ -54,8 +55,6 @@ TARGETS: dict[str, tuple[str, float]] = {
     "handshake": ("nginx", 1.1),
     "bulk": ("uvloop", 1.0),
 }
-#: Seconds of unmeasured load before each window (connections made, caches warm).
-WARMUP = 1.0
 #: ``openssl s_time`` processes run at once (each makes one connection at a time).
 HANDSHAKE_CLIENTS = 4
 #: Bytes per write of the bulk client.
