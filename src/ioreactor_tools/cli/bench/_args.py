@@ -43,9 +43,6 @@ if TYPE_CHECKING:  # rich is imported where the console is built
     from ioreactor_tools.bench.pinning import CorePlan
     from ioreactor_tools.bench.rounds import WorkloadComparison
 
-    class WorkloadComparisonConfig(WorkloadComparison, DataclassInstance, Protocol):
-        """A workload comparison's configuration dataclass (aio's, asgi's)."""
-
 
 class MeasuredComparison(Protocol):
     """What every comparison's command line states: the connection counts, the measured
@@ -65,6 +62,9 @@ if TYPE_CHECKING:
 
     class ComparisonConfig(MeasuredComparison, DataclassInstance, Protocol):
         """A one-table comparison's configuration dataclass (echo's, http's)."""
+
+    class WorkloadComparisonConfig(WorkloadComparison, DataclassInstance, Protocol):
+        """A workload comparison's configuration dataclass (aio's, asgi's)."""
 
 
 T = TypeVar("T", bound="DataclassInstance")
