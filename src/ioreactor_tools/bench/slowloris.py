@@ -328,11 +328,13 @@ def _attack_main(config: AttackConfig, pipe: multiprocessing.connection.Connecti
 
     def on_pipe(events: int) -> None:
         message = pipe.recv()
+        loop.unwatch(pipe.fileno())
         if message == "stop":
-            loop.unwatch(pipe.fileno())
             attack.stop()  # the open ones trickle on until the server closes them
             loop.call_every(0.1, drained)
             loop.call_later(config.drain_time, finish)
+        else:  # "close": the caller does not measure the server's closing of them
+            finish()
 
     loop.watch(pipe.fileno(), READ, on_pipe)
     loop.call_every(0.1, check_ramp)
@@ -373,6 +375,12 @@ class Attack:
         self.pipe.send("stop")
         tally: SlowTally = self._expect("done", self.config.drain_time + 30)
         return tally
+
+    def close(self) -> None:
+        """Close every slow connection now (for a caller that measures only the load
+        under the attack, not how the server ends it)."""
+        self.pipe.send("close")
+        self._expect("done", 30)
 
     def __enter__(self) -> Attack:
         return self

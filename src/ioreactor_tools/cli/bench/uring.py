@@ -63,6 +63,7 @@ from ioreactor_tools.cli.bench._args import (
     add_window_options,
     exit_status,
     pinned_plan,
+    rerun_command,
     save_results,
 )
 from ioreactor_tools.cli.console import report_console
@@ -336,22 +337,14 @@ def measure_backend(backend: str, conns: int, run: Run) -> BenchResult:
 
 
 def reproduce_command(args: argparse.Namespace) -> str:
-    parts = [
-        "ioreactor bench uring",
-        f"--conns {','.join(map(str, args.conns))}",
-        f"--size {args.size}",
-        f"--duration {args.duration:g}",
-        f"--warmup {args.warmup:g}",
-    ]
-    if args.rounds != 1:
-        parts.append(f"--rounds {args.rounds}")
+    options = [f"--size {args.size}"]
     if args.backends != BACKENDS:
-        parts.append(f"--backends {','.join(args.backends)}")
+        options.append(f"--backends {','.join(args.backends)}")
     if args.workloads != ("echo",):
-        parts.append(f"--workloads {','.join(args.workloads)}")
+        options.append(f"--workloads {','.join(args.workloads)}")
     if args.idle:
-        parts.append(f"--idle {args.idle}")
-    return " ".join(parts)
+        options.append(f"--idle {args.idle}")
+    return rerun_command("uring", args, *options)
 
 
 def ratios(results: Sequence[BenchResult], backend: str, conns: int) -> list[float]:
