@@ -14,6 +14,10 @@ Two layers (issue 13: ``timeout 60 ioreactor lab c10k`` left its model server ru
 call of a ``multiprocessing`` child. The kernel sends the signal when the *thread* that
 started the child exits: start children from the main thread. Linux only (``prctl``);
 elsewhere only the first layer works.
+
+A ``multiprocessing`` child talks to its parent in ``(kind, value)`` messages over a pipe,
+and says ``("failed", repr(exc))`` before an exception ends it; :func:`receive` reads one
+message on the parent's side and turns a failure or an early exit into an error.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import multiprocessing.connection
 
 #: ``prctl`` option: the signal this process gets when its parent thread exits.
 PR_SET_PDEATHSIG = 1
@@ -61,3 +69,15 @@ def child_preexec(then: Callable[[], None] | None = None) -> Callable[[], None]:
             then()
 
     return preexec
+
+
+def receive(pipe: multiprocessing.connection.Connection, child: str) -> tuple[str, Any]:
+    """The next ``(kind, value)`` message from ``child`` (named in errors): its
+    ``("failed", error)`` message or its exit before a word raises RuntimeError."""
+    try:
+        kind, value = pipe.recv()
+    except EOFError:
+        raise RuntimeError(f"{child} exited early") from None
+    if kind == "failed":
+        raise RuntimeError(f"{child} failed: {value}")
+    return kind, value

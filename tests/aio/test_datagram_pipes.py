@@ -152,3 +152,91 @@ def test_subprocesses_are_watched_through_their_pidfd(aio_loop: Loop) -> None:
 
     run(aio_loop, main(), timeout=30)
     assert signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL  # no SIGCHLD watcher
+
+
+def test_unix_datagrams_the_peer_has_no_room_for_are_queued_and_leave_in_order(
+    aio_loop: Loop, tmp_path: Any
+) -> None:
+    """A Unix datagram peer that does not read fills up (EAGAIN): sendto() queues the
+    rest, and they leave in order once the peer reads; when the peer goes, each queued
+    datagram's error reaches error_received and the queue still drains."""
+    path = str(tmp_path / "peer.sock")
+    count = 200
+
+    async def main() -> None:
+        peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        peer.bind(path)
+        peer.setblocking(False)
+        transport, client = await aio_loop.create_datagram_endpoint(
+            lambda: Datagrams(aio_loop), remote_addr=path, family=socket.AF_UNIX
+        )
+        for i in range(count):
+            transport.sendto(b"%05d" % i + bytes(1000))
+        assert transport.get_write_buffer_size() > 0  # the peer's queue is full
+        for i in range(count):
+            data = await aio_loop.sock_recv(peer, 2000)
+            assert data[:5] == b"%05d" % i and len(data) == 1005
+        assert transport.get_write_buffer_size() == 0
+
+        for i in range(count):
+            transport.sendto(b"late %d" % i)
+        assert transport.get_write_buffer_size() > 0
+        peer.close()
+        for _ in range(500):
+            if not transport.get_write_buffer_size():
+                break
+            await asyncio.sleep(0.01)
+        assert transport.get_write_buffer_size() == 0
+        assert isinstance(client.errors[0], ConnectionRefusedError)  # then ENOTCONN
+        assert all(isinstance(exc, OSError) for exc in client.errors)
+        assert not transport.is_closing()  # a send error is not fatal
+        transport.close()
+        assert await client.closed is None
+
+    run(aio_loop, main())
+
+
+def test_writes_after_the_transport_is_lost_are_dropped_and_logged(
+    aio_loop: Loop, caplog: Any
+) -> None:
+    """asyncio's rule for writes to a lost transport, on each writing transport: dropped,
+    the first ones silently, then each with a warning."""
+    writes = 10
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        stream, _ = await aio_loop.connect_accepted_socket(asyncio.Protocol, a)
+        udp_peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp_peer.bind(("127.0.0.1", 0))
+        datagram, _ = await aio_loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=udp_peer.getsockname()
+        )
+        rfd, wfd = os.pipe()
+        pipe, _ = await aio_loop.connect_write_pipe(asyncio.Protocol, os.fdopen(wfd, "wb", 0))
+        for transport in (stream, datagram, pipe):
+            transport.abort()
+        await asyncio.sleep(0.01)
+        for _ in range(writes):
+            stream.write(b"lost")
+            datagram.sendto(b"lost")
+            pipe.write(b"lost")
+        await asyncio.sleep(0.01)
+        b.setblocking(False)
+        udp_peer.setblocking(False)
+        for sock in (b, udp_peer):
+            try:
+                assert sock.recv(100) == b""
+            except BlockingIOError:
+                pass  # nothing came
+        b.close()
+        udp_peer.close()
+        os.close(rfd)
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        run(aio_loop, main())
+    for message in (
+        "socket.send() raised exception.",
+        "pipe closed by peer or os.write(pipe, data) raised exception.",
+    ):
+        logged = [r for r in caplog.records if r.getMessage() == message]
+        assert 0 < len(logged) < writes * (2 if message.startswith("socket") else 1)

@@ -12,6 +12,7 @@ import pytest
 
 from ioreactor.cli import main
 from ioreactor.testing import free_port
+from ioreactor_tools.bench.report import read_json
 from support.cli_process import CliProcess, run_cli
 
 CLI = [sys.executable, "-m", "ioreactor", "heartbeat"]
@@ -86,5 +87,12 @@ def test_bench_heartbeat_runs_both_parts_against_a_peer(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "idle heartbeating connections" in result.stdout
     assert "decoded and echoed" in result.stdout
-    assert len(list(tmp_path.glob("heartbeat-idle-*.json"))) == 1
-    assert len(list(tmp_path.glob("heartbeat-frames-*.json"))) == 1
+    for part in ("idle", "frames"):
+        [path] = tmp_path.glob(f"heartbeat-{part}-*.json")
+        _, results = read_json(path)
+        # every server (the asyncio peer too) answered its pings / echoed its frames intact
+        assert [r.name for r in results] == ["ioreactor", "asyncio"]
+        assert all(r.ops > 0 and r.errors == {} for r in results), results
+        if part == "frames":  # counted in frames: 16 in each echoed batch
+            assert all(r.unit == "frame" for r in results)
+            assert all(r.ops == 16 * r.extra["batches"] for r in results)

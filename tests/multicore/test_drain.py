@@ -16,7 +16,7 @@ import pytest
 
 from ioreactor.testing import wait_until
 from support.cli_process import TIMEOUT, http_get, start_serve
-from support.processes import child_pids, signal_pending
+from support.processes import child_pids, signal_pending, stopped
 
 DRAIN = 1.5
 
@@ -77,6 +77,7 @@ def test_connections_queued_when_the_listener_closes_are_served_not_reset(
         pids = [server.pid] if workers == "0" else worker_pids(server.pid)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
+        assert wait_until(lambda: all(stopped(p) for p in pids))
         try:
             clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
             for client in clients:

@@ -144,6 +144,16 @@ def as_in_a_terminal() -> None:
         os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
+def stopped(pid: int) -> bool:
+    """Whether ``pid`` is stopped (state ``T``): a ``SIGSTOP`` is delivered when the
+    process next runs, so a signal sent before that may still reach its handler first."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return any(line.startswith("State:\tT") for line in status.splitlines())
+
+
 def signal_pending(pid: int, sig: int) -> bool:
     """Whether ``sig`` waits to be delivered to ``pid`` (a stopped process keeps it so):
     the thread's or the process's pending set in ``/proc/PID/status``."""

@@ -9,6 +9,8 @@ runs and the kernel's parent-death signal must end them.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from ioreactor_tools.bench.procstat import tree_pids
+from ioreactor_tools.children import receive
 from support.processes import as_in_a_terminal
 from support.server_process import wait_accepting
 
@@ -149,3 +152,30 @@ def test_a_load_generator_stopped_mid_run_leaves_no_load_process(
         if client.poll() is None:
             client.kill()
             client.wait()
+
+
+def _says_then_exits(pipe: multiprocessing.connection.Connection) -> None:
+    pipe.send(("ready", 3))
+
+
+def _fails(pipe: multiprocessing.connection.Connection) -> None:
+    pipe.send(("failed", repr(ValueError("no such host"))))
+
+
+def test_receive_passes_a_message_and_names_a_child_that_failed_or_exited_early() -> None:
+    ctx = multiprocessing.get_context("fork")  # the targets live in this test module
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=_says_then_exits, args=(child_end,))
+    child.start()
+    child_end.close()
+    assert receive(parent_end, "worker 1") == ("ready", 3)
+    child.join(TIMEOUT)  # gone: its end of the pipe is closed
+    with pytest.raises(RuntimeError, match=r"^worker 1 exited early$"):
+        receive(parent_end, "worker 1")
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=_fails, args=(child_end,))
+    child.start()
+    child_end.close()
+    with pytest.raises(RuntimeError, match=r"^worker 2 failed: ValueError\('no such host'\)$"):
+        receive(parent_end, "worker 2")
+    child.join(TIMEOUT)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import dataclasses
 import errno
 import functools
 import itertools
@@ -63,13 +64,68 @@ def _interleave(infos: list[Any], first_family_count: int = 1) -> list[Any]:
     return reordered
 
 
-def _check_ssl_arguments(
+@dataclasses.dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """asyncio's ``ssl`` arguments of one call, gathered: what each TLS transport's
+    ``sslproto.SSLProtocol`` is made from (one for every connection a server accepts)."""
+
+    #: None: asyncio's default client context (``ssl=True``).
+    context: ssl_module.SSLContext | None
+    server_side: bool = False
+    server_hostname: str | None = None
+    handshake_timeout: float | None = None
+    shutdown_timeout: float | None = None
+
+    def protocol(
+        self, loop: Any, app_protocol: Any, waiter: Any, *, call_connection_made: bool = True
+    ) -> sslproto.SSLProtocol:
+        """The SSL protocol between a transport and ``app_protocol``."""
+        return sslproto.SSLProtocol(
+            loop,
+            app_protocol,
+            self.context,  # type: ignore[arg-type]
+            waiter,
+            self.server_side,
+            self.server_hostname,
+            ssl_handshake_timeout=self.handshake_timeout,  # type: ignore[arg-type]
+            ssl_shutdown_timeout=self.shutdown_timeout,
+            call_connection_made=call_connection_made,
+        )
+
+
+def _tls_options(
+    ssl: Any,
+    ssl_handshake_timeout: float | None,
+    ssl_shutdown_timeout: float | None,
+    *,
+    server_side: bool = False,
+    server_hostname: str | None = None,
+) -> TlsOptions | None:
+    """The TLS options of a call's ``ssl`` arguments; None without ``ssl``, where the
+    timeouts are refused."""
+    if not ssl:
+        if ssl_handshake_timeout is not None:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if ssl_shutdown_timeout is not None:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        return None
+    return TlsOptions(
+        None if isinstance(ssl, bool) else ssl,
+        server_side,
+        server_hostname,
+        ssl_handshake_timeout,
+        ssl_shutdown_timeout,
+    )
+
+
+def _server_tls_options(
     ssl: Any, ssl_handshake_timeout: float | None, ssl_shutdown_timeout: float | None
-) -> None:
-    if ssl_handshake_timeout is not None and not ssl:
-        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-    if ssl_shutdown_timeout is not None and not ssl:
-        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+) -> TlsOptions | None:
+    """A server's TLS options: its ``ssl`` is an SSLContext or None (``ssl=True``, a
+    default client context, has no certificate to serve)."""
+    if isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")
+    return _tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
 
 
 def _check_not_ssl_socket(sock: Any) -> None:
@@ -148,26 +204,13 @@ class StreamOps(SocketOps):
         self,
         sock: socket.socket,
         protocol: Any,
-        sslcontext: Any,
+        tls: TlsOptions,
         waiter: futures.Future[Any],
         *,
-        server_side: bool = False,
-        server_hostname: str | None = None,
         extra: dict[str, Any] | None = None,
         server: Server | None = None,
-        ssl_handshake_timeout: float | None = None,
-        ssl_shutdown_timeout: float | None = None,
     ) -> Any:
-        ssl_protocol = sslproto.SSLProtocol(
-            self,
-            protocol,
-            sslcontext,
-            waiter,
-            server_side,
-            server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-        )
+        ssl_protocol = tls.protocol(self, protocol, waiter)
         self._make_transport(sock, ssl_protocol, None, extra=extra, server=server)
         return ssl_protocol._app_transport
 
@@ -175,28 +218,14 @@ class StreamOps(SocketOps):
         self,
         sock: socket.socket,
         protocol_factory: Callable[[], Any],
-        ssl: Any,
-        server_hostname: str | None,
-        server_side: bool = False,
-        ssl_handshake_timeout: float | None = None,
-        ssl_shutdown_timeout: float | None = None,
+        tls: TlsOptions | None,
     ) -> tuple[Any, Any]:
         sock.setblocking(False)
         protocol = protocol_factory()
         waiter = self.create_future()
         transport: Any
-        if ssl:
-            sslcontext = None if isinstance(ssl, bool) else ssl
-            transport = self._make_ssl_transport(
-                sock,
-                protocol,
-                sslcontext,
-                waiter,
-                server_side=server_side,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout,
-            )
+        if tls is not None:
+            transport = self._make_ssl_transport(sock, protocol, tls, waiter)
         else:
             transport = self._make_transport(sock, protocol, waiter)
         await self._until_ready(transport, waiter)
@@ -254,7 +283,9 @@ class StreamOps(SocketOps):
             if not host:
                 raise ValueError("You must set server_hostname when using ssl without a host")
             server_hostname = host
-        _check_ssl_arguments(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+        tls = _tls_options(
+            ssl, ssl_handshake_timeout, ssl_shutdown_timeout, server_hostname=server_hostname
+        )
         if sock is not None:
             _check_not_ssl_socket(sock)
         if happy_eyeballs_delay is not None and interleave is None:
@@ -309,14 +340,7 @@ class StreamOps(SocketOps):
                 raise ValueError("host and port was not specified and no sock specified")
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-        return await self._create_connection_transport(
-            sock,
-            protocol_factory,
-            ssl,
-            server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-        )
+        return await self._create_connection_transport(sock, protocol_factory, tls)
 
     async def _connect_sock(
         self,
@@ -374,10 +398,11 @@ class StreamOps(SocketOps):
         if ssl:
             if server_hostname is None:
                 raise ValueError("you have to pass server_hostname when using ssl")
-        else:
-            if server_hostname is not None:
-                raise ValueError("server_hostname is only meaningful with ssl")
-            _check_ssl_arguments(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+        elif server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        tls = _tls_options(
+            ssl, ssl_handshake_timeout, ssl_shutdown_timeout, server_hostname=server_hostname
+        )
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -395,14 +420,7 @@ class StreamOps(SocketOps):
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
             sock.setblocking(False)
-        return await self._create_connection_transport(
-            sock,
-            protocol_factory,
-            ssl,
-            server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-        )
+        return await self._create_connection_transport(sock, protocol_factory, tls)
 
     async def connect_accepted_socket(
         self,
@@ -415,17 +433,9 @@ class StreamOps(SocketOps):
     ) -> tuple[Any, Any]:
         if sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A Stream Socket was expected, got {sock!r}")
-        _check_ssl_arguments(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+        tls = _tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
         _check_not_ssl_socket(sock)
-        return await self._create_connection_transport(
-            sock,
-            protocol_factory,
-            ssl,
-            "",
-            server_side=True,
-            ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-        )
+        return await self._create_connection_transport(sock, protocol_factory, tls)
 
     # -- servers -----------------------------------------------------------------------------
 
@@ -446,9 +456,7 @@ class StreamOps(SocketOps):
         ssl_shutdown_timeout: float | None = None,
         start_serving: bool = True,
     ) -> Server:
-        if isinstance(ssl, bool):
-            raise TypeError("ssl argument must be an SSLContext or None")
-        _check_ssl_arguments(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+        tls = _server_tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         if sock is not None:
             _check_not_ssl_socket(sock)
         if host is not None or port is not None:
@@ -506,15 +514,7 @@ class StreamOps(SocketOps):
             if sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A Stream Socket was expected, got {sock!r}")
             sockets = [sock]
-        return await self._serve(
-            sockets,
-            protocol_factory,
-            ssl,
-            backlog,
-            ssl_handshake_timeout,
-            ssl_shutdown_timeout,
-            start_serving,
-        )
+        return await self._serve(sockets, protocol_factory, tls, backlog, start_serving)
 
     async def create_unix_server(  # type: ignore[override]
         self,
@@ -528,9 +528,7 @@ class StreamOps(SocketOps):
         ssl_shutdown_timeout: float | None = None,
         start_serving: bool = True,
     ) -> Server:
-        if isinstance(ssl, bool):
-            raise TypeError("ssl argument must be an SSLContext or None")
-        _check_ssl_arguments(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+        tls = _server_tls_options(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
         if path is not None:
             if sock is not None:
                 raise ValueError("path and sock can not be specified at the same time")
@@ -546,38 +544,20 @@ class StreamOps(SocketOps):
                 raise ValueError("path was not specified, and no sock specified")
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-        return await self._serve(
-            [sock],
-            protocol_factory,
-            ssl,
-            backlog,
-            ssl_handshake_timeout,
-            ssl_shutdown_timeout,
-            start_serving,
-        )
+        return await self._serve([sock], protocol_factory, tls, backlog, start_serving)
 
     async def _serve(
         self,
         sockets: list[socket.socket],
         protocol_factory: Callable[[], Any],
-        ssl: Any,
+        tls: TlsOptions | None,
         backlog: int,
-        ssl_handshake_timeout: float | None,
-        ssl_shutdown_timeout: float | None,
         start_serving: bool,
     ) -> Server:
         """The Server of ``create_server`` and ``create_unix_server`` on their sockets."""
         for sock in sockets:
             sock.setblocking(False)
-        server = Server(
-            self,
-            sockets,
-            protocol_factory,
-            ssl,
-            backlog,
-            ssl_handshake_timeout,
-            ssl_shutdown_timeout,
-        )
+        server = Server(self, sockets, protocol_factory, tls, backlog)
         if start_serving:
             server._start_serving()
             await tasks.sleep(0)
@@ -589,17 +569,9 @@ class StreamOps(SocketOps):
             protocol = server._protocol_factory()
             waiter = self.create_future()
             extra = {"peername": peer}
-            if server._ssl_context:
+            if server._tls is not None:
                 transport: Any = self._make_ssl_transport(
-                    sock,
-                    protocol,
-                    server._ssl_context,
-                    waiter,
-                    server_side=True,
-                    extra=extra,
-                    server=server,
-                    ssl_handshake_timeout=server._ssl_handshake_timeout,
-                    ssl_shutdown_timeout=server._ssl_shutdown_timeout,
+                    sock, protocol, server._tls, waiter, extra=extra, server=server
                 )
             else:
                 transport = self._make_transport(sock, protocol, waiter, extra=extra, server=server)
@@ -650,17 +622,10 @@ class StreamOps(SocketOps):
         if not getattr(transport, "_start_tls_compatible", False):
             raise TypeError(f"transport {transport!r} is not supported by start_tls()")
         waiter = self.create_future()
-        ssl_protocol = sslproto.SSLProtocol(
-            self,
-            protocol,
-            sslcontext,
-            waiter,
-            server_side,
-            server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
-            call_connection_made=False,
+        tls = TlsOptions(
+            sslcontext, server_side, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout
         )
+        ssl_protocol = tls.protocol(self, protocol, waiter, call_connection_made=False)
         transport.pause_reading()
         transport.set_protocol(ssl_protocol)
         if getattr(transport, "_protocol_paused", False):
@@ -728,28 +693,12 @@ class StreamOps(SocketOps):
     async def _sendfile_transport_fallback(
         self, transport: Any, file: Any, offset: int, count: int | None
     ) -> int:
-        if offset:
-            file.seek(offset)
-        blocksize = min(count, SENDFILE_FALLBACK_READ) if count else SENDFILE_FALLBACK_READ
-        buf = bytearray(blocksize)
-        total = 0
         pacer = _SendfilePacer(self, transport)
         try:
-            while True:
-                if count:
-                    blocksize = min(count - total, blocksize)
-                    if blocksize <= 0:
-                        return total
-                view = memoryview(buf)[:blocksize]
-                read = await self.run_in_executor(None, file.readinto, view)
-                if not read:
-                    return total
-                await pacer.drain()
-                transport.write(view[:read])
-                total += read
+            return await self._sendfile_copy(
+                file, offset, count, SENDFILE_FALLBACK_READ, pacer.write
+            )
         finally:
-            if total > 0 and hasattr(file, "seek"):
-                file.seek(offset + total)
             await pacer.restore()
 
 
@@ -769,11 +718,13 @@ class _SendfilePacer:
             loop.create_future() if self._resume_writing else None
         )
 
-    async def drain(self) -> None:
+    async def write(self, chunk: memoryview) -> None:
+        """Write ``chunk`` once the transport's output is below its high-water mark."""
         if self._transport.is_closing():
             raise ConnectionError("Connection closed by peer")
         if self._write_ready is not None:
             await self._write_ready
+        self._transport.write(chunk)
 
     def connection_made(self, transport: Any) -> None:
         raise RuntimeError("Invalid state: connection should have been established already.")

@@ -28,16 +28,18 @@ from collections.abc import Callable
 from typing import Any
 
 from ioreactor.aio.connections import StreamOps
-from ioreactor.aio.stream import LOG_THRESHOLD_FOR_CONNLOST_WRITES, FlowControl, socket_extra
+from ioreactor.aio.stream import FlowControl, ProtocolState, socket_extra
 from ioreactor.loop.poller import ERROR, HUP, READ, WRITE
 
 #: Datagrams read per readiness event before the loop serves other fds.
 READ_BATCH = 64
 #: asyncio 3.11 drops empty datagrams in sendto(); 3.12 sends them.
 _SEND_EMPTY = sys.version_info >= (3, 12)
+#: What one send came to (DatagramTransport._send).
+_SENT, _WOULD_BLOCK, _FAILED = range(3)
 
 
-class DatagramTransport(FlowControl, transports.DatagramTransport):
+class DatagramTransport(ProtocolState, FlowControl, transports.DatagramTransport):
     """A datagram socket as an asyncio transport (see the module docstring)."""
 
     _extra: dict[str, Any]  # BaseTransport's slot
@@ -48,7 +50,6 @@ class DatagramTransport(FlowControl, transports.DatagramTransport):
         "_buffer",
         "_buffer_size",
         "_closing",
-        "_conn_lost",
         "_events",
         "_fd",
         "_protocol",
@@ -117,20 +118,6 @@ class DatagramTransport(FlowControl, transports.DatagramTransport):
         if self._events & READ and mask & (READ | ERROR | HUP):
             self._read_ready()
 
-    # -- protocol and state ------------------------------------------------------------------
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
-
     # -- input -------------------------------------------------------------------------------
 
     def _read_ready(self) -> None:
@@ -169,6 +156,9 @@ class DatagramTransport(FlowControl, transports.DatagramTransport):
 
     # -- output ------------------------------------------------------------------------------
 
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
     def sendto(self, data: Any, addr: Any = None) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
@@ -181,32 +171,15 @@ class DatagramTransport(FlowControl, transports.DatagramTransport):
                 raise ValueError(f"Invalid address: must be None or {self._address}")
             addr = self._address
         if self._conn_lost and self._address:
-            if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                from asyncio.log import logger
-
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+            self._drop_lost_write("socket.send() raised exception.")
             return
         sock = self._sock
         if sock is None or self._closing:
             return
         if not self._buffer:
-            try:
-                if self._extra["peername"]:
-                    sock.send(data)
-                else:
-                    sock.sendto(data, addr)
+            if self._send(sock, data, addr) != _WOULD_BLOCK:
                 return
-            except (BlockingIOError, InterruptedError):
-                self._set_events(self._events | WRITE)
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on datagram transport")
-                return
+            self._set_events(self._events | WRITE)
         self._buffer.append((bytes(data), addr))
         self._buffer_size += len(data)
         self._maybe_pause_protocol()
@@ -217,28 +190,39 @@ class DatagramTransport(FlowControl, transports.DatagramTransport):
         while buffer and sock is not None:
             data, addr = buffer.popleft()
             self._buffer_size -= len(data)
-            try:
-                if self._extra["peername"]:
-                    sock.send(data)
-                else:
-                    sock.sendto(data, addr)
-            except (BlockingIOError, InterruptedError):
+            outcome = self._send(sock, data, addr)
+            if outcome == _WOULD_BLOCK:
                 buffer.appendleft((data, addr))
                 self._buffer_size += len(data)
                 break
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on datagram transport")
+            if outcome == _FAILED:
                 return
         self._maybe_resume_protocol()
         if not buffer:
             self._set_events(self._events & ~WRITE)
             if self._closing:
                 self._call_connection_lost(None)
+
+    def _send(self, sock: socket.socket, data: Any, addr: Any) -> int:
+        """Send one datagram now: _SENT; _WOULD_BLOCK, the kernel has no room (it stays
+        to be queued); _FAILED, an OSError went to ``error_received`` (the transport
+        stays open) or anything else closed the transport."""
+        try:
+            if self._extra["peername"]:
+                sock.send(data)
+            else:
+                sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            return _WOULD_BLOCK
+        except OSError as exc:
+            self._protocol.error_received(exc)
+            return _FAILED
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal write error on datagram transport")
+            return _FAILED
+        return _SENT
 
     # -- closing -----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ioreactor.aio.datagram import DatagramOps
-from ioreactor.aio.stream import LOG_THRESHOLD_FOR_CONNLOST_WRITES, FlowControl
+from ioreactor.aio.stream import FlowControl, ProtocolState
 from ioreactor.loop.poller import READ, WRITE
 
 #: Bytes read from a pipe per readiness event (asyncio's max_size).
@@ -35,15 +35,13 @@ PIPE_READ_SIZE = 256 * 1024
 HAVE_PIDFD = hasattr(os, "pidfd_open")
 
 
-class PipeEnd:
+class PipeEnd(ProtocolState):
     """What both ends of a pipe transport share: the pipe (refused unless it is a pipe, a
     socket or a character device), its protocol, started soon, and the warning for an
     end dropped without close()."""
 
     _pipe: Any
     _fileno: int
-    _protocol: Any
-    _closing: bool
 
     def _open(self, loop: ProcessOps, pipe: Any, protocol: Any, refusal: str) -> int:
         """Take ``pipe`` (its mode is returned) and schedule connection_made."""
@@ -66,15 +64,6 @@ class PipeEnd:
         if getattr(self, "_pipe", None) is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._pipe.close()
-
-    def set_protocol(self, protocol: Any) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> Any:
-        return self._protocol
-
-    def is_closing(self) -> bool:
-        return self._closing
 
 
 class ReadPipeTransport(PipeEnd, transports.ReadTransport):
@@ -216,11 +205,7 @@ class WritePipeTransport(PipeEnd, FlowControl, transports.WriteTransport):
         if not data:
             return
         if self._conn_lost or self._closing:
-            if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                from asyncio.log import logger
-
-                logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
-            self._conn_lost += 1
+            self._drop_lost_write("pipe closed by peer or os.write(pipe, data) raised exception.")
             return
         if not self._buffer:
             try:
@@ -393,11 +378,9 @@ class ProcessOps(DatagramOps):
         if not shell:
             raise ValueError("shell must be True")
         _check_subprocess_args(universal_newlines, bufsize, encoding, errors, text)
-        protocol = protocol_factory()
-        transport = await self._subprocess(
-            protocol, cmd, True, stdin, stdout, stderr, bufsize, **kwargs
+        return await self._subprocess(
+            protocol_factory, cmd, True, stdin, stdout, stderr, bufsize, **kwargs
         )
-        return transport, protocol
 
     async def subprocess_exec(
         self,
@@ -418,15 +401,13 @@ class ProcessOps(DatagramOps):
         if shell:
             raise ValueError("shell must be False")
         _check_subprocess_args(universal_newlines, bufsize, encoding, errors, text)
-        protocol = protocol_factory()
-        transport = await self._subprocess(
-            protocol, (program, *args), False, stdin, stdout, stderr, bufsize, **kwargs
+        return await self._subprocess(
+            protocol_factory, (program, *args), False, stdin, stdout, stderr, bufsize, **kwargs
         )
-        return transport, protocol
 
     async def _subprocess(
         self,
-        protocol: Any,
+        protocol_factory: Callable[[], Any],
         args: Any,
         shell: bool,
         stdin: Any,
@@ -435,7 +416,9 @@ class ProcessOps(DatagramOps):
         bufsize: int,
         extra: Any = None,
         **kwargs: Any,
-    ) -> SubprocessTransport:
+    ) -> tuple[SubprocessTransport, Any]:
+        """(transport, protocol) of a started child, once its pipes are connected."""
+        protocol = protocol_factory()
         waiter = self.create_future()
         transport = SubprocessTransport(
             self,
@@ -459,7 +442,7 @@ class ProcessOps(DatagramOps):
             transport.close()
             await transport._wait()
             raise
-        return transport
+        return transport, protocol
 
     def _watch_child(self, transport: SubprocessTransport) -> None:
         """Report the child's exit to the transport: its pidfd turns readable when it

@@ -26,7 +26,7 @@ from ioreactor.net.acceptor import ACCEPT_BATCH, Acceptor
 from ioreactor.net.channels import acceptor_class
 
 if TYPE_CHECKING:
-    from ioreactor.aio.connections import StreamOps
+    from ioreactor.aio.connections import StreamOps, TlsOptions
 
 #: wait_closed() waits for the connections too (asyncio 3.12's fix of gh-79033).
 _WAIT_FOR_CONNECTIONS = sys.version_info >= (3, 12)
@@ -40,10 +40,8 @@ class Server(events.AbstractServer):
         loop: StreamOps,
         sockets: list[socket.socket],
         protocol_factory: Callable[[], Any],
-        ssl_context: Any,
+        tls: TlsOptions | None,
         backlog: int,
-        ssl_handshake_timeout: float | None,
-        ssl_shutdown_timeout: float | None = None,
     ) -> None:
         self._loop = loop
         self._sockets: list[socket.socket] | None = sockets
@@ -52,9 +50,8 @@ class Server(events.AbstractServer):
         self._waiters: list[futures.Future[Any]] | None = []
         self._protocol_factory = protocol_factory
         self._backlog = backlog
-        self._ssl_context = ssl_context
-        self._ssl_handshake_timeout = ssl_handshake_timeout
-        self._ssl_shutdown_timeout = ssl_shutdown_timeout
+        #: What each accepted connection's TLS is made from; None: plain TCP.
+        self._tls = tls
         self._serving = False
         self._serving_forever_fut: futures.Future[None] | None = None
 

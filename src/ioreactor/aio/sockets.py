@@ -19,7 +19,7 @@ import os
 import socket
 import ssl
 from asyncio import events, exceptions, futures
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ioreactor.aio.core import LoopCore
@@ -260,7 +260,9 @@ class SocketOps(LoopCore):
         except exceptions.SendfileNotAvailableError:
             if not fallback:
                 raise
-        return await self._sendfile_by_copy(sock, file, offset, count)
+        return await self._sendfile_copy(
+            file, offset, count, SENDFILE_FALLBACK_CHUNK, functools.partial(self.sock_sendall, sock)
+        )
 
     async def _sendfile_native(
         self, sock: socket.socket, file: Any, offset: int, count: int | None
@@ -311,12 +313,20 @@ class SocketOps(LoopCore):
         self._wait_fd(fut, sock.fileno(), WRITE, _set_if_pending)
         await fut
 
-    async def _sendfile_by_copy(
-        self, sock: socket.socket, file: Any, offset: int, count: int | None
+    async def _sendfile_copy(
+        self,
+        file: Any,
+        offset: int,
+        count: int | None,
+        chunk: int,
+        write: Callable[[memoryview], Awaitable[Any]],
     ) -> int:
+        """Sendfile's fallback: read ``file`` from ``offset`` (``count`` bytes, or to its
+        end) ``chunk`` bytes at a time on the executor and ``await write()`` each; the
+        bytes written are returned and the file's position is left after them."""
         if offset:
             file.seek(offset)
-        blocksize = min(count, SENDFILE_FALLBACK_CHUNK) if count else SENDFILE_FALLBACK_CHUNK
+        blocksize = min(count, chunk) if count else chunk
         buf = bytearray(blocksize)
         sent = 0
         try:
@@ -324,14 +334,13 @@ class SocketOps(LoopCore):
                 if count:
                     blocksize = min(count - sent, blocksize)
                     if blocksize <= 0:
-                        break
+                        return sent
                 view = memoryview(buf)[:blocksize]
                 n = await self.run_in_executor(None, file.readinto, view)
                 if not n:
-                    break
-                await self.sock_sendall(sock, view[:n])
+                    return sent
+                await write(view[:n])
                 sent += n
-            return sent
         finally:
             if sent > 0 and hasattr(file, "seek"):
                 file.seek(offset + sent)

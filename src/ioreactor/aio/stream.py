@@ -45,7 +45,10 @@ class FlowControl(transports._FlowControlMixin):
     to the loop's exception handler. The subclass calls ``_maybe_pause_protocol()`` when
     its buffer grew and ``_maybe_resume_protocol()`` when it shrank."""
 
-    __slots__ = ()
+    __slots__ = ("_conn_lost",)
+
+    #: Writes made after the connection was lost (each subclass starts it at 0).
+    _conn_lost: int
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         """Report ``exc`` (an OSError only in debug mode, as asyncio does: the peer's
@@ -68,6 +71,15 @@ class FlowControl(transports._FlowControlMixin):
 
     def _force_close(self, exc: BaseException | None) -> None:
         raise NotImplementedError
+
+    def _drop_lost_write(self, warning: str) -> None:
+        """A write after the connection was lost is dropped and counted; from the
+        LOG_THRESHOLD_FOR_CONNLOST_WRITES-th on, each is logged (asyncio's rule)."""
+        if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            from asyncio.log import logger
+
+            logger.warning(warning)
+        self._conn_lost += 1
 
     if TYPE_CHECKING:  # what asyncio's mixin has, and typeshed does not declare
         _loop: LoopCore
@@ -93,6 +105,26 @@ def socket_extra(extra: dict[str, Any], sock: socket.socket) -> None:
             extra["peername"] = sock.getpeername()
         except OSError:
             extra["peername"] = None
+
+
+class ProtocolState:
+    """asyncio's ``set_protocol``/``get_protocol``/``is_closing`` over the ``_protocol``
+    and ``_closing`` fields (the datagram and pipe transports; the stream transport
+    caches its protocol's methods and asks its connection instead)."""
+
+    __slots__ = ()
+
+    _protocol: Any
+    _closing: bool
+
+    def set_protocol(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def is_closing(self) -> bool:
+        return self._closing
 
 
 class ProtocolHandler(Handler):
@@ -157,7 +189,6 @@ class StreamTransport(FlowControl):
         "_close_after_drain",
         "_closing",
         "_conn",
-        "_conn_lost",
         "_data_received",
         "_drain_waiters",
         "_eof",
@@ -343,11 +374,7 @@ class StreamTransport(FlowControl):
             return
         conn = self._conn
         if conn.closed or self._conn_lost:
-            if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                from asyncio.log import logger
-
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
+            self._drop_lost_write("socket.send() raised exception.")
             return
         conn.send(data)
         if conn.output_size > self._high_water:

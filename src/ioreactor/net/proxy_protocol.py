@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ioreactor.net.buffer import Buffer
+from ioreactor.net.counters import Counters
 from ioreactor.net.handlers import Handler, reads_in_place
 
 if TYPE_CHECKING:
@@ -561,32 +562,25 @@ def _network(entry: str) -> IPNetwork:
 # -- the handler --------------------------------------------------------------------------
 
 
-class ProxyProtocolStats:
+class ProxyProtocolStats(Counters):
     """Counters of a :class:`ProxyProtocolHandler` (read them from any thread)."""
 
     __slots__ = ("abandoned", "direct", "local", "malformed", "relayed", "timeouts", "untrusted")
 
-    def __init__(self) -> None:
-        #: Headers that named the client: the connection's peer was replaced.
-        self.relayed = 0
-        #: Valid headers that keep the real endpoints (LOCAL, UNKNOWN, unspecified).
-        self.local = 0
-        #: Untrusted peers served without a header (``required=False``).
-        self.direct = 0
-        #: Connections refused: a peer outside the trust list (``required=True``).
-        self.untrusted = 0
-        #: Connections closed for a header that breaks the specification.
-        self.malformed = 0
-        #: Connections closed for a header not complete within the timeout.
-        self.timeouts = 0
-        #: Trusted peers that closed before sending a byte (a port probe).
-        self.abandoned = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self) -> str:
-        return f"ProxyProtocolStats({self.as_dict()})"
+    #: Headers that named the client: the connection's peer was replaced.
+    relayed: int
+    #: Valid headers that keep the real endpoints (LOCAL, UNKNOWN, unspecified).
+    local: int
+    #: Untrusted peers served without a header (``required=False``).
+    direct: int
+    #: Connections refused: a peer outside the trust list (``required=True``).
+    untrusted: int
+    #: Connections closed for a header that breaks the specification.
+    malformed: int
+    #: Connections closed for a header not complete within the timeout.
+    timeouts: int
+    #: Trusted peers that closed before sending a byte (a port probe).
+    abandoned: int
 
 
 class _Waiting:

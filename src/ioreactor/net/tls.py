@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from ioreactor.loop.poller import READ
 from ioreactor.net.connection import CONNECTED, DISCONNECTED, TcpConnection
+from ioreactor.net.counters import Counters
 from ioreactor.net.handlers import Handler
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ _STATE_NAMES = {AWAIT_HELLO: "awaiting hello", HANDSHAKING: "handshaking", OPEN:
 _STATE_NAMES[FAILED] = "failed"
 
 
-class TlsStats:
+class TlsStats(Counters):
     """What the TLS layer of one server or client saw: handshakes and every kind of bad
     input, one counter each (summed across the server's loops)."""
 
@@ -101,35 +102,25 @@ class TlsStats:
         "truncated",
     )
 
-    def __init__(self) -> None:
-        # (Sub-loop threads add to the same counters: a count may be lost when two
-        # threads add at the same instant; they are for reports, not for control.)
-        #: Completed handshakes, and how many of them resumed a session.
-        self.handshakes = 0
-        self.resumed = 0
-        #: Handshakes that failed (any reason, including ``peer_rejected``).
-        self.handshake_failures = 0
-        #: ... because the peer's certificate did not verify (wrong CA, expired, wrong host).
-        self.peer_rejected = 0
-        #: Handshakes abandoned at the layer's ``handshake_timeout``.
-        self.handshake_timeouts = 0
-        #: Connections whose first bytes were not a TLS handshake record...
-        self.not_tls = 0
-        #: ... or were plaintext HTTP (a request line).
-        self.plaintext_http = 0
-        #: Records that failed to decrypt or verify after the handshake.
-        self.protocol_errors = 0
-        #: A FIN in the middle of a record.
-        self.truncated = 0
-        #: A FIN after whole records but without ``close_notify`` (accepted as the end).
-        self.no_close_notify = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self) -> str:
-        counts = ", ".join(f"{k}={v}" for k, v in self.as_dict().items() if v)
-        return f"<TlsStats {counts or 'nothing yet'}>"
+    #: Completed handshakes, and how many of them resumed a session.
+    handshakes: int
+    resumed: int
+    #: Handshakes that failed (any reason, including ``peer_rejected``).
+    handshake_failures: int
+    #: ... because the peer's certificate did not verify (wrong CA, expired, wrong host).
+    peer_rejected: int
+    #: Handshakes abandoned at the layer's ``handshake_timeout``.
+    handshake_timeouts: int
+    #: Connections whose first bytes were not a TLS handshake record...
+    not_tls: int
+    #: ... or were plaintext HTTP (a request line).
+    plaintext_http: int
+    #: Records that failed to decrypt or verify after the handshake.
+    protocol_errors: int
+    #: A FIN in the middle of a record.
+    truncated: int
+    #: A FIN after whole records but without ``close_notify`` (accepted as the end).
+    no_close_notify: int
 
 
 class TlsLayer:

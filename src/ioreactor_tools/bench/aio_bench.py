@@ -19,6 +19,7 @@ from ioreactor.testing import free_port
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS, server_command, unavailable
 from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
 from ioreactor_tools.bench.http_bench import measure_http_server
+from ioreactor_tools.bench.pinning import WARMUP as WARMUP  # the CLI takes it from here
 from ioreactor_tools.bench.pinning import CorePlan, core_plan, pin_current_process
 from ioreactor_tools.bench.report import BenchResult, workload_target_lines
 from ioreactor_tools.bench.rounds import run_workload_rounds
@@ -26,8 +27,6 @@ from ioreactor_tools.bench.rounds import run_workload_rounds
 if TYPE_CHECKING:
     from rich.console import Console
 
-#: Seconds of unmeasured traffic on the same connections before each window.
-WARMUP = 1.0
 #: The issue's targets: ioreactor.aio's CPU per message over each peer's, at most.
 TARGETS: dict[str, dict[str, float]] = {
     "protocol-echo": {"asyncio": 0.8, "uvloop": 1.0},

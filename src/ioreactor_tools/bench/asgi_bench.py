@@ -21,16 +21,20 @@ from ioreactor.testing import free_port
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS, server_command, unavailable
 from ioreactor_tools.bench.http_bench import measure_http_server
 from ioreactor_tools.bench.http_load import load_kind
-from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
-from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, window_result, workload_target_lines
+from ioreactor_tools.bench.pinning import WARMUP as WARMUP  # the CLI takes it from here
+from ioreactor_tools.bench.pinning import (
+    CorePlan,
+    ServerProcess,
+    ServerWindow,
+    core_plan,
+    pin_current_process,
+)
+from ioreactor_tools.bench.report import BenchResult, load_window_result, workload_target_lines
 from ioreactor_tools.bench.rounds import run_workload_rounds
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-#: Seconds of unmeasured traffic on the same connections before each window.
-WARMUP = 1.0
 #: Seconds a server gets to start listening (FastAPI's import is slow on a busy machine).
 READY_TIMEOUT = 60.0
 #: The issue's targets: ioreactor's server CPU per op over each peer's, at most.
@@ -66,25 +70,17 @@ def measure_websocket(
     """WebSocket echo ping-pong of ``config.size`` bytes, server CPU charged per message."""
     from ioreactor_tools.bench.ws_load import WsLoadConfig, run_ws_load
 
-    samples: dict[str, TreeSample] = {}
     load_config = WsLoadConfig(
         "127.0.0.1", port, conns, size=config.size, duration=config.duration, warmup=config.warmup
     )
     with ServerProcess(command, port=port, core=plan.server, ready_timeout=READY_TIMEOUT) as server:
-        result = run_ws_load(
-            load_config,
-            on_start=lambda: samples.__setitem__("before", server.sample(count_fds=False)),
-            on_end=lambda: samples.__setitem__("after", server.sample()),
-        )
-    return window_result(
+        window = ServerWindow(server)
+        result = run_ws_load(load_config, on_start=window.open, on_end=window.close)
+    return load_window_result(
         name,
         conns,
-        ops=result.messages,
-        duration=result.duration,
-        latency_us=result.latency_us,
-        errors=result.errors,
-        before=samples["before"],
-        after=samples["after"],
+        result,
+        window,
         extra={"size": config.size, "connected": result.connected, "command": " ".join(command)},
     )
 

@@ -51,6 +51,7 @@ from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.tcp_load import errno_kind, split_conns
+from ioreactor_tools.children import receive
 
 if TYPE_CHECKING:
     import multiprocessing.connection
@@ -770,12 +771,7 @@ class _LoadProcesses:
             timeout = self.deadline - time.monotonic()
             if timeout <= 0 or not pipe.poll(timeout):
                 raise TimeoutError(f"load process {proc.pid} not {want} in time")
-            try:
-                kind, value = pipe.recv()
-            except EOFError:
-                raise RuntimeError(f"load process {proc.pid} exited early") from None
-            if kind == "failed":
-                raise RuntimeError(f"load process {proc.pid} failed: {value}")
+            kind, value = receive(pipe, f"load process {proc.pid}")
             if kind != want:
                 raise RuntimeError(f"load process {proc.pid}: {kind!r}, expected {want!r}")
             values.append(value)
@@ -863,13 +859,3 @@ def run(args: argparse.Namespace) -> int:
     for line in report.shortfall():
         print(f"  limited by: {line}")
     return 0 if report.ok else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

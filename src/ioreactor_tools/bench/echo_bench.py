@@ -11,7 +11,6 @@ with like on a shared, noisy machine.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,17 +18,21 @@ from typing import TYPE_CHECKING
 
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, core_plan, pin_current_process
-from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, load_window_result, round_ratios
+from ioreactor_tools.bench.pinning import WARMUP as WARMUP  # the CLI takes it from here
+from ioreactor_tools.bench.pinning import (
+    CorePlan,
+    ServerProcess,
+    ServerWindow,
+    core_plan,
+    pin_current_process,
+)
+from ioreactor_tools.bench.report import BenchResult, load_window_result, ratio_target_lines
 from ioreactor_tools.bench.rounds import run_server_rounds
 from ioreactor_tools.bench.tcp_load import load_processes
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-#: Seconds of unmeasured traffic on the same connections before each window.
-WARMUP = 1.0
 #: The issue's targets: ioreactor's CPU per message over each peer's, at most.
 TARGETS = {"asyncio": 0.9, "uvloop": 1.0}
 
@@ -79,14 +82,11 @@ class EchoBenchConfig:
     rounds: int = 1
 
 
-def skipped_servers(servers: Sequence[str]) -> dict[str, str]:
-    """Servers that cannot run here, with the reason."""
+def server_unavailable(name: str) -> str | None:
+    """None if server ``name`` can run here, else what it needs."""
     from ioreactor_tools.bench.peers import uvloop_available
 
-    skipped = {}
-    if "uvloop" in servers and (reason := uvloop_available()) is not None:
-        skipped["uvloop"] = reason
-    return skipped
+    return uvloop_available() if name == "uvloop" else None
 
 
 def measure_echo_server(
@@ -100,8 +100,8 @@ def measure_echo_server(
     progress: bool = False,
 ) -> BenchResult:
     """Start ``command`` pinned, drive the echo load, and charge its CPU per message."""
-    samples: dict[str, TreeSample] = {}
     with ServerProcess(command, port=port, core=plan.server) as server:
+        window = ServerWindow(server)
         load = run_echo_load(
             EchoLoadConfig(
                 host="127.0.0.1",
@@ -114,23 +114,21 @@ def measure_echo_server(
                 warmup=config.warmup,
                 poller=config.poller,
             ),
-            on_start=lambda: samples.__setitem__("before", server.sample(count_fds=False)),
-            on_end=lambda: samples.__setitem__("after", server.sample()),
+            on_start=window.open,
+            on_end=window.close,
             progress=progress,
         )
-    before, after = samples["before"], samples["after"]
     return load_window_result(
         name,
         conns,
         load,
-        before=before,
-        after=after,
+        window,
         extra={
             "size": config.size,
             "pipeline": config.pipeline,
             "connected": load.connected,
-            "server_fds": after.fds,
-            "server_processes": len(after.pids),
+            "server_fds": window.after.fds,
+            "server_processes": len(window.after.pids),
             "load_processes": load.procs,
             "command": " ".join(command),
         },
@@ -153,30 +151,11 @@ def run_echo_bench(
         return measure_echo_server(name, command, port, conns, config, plan, progress=progress)
 
     return run_server_rounds(
-        config.rounds,
-        config.conns,
-        config.servers,
-        skipped=skipped_servers(config.servers),
-        measure=measure,
-        console=console,
-        detail=f", {config.duration:g} s",
+        config, unavailable=server_unavailable, measure=measure, console=console
     )
 
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:
     """One line per connection count and peer: ioreactor's ratio against its target --
     with several rounds, the median of the per-round ratios (each in brackets)."""
-    lines = []
-    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
-        for peer, target in TARGETS.items():
-            values = round_ratios(results, "ioreactor", conns, peer)
-            if not values:
-                continue
-            value = statistics.median(values)
-            verdict = "meets" if value <= target else "MISSES"
-            each = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
-            lines.append(
-                f"{conns:,} conns: ioreactor / {peer} = {value:.2f} "
-                f"({verdict} the target <= {target:.2f}){each}"
-            )
-    return lines
+    return ratio_target_lines(results, TARGETS)

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import ClassVar, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -58,17 +58,20 @@ from ioreactor_tools.bench.pinning import (
     IOREACTOR_COMMAND,
     CorePlan,
     ServerProcess,
+    ServerWindow,
     core_plan,
     pin_current_process,
 )
-from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import (
     BenchResult,
+    load_window_result,
     print_table,
     ratio,
     timestamped,
+    window_result,
     write_json,
 )
+from ioreactor_tools.bench.tcp_load import run_load
 
 MODULE = "ioreactor_tools.bench.heartbeat_bench"
 SERVERS = PEER_SERVERS
@@ -86,9 +89,27 @@ TABLE_WIDTH = 160
 _HEADER = struct.Struct("!IB")
 _LENGTH = struct.Struct("!I")
 _PROBE = struct.Struct("!Qd")
+#: A heartbeat message's first byte when it is a PING.
+_PING = bytes([MessageType.PING])
 
 
 # -- the peers: asyncio/uvloop servers speaking the same protocols ----------------------------
+
+
+def take_frames(buffer: bytearray) -> list[bytes]:
+    """The peers' frame decoder: the payloads of the whole 4-byte-length-prefixed frames
+    at the head of ``buffer``, taken out of it (a partial frame stays for the next read)."""
+    n = len(buffer)
+    pos = 0
+    frames = []
+    while n - pos >= 4:
+        end = pos + 4 + _LENGTH.unpack_from(buffer, pos)[0]
+        if end > n:
+            break
+        frames.append(bytes(buffer[pos + 4 : end]))
+        pos = end
+    del buffer[:pos]
+    return frames
 
 
 class HeartbeatPeer(asyncio.Protocol):
@@ -113,20 +134,12 @@ class HeartbeatPeer(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_read = self.loop.time()
-        buffer = self.buffer
-        buffer += data
-        n = len(buffer)
-        pos = 0
-        replies = []
-        while n - pos >= 5:
-            size = _LENGTH.unpack_from(buffer, pos)[0]
-            end = pos + 4 + size
-            if end > n:
-                break
-            if buffer[pos + 4] == MessageType.PING:
-                replies.append(_HEADER.pack(size, MessageType.PONG) + buffer[pos + 5 : end])
-            pos = end
-        del buffer[:pos]
+        self.buffer += data
+        replies = [
+            _HEADER.pack(len(message), MessageType.PONG) + message[1:]
+            for message in take_frames(self.buffer)
+            if message[:1] == _PING
+        ]
         if replies:
             self.transport.write(b"".join(replies))
 
@@ -166,18 +179,8 @@ class FrameEchoPeer(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        n = len(buffer)
-        pos = 0
-        frames = []
-        while n - pos >= 4:
-            end = pos + 4 + _LENGTH.unpack_from(buffer, pos)[0]
-            if end > n:
-                break
-            frames.append(bytes(buffer[pos + 4 : end]))
-            pos = end
-        del buffer[:pos]
+        self.buffer += data
+        frames = take_frames(self.buffer)
         if frames:
             out = []
             for frame in frames:
@@ -341,11 +344,12 @@ def measure_idle(
             _run_for(loop, warmup)
             pongs, answered, load_cpu = load.pongs_received, load.pings_answered, _own_cpu()
             load.latency = LatencyHistogram()
-            before = server.sample(count_fds=False)
+            window = ServerWindow(server)
+            window.open()
             start = time.perf_counter()
             _run_for(loop, duration)
-            window = time.perf_counter() - start
-            after = server.sample()
+            seconds = time.perf_counter() - start
+            window.close()
             load_cpu = _own_cpu() - load_cpu
             pongs = load.pongs_received - pongs
             answered = load.pings_answered - answered
@@ -354,21 +358,29 @@ def measure_idle(
             for conn in live:
                 conn.force_close()
             loop.close()
-    cpu = after.cpu_seconds - before.cpu_seconds
-    result = _result(name, conns, pongs, window, before, after, load.latency, "ping")
-    result.errors = dict(load.errors)
-    result.extra.update(
-        interval=interval,
-        misses=misses,
-        connected=len(live),
-        server_pings_per_s=answered / window,
-        command=" ".join(command),
+    result = window_result(
+        name,
+        conns,
+        ops=pongs,
+        duration=seconds,
+        latency_us=load.latency.percentile_us,
+        errors=dict(load.errors),
+        window=window,
+        unit="ping",
+        extra={
+            "interval": interval,
+            "misses": misses,
+            "connected": len(live),
+            "server_pings_per_s": answered / seconds,
+            "command": " ".join(command),
+        },
     )
+    cpu = result.server_cpu_seconds
     return IdleRun(
         result,
-        cpu_percent=100 * cpu / window,
-        us_per_conn_second=cpu * 1e6 / (len(live) * window) if live else float("nan"),
-        load_cpu_percent=100 * load_cpu / window,
+        cpu_percent=100 * cpu / seconds,
+        us_per_conn_second=cpu * 1e6 / (len(live) * seconds) if live else float("nan"),
+        load_cpu_percent=100 * load_cpu / seconds,
     )
 
 
@@ -420,31 +432,6 @@ def _run_for(loop: EventLoop, seconds: float) -> None:
     timer.cancel()
 
 
-def _result(
-    name: str,
-    conns: int,
-    ops: int,
-    window: float,
-    before: TreeSample,
-    after: TreeSample,
-    latency: LatencyHistogram,
-    unit: str,
-) -> BenchResult:
-    return BenchResult(
-        name=name,
-        conns=conns,
-        ops=ops,
-        duration=window,
-        server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
-        server_user_seconds=after.user_seconds - before.user_seconds,
-        p50_us=latency.percentile(0.5) / 1000,
-        p99_us=latency.percentile(0.99) / 1000,
-        p999_us=latency.percentile(0.999) / 1000,
-        rss_bytes=after.rss_bytes,
-        unit=unit,
-    )
-
-
 # -- frame decoding ----------------------------------------------------------------------------
 
 
@@ -453,12 +440,23 @@ def frame_server_command(name: str, port: int, poller: str | None) -> list[str]:
     return [*command, "--poller", poller] if poller and name == "ioreactor" else command
 
 
+@dataclass(kw_only=True)
+class FrameLoadResult(EchoLoadResult):
+    """The frame load's result, counted in ``frames``: ``messages`` x frames per message."""
+
+    frames: int
+
+    NOUN: ClassVar[str] = "frames"
+    RATE_UNIT: ClassVar[str] = "frame/s"
+
+
 class FrameLoad(EchoLoad):
     """The echo load with ``frames`` valid length-prefixed frames as each message: the
     servers decode and re-encode them, so the echo is still byte-identical."""
 
     def __init__(self, config: EchoLoadConfig, frames: int, frame_size: int) -> None:
         super().__init__(config)
+        self.frames = frames
         rng = random.Random(config.seed)
         codec = LengthFieldCodec(4)
         self.payloads = [
@@ -466,22 +464,9 @@ class FrameLoad(EchoLoad):
             for _ in self.payloads
         ]
 
-
-class _Window:
-    """The load's coordinator: samples the server as the measured window opens and closes."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.samples: list[TreeSample] = []
-
-    def ready(self) -> None:
-        self.samples.append(self.server.sample(count_fds=False))
-
-    def progress(self, messages: int) -> None:
-        pass
-
-    def finished(self, result: EchoLoadResult) -> None:
-        self.samples.append(self.server.sample())
+    def _result(self) -> FrameLoadResult:
+        echoed = super()._result()
+        return FrameLoadResult(**vars(echoed), frames=echoed.messages * self.frames)
 
 
 def measure_frames(
@@ -507,20 +492,21 @@ def measure_frames(
         seed=7,
     )
     with ServerProcess(command, port=port, core=plan.server) as server:
-        window = _Window(server)
-        load = FrameLoad(config, frames, frame_size).run(window)
-    before, after = window.samples
-    result = _result(
-        name, conns, load.messages * frames, load.duration, before, after, load.latency, "frame"
+        window = ServerWindow(server)
+        frame_load = functools.partial(FrameLoad, frames=frames, frame_size=frame_size)
+        load = run_load(frame_load, config, on_start=window.open, on_end=window.close)
+    return load_window_result(
+        name,
+        conns,
+        load,
+        window,
+        extra={
+            "frames_per_write": frames,
+            "frame_size": frame_size,
+            "batches": load.messages,
+            "command": " ".join(command),
+        },
     )
-    result.errors = dict(load.errors)
-    result.extra.update(
-        frames_per_write=frames,
-        frame_size=frame_size,
-        batches=load.messages,
-        command=" ".join(command),
-    )
-    return result
 
 
 # -- the command -------------------------------------------------------------------------------

@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load, run_wrk
-from ioreactor_tools.bench.pinning import READY_TIMEOUT, CorePlan, ServerProcess
-from ioreactor_tools.bench.procstat import TreeSample
-from ioreactor_tools.bench.report import BenchResult, window_result
+from ioreactor_tools.bench.http_load import (
+    HttpLoadConfig,
+    HttpLoadResult,
+    WrkResult,
+    run_http_load,
+    run_wrk,
+)
+from ioreactor_tools.bench.pinning import READY_TIMEOUT, CorePlan, ServerProcess, ServerWindow
+from ioreactor_tools.bench.report import BenchResult, load_window_result
 from ioreactor_tools.bench.tcp_load import load_processes
 
 
@@ -33,43 +38,24 @@ def measure_http(
 ) -> BenchResult:
     """Drive the running ``server`` with ``load`` (``wrk`` or ``ioreactor``) as
     ``config`` says, and charge its CPU over the measured window per request."""
-    samples: dict[str, TreeSample] = {}
-
-    def before() -> None:
-        samples["before"] = server.sample(count_fds=False)
-
-    def after() -> None:
-        samples["after"] = server.sample()
-
+    window = ServerWindow(server)
+    result: WrkResult | HttpLoadResult
     if load == "wrk":
-        wrk = run_wrk(config, core=load_core, on_start=before, on_end=after)
-        requests, duration, errors, latency_us = (
-            wrk.requests,
-            wrk.duration,
-            wrk.errors,
-            wrk.latency_us,
-        )
-        connected = config.conns
+        result = run_wrk(config, core=load_core, on_start=window.open, on_end=window.close)
+        connected = config.conns  # wrk does not say
     else:
-        result = run_http_load(config, on_start=before, on_end=after, progress=progress)
-        requests, duration, errors = result.requests, result.duration, result.errors
-        latency_us, connected = result.latency_us, result.connected
-    end = samples["after"]
-    return window_result(
+        result = run_http_load(config, on_start=window.open, on_end=window.close, progress=progress)
+        connected = result.connected
+    return load_window_result(
         name,
         config.conns,
-        ops=requests,
-        duration=duration,
-        latency_us=latency_us,
-        errors=errors,
-        before=samples["before"],
-        after=end,
-        unit="req",
+        result,
+        window,
         extra={
             "pipeline": config.pipeline,
             "load": load,
             "connected": connected,
-            "server_fds": end.fds,
+            "server_fds": window.after.fds,
             "command": " ".join(server.command),
         },
     )

@@ -181,6 +181,12 @@ class WrkResult:
     p99_us: float
     errors: dict[str, int] = field(default_factory=dict)
 
+    RATE_UNIT: ClassVar[str] = "req/s"
+
+    @property
+    def count(self) -> int:
+        return self.requests
+
     def latency_us(self, q: float) -> float:
         """The latency wrk reported at quantile ``q`` (0.5 or 0.99; NaN for any other)."""
         return {0.5: self.p50_us, 0.99: self.p99_us}.get(q, float("nan"))

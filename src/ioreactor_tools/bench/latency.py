@@ -92,6 +92,10 @@ class LatencyHistogram:
                 return min((low + high - 1) // 2, self.max)
         return self.max
 
+    def percentile_us(self, q: float) -> float:
+        """:meth:`percentile` in microseconds (the records are nanoseconds)."""
+        return self.percentile(q) / 1000
+
     def mean(self) -> float:
         total = self.count
         if total == 0:

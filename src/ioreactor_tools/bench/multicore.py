@@ -1,6 +1,6 @@
 """Benchmarks of the multi-core models, side by side in one run.
 
-``python -m ioreactor_tools.bench.multicore [threads] [dispatch] [c20k]``
+``ioreactor bench multicore [threads] [dispatch] [c20k]``
 
 threads   one process: one loop, then a main loop that only accepts plus 1 and 2
           sub-loop threads. On CPython the threads take turns on the GIL; the target is
@@ -31,7 +31,7 @@ from ioreactor.multicore.config import DISPATCHES
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_bench import EchoBenchConfig, measure_echo_server
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
+from ioreactor_tools.bench.pinning import WARMUP, ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.procstat import TreeSample
 from ioreactor_tools.bench.report import BenchResult
 from ioreactor_tools.bench.tcp_load import load_processes
@@ -40,9 +40,8 @@ from ioreactor_tools.bench.tcp_load import load_processes
 #: What the benchmark measures, each part on its own.
 PARTS = ("threads", "dispatch", "c20k")
 CONNS = 100
-#: Measured seconds per server (short: the machine is shared), and unmeasured warm-up.
+#: Measured seconds per server (short: the machine is shared).
 DURATION = 5.0
-WARMUP = 1.0
 #: Connections and load processes of the C20K run.
 C20K_CONNS = 20_000
 C20K_LOAD_PROCS = 2
@@ -172,13 +171,3 @@ def run(args: argparse.Namespace) -> int:
         rows = compare(DISPATCH, config, args.rounds)
         print_comparison("fd passing vs SO_REUSEPORT", rows, DISPATCH_TARGET)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

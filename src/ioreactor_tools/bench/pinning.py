@@ -4,7 +4,8 @@ The method of every ``ioreactor bench`` command: the server under test runs alon
 core 0 (``taskset -c 0``), the load generator on core 1, so the server's CPU time is its
 own and the two never fight for one core. :class:`ServerProcess` starts a server command
 pinned, waits until its port accepts connections, samples its process tree and stops it
-with SIGTERM, then SIGKILL for the whole process group after a grace period.
+with SIGTERM, then SIGKILL for the whole process group after a grace period;
+:class:`ServerWindow` samples it as a load's measured window opens and closes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from ioreactor_tools.children import child_preexec
 
 log = logging.getLogger("ioreactor_tools.bench")
 
+#: Seconds of unmeasured traffic on the same connections before each measured window
+#: (connections made, caches warm): every comparison's default.
+WARMUP = 1.0
 #: How long a server may take to accept its first connection.
 READY_TIMEOUT = 15.0
 #: How long a server has to exit after SIGTERM before the group gets SIGKILL.
@@ -213,3 +217,22 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class ServerWindow:
+    """A server's process-tree samples as a load's measured window opens (``before``)
+    and closes (``after``): :meth:`open` and :meth:`close` are the load's
+    ``on_start``/``on_end``. Only the closing sample counts the fds: the result
+    reports what the server holds at the end."""
+
+    before: TreeSample
+    after: TreeSample
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+
+    def open(self) -> None:
+        self.before = self.server.sample(count_fds=False)
+
+    def close(self) -> None:
+        self.after = self.server.sample()

@@ -19,14 +19,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # rich is imported where a table is drawn
     from rich.console import Console
     from rich.table import Table
 
-    from ioreactor_tools.bench.procstat import TreeSample
-    from ioreactor_tools.bench.tcp_load import TcpLoadResult
+    from ioreactor_tools.bench.pinning import ServerWindow
 
 #: Where bench commands write JSON and charts (gitignored).
 RESULTS_DIR = Path("bench-results")
@@ -99,14 +98,14 @@ def window_result(
     duration: float,
     latency_us: Callable[[float], float],
     errors: dict[str, int],
-    before: TreeSample,
-    after: TreeSample,
+    window: ServerWindow,
     unit: str = "msg",
     extra: dict[str, Any] | None = None,
 ) -> BenchResult:
     """One server's result over a measured window: its CPU between the process-tree
-    samples ``before`` and ``after`` the window, its RSS at the end, and the load's
-    operations, latency percentiles and errors."""
+    samples of ``window`` (as it opened and as it closed), its RSS at the close, and the
+    load's operations, latency percentiles and errors."""
+    before, after = window.before, window.after
     return BenchResult(
         name=name,
         conns=conns,
@@ -124,17 +123,32 @@ def window_result(
     )
 
 
+class WindowLoad(Protocol):
+    """What a load reports of its measured window (a ``TcpLoadResult``, wrk's, the
+    WebSocket load's): the exchanges it counted, their rate's unit, the window's seconds,
+    latency percentiles and errors."""
+
+    RATE_UNIT: ClassVar[str]
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def errors(self) -> dict[str, int]: ...
+    def latency_us(self, q: float) -> float: ...
+
+
 def load_window_result(
     name: str,
     conns: int,
-    load: TcpLoadResult,
+    load: WindowLoad,
+    window: ServerWindow,
     *,
-    before: TreeSample,
-    after: TreeSample,
     extra: dict[str, Any],
 ) -> BenchResult:
-    """:func:`window_result` of a window driven by one of this package's loads: its
-    count (messages, requests) and their unit, duration, latency and errors."""
+    """:func:`window_result` of a window driven by a load: its count (messages,
+    requests) and their unit, duration, latency and errors."""
     return window_result(
         name,
         conns,
@@ -142,8 +156,7 @@ def load_window_result(
         duration=load.duration,
         latency_us=load.latency_us,
         errors=load.errors,
-        before=before,
-        after=after,
+        window=window,
         unit=load.RATE_UNIT.removesuffix("/s"),
         extra=extra,
     )
@@ -191,30 +204,50 @@ def of_workload(results: Sequence[BenchResult], workload: str) -> list[BenchResu
     return [r for r in results if r.extra.get("workload") == workload]
 
 
+def verdict_line(where: str, ratio_name: str, values: Sequence[float], target: float) -> str:
+    """``WHERE: RATIO = MEDIAN (meets|MISSES the target <= TARGET)``: the median of the
+    per-round ratios ``values``, each round's after it when there are several."""
+    value = statistics.median(values)
+    verdict = "meets" if value <= target else "MISSES"
+    each = f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
+    return f"{where}: {ratio_name} = {value:.2f} ({verdict} the target <= {target:.2f}){each}"
+
+
+def ratio_target_lines(
+    results: Sequence[BenchResult],
+    targets: Mapping[str, float],
+    *,
+    where: str = "",
+    label: str = "ioreactor",
+) -> list[str]:
+    """Per connection count and peer of ``targets`` (peer -> the highest CPU ratio
+    allowed): ioreactor's ratio against its target (:func:`verdict_line`), ``label``
+    naming it, ``where`` before the connection count."""
+    lines = []
+    for conns in dict.fromkeys(r.conns for r in results if r.name == "ioreactor"):
+        for peer, target in targets.items():
+            values = round_ratios(results, "ioreactor", conns, peer)
+            if values:
+                ratio_name = f"{label} / {peer}"
+                lines.append(verdict_line(f"{where}{conns:,} conns", ratio_name, values, target))
+    return lines
+
+
 def workload_target_lines(
     results: Sequence[BenchResult],
     targets: Mapping[str, Mapping[str, float]],
     *,
     label: str = "ioreactor",
 ) -> list[str]:
-    """Per workload, connection count and peer of ``targets`` (workload -> peer -> the
-    highest CPU ratio allowed): ioreactor's ratio against its target, ``label`` naming it
-    (with several rounds, the median of the per-round ratios)."""
-    lines = []
-    for workload, peers in targets.items():
-        mine = of_workload(results, workload)
-        for conns in dict.fromkeys(r.conns for r in mine if r.name == "ioreactor"):
-            for peer, target in peers.items():
-                values = round_ratios(mine, "ioreactor", conns, peer)
-                if not values:
-                    continue
-                value = statistics.median(values)
-                verdict = "meets" if value <= target else "MISSES"
-                lines.append(
-                    f"{workload}, {conns:,} conns: {label} / {peer} = {value:.2f} "
-                    f"({verdict} the target <= {target:.2f})"
-                )
-    return lines
+    """:func:`ratio_target_lines` per workload of ``targets`` (workload -> peer -> the highest
+    CPU ratio allowed)."""
+    return [
+        line
+        for workload, peers in targets.items()
+        for line in ratio_target_lines(
+            of_workload(results, workload), peers, where=f"{workload}, ", label=label
+        )
+    ]
 
 
 def _user_text(result: BenchResult) -> str:

@@ -3,14 +3,14 @@ skipping what cannot run here (said once), each run tagged with its round.
 
 ::
 
-    run_workload_rounds(... unavailable, measure ...) -> measure(workload, server, conns)
-    run_server_rounds(... skipped, measure ...) -> measure(server, conns)
+    run_workload_rounds(config, ... unavailable, measure) -> measure(workload, server, conns)
+    run_server_rounds(config, ... unavailable, measure) -> measure(server, conns)
         -> [BenchResult with extra["round"], ...]  (servers interleaved inside a round)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from ioreactor_tools.bench.report import BenchResult
@@ -19,17 +19,30 @@ if TYPE_CHECKING:  # rich is imported where a console is built
     from rich.console import Console
 
 
-class WorkloadComparison(Protocol):
-    """What a workload comparison's configuration states (aio's, asgi's)."""
+class Comparison(Protocol):
+    """What every comparison's configuration states: connection counts, the measured
+    window's seconds, and how many rounds."""
 
-    @property
-    def workloads(self) -> Sequence[str]: ...
     @property
     def conns(self) -> Sequence[int]: ...
     @property
     def duration(self) -> float: ...
     @property
     def rounds(self) -> int: ...
+
+
+class WorkloadComparison(Comparison, Protocol):
+    """A workload comparison's configuration (aio's, asgi's)."""
+
+    @property
+    def workloads(self) -> Sequence[str]: ...
+
+
+class ServerComparison(Comparison, Protocol):
+    """A comparison of servers' configuration (echo's, http's)."""
+
+    @property
+    def servers(self) -> Sequence[str]: ...
 
 
 def run_workload_rounds(
@@ -70,28 +83,30 @@ def run_workload_rounds(
 
 
 def run_server_rounds(
-    rounds: int,
-    conns: Sequence[int],
-    servers: Sequence[str],
+    config: ServerComparison,
     *,
-    skipped: Mapping[str, str],
+    unavailable: Callable[[str], str | None],
     measure: Callable[[str, int], BenchResult],
     console: Console,
     detail: str = "",
 ) -> list[BenchResult]:
-    """``measure(server, conns)`` for each connection count and server but the
-    ``skipped`` ones (each said once, with its reason), ``rounds`` times; ``detail``
-    follows the connection count in each run's line."""
+    """``measure(server, conns)`` for each connection count and server, ``config.rounds``
+    times; ``unavailable(server)`` names why a server cannot run here (None: it can),
+    said once. ``detail`` follows the window's length in each run's line."""
+    skipped = {s: reason for s in config.servers if (reason := unavailable(s)) is not None}
     for name, reason in skipped.items():
         console.print(f"[yellow]skipping {name}: {reason}[/]")
+    rounds, duration = config.rounds, config.duration
     results = []
     for round_no in range(rounds):
         label = f"round {round_no + 1}/{rounds}: " if rounds > 1 else ""
-        for count in conns:
-            for server in servers:
+        for count in config.conns:
+            for server in config.servers:
                 if server in skipped:
                     continue
-                console.print(f"[dim]{label}{server}: {count:,} conns{detail} ...[/]")
+                console.print(
+                    f"[dim]{label}{server}: {count:,} conns, {duration:g} s{detail} ...[/]"
+                )
                 result = measure(server, count)
                 result.extra["round"] = round_no
                 results.append(result)

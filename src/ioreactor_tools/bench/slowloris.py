@@ -34,7 +34,7 @@ from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
-from ioreactor_tools.children import die_with_parent
+from ioreactor_tools.children import die_with_parent, receive
 
 #: The head a slow connection trickles: a real request line, then a field that never ends.
 HEAD = b"GET /slowloris HTTP/1.1\r\nHost: slowloris\r\nX-Trickle: " + b"a" * 65536
@@ -328,11 +328,13 @@ def _attack_main(config: AttackConfig, pipe: multiprocessing.connection.Connecti
 
     def on_pipe(events: int) -> None:
         message = pipe.recv()
+        loop.unwatch(pipe.fileno())
         if message == "stop":
-            loop.unwatch(pipe.fileno())
             attack.stop()  # the open ones trickle on until the server closes them
             loop.call_every(0.1, drained)
             loop.call_later(config.drain_time, finish)
+        else:  # "close": the caller does not measure the server's closing of them
+            finish()
 
     loop.watch(pipe.fileno(), READ, on_pipe)
     loop.call_every(0.1, check_ramp)
@@ -363,10 +365,7 @@ class Attack:
     def _expect(self, kind: str, timeout: float) -> Any:
         if not self.pipe.poll(timeout):
             raise TimeoutError(f"the slowloris process did not say {kind!r} in {timeout:.0f} s")
-        try:
-            got, value = self.pipe.recv()
-        except EOFError:
-            raise RuntimeError("the slowloris process exited early") from None
+        got, value = receive(self.pipe, "the slowloris process")
         if got != kind:
             raise RuntimeError(f"the slowloris process: {got} {value}")
         return value
@@ -376,6 +375,12 @@ class Attack:
         self.pipe.send("stop")
         tally: SlowTally = self._expect("done", self.config.drain_time + 30)
         return tally
+
+    def close(self) -> None:
+        """Close every slow connection now (for a caller that measures only the load
+        under the attack, not how the server ends it)."""
+        self.pipe.send("close")
+        self._expect("done", 30)
 
     def __enter__(self) -> Attack:
         return self

@@ -57,7 +57,7 @@ from ioreactor.testing import free_port
 from ioreactor_tools.bench.latency import LatencyHistogram
 from ioreactor_tools.bench.pinning import ServerProcess, core_plan, pin_current_process
 from ioreactor_tools.bench.slowloris import SlowClients, SlowTally, distribution
-from ioreactor_tools.children import die_with_parent
+from ioreactor_tools.children import die_with_parent, receive
 
 if TYPE_CHECKING:
     from ioreactor.multicore import WorkerContext
@@ -832,12 +832,7 @@ class _Loads:
         for ready in multiprocessing.connection.wait(self.pipes, timeout):
             assert isinstance(ready, multiprocessing.connection.Connection)
             i = self.pipes.index(ready)
-            try:
-                kind, value = ready.recv()
-            except EOFError:
-                raise RuntimeError(f"load process {i} exited early") from None
-            if kind == "failed":
-                raise RuntimeError(f"load process {i} failed: {value}")
+            kind, value = receive(ready, f"load process {i}")
             if kind == "progress":
                 self.live[i], self.progress[i] = value
             elif kind == "done":

@@ -38,7 +38,7 @@ from ioreactor.net.connection import TcpConnection
 from ioreactor.net.handlers import Handler
 from ioreactor.net.sockopt import raise_nofile_limit
 from ioreactor_tools.bench.latency import LatencyHistogram
-from ioreactor_tools.children import die_with_parent
+from ioreactor_tools.children import die_with_parent, receive
 
 if TYPE_CHECKING:  # imported where used: `ioreactor echo` loads every CLI module
     import multiprocessing.connection
@@ -131,7 +131,7 @@ class TcpLoadResult:
         return self.count / self.duration if self.duration > 0 else 0.0
 
     def latency_us(self, q: float) -> float:
-        return self.latency.percentile(q) / 1000.0
+        return self.latency.percentile_us(q)
 
     @property
     def error_count(self) -> int:
@@ -533,7 +533,7 @@ def _run_processes(
             for ready in multiprocessing.connection.wait(pipes, timeout=PROGRESS_INTERVAL):
                 assert isinstance(ready, multiprocessing.connection.Connection)
                 i = pipes.index(ready)
-                kind, value = _receive(ready)
+                kind, value = receive(ready, "a load process")
                 if kind == "progress":
                     counts[i] = value
                 elif kind == "done":
@@ -555,16 +555,6 @@ def _run_processes(
                 proc.join()
 
 
-def _receive(pipe: multiprocessing.connection.Connection) -> tuple[str, Any]:
-    try:
-        kind, value = pipe.recv()
-    except EOFError:
-        raise RuntimeError("a load process exited early") from None
-    if kind == "failed":
-        raise RuntimeError(f"a load process failed: {value}")
-    return kind, value
-
-
 def _wait_all(
     pipes: list[multiprocessing.connection.Connection], want: str, deadline: float
 ) -> None:
@@ -577,6 +567,6 @@ def _wait_all(
             raise TimeoutError(f"load processes not {want} in time")
         for ready in multiprocessing.connection.wait([pipes[i] for i in pending], timeout):
             assert isinstance(ready, multiprocessing.connection.Connection)
-            kind, _ = _receive(ready)
+            kind, _ = receive(ready, "a load process")
             if kind == want:
                 pending.discard(pipes.index(ready))

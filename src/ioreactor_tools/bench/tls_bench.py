@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ioreactor_tools.bench.nginx_peers import nginx_path
+from ioreactor_tools.bench.pinning import WARMUP
 from ioreactor_tools.bench.tls_peers import (
     Certificate,
     nginx_command,
@@ -54,8 +55,6 @@ TARGETS: dict[str, tuple[str, float]] = {
     "handshake": ("nginx", 1.1),
     "bulk": ("uvloop", 1.0),
 }
-#: Seconds of unmeasured load before each window (connections made, caches warm).
-WARMUP = 1.0
 #: ``openssl s_time`` processes run at once (each makes one connection at a time).
 HANDSHAKE_CLIENTS = 4
 #: Bytes per write of the bulk client.
@@ -345,24 +344,14 @@ def run_tls_bench(
 
 def target_lines(results: Sequence[BenchResult]) -> list[str]:
     """One verdict per workload and connection count: the median of the per-round ratios."""
-    import statistics
-
-    from ioreactor_tools.bench.report import round_ratios
+    from ioreactor_tools.bench.report import of_workload, round_ratios, verdict_line
 
     lines = []
     for workload, (baseline, target) in TARGETS.items():
-        rows = [r for r in results if r.extra.get("workload") == workload]
+        rows = of_workload(results, workload)
         for conns in dict.fromkeys(r.conns for r in rows if r.name == "ioreactor"):
             values = round_ratios(rows, "ioreactor", conns, baseline)
-            if not values:
-                continue
-            value = statistics.median(values)
-            verdict = "meets" if value <= target else "MISSES"
-            rounds = (
-                f" (rounds: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
-            )
-            lines.append(
-                f"{workload}, {conns:,}: ioreactor / {baseline} server CPU = {value:.2f} "
-                f"({verdict} the target <= {target:.2f}){rounds}"
-            )
+            if values:
+                ratio_name = f"ioreactor / {baseline} server CPU"
+                lines.append(verdict_line(f"{workload}, {conns:,}", ratio_name, values, target))
     return lines

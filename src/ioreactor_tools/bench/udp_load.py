@@ -49,8 +49,7 @@ from ioreactor.net.handlers import DatagramHandler, Handler
 from ioreactor.net.udp import UdpEndpoint, udp_client
 from ioreactor_tools.bench.echo_load import EchoLoadResult
 from ioreactor_tools.bench.latency import LatencyHistogram
-from ioreactor_tools.bench.pinning import ServerProcess
-from ioreactor_tools.bench.procstat import TreeSample
+from ioreactor_tools.bench.pinning import ServerProcess, ServerWindow
 from ioreactor_tools.bench.report import BenchResult, load_window_result
 
 #: Seconds after which an unanswered datagram counts as lost (and is replaced).
@@ -416,20 +415,14 @@ def measure_server(
     name: str, command: Sequence[str], config: LoadConfig, core: int | None
 ) -> BenchResult:
     """Run ``command`` pinned to ``core``, drive ``config``'s load, charge its CPU per message."""
-    samples: dict[str, TreeSample] = {}
     with EchoServerProcess(command, config.address, core) as server:
-        load = run_load(
-            config,
-            on_start=lambda: samples.__setitem__("before", server.sample()),
-            on_end=lambda: samples.__setitem__("after", server.sample()),
-        )
-    before, after = samples["before"], samples["after"]
+        window = ServerWindow(server)
+        load = run_load(config, on_start=window.open, on_end=window.close)
     return load_window_result(
         name,
         config.conns,
         load,
-        before=before,
-        after=after,
+        window,
         extra={
             "address": config.address,
             "size": config.size,

@@ -19,7 +19,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 #: Connections opened at a time while ramping up.
 CONNECT_BATCH = 100
@@ -46,6 +46,12 @@ class WsLoadResult:
     connected: int
     latencies_us: list[float]
     errors: dict[str, int] = field(default_factory=dict)
+
+    RATE_UNIT: ClassVar[str] = "msg/s"
+
+    @property
+    def count(self) -> int:
+        return self.messages
 
     def latency_us(self, q: float) -> float:
         if not self.latencies_us:

@@ -228,7 +228,7 @@ def run_slowloris_against(
         )
         with Attack(attack_config, load_core, 60 + config.slow / 100) as attack:
             attacked = _measure(server, name, "flask", config.slow_conns, config, load_core)
-            attack.stop()
+            attack.close()
     return SlowlorisRun(name, alone, attacked, attack.connected)
 
 

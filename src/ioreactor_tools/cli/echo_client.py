@@ -13,7 +13,6 @@ from ioreactor.cli.arguments import (
     seconds,
     seconds_or_zero,
 )
-from ioreactor.loop.poller import available_pollers
 from ioreactor_tools.bench.echo_load import (
     CONNECT_TIMEOUT,
     RAMP_BATCH,
@@ -21,7 +20,7 @@ from ioreactor_tools.bench.echo_load import (
     EchoLoadResult,
     run_echo_load,
 )
-from ioreactor_tools.cli.bench._args import config_from_args
+from ioreactor_tools.cli.bench._args import add_poller_option, config_from_args
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -59,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--warmup", type=seconds_or_zero, default=0.0, help="unmeasured seconds first")
     p.add_argument("--ramp-batch", type=positive_count, default=RAMP_BATCH, help="connects at once")
     p.add_argument("--connect-timeout", type=seconds, default=CONNECT_TIMEOUT)
-    p.add_argument("--poller", choices=available_pollers(), default=None)
+    add_poller_option(p)
     p.add_argument("--seed", type=count, default=None, help="payload seed (default random)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -120,14 +119,8 @@ def _run_other_kind(args: argparse.Namespace) -> int:
     if args.procs != 1:
         raise CommandError("echo-client: --procs applies to TCP only")
     try:
-        config = LoadConfig(
-            str(args.connect),
-            conns=args.conns,
-            size=args.size,
-            duration=args.duration,
-            warmup=args.warmup,
-            inflight=args.pipeline,
-            poller=args.poller,
+        config = config_from_args(
+            LoadConfig, args, address=str(args.connect), inflight=args.pipeline
         )
     except ValueError as exc:
         raise CommandError(f"echo-client: {exc}") from None

@@ -44,7 +44,7 @@ def test_tiny_bench_runs_every_workload_on_every_server(tmp_path: Path) -> None:
     # window (ioreactor's 10,000, hypercorn's 1,000), which the load counts as closes
     proc = subprocess.run(
         [sys.executable, "-m", "ioreactor", "bench", "asgi", "--conns", "16", "--duration",
-         "0.5", "--warmup", "0.2", "--load", "ioreactor", "--out", str(tmp_path)],
+         "0.3", "--warmup", "0.1", "--load", "ioreactor", "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -6,13 +6,14 @@ import os
 import socket
 import sys
 import textwrap
+import time
 
 import pytest
 
 from ioreactor.testing import free_port, recv_exactly
 from ioreactor_tools.bench import pinning
 from ioreactor_tools.bench.peers import ECHO_PEERS, echo_peer_command, uvloop_available
-from ioreactor_tools.bench.pinning import ServerProcess, core_plan
+from ioreactor_tools.bench.pinning import ServerProcess, ServerWindow, core_plan
 
 CORE = core_plan().server
 
@@ -65,3 +66,22 @@ def test_server_ignoring_sigterm_is_killed_after_the_grace_period():
 def test_server_that_never_listens_fails_fast():
     with pytest.raises(RuntimeError, match="exited"):
         ServerProcess([sys.executable, "-c", "pass"], port=free_port()).start()
+
+
+def test_server_window_samples_the_server_as_the_window_opens_and_closes():
+    port = free_port()
+    with ServerProcess(echo_peer_command("asyncio-echo", port), port=port, core=CORE) as server:
+        window = ServerWindow(server)
+        window.open()
+        deadline = time.monotonic() + 30
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as held:
+            # echoes until the server's CPU clock (10 ms ticks) moves inside the window
+            while server.sample(count_fds=False).cpu_seconds == window.before.cpu_seconds:
+                assert time.monotonic() < deadline, "the server used no CPU in 30 s"
+                held.sendall(b"x" * 10_000)
+                recv_exactly(held, 10_000)
+            window.close()  # the held connection is open: counted in the closing sample
+    assert window.before.pids == window.after.pids == (server.pid,)
+    assert window.after.cpu_seconds > window.before.cpu_seconds
+    assert window.before.fds == 0  # not counted as the window opens
+    assert window.after.fds > 0 and window.after.rss_bytes > 0

@@ -15,9 +15,12 @@ from ioreactor_tools.bench.report import (
     markdown_table,
     print_table,
     ratio,
+    ratio_target_lines,
     read_json,
+    workload_target_lines,
     write_json,
 )
+from support.bench import workload_row
 
 
 def result(name: str, conns: int, cpu: float, ops: int = 100_000) -> BenchResult:
@@ -81,3 +84,18 @@ def test_chart_is_a_png(tmp_path: Path):
     path = bar_chart(RESULTS, tmp_path / "c.png", title="echo")
     assert path is not None
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_workload_verdicts_judge_the_median_round_and_show_each() -> None:
+    rows = [
+        workload_row(name, "hello", cpu, round_no=round_no)
+        for round_no, (ours, theirs) in enumerate([(9.0, 10.0), (12.0, 10.0), (7.0, 10.0)])
+        for name, cpu in (("ioreactor", ours), ("uvicorn", theirs))
+    ]
+    assert workload_target_lines(rows, {"hello": {"uvicorn": 0.95, "granian": 1.0}}) == [
+        "hello, 100 conns: ioreactor / uvicorn = 0.90 (meets the target <= 0.95) "
+        "(rounds: 0.90, 1.20, 0.70)"
+    ]  # no granian rows: no granian verdict
+    assert ratio_target_lines(rows[:2], {"uvicorn": 0.85}, label="ioreactor.aio") == [
+        "100 conns: ioreactor.aio / uvicorn = 0.90 (MISSES the target <= 0.85)"
+    ]

@@ -43,6 +43,26 @@ if TYPE_CHECKING:  # rich is imported where the console is built
     from ioreactor_tools.bench.pinning import CorePlan
     from ioreactor_tools.bench.rounds import WorkloadComparison
 
+
+class MeasuredComparison(Protocol):
+    """What every comparison's command line states: the connection counts, the measured
+    window and its warm-up, and the rounds (its configuration, or its parsed options)."""
+
+    @property
+    def conns(self) -> Sequence[int]: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def warmup(self) -> float: ...
+    @property
+    def rounds(self) -> int: ...
+
+
+if TYPE_CHECKING:
+
+    class ComparisonConfig(MeasuredComparison, DataclassInstance, Protocol):
+        """A one-table comparison's configuration dataclass (echo's, http's)."""
+
     class WorkloadComparisonConfig(WorkloadComparison, DataclassInstance, Protocol):
         """A workload comparison's configuration dataclass (aio's, asgi's)."""
 
@@ -124,6 +144,19 @@ def add_out_option(p: argparse.ArgumentParser, what: str = "JSON and PNG") -> No
     p.add_argument("--out", type=output_dir, default=str(RESULTS_DIR), help=f"directory for {what}")
 
 
+def add_workload_comparison_options(
+    p: argparse.ArgumentParser, workloads: Iterable[str], *, warmup: float
+) -> None:
+    """The options :func:`run_workload_comparison` reads: ``--workloads`` (out of
+    ``workloads``), ``--conns``, each run's ``--duration`` and ``--warmup``, ``--rounds``
+    and ``--out``."""
+    add_workloads_option(p, workloads)
+    add_conns_option(p)
+    add_window_options(p, duration=10.0, warmup=warmup, per="run")
+    add_rounds_option(p, "repeat the comparison N times")
+    add_out_option(p)
+
+
 def config_from_args(config_class: type[T], args: argparse.Namespace, **given: Any) -> T:
     """A benchmark's configuration dataclass with each field taken from the option of
     the same name (``given`` first; a field without an option keeps its default)."""
@@ -171,27 +204,44 @@ def rounds_note(rounds: int) -> str:
     return f", median of {rounds} rounds" if rounds > 1 else ""
 
 
-def report_comparison(
-    console: Console,
-    out: str,
-    stem: str,
-    results: Sequence[BenchResult],
+def run_comparison(
+    args: argparse.Namespace,
+    config: ComparisonConfig,
+    engine: Callable[..., list[BenchResult]],
     *,
+    stem: str,
     title: str,
     chart: Callable[..., Path | None],
-    verdicts: Iterable[str],
+    verdicts: Callable[[Sequence[BenchResult]], Iterable[str]],
     command: str,
-    config: Any,
-    plan: CorePlan,
     peers: Sequence[str] = PEERS,
 ) -> int:
-    """The end of a one-table comparison (servers against the ``peers`` that ran: asyncio
-    and uvloop unless told): the table, then :func:`report_run`, then ``chart(rows, path,
-    title=...)`` beside the JSON; the exit status."""
+    """A one-table comparison (servers against the ``peers`` that ran: asyncio and uvloop
+    unless told) from its configuration to its exit status: the cores, ``engine(config,
+    console=..., progress=...)`` (a progress bar on a terminal unless ``--no-progress``),
+    the table under ``title`` and the cores, :func:`report_run`, then ``chart(rows, path,
+    title=...)`` beside the JSON."""
+    from ioreactor_tools.cli.console import report_console
+
+    console = report_console()
+    plan = pinned_plan(console)
+    progress = not args.no_progress and console.is_terminal
+    results = engine(config, console=console, progress=progress)
+    title = (
+        f"{title}{rounds_note(config.rounds)} "
+        f"(server on core {plan.server}, load on core {plan.load})"
+    )
     shown = shown_rows(results, config.rounds)
     print_table(shown, peers_in(results, peers), title=title, console=console)
     json_path = report_run(
-        console, out, stem, results, verdicts=verdicts, command=command, config=config, plan=plan
+        console,
+        args.out,
+        stem,
+        results,
+        verdicts=verdicts(results),
+        command=command,
+        config=config,
+        plan=plan,
     )
     path = chart(shown, json_path.with_suffix(".png"), title=title)
     if path is not None:
@@ -246,14 +296,15 @@ def report_workloads(
     return exit_status(results)
 
 
-def workload_command(name: str, config: WorkloadComparison, *options: str) -> str:
-    """The command that reruns the workload comparison ``name``: its workloads,
-    connection counts and duration, then ``options``, then the rounds."""
+def rerun_command(name: str, config: MeasuredComparison, *options: str) -> str:
+    """The command line that reruns the comparison ``name`` (printed and saved with its
+    results): its connection counts and measured window, then ``options`` (the command's
+    own), then the rounds when there are several."""
     parts = [
         f"ioreactor bench {name}",
-        f"--workloads {','.join(config.workloads)}",
         f"--conns {','.join(map(str, config.conns))}",
         f"--duration {config.duration:g}",
+        f"--warmup {config.warmup:g}",
         *options,
     ]
     if config.rounds > 1:

@@ -14,15 +14,11 @@ from ioreactor_tools.bench.aio_bench import (
 from ioreactor_tools.bench.aio_servers import LOOPS, WORKLOADS
 from ioreactor_tools.cli.bench._args import (
     PEERS,
-    add_conns_option,
-    add_out_option,
     add_poller_option,
-    add_rounds_option,
     add_size_option,
-    add_window_options,
-    add_workloads_option,
+    add_workload_comparison_options,
+    rerun_command,
     run_workload_comparison,
-    workload_command,
 )
 
 
@@ -35,22 +31,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "server's CPU time from /proc around a fixed window, and prints CPU µs per message "
         "with the ratio to each peer loop.",
     )
-    add_workloads_option(p, WORKLOADS)
-    add_conns_option(p)
+    add_workload_comparison_options(p, WORKLOADS, warmup=WARMUP)
     p.add_argument("--loops", type=names_from(LOOPS, "loop"), default=LOOPS, help="comma-separated")
     add_size_option(p, what="echo message")
-    add_window_options(p, duration=10.0, warmup=WARMUP, per="run")
-    add_rounds_option(p, "repeat the comparison N times")
     add_poller_option(p, help="ioreactor.aio's backend")
-    add_out_option(p)
     p.set_defaults(func=run)
 
 
 def reproduce_command(config: AioBenchConfig) -> str:
-    options = [f"--loops {','.join(config.loops)}"] if config.loops != LOOPS else []
+    options = [f"--workloads {','.join(config.workloads)}", f"--size {config.size}"]
+    if config.loops != LOOPS:
+        options.append(f"--loops {','.join(config.loops)}")
     if config.poller:
         options.append(f"--poller {config.poller}")
-    return workload_command("aio", config, *options)
+    return rerun_command("aio", config, *options)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,14 +14,10 @@ from ioreactor_tools.bench.asgi_bench import (
 )
 from ioreactor_tools.bench.asgi_servers import SERVERS, WORKLOADS
 from ioreactor_tools.cli.bench._args import (
-    add_conns_option,
-    add_out_option,
-    add_rounds_option,
     add_size_option,
-    add_window_options,
-    add_workloads_option,
+    add_workload_comparison_options,
+    rerun_command,
     run_workload_comparison,
-    workload_command,
 )
 
 #: The peers a table's ratios are against, where they ran.
@@ -37,29 +33,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "another, reads the server's CPU time from /proc around a fixed window, and prints "
         "CPU µs per request (message) with the ratio to each peer.",
     )
-    add_workloads_option(p, WORKLOADS)
-    add_conns_option(p)
+    add_workload_comparison_options(p, WORKLOADS, warmup=WARMUP)
     p.add_argument(
         "--servers", type=names_from(SERVERS, "server"), default=SERVERS, help="comma-separated"
     )
     add_size_option(p, what="WebSocket message")
-    add_window_options(p, duration=10.0, warmup=WARMUP, per="run")
-    add_rounds_option(p, "repeat the comparison N times")
     p.add_argument(
         "--load",
         type=one_of(LOADS, "load"),
         default="auto",
         help="HTTP load: wrk, ioreactor's generator, or auto (wrk when installed)",
     )
-    add_out_option(p)
     p.set_defaults(func=run)
 
 
 def reproduce_command(config: AsgiBenchConfig) -> str:
-    options = [f"--servers {','.join(config.servers)}"] if config.servers != SERVERS else []
+    options = [f"--workloads {','.join(config.workloads)}", f"--size {config.size}"]
+    if config.servers != SERVERS:
+        options.append(f"--servers {','.join(config.servers)}")
     if config.load != "auto":
         options.append(f"--load {config.load}")
-    return workload_command("asgi", config, *options)
+    return rerun_command("asgi", config, *options)
 
 
 def run(args: argparse.Namespace) -> int:

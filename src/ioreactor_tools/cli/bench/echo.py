@@ -24,11 +24,9 @@ from ioreactor_tools.cli.bench._args import (
     add_size_option,
     add_window_options,
     config_from_args,
-    pinned_plan,
-    report_comparison,
-    rounds_note,
+    rerun_command,
+    run_comparison,
 )
-from ioreactor_tools.cli.console import report_console
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,44 +62,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def reproduce_command(config: EchoBenchConfig) -> str:
     """The command line that reruns this benchmark."""
-    parts = [
-        "ioreactor bench echo",
-        f"--conns {','.join(map(str, config.conns))}",
-        f"--size {config.size}",
-        f"--duration {config.duration:g}",
-        f"--warmup {config.warmup:g}",
-    ]
+    options = [f"--size {config.size}"]
     if config.pipeline != 1:
-        parts.append(f"--pipeline {config.pipeline}")
+        options.append(f"--pipeline {config.pipeline}")
     if config.poller:
-        parts.append(f"--poller {config.poller}")
+        options.append(f"--poller {config.poller}")
     if config.servers != tuple(ECHO_SERVERS):
-        parts.append(f"--servers {','.join(config.servers)}")
-    if config.rounds > 1:
-        parts.append(f"--rounds {config.rounds}")
-    return " ".join(parts)
+        options.append(f"--servers {','.join(config.servers)}")
+    return rerun_command("echo", config, *options)
 
 
 def run(args: argparse.Namespace) -> int:
-    console = report_console()
     config = config_from_args(EchoBenchConfig, args)
-    plan = pinned_plan(console)
-    results = run_echo_bench(
-        config, console=console, progress=not args.no_progress and console.is_terminal
-    )
-    title = (
-        f"TCP echo, {args.size} B ping-pong, {args.duration:g} s per server"
-        f"{rounds_note(config.rounds)} (server on core {plan.server}, load on core {plan.load})"
-    )
-    return report_comparison(
-        console,
-        args.out,
-        "echo",
-        results,
-        title=title,
+    return run_comparison(
+        args,
+        config,
+        run_echo_bench,
+        stem="echo",
+        title=f"TCP echo, {config.size} B ping-pong, {config.duration:g} s per server",
         chart=bar_chart,
-        verdicts=target_lines(results),
+        verdicts=target_lines,
         command=reproduce_command(config),
-        config=config,
-        plan=plan,
     )

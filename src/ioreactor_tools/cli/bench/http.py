@@ -31,16 +31,15 @@ from ioreactor.cli.arguments import (
     names_from,
     positive_count,
 )
-from ioreactor.loop.poller import available_pollers
 from ioreactor_tools.cli.bench._args import (
     add_out_option,
+    add_poller_option,
     add_rounds_option,
     add_window_options,
-    pinned_plan,
-    report_comparison,
-    rounds_note,
+    config_from_args,
+    rerun_command,
+    run_comparison,
 )
-from ioreactor_tools.cli.console import report_console
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -209,13 +208,11 @@ def run_http_bench(
             )
 
     return run_server_rounds(
-        config.rounds,
-        config.conns,
-        config.servers,
-        skipped=skipped_servers(config.servers),
+        config,
+        unavailable=server_unavailable,
         measure=measure,
         console=console,
-        detail=f", pipeline {config.pipeline}, {config.duration:g} s, load {load}",
+        detail=f", pipeline {config.pipeline}, load {load}",
     )
 
 
@@ -332,9 +329,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--pipeline", type=positive_count, default=1, help="requests per write (default 1)"
     )
-    p.add_argument(
-        "--poller", choices=available_pollers(), default=None, help="ioreactor's backend"
-    )
+    add_poller_option(p, help="ioreactor's backend")
     p.add_argument(
         "--servers",
         type=names_from(HTTP_SERVERS, "server"),
@@ -359,57 +354,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def reproduce_command(config: HttpBenchConfig, load: str) -> str:
-    parts = [
-        "ioreactor bench http",
-        f"--conns {','.join(map(str, config.conns))}",
-        f"--duration {config.duration:g}",
-        f"--warmup {config.warmup:g}",
-        f"--pipeline {config.pipeline}",
-        f"--load {load}",
-    ]
+    options = [f"--pipeline {config.pipeline}", f"--load {load}"]
     if config.poller:
-        parts.append(f"--poller {config.poller}")
+        options.append(f"--poller {config.poller}")
     if config.servers != DEFAULT_SERVERS:
-        parts.append(f"--servers {','.join(config.servers)}")
-    if config.rounds > 1:
-        parts.append(f"--rounds {config.rounds}")
-    return " ".join(parts)
+        options.append(f"--servers {','.join(config.servers)}")
+    return rerun_command("http", config, *options)
 
 
 def run(args: argparse.Namespace) -> int:
-
-    console = report_console()
     conns = args.conns or (PIPELINED_CONNS if args.pipeline > 1 else KEEPALIVE_CONNS)
-    config = HttpBenchConfig(
-        conns=conns,
-        duration=args.duration,
-        warmup=args.warmup,
-        pipeline=args.pipeline,
-        poller=args.poller,
-        servers=args.servers,
-        load=args.load,
-        rounds=args.rounds,
-    )
+    config = config_from_args(HttpBenchConfig, args, conns=conns)
     load = load_kind(config.load)
-    plan = pinned_plan(console)
-    results = run_http_bench(
-        config, console=console, progress=not args.no_progress and console.is_terminal
-    )
-    title = (
-        f"HTTP keep-alive GET /, {config.pipeline} request(s) per write, "
-        f"{config.duration:g} s per server{rounds_note(config.rounds)}, load {load} "
-        f"(server on core {plan.server}, load on core {plan.load})"
-    )
-    return report_comparison(
-        console,
-        args.out,
-        "http",
-        results,
-        title=title,
+    skipped = skipped_servers(config.servers)
+    return run_comparison(
+        args,
+        config,
+        run_http_bench,
+        stem="http",
+        title=f"HTTP keep-alive GET /, {config.pipeline} request(s) per write, "
+        f"{config.duration:g} s per server, load {load}",
         chart=line_plot,
-        verdicts=target_lines(results, config.pipeline, skipped_servers(config.servers)),
+        verdicts=lambda results: target_lines(results, config.pipeline, skipped),
         command=reproduce_command(config, load),
-        config=config,
-        plan=plan,
         peers=TABLE_PEERS,
     )

@@ -10,6 +10,7 @@ judged by the median of the per-round ratios (``--rounds``).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ioreactor.cli.arguments import (
     names_from,
@@ -26,9 +27,13 @@ from ioreactor_tools.cli.bench._args import (
     peers_in,
     pinned_plan,
     report_run,
+    rerun_command,
     rounds_note,
 )
 from ioreactor_tools.cli.console import report_console
+
+if TYPE_CHECKING:
+    from ioreactor_tools.bench.tls_bench import TlsBenchConfig
 
 _WORKLOADS = ("keepalive", "handshake", "bulk")
 _SERVERS = ("ioreactor", "uvloop", "nginx")
@@ -72,20 +77,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def reproduce_command(args: argparse.Namespace) -> str:
-    parts = [
-        "ioreactor bench tls",
-        f"--workloads {','.join(args.workloads)}",
-        f"--conns {','.join(map(str, args.conns))}",
-        f"--handshake-clients {args.handshake_clients}",
-        f"--bulk-mib {args.bulk_mib}",
-        f"--duration {args.duration:g}",
-        f"--warmup {args.warmup:g}",
-        f"--rounds {args.rounds}",
+def reproduce_command(config: TlsBenchConfig) -> str:
+    options = [
+        f"--workloads {','.join(config.workloads)}",
+        f"--handshake-clients {config.handshake_clients}",
+        f"--bulk-mib {config.bulk_mib}",
     ]
-    if args.poller:
-        parts.append(f"--poller {args.poller}")
-    return " ".join(parts)
+    if config.servers != _SERVERS:
+        options.append(f"--servers {','.join(config.servers)}")
+    if config.poller:
+        options.append(f"--poller {config.poller}")
+    return rerun_command("tls", config, *options)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         "tls",
         results,
         verdicts=target_lines(results),
-        command=reproduce_command(args),
+        command=reproduce_command(config),
         config=config,
         plan=plan,
     )

@@ -21,6 +21,7 @@ from ioreactor_tools.cli.bench._args import (
     add_poller_option,
     add_size_option,
     add_window_options,
+    config_from_args,
     peers_in,
     pinned_plan,
     save_results,
@@ -71,15 +72,8 @@ def run(args: argparse.Namespace) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="ioreactor-bench-") as directory:
         for name in args.servers:
-            config = LoadConfig(
-                address=free_address(args.kind, directory),
-                conns=args.flows,
-                size=args.size,
-                duration=args.duration,
-                warmup=args.warmup,
-                inflight=args.inflight,
-                poller=args.poller,
-            )
+            address = free_address(args.kind, directory)
+            config = config_from_args(LoadConfig, args, address=address, conns=args.flows)
             console.print(f"[dim]{name}: {config.address}, {args.duration:g} s ...[/]")
             command = server_command(name, [config.address])
             results.append(measure_server(name, command, config, plan.server))

@@ -46,8 +46,8 @@ from ioreactor.net.address import Address
 from ioreactor.testing import free_port
 from ioreactor_tools.bench.echo_bench import WARMUP
 from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, pin_current_process
-from ioreactor_tools.bench.procstat import CLOCK_TICKS, TreeSample, process_fds, sample_tree
+from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, ServerWindow, pin_current_process
+from ioreactor_tools.bench.procstat import CLOCK_TICKS, process_fds, sample_tree
 from ioreactor_tools.bench.report import (
     BenchResult,
     load_window_result,
@@ -63,6 +63,7 @@ from ioreactor_tools.cli.bench._args import (
     add_window_options,
     exit_status,
     pinned_plan,
+    rerun_command,
     save_results,
 )
 from ioreactor_tools.cli.console import report_console
@@ -300,58 +301,50 @@ def measure_backend(backend: str, conns: int, run: Run) -> BenchResult:
     right before and after the window), plus the user/system split of the server process:
     user time is the Python side of each operation, system time the kernel's.
     """
-    samples: dict[str, TreeSample] = {}
     split: dict[str, tuple[float, float]] = {}
     server = start_server(backend, run.workload, run.plan.server)
+    window = ServerWindow(server)
     port = server.port
     command = server.command
 
-    def sample(when: str, count_fds: bool) -> None:
-        samples[when] = server.sample(count_fds=count_fds)
-        split[when] = user_system_seconds(server.pid)
+    def open_window() -> None:
+        window.open()
+        split["before"] = user_system_seconds(server.pid)
+
+    def close_window() -> None:
+        window.close()
+        split["after"] = user_system_seconds(server.pid)
 
     try:
-        load = _drive(
-            run, port, conns, lambda: sample("before", False), lambda: sample("after", True)
-        )
+        load = _drive(run, port, conns, open_window, close_window)
     finally:
         server.stop()
-    before, after = samples["before"], samples["after"]
     per_op = 1e6 / load.count if load.count else float("nan")
     return load_window_result(
         backend,
         conns,
         load,
-        before=before,
-        after=after,
+        window,
         extra={
             "workload": run.workload,
             "size": run.size,
             "user_us_per_op": (split["after"][0] - split["before"][0]) * per_op,
             "system_us_per_op": (split["after"][1] - split["before"][1]) * per_op,
-            "server_fds": after.fds,
+            "server_fds": window.after.fds,
             "command": " ".join(command),
         },
     )
 
 
 def reproduce_command(args: argparse.Namespace) -> str:
-    parts = [
-        "ioreactor bench uring",
-        f"--conns {','.join(map(str, args.conns))}",
-        f"--size {args.size}",
-        f"--duration {args.duration:g}",
-        f"--warmup {args.warmup:g}",
-    ]
-    if args.rounds != 1:
-        parts.append(f"--rounds {args.rounds}")
+    options = [f"--size {args.size}"]
     if args.backends != BACKENDS:
-        parts.append(f"--backends {','.join(args.backends)}")
+        options.append(f"--backends {','.join(args.backends)}")
     if args.workloads != ("echo",):
-        parts.append(f"--workloads {','.join(args.workloads)}")
+        options.append(f"--workloads {','.join(args.workloads)}")
     if args.idle:
-        parts.append(f"--idle {args.idle}")
-    return " ".join(parts)
+        options.append(f"--idle {args.idle}")
+    return rerun_command("uring", args, *options)
 
 
 def ratios(results: Sequence[BenchResult], backend: str, conns: int) -> list[float]:
