@@ -13,11 +13,11 @@ from http_support import live_server
 
 from ioreactor.http.limits import Limits
 from ioreactor.testing import free_port
+from ioreactor_tools.bench.http_comparison import target_lines
 from ioreactor_tools.bench.http_load import HttpLoadConfig, parse_wrk_output, run_http_load
 from ioreactor_tools.bench.http_peers import http_peer_command, unavailable
 from ioreactor_tools.bench.pinning import wait_for_port
 from ioreactor_tools.bench.report import BenchResult, median_rounds, round_ratios
-from ioreactor_tools.cli.bench.http import target_lines
 from support.cli_process import run_cli
 from support.http import raw_exchange
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from ioreactor.testing import free_port
+from ioreactor_tools.bench.http_comparison import HTTP_SERVERS
 from ioreactor_tools.bench.nginx_peers import NGINX_NEEDED, NGINX_PATHS, nginx_path
 from ioreactor_tools.bench.pinning import ServerProcess
 from ioreactor_tools.bench.report import BenchResult
-from ioreactor_tools.cli.bench.http import HTTP_SERVERS
 from support.cli_process import run_cli
 from support.http import GET, Response, read_responses
 from support.nginx import nginx_program
