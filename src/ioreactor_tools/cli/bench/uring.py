@@ -1,84 +1,46 @@
-"""`ioreactor bench uring`: epoll, io_uring readiness and io_uring completion side by side.
+"""`ioreactor bench uring`: epoll, io_uring readiness and io_uring completion side by side
+(the engine: :mod:`ioreactor_tools.bench.uring_bench`).
 
-The same server -- TCP echo (``EchoHandler`` on a ``TcpServer``) or, with ``--workloads
-http``, the ``ioreactor serve`` app answering keep-alive ``GET /`` -- runs on each backend
-in turn, pinned to the server core while the project's load generator runs on the load
-core; server CPU per operation is read from ``/proc`` around the measured window exactly
-as ``ioreactor bench echo``/``http`` do, split into user (Python) and system (kernel)
-time, and each backend is divided by epoll's figure *from the same round*. ``--rounds``
-repeats the comparison (the machine is noisy: read the median); ``--idle N`` adds memory
-per idle connection (RSS and Python heap of the server, after - before N idle
-connections, divided by N).
-
-Backends: ``epoll`` (the default loop), ``uring-poll`` (:class:`UringPoller`: readiness
-through one-shot ``POLL_ADD`` requests, Python still calls recv/send) and ``uring``
-(``EventLoop("uring")``, completion mode: the kernel accepts, receives into provided
-buffers, sends and closes; Python handles completions).
-
-The servers are this command itself in ``--serve`` mode, so they need no other CLI::
-
-    python -m ioreactor bench uring --serve echo --backend uring --listen H:P
+Prints each round's table and the ratios to epoll from the same round (``--rounds``
+repeats the comparison: the machine is noisy, read the median), with ``--idle N`` the
+memory per idle connection, then the target and the command that reruns it; writes JSON.
+``--serve WORKLOAD --backend B --listen H:P`` (hidden) is the server the benchmark starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
-import signal
-import socket
-import statistics
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-
-from rich.table import Table
 
 from ioreactor.cli.arguments import (
     count,
     names_from,
     tcp_listen_address,
 )
-from ioreactor.net.address import Address
-from ioreactor.testing import free_port
-from ioreactor_tools.bench.echo_bench import WARMUP
-from ioreactor_tools.bench.echo_load import EchoLoadConfig, run_echo_load
-from ioreactor_tools.bench.pinning import CorePlan, ServerProcess, ServerWindow, pin_current_process
-from ioreactor_tools.bench.procstat import CLOCK_TICKS, process_fds, sample_tree
-from ioreactor_tools.bench.report import (
-    BenchResult,
-    load_window_result,
-    print_table,
-    ratio,
+from ioreactor_tools.bench.pinning import WARMUP
+from ioreactor_tools.bench.uring_bench import (
+    BACKENDS,
+    BASELINE,
+    TARGET,
+    WORKLOADS,
+    UringBenchConfig,
+    idle_table,
+    measure_idle,
+    run_uring_bench,
+    serve,
 )
-from ioreactor_tools.bench.tcp_load import TcpLoadResult, load_processes
 from ioreactor_tools.cli.bench._args import (
     add_conns_option,
     add_out_option,
     add_rounds_option,
     add_size_option,
     add_window_options,
+    config_from_args,
     exit_status,
     pinned_plan,
     rerun_command,
     save_results,
 )
-from ioreactor_tools.cli.console import report_console
-
-#: What the servers serve: TCP echo, or HTTP keep-alive ``GET /``.
-WORKLOADS = ("echo", "http")
-#: Backends compared, the baseline first.
-BACKENDS = ("epoll", "uring-poll", "uring")
-BASELINE = "epoll"
-#: The issue's target: completion-mode CPU per message over epoll's, at most.
-TARGET = 0.85
-#: Tries to start a server on a free port (another process may take it first).
-START_ATTEMPTS = 3
-#: Seconds to wait for a server to accept the idle connections / write a heap report.
-SETTLE_TIMEOUT = 60.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -115,312 +77,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-# -- the server side (--serve) ----------------------------------------------------------------
-
-
-def serve(workload: str, backend: str, listen: Address) -> int:
-    """Serve ``workload`` on ``backend`` until SIGTERM/SIGINT (a benchmark's server):
-    ``echo`` is ``EchoHandler`` on a ``TcpServer``, ``http`` the ``ioreactor serve`` app
-    (``GET /`` -> ``Hello, World!``) on an ``HttpServer``, one loop, one process."""
-    from ioreactor.loop.backends import new_loop
-    from ioreactor.net.sockopt import raise_nofile_limit
-
-    raise_nofile_limit()
-    loop = new_loop(backend, name=f"{workload}-{backend}")
-    close: Callable[[], object]
-    if workload == "http":
-        from ioreactor.http.echo_app import build_echo_app
-        from ioreactor.http.server import HttpServer
-
-        close = HttpServer(loop, listen, build_echo_app()).start().tcp.close
-    else:
-        from ioreactor.echo import EchoHandler
-        from ioreactor.net.server import TcpServer
-
-        close = TcpServer(loop, listen, EchoHandler()).start().close
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, loop.stop)
-    loop.run()
-    close()
-    loop.run_once(0)  # let the closes reach the kernel
-    loop.close()
-    return 0
-
-
-def server_command(
-    backend: str, port: int, prefix: Sequence[str] = (), workload: str = "echo"
-) -> list[str]:
-    """The command serving ``workload`` on ``backend`` at ``127.0.0.1:port``."""
-    launcher = list(prefix) or [sys.executable, "-m", "ioreactor"]
-    args = ["bench", "uring", "--serve", workload, "--backend", backend]
-    return [*launcher, *args, "--listen", f"127.0.0.1:{port}"]
-
-
-# -- idle memory ---------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class IdleMemory:
-    backend: str
-    conns: int
-    rss_per_conn: float
-    heap_per_conn: float
-
-
-def _wait(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {SETTLE_TIMEOUT} s")
-        time.sleep(0.02)
-
-
-def _heap(pid: int, report: Path) -> int:
-    report.unlink(missing_ok=True)
-    os.kill(pid, signal.SIGUSR1)
-    _wait(report.exists, "no heap report from the server")
-    current: int = json.loads(report.read_text())["current"]
-    return current
-
-
-def _idle_delta(backend: str, conns: int, report: Path | None) -> tuple[float, int]:
-    """Per-connection growth of RSS (``report`` None) or traced heap, and how many
-    connections the server accepted."""
-    prefix = (
-        [sys.executable, "-m", "ioreactor_tools.bench.heap_probe", str(report)] if report else []
-    )
-    socks: list[socket.socket] = []
-    server = start_server(backend, "echo", None, prefix)
-    port = server.port
-    try:
-        pid = server.pid
-        time.sleep(0.2)  # the readiness probe's connection must be gone first
-        base_fds = process_fds(pid)
-
-        def measure() -> int:
-            return _heap(pid, report) if report else sample_tree(pid, count_fds=False).rss_bytes
-
-        before = measure()
-        try:
-            for _ in range(conns):
-                socks.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-            _wait(lambda: process_fds(pid) >= base_fds + len(socks), "idle connections")
-            after = measure()
-        finally:
-            for s in socks:
-                s.close()
-    finally:
-        server.stop()
-    return (after - before) / len(socks), len(socks)
-
-
-def measure_idle(backend: str, conns: int) -> IdleMemory:
-    """RSS per idle connection from a plain server, heap from one under heap_probe."""
-    rss, _ = _idle_delta(backend, conns, None)
-    with tempfile.TemporaryDirectory(prefix="ioreactor-uring-idle-") as workdir:
-        heap, _ = _idle_delta(backend, conns, Path(workdir) / "heap.json")
-    return IdleMemory(backend, conns, rss, heap)
-
-
-# -- the comparison ----------------------------------------------------------------------------
-
-
-def user_system_seconds(pid: int) -> tuple[float, float]:
-    """User (Python) and system (kernel) CPU seconds of one process, from /proc."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """What :func:`measure_backend` needs besides the backend and the connection count."""
-
-    workload: str
-    size: int
-    duration: float
-    warmup: float
-    plan: CorePlan
-
-
-def _drive(
-    run: Run, port: int, conns: int, on_start: Callable[[], None], on_end: Callable[[], None]
-) -> TcpLoadResult:
-    """Run the workload's load and return what it saw."""
-    if run.workload == "http":
-        from ioreactor_tools.bench.http_load import HttpLoadConfig, run_http_load
-
-        return run_http_load(
-            HttpLoadConfig(
-                host="127.0.0.1",
-                port=port,
-                conns=conns,
-                duration=run.duration,
-                warmup=run.warmup,
-                procs=load_processes(conns),
-            ),
-            on_start=on_start,
-            on_end=on_end,
-        )
-    return run_echo_load(
-        EchoLoadConfig(
-            host="127.0.0.1",
-            port=port,
-            conns=conns,
-            size=run.size,
-            duration=run.duration,
-            procs=load_processes(conns),
-            warmup=run.warmup,
-        ),
-        on_start=on_start,
-        on_end=on_end,
-    )
-
-
-def start_server(
-    backend: str, workload: str, core: int | None, prefix: Sequence[str] = ()
-) -> ServerProcess:
-    """A started server on a free port. The machine is shared: another process may take
-    the port between the probe and the bind, so a server that dies before listening is
-    retried on a new port (up to ``START_ATTEMPTS`` times)."""
-    for attempt in range(START_ATTEMPTS):
-        port = free_port()
-        command = server_command(backend, port, prefix, workload)
-        try:
-            return ServerProcess(command, port=port, core=core).start()
-        except RuntimeError:
-            if attempt == START_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-def measure_backend(backend: str, conns: int, run: Run) -> BenchResult:
-    """One backend's server, pinned, under the workload's load; CPU split user/system.
-
-    As ``ioreactor bench echo``/``http`` measure it (CPU of the server's process tree read
-    right before and after the window), plus the user/system split of the server process:
-    user time is the Python side of each operation, system time the kernel's.
-    """
-    split: dict[str, tuple[float, float]] = {}
-    server = start_server(backend, run.workload, run.plan.server)
-    window = ServerWindow(server)
-    port = server.port
-    command = server.command
-
-    def open_window() -> None:
-        window.open()
-        split["before"] = user_system_seconds(server.pid)
-
-    def close_window() -> None:
-        window.close()
-        split["after"] = user_system_seconds(server.pid)
-
-    try:
-        load = _drive(run, port, conns, open_window, close_window)
-    finally:
-        server.stop()
-    per_op = 1e6 / load.count if load.count else float("nan")
-    return load_window_result(
-        backend,
-        conns,
-        load,
-        window,
-        extra={
-            "workload": run.workload,
-            "size": run.size,
-            "user_us_per_op": (split["after"][0] - split["before"][0]) * per_op,
-            "system_us_per_op": (split["after"][1] - split["before"][1]) * per_op,
-            "server_fds": window.after.fds,
-            "command": " ".join(command),
-        },
-    )
-
-
-def reproduce_command(args: argparse.Namespace) -> str:
-    options = [f"--size {args.size}"]
-    if args.backends != BACKENDS:
-        options.append(f"--backends {','.join(args.backends)}")
-    if args.workloads != ("echo",):
-        options.append(f"--workloads {','.join(args.workloads)}")
-    if args.idle:
-        options.append(f"--idle {args.idle}")
-    return rerun_command("uring", args, *options)
-
-
-def ratios(results: Sequence[BenchResult], backend: str, conns: int) -> list[float]:
-    """``backend``'s CPU µs/msg over epoll's, one value per round (same round only)."""
-    values = []
-    for i in sorted({r.extra["round"] for r in results}):
-        same = [r for r in results if r.extra["round"] == i]
-        mine = [r for r in same if r.name == backend and r.conns == conns]
-        value = ratio(mine[0], same, BASELINE) if mine else None
-        if value is not None:
-            values.append(value)
-    return values
-
-
-def ratio_table(results: Sequence[BenchResult], backends: Sequence[str]) -> Table:
-    """Per backend and connection count: the ratio to epoll in each round, their median,
-    and the CPU split (user = Python, system = kernel) averaged over the rounds."""
-    rounds = len({r.extra["round"] for r in results})
-    unit = results[0].unit if results else "msg"
-    table = Table(title=f"server CPU µs per {unit} / epoll's in the same round")
-    table.add_column("backend")
-    table.add_column("conns", justify="right")
-    for i in range(rounds):
-        table.add_column(f"round {i + 1}", justify="right")
-    table.add_column("median", justify="right")
-    table.add_column(f"user µs/{unit}", justify="right")
-    table.add_column(f"system µs/{unit}", justify="right")
-    for conns in sorted({r.conns for r in results}):
-        for backend in backends:
-            values = ratios(results, backend, conns)
-            mine = [r for r in results if r.name == backend and r.conns == conns]
-            user = statistics.fmean(r.extra["user_us_per_op"] for r in mine)
-            system = statistics.fmean(r.extra["system_us_per_op"] for r in mine)
-            cells = [f"{v:.2f}" for v in values] + ["—"] * (rounds - len(values))
-            median = f"{statistics.median(values):.2f}" if values else "—"
-            table.add_row(backend, f"{conns:,}", *cells, median, f"{user:.2f}", f"{system:.2f}")
-    return table
+def reproduce_command(config: UringBenchConfig) -> str:
+    """The command line that reruns this benchmark."""
+    options = [f"--size {config.size}"]
+    if config.backends != BACKENDS:
+        options.append(f"--backends {','.join(config.backends)}")
+    if config.workloads != ("echo",):
+        options.append(f"--workloads {','.join(config.workloads)}")
+    if config.idle:
+        options.append(f"--idle {config.idle}")
+    return rerun_command("uring", config, *options)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.serve:
         return serve(args.serve, args.backend, args.listen)
+    from ioreactor_tools.cli.console import report_console
+
+    config = config_from_args(UringBenchConfig, args)
     console = report_console()
     plan = pinned_plan(console)
-    pin_current_process(plan.load)
-    results: list[BenchResult] = []
-    for workload in args.workloads:
-        config = Run(workload, args.size, args.duration, args.warmup, plan)
-        mine: list[BenchResult] = []
-        for round_ in range(args.rounds):
-            for conns in args.conns:
-                for backend in args.backends:
-                    console.print(
-                        f"[dim]{workload} round {round_ + 1}: {backend}, {conns:,} conns ...[/]"
-                    )
-                    result = measure_backend(backend, conns, config)
-                    result.extra["round"] = round_
-                    mine.append(result)
-            this_round = [r for r in mine if r.extra["round"] == round_]
-            what = "HTTP keep-alive GET /" if workload == "http" else f"TCP echo {args.size} B"
-            title = (
-                f"{what}, round {round_ + 1}, {args.duration:g} s per backend "
-                f"(server on core {plan.server}, load on core {plan.load})"
-            )
-            print_table(this_round, [BASELINE], title=title, console=console)
-        console.print(ratio_table(mine, args.backends))
-        results += mine
-    idle = [measure_idle(b, args.idle) for b in args.backends] if args.idle else []
+    results = run_uring_bench(config, plan, console=console)
+    idle = [measure_idle(b, config.idle) for b in config.backends] if config.idle else []
     if idle:
-        table = Table(title=f"memory per idle connection ({args.idle:,} connections)")
-        for column in ("backend", "RSS B/conn", "Python heap B/conn"):
-            table.add_column(column, justify="left" if column == "backend" else "right")
-        for m in idle:
-            table.add_row(m.backend, f"{m.rss_per_conn:,.0f}", f"{m.heap_per_conn:,.0f}")
-        console.print(table)
-    command = reproduce_command(args)
+        console.print(idle_table(idle))
+    command = reproduce_command(config)
     console.print(f"target: uring <= {TARGET:.2f} x epoll; command: {command}")
     save_results(
         console,
