@@ -13,11 +13,9 @@ from http_support import live_server
 
 from ioreactor.http.limits import Limits
 from ioreactor.testing import free_port
-from ioreactor_tools.bench.http_comparison import target_lines
 from ioreactor_tools.bench.http_load import HttpLoadConfig, parse_wrk_output, run_http_load
 from ioreactor_tools.bench.http_peers import http_peer_command, unavailable
 from ioreactor_tools.bench.pinning import wait_for_port
-from ioreactor_tools.bench.report import BenchResult, median_rounds, round_ratios
 from support.cli_process import run_cli
 from support.http import raw_exchange
 
@@ -102,35 +100,3 @@ def test_parse_wrk_output() -> None:
 def test_bench_http_command_parses() -> None:
     out = run_cli("bench", "http", "--help", timeout=60)
     assert out.returncode == 0 and "--pipeline" in out.stdout and "--load" in out.stdout
-
-
-def _row(name: str, conns: int, cpu_us: float, round_no: int) -> BenchResult:
-    return BenchResult(
-        name=name,
-        conns=conns,
-        ops=1_000_000,
-        duration=1.0,
-        server_cpu_seconds=cpu_us,
-        p50_us=1.0,
-        p99_us=2.0,
-        p999_us=3.0,
-        rss_bytes=0,
-        unit="req",
-        extra={"round": round_no},
-    )
-
-
-def test_rounds_show_the_median_round_and_judge_by_per_round_ratios() -> None:
-    rows = [
-        _row(name, 100, cpu, i)
-        for i, (io, uv) in enumerate([(6.0, 5.0), (9.0, 9.0), (5.5, 6.0)])
-        for name, cpu in (("ioreactor", io), ("uvloop", uv))
-    ]
-    shown = {r.name: r.cpu_us_per_op for r in median_rounds(rows)}
-    assert shown == {"ioreactor": 6.0, "uvloop": 6.0}
-    assert round_ratios(rows, "ioreactor", 100, "uvloop") == [1.2, 1.0, 5.5 / 6.0]
-    (line,) = target_lines(rows, pipeline=1)
-    assert line.startswith("100 conns: ioreactor / uvloop CPU per request = 1.000 (meets")
-    assert line.endswith("(rounds: 1.20, 1.00, 0.92)")
-    (piped,) = target_lines([_row("ioreactor", 256, 1.6, 0)], pipeline=16)
-    assert "1.600 µs (MISSES the target <= 1 µs)" in piped and "rounds" not in piped
