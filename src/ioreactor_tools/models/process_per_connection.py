@@ -77,8 +77,7 @@ class ProcessPerConnection:
             for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGCHLD)
-            for fd in self._acceptor.fds():
-                os.close(fd)
+            self._acceptor.close_in_child()
             run_handler(self._handler, conn)
             status = 0
         finally:
