@@ -250,10 +250,9 @@ def workload_target_lines(
     ]
 
 
-def _user_text(result: BenchResult) -> str:
-    """The user-mode µs per op; the rest of the CPU column is the kernel's."""
-    value = result.user_us_per_op
-    return "—" if value != value else f"{value:.2f}"  # NaN: not measured
+def _measured(value: float, form: str) -> str:
+    """``value`` in ``form``, or a dash for NaN (not measured: wrk reports no p99.9)."""
+    return "—" if value != value else form.format(value)
 
 
 def _cells(
@@ -265,13 +264,13 @@ def _cells(
         r.name,
         f"{r.conns:,}",
         f"{r.cpu_us_per_op:.2f}",
-        _user_text(r),
+        _measured(r.user_us_per_op, "{:.2f}"),  # user mode; the rest is the kernel's
         f"{r.ops_per_s:,.0f}",
         f"{r.p50_us:,.0f}",
         f"{r.p99_us:,.0f}",
     ]
     if p999:
-        cells.append(f"{r.p999_us:,.0f}")
+        cells.append(_measured(r.p999_us, "{:,.0f}"))
     cells.append(f"{r.rss_bytes / 2**20:.1f}")
     for name in baselines:
         value = ratio(r, results, name)

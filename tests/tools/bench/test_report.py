@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,11 @@ def test_workload_verdicts_judge_the_median_round_and_show_each() -> None:
     assert ratio_target_lines(rows[:2], {"uvicorn": 0.85}, label="ioreactor.aio") == [
         "100 conns: ioreactor.aio / uvicorn = 0.90 (MISSES the target <= 0.85)"
     ]
+
+
+def test_what_a_load_does_not_measure_is_a_dash_not_nan():
+    wrk_like = replace(RESULTS[0], p999_us=math.nan, server_user_seconds=None)
+    out = io.StringIO()
+    print_table([wrk_like], [], console=Console(file=out, width=200))
+    row = next(line for line in out.getvalue().splitlines() if "ioreactor" in line)
+    assert "nan" not in row and row.count("—") == 2, row
