@@ -62,6 +62,7 @@ def test_ipv6_and_fdpass_hash_balance(tmp_path: Path) -> None:
         tmp_path, "--workers", "2", "--dispatch", "fdpass", "--balance", "hash",
         "--listen", "[::1]:0",
     )  # fmt: skip
+    server.launch()  # it announces [::1]: waited for here
     try:
         port = int(server.wait_for(r"listening on tcp://\[::1\]:(\d+)")[0].group(1))
         server.wait_for(r"worker \d+ \(pid \d+\) serving", 2)
@@ -84,6 +85,7 @@ def test_a_taken_address_is_reported_not_raised(tmp_path: Path, workers: str) ->
     with socket.create_server(("127.0.0.1", 0)) as taken:  # no SO_REUSEPORT: nobody may join
         port = taken.getsockname()[1]
         server = AppServer(tmp_path, "--workers", workers, "--listen", f"127.0.0.1:{port}")
+        server.launch()
         try:
             assert server.wait() == 1
             assert f"cannot listen on tcp://127.0.0.1:{port}: [Errno 98]" in server.log()

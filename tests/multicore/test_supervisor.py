@@ -99,6 +99,7 @@ def test_a_worker_that_cannot_start_is_retried_with_back_off_then_given_up(
     tmp_path: Path,
 ) -> None:
     server = AppServer(tmp_path, "--workers", "1", "--fail-start")
+    server.launch()
     try:
         assert server.wait() == 1
         log = server.log()

@@ -20,7 +20,8 @@ TIMEOUT = 30.0
 
 
 def serve(tmp_path: Path, *flags: str, name: str = "serve", **kwargs: object) -> ServerProcess:
-    """``ioreactor serve --listen 127.0.0.1:0 FLAGS`` (add ``--workers``), not yet started."""
+    """``ioreactor serve --listen 127.0.0.1:0 FLAGS`` (add ``--workers``), not yet run
+    (``with`` runs it and waits until it serves)."""
     return ServerProcess(
         tmp_path,
         "serve",

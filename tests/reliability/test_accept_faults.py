@@ -220,7 +220,6 @@ def test_out_of_fds_sheds_new_connections_cleanly_and_recovers(tmp_path: Path) -
     with serve(
         tmp_path, "--workers", "0", "--header-timeout", "60", preexec=lower_fd_limit
     ) as server:
-        server.start()
         clients = [
             socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
             for _ in range(EMFILE_CLIENTS)

@@ -187,7 +187,6 @@ def test_clients_that_connect_and_never_send_are_closed(tmp_path: Path) -> None:
     """A subprocess server with a 1 s header timeout: 100 silent connections close,
     silently, while a normal client is served."""
     with serve(tmp_path, "--workers", "0", "--header-timeout", "1") as server:
-        server.start()
         fds_before = server.fds()
         started = time.monotonic()
         silent = [
@@ -255,7 +254,6 @@ def greedy_client(port: int, sent: list[int], ready: threading.Barrier) -> socke
 
 def test_clients_that_never_read_cannot_grow_server_memory(tmp_path: Path) -> None:
     with serve(tmp_path, "--workers", "0") as server:
-        server.start()
         assert http_get(server.port) == 200
         rss_before = server.rss()
         sent: list[int] = []

@@ -65,7 +65,6 @@ def owner(sock: socket.socket, pids: list[int]) -> int:
 
 def test_worker_killed_under_load(tmp_path: Path) -> None:
     with serve(tmp_path, "--workers", "2") as server:
-        server.start()
         workers = server.worker_pids()
         victim_index, victim = sorted(workers.items())[0]
         socks: list[socket.socket] = []
@@ -168,7 +167,6 @@ class Pipeliner(threading.Thread):
 
 def test_sigterm_under_load_answers_what_was_taken_in_then_exits_zero(tmp_path: Path) -> None:
     with serve(tmp_path, "--workers", "2", "--access-log") as server:
-        server.start()
         clients = [Pipeliner(server.port) for _ in range(PIPELINERS)]
         for client in clients:
             client.start()

@@ -2,17 +2,16 @@
 ARGS``, its log in a file, every wait bounded, stopped with everything it forked.
 
 Anything that forks, lowers a limit or gets signalled runs in its own process, never in
-pytest's (which has threads). The log goes to a file the test polls, so a full pipe can
-never block the server. The server leads its own session: :meth:`ServerProcess.stop`
-reaches its worker processes through the process group.
+pytest's (which has threads). It is the benchmarks' :class:`pinning.ServerProcess` (its
+own session; stop: SIGCONT, SIGTERM, then SIGKILL to the group, so its workers go too),
+ready once its log says so: the log goes to a file the test polls, so a full pipe can
+never block the server, and the port is the one the log announces.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ioreactor.testing import LIVENESS
+from ioreactor_tools.bench import pinning
 
 #: What a server logs once it listens (the first port is the one the tests connect to).
 LISTENING = r"listening on tcp://127\.0\.0\.1:(\d+)"
@@ -30,11 +30,13 @@ WORKER_READY = r"worker (\d+) (?:\(pid (\d+)\)|restarted: pid (\d+)) ready"
 STOP_TIMEOUT = 10.0
 
 
-class ServerProcess:
+class ServerProcess(pinning.ServerProcess):
     """``ioreactor ARGS...`` (or ``python SCRIPT ARGS...``) with its log in ``tmp_path``.
 
-    ``preexec`` runs in the child before exec (e.g. to lower RLIMIT_NOFILE). With
-    ``--workers N`` among the arguments, :meth:`start` also waits for the N workers.
+    :meth:`start` (or ``with``) runs it and waits until it listens and, with ``--workers
+    N`` among the arguments, until the N workers are ready; :meth:`launch` only runs it
+    (a server the test expects to fail, or waits for itself). ``preexec`` runs in the
+    child before exec (e.g. to lower RLIMIT_NOFILE).
     """
 
     def __init__(
@@ -45,25 +47,19 @@ class ServerProcess:
         script: Path | None = None,
         preexec: Callable[[], None] | None = None,
     ) -> None:
-        self.log_path = tmp_path / f"{name}.log"
-        self._log = self.log_path.open("wb")
         head = [sys.executable, str(script)] if script else [sys.executable, "-m", "ioreactor"]
-        self.proc = subprocess.Popen(
+        super().__init__(
             [*head, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=preexec,
+            port=0,  # learned from the log
+            ready_timeout=LIVENESS,
+            stop_grace=STOP_TIMEOUT,
+            log_path=tmp_path / f"{name}.log",
+            preexec=preexec,
         )
         self.workers = _workers_flag(args)
-        self.port = 0
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     def log(self) -> str:
+        assert self.log_path is not None
         return self.log_path.read_text(errors="replace")
 
     def wait_for(
@@ -74,24 +70,24 @@ class ServerProcess:
         ``alive``: give up early if the server process has exited (not for a log that
         other processes, its workers, keep writing).
         """
+        proc = self.popen()
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
             matches = list(regex.finditer(self.log()))
             if len(matches) >= count:
                 return matches
-            if (alive and self.proc.poll() is not None) or time.monotonic() > deadline:
+            if (alive and proc.poll() is not None) or time.monotonic() > deadline:
                 raise AssertionError(
-                    f"{pattern!r} x{count} not in the log (exit {self.proc.poll()}):\n{self.log()}"
+                    f"{pattern!r} x{count} not in the log (exit {proc.poll()}):\n{self.log()}"
                 )
             time.sleep(0.02)
 
-    def start(self) -> ServerProcess:
-        """Wait until it listens and every worker is ready (as the supervisor sees it)."""
-        self.port = int(self.wait_for(LISTENING)[0].group(1))
+    def wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
+        """Until it listens (its port) and every worker is ready (as the supervisor sees it)."""
+        self.port = int(self.wait_for(LISTENING, timeout=self.ready_timeout)[0].group(1))
         if self.workers:
-            self.wait_for(WORKER_READY, self.workers)
-        return self
+            self.wait_for(WORKER_READY, self.workers, timeout=self.ready_timeout)
 
     def worker_pids(self) -> dict[int, int]:
         """index -> pid of the newest ready process of each worker position."""
@@ -106,34 +102,10 @@ class ServerProcess:
 
     def rss(self) -> int:
         """Resident set of the server's process tree, bytes."""
-        from ioreactor_tools.bench.procstat import sample_tree
-
-        return sample_tree(self.pid, count_fds=False).rss_bytes
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
+        return self.sample(count_fds=False).rss_bytes
 
     def wait(self, timeout: float = LIVENESS) -> int:
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        """Whatever happened: SIGTERM, then SIGKILL to the whole group."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # a test may have stopped it
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(STOP_TIMEOUT)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(LIVENESS)
-        self._log.close()
-
-    def __enter__(self) -> ServerProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return super().wait(timeout)
 
 
 def _workers_flag(args: tuple[str, ...]) -> int:

@@ -3,8 +3,9 @@
 The method of every ``ioreactor bench`` command: the server under test runs alone on
 core 0 (``taskset -c 0``), the load generator on core 1, so the server's CPU time is its
 own and the two never fight for one core. :class:`ServerProcess` starts a server command
-pinned, waits until its port accepts connections, samples its process tree and stops it
-with SIGTERM, then SIGKILL for the whole process group after a grace period;
+pinned, in a session of its own, waits until its port accepts connections (a subclass:
+until its own sign, as the tests' harness waits for log lines), samples its process tree
+and stops it with SIGTERM, then SIGKILL for the whole process group after a grace period;
 :class:`ServerWindow` samples it as a load's measured window opens and closes.
 """
 
@@ -19,9 +20,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
+from typing import IO, Self
 
 from ioreactor_tools.bench.procstat import TreeSample, sample_tree
 from ioreactor_tools.children import child_preexec
@@ -114,7 +117,7 @@ def wait_for_port(
 
 
 class ServerProcess:
-    """A server command run as a pinned subprocess in its own process group.
+    """A server command run as a (pinned) subprocess in its own process group.
 
     ``command`` must make the server listen on ``host:port``. Use as a context manager::
 
@@ -122,6 +125,12 @@ class ServerProcess:
                            port=port, core=plan.server) as server:
             before = server.sample()
             ...
+
+    :meth:`start` is :meth:`launch` then :meth:`wait_ready` (the subclass hook: a test's
+    server waits for its log lines). ``log_path``: the server's stdout and stderr go to
+    that file (a test polls it; a full pipe never blocks the server); otherwise they are
+    discarded (``quiet``) or shared with this process. ``preexec`` runs in the child
+    before exec (e.g. to lower a limit).
     """
 
     def __init__(
@@ -135,6 +144,8 @@ class ServerProcess:
         ready_timeout: float = READY_TIMEOUT,
         stop_grace: float = STOP_GRACE,
         quiet: bool = True,
+        log_path: Path | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.command = list(command)
         self.host = host
@@ -144,40 +155,61 @@ class ServerProcess:
         self.ready_timeout = ready_timeout
         self.stop_grace = stop_grace
         self.quiet = quiet
+        self.log_path = log_path
+        self.preexec = preexec
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def popen(self) -> subprocess.Popen[bytes]:
+        """The server's process (running or exited); RuntimeError before :meth:`launch`."""
+        if self.proc is None:
+            raise RuntimeError("server not started")
+        return self.proc
 
     @property
     def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError("server not started")
-        return self.proc.pid
+        return self.popen().pid
 
-    def start(self) -> ServerProcess:
-        command = pinned_command(self.command, self.core)
-        use_taskset = command[0] == "taskset"
-        core = self.core
-
-        def pin_in_child() -> None:  # fallback when taskset is missing
-            if core is not None and not use_taskset:
-                os.sched_setaffinity(0, {core})
-
-        env = None if self.env is None else {**os.environ, **self.env}
-        output = subprocess.DEVNULL if self.quiet else None
-        self.proc = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            start_new_session=True,  # its own group: SIGKILL reaches forked workers too
-            preexec_fn=child_preexec(None if use_taskset or core is None else pin_in_child),
-        )
+    def start(self) -> Self:
+        """:meth:`launch`, then wait until it serves; stopped again if it never does."""
+        proc = self.launch()
         try:
-            self.wait_ready(self.proc)
+            self.wait_ready(proc)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Run the command (pinned, in a new session, dying with this process); no wait."""
+        if self.proc is not None:
+            raise RuntimeError("server already started")
+        command = pinned_command(self.command, self.core)
+        core = None if command[0] == "taskset" else self.core  # taskset missing: pin here
+        then = self.preexec
+
+        def in_child() -> None:
+            if core is not None:
+                os.sched_setaffinity(0, {core})
+            if then is not None:
+                then()
+
+        env = None if self.env is None else {**os.environ, **self.env}
+        with contextlib.ExitStack() as files:
+            if self.log_path is not None:
+                output: int | IO[bytes] | None = files.enter_context(self.log_path.open("wb"))
+                errors: int | None = subprocess.STDOUT
+            else:
+                output = errors = subprocess.DEVNULL if self.quiet else None
+            self.proc = subprocess.Popen(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=errors,
+                start_new_session=True,  # its own group: SIGKILL reaches forked workers too
+                preexec_fn=child_preexec(in_child),
+            )
+        return self.proc
 
     def wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         """Return once the server serves: here, once ``host:port`` accepts (a subclass
@@ -188,12 +220,25 @@ class ServerProcess:
         """CPU, RSS and fds of the server's process tree (taskset execs in place)."""
         return sample_tree(self.pid, count_fds=count_fds)
 
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the server process itself (not to what it forked)."""
+        self.popen().send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        """Its exit status; ``subprocess.TimeoutExpired`` if it still runs after ``timeout``."""
+        return self.popen().wait(timeout)
+
     def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL to the process group after the grace period; the status."""
+        """SIGTERM, then SIGKILL to the process group after the grace period; the status
+        (None if it never started, or outlived SIGKILL by the grace period too).
+
+        A stopped server (SIGSTOP, a test's or a shell's) is continued first so that it
+        takes the SIGTERM."""
         proc = self.proc
         if proc is None:
             return None
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(self.stop_grace)
@@ -205,9 +250,13 @@ class ServerProcess:
             os.killpg(proc.pid, signal.SIGKILL)  # the leader or any worker left behind
         except (ProcessLookupError, PermissionError):
             pass
-        return proc.wait()
+        try:
+            return proc.wait(self.stop_grace)
+        except subprocess.TimeoutExpired:
+            log.warning("%s outlived SIGKILL by %.1f s", self.command[0], self.stop_grace)
+            return None
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

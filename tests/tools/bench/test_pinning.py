@@ -1,12 +1,15 @@
-"""ServerProcess: pinned start, readiness, SIGTERM then SIGKILL; the echo peers answer."""
+"""ServerProcess: pinned start, readiness, SIGTERM then SIGKILL (a stopped server too),
+its output in a log file; the echo peers answer."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +88,21 @@ def test_server_window_samples_the_server_as_the_window_opens_and_closes():
     assert window.after.cpu_seconds > window.before.cpu_seconds
     assert window.before.fds == 0  # not counted as the window opens
     assert window.after.fds > 0 and window.after.rss_bytes > 0
+
+
+def test_a_stopped_server_is_continued_and_takes_the_sigterm():
+    port = free_port()
+    with ServerProcess(echo_peer_command("asyncio-echo", port), port=port) as server:
+        os.kill(server.pid, signal.SIGSTOP)
+    assert server.proc is not None and server.proc.returncode == 0  # not SIGKILL's -9
+
+
+def test_output_goes_to_the_log_file_and_launch_does_not_wait(tmp_path: Path):
+    code = "import sys; print('to stdout', flush=True); sys.exit('to stderr')"
+    server = ServerProcess([sys.executable, "-c", code], port=0, log_path=tmp_path / "server.log")
+    server.launch()  # nothing ever listens: start() would fail
+    try:
+        assert server.wait(30) == 1
+    finally:
+        server.stop()
+    assert (tmp_path / "server.log").read_text() == "to stdout\nto stderr\n"
