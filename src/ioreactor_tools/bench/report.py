@@ -13,6 +13,7 @@ every benchmark.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 import time
@@ -252,7 +253,7 @@ def workload_target_lines(
 
 def _measured(value: float, form: str) -> str:
     """``value`` in ``form``, or a dash for NaN (not measured: wrk reports no p99.9)."""
-    return "—" if value != value else form.format(value)
+    return "—" if math.isnan(value) else form.format(value)
 
 
 def _cells(
